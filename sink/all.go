@@ -1,0 +1,33 @@
+package sink
+
+import (
+	"context"
+	"iter"
+
+	"github.com/sluicedev/sluice/stage"
+)
+
+// All returns an iterator that runs s and yields each item as it arrives:
+// (v, nil) for a value, (zero, err) for a forwarded error. If the run fails,
+// the last pair is (zero, err) with the error that ended it. Each range over
+// the iterator runs s anew.
+//
+// Breaking out of the loop stops the run; the loop statement ends only once
+// every goroutine of the run has exited. A panic in the loop body does the
+// same and then continues.
+func All[T any](ctx context.Context, s stage.Stream[T]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		broke := false
+		err := stage.Run(ctx, s, func(_ context.Context, v T, err error) error {
+			if !yield(v, err) {
+				broke = true
+				return stage.ErrStop
+			}
+			return nil
+		})
+		if err != nil && !broke {
+			var zero T
+			yield(zero, err)
+		}
+	}
+}

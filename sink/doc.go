@@ -1,0 +1,23 @@
+// Package sink runs streams. A sink takes the caller's ctx, runs the whole
+// pipeline in a context derived from it, consumes what reaches the end, and
+// returns only when every goroutine of the run has exited: on success, on
+// error, on an early exit (sink.First, a break out of sink.All), on
+// cancellation of ctx, and when a user callback panics.
+//
+// # Errors
+//
+// A sink returns the error that ended the run: the first *stage.Error of a
+// stage with the FailFast policy, a *stage.SourceError, the error of a sink
+// callback (wrapped in a *stage.Error), or, when ctx was cancelled, an error
+// for which errors.Is(err, context.Canceled) (or context.DeadlineExceeded)
+// holds. A sink never reports success for a run that failed.
+//
+// Errors forwarded by stages with the Forward policy do not end the run.
+// [All] yields each one in its place; [First] returns it when it is the first
+// item; the other sinks go on and return what succeeded together with
+// errors.Join of the forwarded errors (and of the error that ended the run,
+// if any).
+//
+// Every sink here is written with [stage.Run], which user code can call to
+// write its own; [All] is the simplest way to consume a stream by hand.
+package sink

@@ -1,0 +1,37 @@
+package sink
+
+import (
+	"errors"
+
+	"github.com/sourcegraph/conc/panics"
+
+	"github.com/sluicedev/sluice/stage"
+)
+
+// result joins the forwarded errors and the error that ended the run; with
+// only one of them it is returned as it is.
+func result(forwarded []error, end error) error {
+	if len(forwarded) == 0 {
+		return end
+	}
+	if end != nil {
+		forwarded = append(forwarded, end)
+	}
+	if len(forwarded) == 1 {
+		return forwarded[0]
+	}
+	return errors.Join(forwarded...)
+}
+
+// callback runs a user callback of the sink kind for item idx, turning its
+// error or panic into a *stage.Error.
+func callback(kind string, idx int, input any, f func() error) error {
+	var err error
+	if rec := panics.Try(func() { err = f() }); rec != nil {
+		err = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
+	}
+	if err != nil {
+		return &stage.Error{Stage: kind, Index: idx, Input: input, Err: err}
+	}
+	return nil
+}

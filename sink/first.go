@@ -1,0 +1,33 @@
+package sink
+
+import (
+	"context"
+
+	"github.com/sluicedev/sluice/stage"
+)
+
+// First runs s until its first item arrives, then stops the run and returns
+// once every goroutine has exited. It returns (v, true, nil) for a value,
+// (zero, false, err) when the first item is a forwarded error or the run
+// failed before any item, and (zero, false, nil) for an empty stream. Only
+// the items the stages were already working on are computed; over a bare
+// source, exactly one item is taken.
+func First[T any](ctx context.Context, s stage.Stream[T]) (T, bool, error) {
+	var (
+		first T
+		found bool
+		fwd   error
+	)
+	err := stage.Run(ctx, s, func(_ context.Context, v T, err error) error {
+		first, found, fwd = v, err == nil, err
+		return stage.ErrStop
+	})
+	if err == nil {
+		err = fwd
+	}
+	if err != nil {
+		var zero T
+		return zero, false, err
+	}
+	return first, found, nil
+}

@@ -1,0 +1,51 @@
+package source
+
+import (
+	"context"
+	"io"
+	"iter"
+
+	"github.com/sluicedev/sluice/stage"
+)
+
+// Seq returns a stream of the values of seq. The iterator advances one step
+// each time a stage is ready for an item; when the run ends, early or not,
+// the iterator is stopped (its deferred calls run) before the sink returns.
+// Each run ranges over seq again. A panic in seq becomes a *stage.PanicError
+// in a *stage.SourceError. A nil seq panics.
+func Seq[T any](seq iter.Seq[T]) stage.Stream[T] {
+	if seq == nil {
+		panic("sluice: source.Seq: nil iterator")
+	}
+	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
+		next, stop := iter.Pull(seq)
+		return func(context.Context) (T, error) {
+			v, ok := next()
+			if !ok {
+				return v, io.EOF
+			}
+			return v, nil
+		}, stop
+	})
+}
+
+// Seq2 returns a stream of the values of seq, which yields (value, nil) for
+// an item and (anything, err) for a failure. The first error ends the run
+// with a *stage.SourceError after the items before it went through; the
+// iterator is not advanced after it. Otherwise Seq2 behaves as [Seq]. A nil
+// seq panics.
+func Seq2[T any](seq iter.Seq2[T, error]) stage.Stream[T] {
+	if seq == nil {
+		panic("sluice: source.Seq2: nil iterator")
+	}
+	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
+		next, stop := iter.Pull2(seq)
+		return func(context.Context) (T, error) {
+			v, err, ok := next()
+			if !ok {
+				return v, io.EOF
+			}
+			return v, err
+		}, stop
+	})
+}

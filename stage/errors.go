@@ -1,0 +1,73 @@
+package stage
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error is an item error: the user's function failed for one item in a stage
+// (or in a sink callback). It carries the context only the library has: which
+// stage, which item, what the input was. The user's error is Err, unchanged;
+// errors.Is and errors.As see through Error to it.
+type Error struct {
+	// Stage is the stage's name: the one given with [Name], or its kind
+	// ("map", "filter", "flatmap", "concurrent", "apply", "foreach", ...).
+	Stage string
+	// Index is the item's 0-based position in the stage's input. Forwarded
+	// errors count as items. When the stage's input has no defined order
+	// (the output of an unordered stage with more than one worker, or of
+	// [Merge]), Index is the position in which the stage received the item.
+	Index int
+	// Input is the item the function was called with.
+	Input any
+	// Err is the error the function returned, or a *[PanicError].
+	Err error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("sluice: stage %q: item %d: %v", e.Stage, e.Index, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// SourceError reports that a source failed to produce its next item. It
+// always ends the run, whatever the stages' error policies: the source stops,
+// the items it produced before the failure still complete and are delivered,
+// and then the sink returns the SourceError (unless a [FailFast] error ended
+// the run first).
+type SourceError struct {
+	// Err is the source's error, or a *[PanicError].
+	Err error
+}
+
+func (e *SourceError) Error() string { return "sluice: source: " + e.Err.Error() }
+
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// PanicError is a panic in user code (a source function, a stage function,
+// a sink callback) turned into an error. It reaches the caller wrapped in an
+// *[Error] or a *[SourceError], so the process never crashes because a user
+// function panicked.
+type PanicError struct {
+	// Value is the value passed to panic.
+	Value any
+	// Stack is the stack of the goroutine that panicked, as debug.Stack
+	// formats it.
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("sluice: panic: %v", e.Value) }
+
+// Unwrap returns Value when it is an error (for example a runtime.Error), so
+// that errors.Is and errors.As see the panic's cause.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// ErrNilTask is the item error of a nil task in [Concurrent].
+var ErrNilTask = errors.New("sluice: nil task")
+
+// ErrStop, returned by the callback of [Run], ends the run early without an
+// error.
+var ErrStop = errors.New("sluice: stop")

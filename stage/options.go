@@ -1,0 +1,121 @@
+package stage
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// ErrorPolicy says what a stage does when its function fails for an item.
+// See the package documentation, "Error policies".
+type ErrorPolicy int
+
+const (
+	// FailFast, the default, ends the run at the first item error: the run's
+	// context is cancelled with the *[Error] as its cause, calls in flight see
+	// ctx.Done(), no new item starts, and the sink returns the error once
+	// every goroutine of the run has exited.
+	FailFast ErrorPolicy = iota
+	// Forward sends the *[Error] downstream in the failed item's place. Later
+	// stages pass it through without calling their function and the run goes
+	// on; the sink reports it (see package sink).
+	Forward
+)
+
+func (p ErrorPolicy) String() string {
+	switch p {
+	case FailFast:
+		return "FailFast"
+	case Forward:
+		return "Forward"
+	}
+	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
+}
+
+// Option configures a stage. Options are checked when the stage is built:
+// an invalid one panics there, never during a run.
+type Option func(*config)
+
+type config struct {
+	name    string
+	workers int // >= 1, or -1 for unlimited
+	ordered bool
+	policy  ErrorPolicy
+	buffer  int
+}
+
+// DefaultWorkers is the worker count of a stage built without [Workers] (or
+// with Workers(0)): min(runtime.NumCPU()+4, 32), as in the Python original.
+func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
+
+// Workers sets how many calls of the stage's function may run at once.
+// n >= 1: at most n, and with enough input exactly n (the stage runs n
+// worker goroutines). 0: [DefaultWorkers]. -1: no limit, one goroutine per
+// item (backpressure then stops at the output channel, and memory grows with
+// the number of items in flight). Workers panics if n < -1.
+func Workers(n int) Option {
+	if n < -1 {
+		panic(fmt.Sprintf("sluice: stage.Workers: n = %d, want -1 (unlimited), 0 (default) or more", n))
+	}
+	if n == 0 {
+		n = DefaultWorkers()
+	}
+	return func(c *config) { c.workers = n }
+}
+
+// Ordered makes the stage emit its outputs in the order of its input.
+// Finished items wait in a reorder window behind a slow one; at most
+// 2×workers+buffer items are taken from upstream and not yet emitted, and
+// then the stage stops pulling. With Workers(-1) the window is unbounded.
+// Without Ordered, outputs leave in completion order (with one worker that
+// is input order too).
+func Ordered() Option { return func(c *config) { c.ordered = true } }
+
+// OnError sets the stage's error policy: [FailFast] (default) or [Forward].
+// It panics on any other value.
+func OnError(p ErrorPolicy) Option {
+	if p != FailFast && p != Forward {
+		panic(fmt.Sprintf("sluice: stage.OnError: unknown policy %v", p))
+	}
+	return func(c *config) { c.policy = p }
+}
+
+// Name sets the name that the stage's *[Error] values carry. The default is
+// the stage's kind ("map", "filter", ...). Name panics if name is empty.
+func Name(name string) Option {
+	if name == "" {
+		panic("sluice: stage.Name: empty name")
+	}
+	return func(c *config) { c.name = name }
+}
+
+// Buffer sets the capacity of the stage's output channel (default 0,
+// unbuffered). A buffer lets workers run ahead of a slow consumer by n items;
+// it also adds n to the read-ahead bound. Buffer panics if n < 0.
+func Buffer(n int) Option {
+	if n < 0 {
+		panic(fmt.Sprintf("sluice: stage.Buffer: n = %d, want 0 or more", n))
+	}
+	return func(c *config) { c.buffer = n }
+}
+
+// newConfig applies opts for the stage built by fn (e.g. "stage.Map"),
+// whose kind is its default name.
+func newConfig(fn, kind string, opts []Option) config {
+	c := config{name: kind, workers: DefaultWorkers()}
+	for _, o := range opts {
+		if o == nil {
+			panic("sluice: " + fn + ": nil Option")
+		}
+		o(&c)
+	}
+	return c
+}
+
+// window is the most items an Ordered stage takes from upstream and has not
+// yet emitted; 0 means unbounded.
+func (c *config) window() int {
+	if c.workers < 0 {
+		return 0
+	}
+	return 2*c.workers + c.buffer
+}

@@ -1,0 +1,82 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/sourcegraph/conc/panics"
+)
+
+// Source is the primitive every source is written with. Each run calls open
+// once, when the run starts, with the run's context; open returns next, which
+// produces the items, and stop (may be nil), which releases what open took.
+//
+// The run calls next only when a stage (or the sink) is ready to work on an
+// item, never concurrently, and never once the run is cancelled or its input
+// has ended. next returns io.EOF to end the stream; any other error (or a
+// panic in open, next or stop) becomes a *[SourceError] that ends the run:
+// items produced before it still go through, then the sink returns it. stop
+// is called once every goroutine of the run has exited, whether the run
+// succeeded, failed or stopped early.
+//
+// Cost: one uncontended mutex per item, plus next.
+func Source[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func())) Stream[T] {
+	checkFunc(open == nil, "stage.Source", "open function")
+	return Stream[T]{
+		n: &node{kind: "source"},
+		open: func(r *run) puller[T] {
+			p := &sourcePuller[T]{r: r}
+			rec := panics.Try(func() { p.next, p.stop = open(r.ctx) })
+			switch {
+			case rec != nil:
+				p.fail(panicError(rec))
+			case p.next == nil:
+				p.fail(errors.New("sluice: stage.Source: open returned a nil next function"))
+			}
+			if p.stop != nil {
+				r.onFinish(p.stop)
+			}
+			return p
+		},
+	}
+}
+
+type sourcePuller[T any] struct {
+	r    *run
+	next func(context.Context) (T, error)
+	stop func()
+
+	mu    sync.Mutex
+	n     int  // items produced
+	ended bool // next returned an error or panicked
+}
+
+func (p *sourcePuller[T]) pull() (item[T], int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended || p.r.halted() {
+		return item[T]{}, 0, false
+	}
+	var v T
+	var err error
+	if rec := panics.Try(func() { v, err = p.next(p.r.ctx) }); rec != nil {
+		err = panicError(rec)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			p.fail(err)
+		}
+		p.ended = true
+		return item[T]{}, 0, false
+	}
+	i := p.n
+	p.n++
+	return item[T]{v: v}, i, true
+}
+
+func (p *sourcePuller[T]) fail(err error) {
+	p.ended = true
+	p.r.sourceFailed(&SourceError{Err: err})
+}

@@ -1,0 +1,77 @@
+package stage
+
+import "fmt"
+
+// Stream is a lazy description of a sequence of items of type T: a source
+// followed by any number of stages. Building a Stream runs nothing and calls
+// no user code; a sink runs it, and each sink call runs it anew.
+//
+// Within one pipeline a Stream feeds exactly one consumer: the stage built on
+// it or the sink that runs it. [Merge] panics when two of its inputs share a
+// stream, since that would make two consumers take items from one stream.
+// The zero Stream is invalid: the functions that take a stream panic on it.
+type Stream[T any] struct {
+	n    *node
+	open func(r *run) puller[T]
+}
+
+// node is a stream's identity in the pipeline graph, used to reject a stream
+// that is consumed twice.
+type node struct {
+	kind   string
+	inputs []*node
+}
+
+// item is what travels between stages: a value, or a forwarded error in its
+// place. seq is the item's position in its producer's output, valid when the
+// producer is sequenced (see chanPuller).
+type item[T any] struct {
+	v   T
+	err error
+	seq int
+}
+
+// puller is a stream opened in one run. pull returns the next item and its
+// 0-based index in the stream, or ok == false when the stream has ended:
+// exhausted, stopped by a source error, or cancelled. pull is safe for
+// concurrent use; it takes an item only when called, and returns ok == false
+// without taking one once the run is cancelled.
+type puller[T any] interface {
+	pull() (it item[T], idx int, ok bool)
+}
+
+// check panics if s is the zero Stream; fn names the caller.
+func (s Stream[T]) check(fn string) {
+	if s.open == nil {
+		panic(fmt.Sprintf("sluice: %s: nil stream", fn))
+	}
+}
+
+// checkFunc panics if f is nil; fn names the caller.
+func checkFunc(isNil bool, fn, what string) {
+	if isNil {
+		panic(fmt.Sprintf("sluice: %s: nil %s", fn, what))
+	}
+}
+
+// checkDisjoint panics if two of the streams share an upstream node, so that
+// a stream would be consumed twice in one run.
+func checkDisjoint(fn string, ns []*node) {
+	owner := map[*node]int{}
+	var walk func(n *node, i int)
+	walk = func(n *node, i int) {
+		if j, seen := owner[n]; seen {
+			if j != i {
+				panic(fmt.Sprintf("sluice: %s: inputs %d and %d share the %q stream; a stream feeds one consumer, build a separate stream for each use", fn, j, i, n.kind))
+			}
+			return
+		}
+		owner[n] = i
+		for _, in := range n.inputs {
+			walk(in, i)
+		}
+	}
+	for i, n := range ns {
+		walk(n, i)
+	}
+}
