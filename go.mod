@@ -1,5 +1,7 @@
 module github.com/sluicedev/sluice
 
-go 1.26.8
+go 1.26
 
 require github.com/sourcegraph/conc v0.3.0
+
+require go.uber.org/goleak v1.3.0

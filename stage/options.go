@@ -64,8 +64,8 @@ func Workers(n int) Option {
 
 // Ordered makes the stage emit its outputs in the order of its input.
 // Finished items wait in a reorder window behind a slow one; at most
-// 2×workers+buffer items are taken from upstream and not yet emitted, and
-// then the stage stops pulling. With Workers(-1) the window is unbounded.
+// 2×workers items are taken from upstream and not yet emitted, and then the
+// stage stops pulling (the output buffer, if any, comes on top). With Workers(-1) the window is unbounded.
 // Without Ordered, outputs leave in completion order (with one worker that
 // is input order too).
 func Ordered() Option { return func(c *config) { c.ordered = true } }
@@ -117,5 +117,5 @@ func (c *config) window() int {
 	if c.workers < 0 {
 		return 0
 	}
-	return 2*c.workers + c.buffer
+	return 2 * c.workers
 }

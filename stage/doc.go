@@ -1,0 +1,87 @@
+// Package stage builds concurrent pipelines out of typed stages: the
+// [Stream] type, the stages ([Map], [Filter], [FlatMap], [Concurrent],
+// [Merge], [Apply]), their options, and the errors a run reports.
+//
+// A pipeline is a source (package source), any number of stages, and a sink
+// (package sink):
+//
+//	s := source.Slice(urls)
+//	pages := stage.Map(s, fetch, stage.Workers(8))
+//	err := sink.ForEach(ctx, pages, store)
+//
+// # Lazy streams
+//
+// A [Stream] is a description, not a running thing. Building one starts no
+// goroutine and calls no user function. A sink runs it: it derives the run's
+// context from the caller's, starts every stage's goroutines, consumes the
+// items, and returns once all of them have exited. Each sink call is a new
+// run; a slice source yields its items again.
+//
+// Within one pipeline a stream feeds one consumer. Using a stream twice
+// ([Merge] of a stream with itself, or with a stage built on it) panics when
+// the pipeline is built.
+//
+// # Workers
+//
+// A stage runs at most [Workers](n) calls of its function at once: n worker
+// goroutines, each taking the next item when it is free. The default is
+// [DefaultWorkers], min(NumCPU+4, 32). Workers(-1) starts one goroutine per
+// item with no limit.
+//
+// Backpressure: a worker takes an item only when it is free, and blocks
+// until the consumer takes its output, so no stage pulls more than its
+// workers plus its [Buffer] ahead of its consumer, and a slow sink slows the
+// whole pipeline down to the source. Sources take an item from the caller's
+// world only when a stage is ready for it.
+//
+// # Ordering
+//
+// Outputs leave a stage in completion order. With one worker that is input
+// order. With [Ordered] they leave in input order: finished items wait in a
+// reorder window behind a slow one; the window holds at most 2×workers items
+// taken and not yet emitted, then the stage stops pulling, so memory
+// is bounded by the configuration, never by the input size (Workers(-1)
+// excepted).
+//
+// # Error policies
+//
+// When a stage's function returns an error (or panics) for an item, the
+// stage wraps it in an *[Error] that names the stage, the item's index in
+// the stage's input, and the input; a panic becomes a *[PanicError] inside
+// it. The stage's [ErrorPolicy] decides what happens next:
+//
+//   - [FailFast] (default): the run's context is cancelled with the *Error
+//     as its cause (see context.Cause); calls in flight see ctx.Done(), no
+//     new item starts, and the sink returns the error after every goroutine
+//     has exited.
+//   - [Forward]: the *Error takes the item's place downstream; later stages
+//     pass it through without calling their function, and the sink reports
+//     it. The run goes on.
+//
+// A source that fails ends the run with a *[SourceError] whatever the
+// policies: the source stops, the items it produced before still go through,
+// then the sink returns the error.
+//
+// # Cancellation
+//
+// Every blocking step of a run (a send between stages, a receive from a
+// channel source, a wait in the reorder window) can be abandoned through the
+// run's context. Cancelling the caller's ctx, a FailFast error, a failing
+// sink callback, or a sink that stops early (sink.First, a break out of
+// sink.All) cancels the run; the user functions see it through their ctx.
+//
+// # Leaks
+//
+// When a sink returns, no goroutine of the run is running: not on success,
+// error, cancellation, early exit, or panic. Sources release what they hold
+// (an iterator is stopped) before the sink returns. A channel source never
+// closes or drains the caller's channel, and a channel sink never closes the
+// caller's channel.
+//
+// # Writing your own
+//
+// Three small primitives are what the built-in pieces are written with:
+// [Source] for sources, [Apply] for stages (a function that gets each item
+// and emits any number of outputs, under the usual options), and [Run] for
+// sinks (a callback for each item that reaches the end).
+package stage
