@@ -8,19 +8,19 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// result joins the forwarded errors and the error that ended the run; with
-// only one of them it is returned as it is.
+// result joins the error that ended the run (first, so that errors.As finds
+// it before any forwarded one) and the forwarded errors; a single error is
+// returned as it is.
 func result(forwarded []error, end error) error {
-	if len(forwarded) == 0 {
+	switch {
+	case len(forwarded) == 0:
 		return end
-	}
-	if end != nil {
-		forwarded = append(forwarded, end)
-	}
-	if len(forwarded) == 1 {
+	case end == nil && len(forwarded) == 1:
 		return forwarded[0]
+	case end == nil:
+		return errors.Join(forwarded...)
 	}
-	return errors.Join(forwarded...)
+	return errors.Join(append([]error{end}, forwarded...)...)
 }
 
 // callback runs a user callback of the sink kind for item idx, turning its
