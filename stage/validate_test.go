@@ -34,7 +34,9 @@ func TestMisuseAtBuildTimePanicsNamingTheFunction(t *testing.T) {
 		{"stage.Merge", func() { stage.Merge(ok, zero) }},
 		{"stage.Apply", func() { stage.Apply[int, int](ok, nil) }},
 		{"stage.Source", func() { stage.Source[int](nil) }},
-		{"stage.Run", func() { _ = stage.Run(context.Background(), zero, func(context.Context, int, error) error { return nil }) }},
+		{"stage.Run", func() {
+			_ = stage.Run(context.Background(), zero, func(context.Context, int, error) error { return nil })
+		}},
 		{"stage.Run", func() { _ = stage.Run(context.Background(), ok, nil) }},
 		{"source.Func", func() { source.Func[int](nil) }},
 		{"source.Chan", func() { source.Chan[int](nil) }},

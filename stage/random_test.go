@@ -1,0 +1,500 @@
+package stage_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+var (
+	seedFlag  = flag.Uint64("seed", 0, "seed of TestRandomPipelines (0: from the clock)")
+	pipelines = flag.Int("pipelines", 300, "how many pipelines TestRandomPipelines builds")
+)
+
+// TestRandomPipelines builds many random pipelines (sources, stages, worker
+// counts, ordering, policies, injected errors and panics, early exits,
+// cancellation) and checks each run against a model: every source item
+// accounted for exactly once, no user call after the sink returned, worker
+// bounds respected, the right error types.
+func TestRandomPipelines(t *testing.T) {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -seed=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for i := range *pipelines {
+		p := randomPipeline(rng)
+		t.Run(fmt.Sprint(i), func(t *testing.T) { p.check(t) })
+	}
+}
+
+// stageSpec is one random stage: its kind, options and injected failures.
+type stageSpec struct {
+	name     string
+	kind     string // map, filter, flatmap
+	workers  int
+	ordered  bool
+	policy   stage.ErrorPolicy
+	buffer   int
+	errEvery int // ids with id%errEvery == 1 fail (0: none)
+	dropMod  int // filter and flatmap drop ids with id%dropMod == 0
+
+	gauge gauge
+}
+
+func (s *stageSpec) String() string {
+	return fmt.Sprintf("%s %s workers=%d ordered=%v %v buffer=%d errEvery=%d dropMod=%d",
+		s.name, s.kind, s.workers, s.ordered, s.policy, s.buffer, s.errEvery, s.dropMod)
+}
+
+func (s *stageSpec) fails(id int) bool { return s.errEvery > 0 && id%s.errEvery == 1 }
+func (s *stageSpec) drops(id int) bool { return s.kind != "map" && id%s.dropMod == 0 }
+
+// branch is a source and the stages after it.
+type branch struct {
+	kind   string // slice, func, chan, seq, seq2
+	base   int    // ids are base, base+1, ...
+	n      int
+	failAt int // the source fails instead of producing item failAt (-1: never)
+	panics bool
+	stages []*stageSpec
+}
+
+type pipeline struct {
+	branches []*branch    // one, or two that are merged
+	after    []*stageSpec // stages after the merge
+	sinkKind string       // slice, count, all, first, break, foreach-error, cancel
+	stopAt   int          // for break, foreach-error and cancel
+	returned atomic.Bool  // set when the sink returned
+	called   atomic.Bool  // a user function ran after that
+	chans    []chan int   // channels fed to chan sources, drained afterwards
+	feeders  sync.WaitGroup
+}
+
+func randomStage(rng *rand.Rand, name string) *stageSpec {
+	s := &stageSpec{
+		name:    name,
+		kind:    []string{"map", "filter", "flatmap"}[rng.IntN(3)],
+		workers: []int{1, 2, 4, -1}[rng.IntN(4)],
+		ordered: rng.IntN(2) == 0,
+		policy:  stage.ErrorPolicy(rng.IntN(2)),
+		buffer:  []int{0, 0, 1, 3}[rng.IntN(4)],
+		dropMod: 2 + rng.IntN(5),
+	}
+	if rng.IntN(3) == 0 {
+		s.errEvery = 5 + rng.IntN(30)
+	}
+	return s
+}
+
+func randomBranch(rng *rand.Rand, base int, stages *int) *branch {
+	b := &branch{
+		kind:   []string{"slice", "func", "chan", "seq", "seq2"}[rng.IntN(5)],
+		base:   base,
+		n:      rng.IntN(150),
+		failAt: -1,
+	}
+	if (b.kind == "func" || b.kind == "seq2") && b.n > 0 && rng.IntN(4) == 0 {
+		b.failAt = rng.IntN(b.n)
+		b.panics = b.kind == "func" && rng.IntN(2) == 0
+	}
+	for range rng.IntN(3) + 1 {
+		*stages++
+		b.stages = append(b.stages, randomStage(rng, fmt.Sprintf("s%d", *stages)))
+	}
+	return b
+}
+
+func randomPipeline(rng *rand.Rand) *pipeline {
+	p := &pipeline{}
+	stages := 0
+	p.branches = append(p.branches, randomBranch(rng, 0, &stages))
+	if rng.IntN(4) == 0 {
+		p.branches = append(p.branches, randomBranch(rng, 1000, &stages))
+		for range rng.IntN(2) {
+			stages++
+			p.after = append(p.after, randomStage(rng, fmt.Sprintf("s%d", stages)))
+		}
+	}
+	p.sinkKind = []string{"slice", "slice", "count", "all", "first", "break", "foreach-error", "cancel"}[rng.IntN(8)]
+	p.stopAt = rng.IntN(40)
+	return p
+}
+
+// alive is called by every user function: none may run after the sink returned.
+func (p *pipeline) alive() {
+	if p.returned.Load() {
+		p.called.Store(true)
+	}
+}
+
+func (b *branch) source(p *pipeline) stage.Stream[int] {
+	produce := func(i int) (int, error) {
+		if i == b.failAt {
+			if b.panics {
+				panic(errBoom)
+			}
+			return 0, errBoom
+		}
+		return b.base + i, nil
+	}
+	switch b.kind {
+	case "slice":
+		ids := make([]int, b.n)
+		for i := range ids {
+			ids[i] = b.base + i
+		}
+		return source.Slice(ids)
+	case "func":
+		i := 0
+		return source.Func(func(context.Context) (int, error) {
+			p.alive()
+			if i == b.n {
+				return 0, errEOF
+			}
+			i++
+			return produce(i - 1)
+		})
+	case "chan":
+		ch := make(chan int)
+		p.chans = append(p.chans, ch)
+		p.feeders.Add(1)
+		go func() {
+			defer p.feeders.Done()
+			defer close(ch)
+			for i := range b.n {
+				ch <- b.base + i
+			}
+		}()
+		return source.Chan(ch)
+	case "seq":
+		return source.Seq(func(yield func(int) bool) {
+			for i := range b.n {
+				p.alive()
+				if !yield(b.base + i) {
+					return
+				}
+			}
+		})
+	default: // seq2
+		return source.Seq2(iter.Seq2[int, error](func(yield func(int, error) bool) {
+			for i := range b.n {
+				p.alive()
+				v, err := produce(i)
+				if !yield(v, err) || err != nil {
+					return
+				}
+			}
+		}))
+	}
+}
+
+func (s *stageSpec) build(p *pipeline, in stage.Stream[int]) stage.Stream[int] {
+	opts := []stage.Option{stage.Name(s.name), stage.Workers(s.workers), stage.OnError(s.policy), stage.Buffer(s.buffer)}
+	if s.ordered {
+		opts = append(opts, stage.Ordered())
+	}
+	enter := func(id int) error {
+		p.alive()
+		s.gauge.enter()
+		defer s.gauge.leave()
+		if s.fails(id) {
+			if id%2 == 1 {
+				panic(errBoom)
+			}
+			return errBoom
+		}
+		return nil
+	}
+	switch s.kind {
+	case "map":
+		return stage.Map(in, func(_ context.Context, id int) (int, error) { return id, enter(id) }, opts...)
+	case "filter":
+		return stage.Filter(in, func(_ context.Context, id int) (bool, error) { return !s.drops(id), enter(id) }, opts...)
+	default:
+		return stage.FlatMap(in, func(_ context.Context, id int) ([]int, error) {
+			if err := enter(id); err != nil || s.drops(id) {
+				return nil, err
+			}
+			return []int{id}, nil
+		}, opts...)
+	}
+}
+
+func (p *pipeline) build() stage.Stream[int] {
+	var outs []stage.Stream[int]
+	for _, b := range p.branches {
+		s := b.source(p)
+		for _, st := range b.stages {
+			s = st.build(p, s)
+		}
+		outs = append(outs, s)
+	}
+	s := outs[0]
+	if len(outs) > 1 {
+		s = stage.Merge(outs...)
+	}
+	for _, st := range p.after {
+		s = st.build(p, s)
+	}
+	return s
+}
+
+// model is what a run that is not cut short must deliver.
+type model struct {
+	values    []int           // ids that reach the sink, in source order per branch
+	forwarded map[string]bool // "stage/id" of forwarded errors
+	fatal     map[string]bool // "stage/id" of FailFast errors that may end the run
+	srcErr    bool
+}
+
+func (p *pipeline) model() model {
+	m := model{forwarded: map[string]bool{}, fatal: map[string]bool{}}
+	for _, b := range p.branches {
+		n := b.n
+		if b.failAt >= 0 {
+			n, m.srcErr = b.failAt, true
+		}
+	next:
+		for i := range n {
+			id := b.base + i
+			for _, st := range append(slices.Clone(b.stages), p.after...) {
+				switch {
+				case st.fails(id) && st.policy == stage.Forward:
+					m.forwarded[fmt.Sprintf("%s/%d", st.name, id)] = true
+					continue next
+				case st.fails(id):
+					m.fatal[fmt.Sprintf("%s/%d", st.name, id)] = true
+					continue next
+				case st.drops(id):
+					continue next
+				}
+			}
+			m.values = append(m.values, id)
+		}
+	}
+	return m
+}
+
+func (p *pipeline) describe() string {
+	s := fmt.Sprintf("sink %s(stop at %d)", p.sinkKind, p.stopAt)
+	for i, b := range p.branches {
+		s += fmt.Sprintf("\n branch %d: %s n=%d failAt=%d panics=%v", i, b.kind, b.n, b.failAt, b.panics)
+		for _, st := range b.stages {
+			s += "\n  " + st.String()
+		}
+	}
+	for _, st := range p.after {
+		s += "\n after merge: " + st.String()
+	}
+	return s
+}
+
+// run runs the pipeline with its sink and returns the values and errors
+// (forwarded, then the one that ended the run) that came out.
+func (p *pipeline) run() (values []int, forwarded []error, end error) {
+	ctx := context.Background()
+	s := p.build()
+	// Sinks join the error that ended the run (first) and forwarded errors.
+	split := func(err error) {
+		if err == nil {
+			return
+		}
+		errs := []error{err}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = joined.Unwrap()
+		}
+		if !p.isForwarded(errs[0]) {
+			end, errs = errs[0], errs[1:]
+		}
+		forwarded = append(forwarded, errs...)
+	}
+	switch p.sinkKind {
+	case "slice":
+		var err error
+		values, err = sink.Slice(ctx, s)
+		split(err)
+	case "count":
+		// Count gives no values; collect them with a spy stage instead.
+		var mu sync.Mutex
+		s = stage.Map(s, func(_ context.Context, id int) (int, error) {
+			mu.Lock()
+			values = append(values, id)
+			mu.Unlock()
+			return id, nil
+		}, stage.Workers(1))
+		n, err := sink.Count(ctx, s)
+		split(err)
+		if end == nil && n != len(values) {
+			end = fmt.Errorf("Count = %d, but %d values passed", n, len(values))
+		}
+	case "first":
+		v, ok, err := sink.First(ctx, s)
+		if ok {
+			values = append(values, v)
+		}
+		split(err)
+	case "all", "break":
+		for v, err := range sink.All(ctx, s) {
+			if err != nil {
+				split(err)
+				continue
+			}
+			values = append(values, v)
+			if p.sinkKind == "break" && len(values) > p.stopAt {
+				break
+			}
+		}
+	case "foreach-error":
+		split(sink.ForEach(ctx, s, func(_ context.Context, id int) error {
+			values = append(values, id)
+			if len(values) > p.stopAt {
+				return errStopAt
+			}
+			return nil
+		}))
+	case "cancel":
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		split(sink.ForEach(ctx, s, func(_ context.Context, id int) error {
+			values = append(values, id)
+			if len(values) > p.stopAt {
+				cancel()
+			}
+			return nil
+		}))
+	}
+	return values, forwarded, end
+}
+
+var errStopAt = errors.New("stop at")
+
+// isForwarded reports whether err is an item error of a Forward stage.
+func (p *pipeline) isForwarded(err error) bool {
+	var se *stage.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	for _, st := range p.stages() {
+		if st.name == se.Stage {
+			return st.policy == stage.Forward
+		}
+	}
+	return false
+}
+
+func (p *pipeline) stages() []*stageSpec {
+	var all []*stageSpec
+	for _, b := range p.branches {
+		all = append(all, b.stages...)
+	}
+	return append(all, p.after...)
+}
+
+func (p *pipeline) check(t *testing.T) {
+	values, forwarded, end := p.run()
+	p.returned.Store(true)
+	// Let the channel feeders finish: sources leave items in the channels.
+	for _, ch := range p.chans {
+		for range ch {
+		}
+	}
+	p.feeders.Wait()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf(format+"\npipeline: %s\nvalues %v\nforwarded %v\nend %v", append(args, p.describe(), values, forwarded, end)...)
+	}
+	if p.called.Load() {
+		fail("a user function ran after the sink returned")
+	}
+	for _, st := range p.stages() {
+		if st.workers > 0 && st.gauge.max > st.workers {
+			fail("stage %s ran %d calls at once, want at most %d", st.name, st.gauge.max, st.workers)
+		}
+	}
+	m := p.model()
+	// No value twice, none that the model does not deliver.
+	seen := map[int]bool{}
+	for _, v := range values {
+		if seen[v] {
+			fail("value %d delivered twice", v)
+		}
+		seen[v] = true
+	}
+	for _, v := range values {
+		if !slices.Contains(m.values, v) {
+			fail("value %d delivered, the model drops it", v)
+		}
+	}
+	for _, e := range forwarded {
+		var se *stage.Error
+		if !errors.As(e, &se) || !errors.Is(e, errBoom) || !m.forwarded[fmt.Sprintf("%s/%v", se.Stage, se.Input)] {
+			fail("forwarded error %v is not one the model forwards", e)
+		}
+	}
+	if p.ordered() && !slices.IsSorted(values) {
+		fail("an ordered pipeline delivered %v out of order", values)
+	}
+	// The error that ended the run must be of a kind that could end it.
+	var se *stage.Error
+	var srcErr *stage.SourceError
+	switch {
+	case end == nil:
+	case errors.As(end, &srcErr):
+		if !m.srcErr || !errors.Is(end, errBoom) {
+			fail("unexpected source error")
+		}
+	case errors.Is(end, errStopAt):
+		if p.sinkKind != "foreach-error" || !errors.As(end, &se) || se.Stage != "foreach" {
+			fail("callback error not wrapped as the foreach stage's")
+		}
+	case errors.Is(end, context.Canceled):
+		if p.sinkKind != "cancel" {
+			fail("cancelled without a cancel")
+		}
+	case errors.As(end, &se):
+		if !m.fatal[fmt.Sprintf("%s/%v", se.Stage, se.Input)] || !errors.Is(end, errBoom) {
+			fail("FailFast error %v is not one the model has", end)
+		}
+	default:
+		fail("unexpected error type %T", end)
+	}
+	// A run that was not cut short delivers exactly the model.
+	cut := len(m.fatal) > 0 || m.srcErr && len(p.branches) > 1 || p.sinkKind == "first" ||
+		p.sinkKind == "break" || p.sinkKind == "foreach-error" || p.sinkKind == "cancel"
+	if cut {
+		return
+	}
+	if len(values) != len(m.values) || len(forwarded) != len(m.forwarded) {
+		fail("got %d values and %d forwarded errors, the model has %d and %d", len(values), len(forwarded), len(m.values), len(m.forwarded))
+	}
+	if m.srcErr != (srcErr != nil) {
+		fail("source error: got %v, the model has %v", srcErr != nil, m.srcErr)
+	}
+}
+
+// ordered reports whether the pipeline keeps source order end to end.
+func (p *pipeline) ordered() bool {
+	if len(p.branches) > 1 {
+		return false
+	}
+	for _, st := range p.stages() {
+		if !st.ordered && st.workers != 1 {
+			return false
+		}
+	}
+	return true
+}
