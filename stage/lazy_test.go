@@ -18,7 +18,7 @@ func TestBuildingRunsNoUserCode(t *testing.T) {
 	src := source.Func(func(context.Context) (int, error) { calls.Add(1); return 0, nil })
 	s := stage.Map(src, count)
 	s = stage.Filter(s, func(context.Context, int) (bool, error) { calls.Add(1); return true, nil })
-	s = stage.Merge(s, stage.Map(source.Slice([]int{1}), count))
+	_ = stage.Merge(s, stage.Map(source.Slice([]int{1}), count))
 	_ = stage.Concurrent(source.Func(func(context.Context) (func(context.Context) (int, error), error) {
 		calls.Add(1)
 		return nil, nil

@@ -35,10 +35,9 @@ func TestStagePanicBecomesError(t *testing.T) {
 }
 
 func TestPanicValueErrorIsVisible(t *testing.T) {
-	_, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(3)), func(context.Context, int) (int, error) {
-		var m map[string]int
-		m["x"] = 1 // a runtime error
-		return 0, nil
+	_, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(3)), func(_ context.Context, x int) (int, error) {
+		xs := make([]int, x)
+		return xs[x], nil // index out of range: a runtime error
 	}))
 	var re interface{ RuntimeError() }
 	if !errors.As(err, &re) {
