@@ -3,8 +3,6 @@ package stage
 import (
 	"context"
 	"sync/atomic"
-
-	"github.com/sourcegraph/conc/panics"
 )
 
 // Apply is the primitive every stage is written with ([Map], [Filter],
@@ -147,12 +145,7 @@ func (t *task[In, Out]) send(it item[Out]) bool {
 		it.seq = t.seq
 		t.seq++
 	}
-	select {
-	case t.s.out <- it:
-		return true
-	case <-t.s.r.done:
-		return false
-	}
+	return send(t.s.out, it, t.s.r.done)
 }
 
 // process handles one input item; it reports false when the goroutine should
@@ -186,8 +179,8 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 
 // call runs the user's function for one input, turning a panic into an error.
 func (t *task[In, Out]) call(v In) (err error) {
-	if rec := panics.Try(func() { err = t.s.f(t.s.r.ctx, v, t.emit) }); rec != nil {
-		err = panicError(rec)
+	if pe := try(func() { err = t.s.f(t.s.r.ctx, v, t.emit) }); pe != nil {
+		err = pe
 	}
 	return err
 }

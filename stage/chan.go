@@ -21,16 +21,39 @@ func (p *chanPuller[T]) pull() (item[T], int, bool) {
 		return item[T]{}, 0, false
 	default:
 	}
+	var it item[T]
+	var ok bool
 	select {
-	case it, ok := <-p.ch:
-		if !ok {
-			return it, 0, false
+	case it, ok = <-p.ch: // fast path: locks only ch, not the shared done
+	default:
+		select {
+		case it, ok = <-p.ch:
+		case <-p.done:
+			return item[T]{}, 0, false
 		}
-		if p.seqd {
-			return it, it.seq, true
-		}
-		return it, int(p.n.Add(1) - 1), true
-	case <-p.done:
-		return item[T]{}, 0, false
+	}
+	if !ok {
+		return it, 0, false
+	}
+	if p.seqd {
+		return it, it.seq, true
+	}
+	return it, int(p.n.Add(1) - 1), true
+}
+
+// send sends it on out unless done is closed first; it reports whether it
+// sent. A first attempt without done avoids locking the done channel, which
+// every goroutine of the run shares, when out is ready.
+func send[T any](out chan<- item[T], it item[T], done <-chan struct{}) bool {
+	select {
+	case out <- it:
+		return true
+	default:
+	}
+	select {
+	case out <- it:
+		return true
+	case <-done:
+		return false
 	}
 }

@@ -40,9 +40,7 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 						if !ok {
 							return
 						}
-						select {
-						case out <- it:
-						case <-r.done:
+						if !send(out, it, r.done) {
 							return
 						}
 					}

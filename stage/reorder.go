@@ -154,11 +154,4 @@ func (o *reorder[T]) grow(n int) {
 	o.slots, o.mask = slots, size-1
 }
 
-func (o *reorder[T]) send(it item[T]) bool {
-	select {
-	case o.out <- it:
-		return true
-	case <-o.done:
-		return false
-	}
-}
+func (o *reorder[T]) send(it item[T]) bool { return send(o.out, it, o.done) }

@@ -158,8 +158,8 @@ func (r *run) finish() {
 	r.cancel(errFinished)
 	r.wg.Wait()
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		if rec := panics.Try(r.cleanups[i]); rec != nil && r.err == nil {
-			r.err = &SourceError{Err: panicError(rec)}
+		if pe := try(r.cleanups[i]); pe != nil && r.err == nil {
+			r.err = &SourceError{Err: pe}
 		}
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"sync"
-
-	"github.com/sourcegraph/conc/panics"
 )
 
 // Source is the primitive every source is written with. Each run calls open
@@ -28,10 +26,10 @@ func Source[T any](open func(ctx context.Context) (next func(ctx context.Context
 		n: &node{kind: "source"},
 		open: func(r *run) puller[T] {
 			p := &sourcePuller[T]{r: r}
-			rec := panics.Try(func() { p.next, p.stop = open(r.ctx) })
+			pe := try(func() { p.next, p.stop = open(r.ctx) })
 			switch {
-			case rec != nil:
-				p.fail(panicError(rec))
+			case pe != nil:
+				p.fail(pe)
 			case p.next == nil:
 				p.fail(errors.New("sluice: stage.Source: open returned a nil next function"))
 			}
@@ -61,8 +59,8 @@ func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 	}
 	var v T
 	var err error
-	if rec := panics.Try(func() { v, err = p.next(p.r.ctx) }); rec != nil {
-		err = panicError(rec)
+	if pe := try(func() { v, err = p.next(p.r.ctx) }); pe != nil {
+		err = pe
 	}
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
