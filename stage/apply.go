@@ -72,10 +72,12 @@ func (s *applier[In, Out]) start() puller[Out] {
 	return &chanPuller[Out]{ch: s.out, done: s.r.done, seqd: seqd}
 }
 
-// exit is deferred by every goroutine of the stage; the last closes out.
+// exit is deferred by every goroutine of the stage. The last one closes out
+// and drains the input, releasing upstream goroutines blocked on a send.
 func (s *applier[In, Out]) exit() {
 	if s.live.Add(-1) == 0 {
 		close(s.out)
+		s.in.drain()
 	}
 }
 

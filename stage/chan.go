@@ -14,26 +14,14 @@ type chanPuller[T any] struct {
 }
 
 func (p *chanPuller[T]) pull() (item[T], int, bool) {
-	// Checked first so that no item is taken once the run is cancelled,
-	// even when the channel has one ready.
-	select {
-	case <-p.done:
+	if p.cancelled() {
 		return item[T]{}, 0, false
-	default:
 	}
-	var it item[T]
-	var ok bool
-	select {
-	case it, ok = <-p.ch: // fast path: locks only ch, not the shared done
-	default:
-		select {
-		case it, ok = <-p.ch:
-		case <-p.done:
-			return item[T]{}, 0, false
-		}
-	}
-	if !ok {
-		return it, 0, false
+	// A plain receive: if the run is cancelled meanwhile, the producer
+	// closes ch once its goroutines are done.
+	it, ok := <-p.ch
+	if !ok || p.cancelled() {
+		return item[T]{}, 0, false // no item starts once the run is cancelled
 	}
 	if p.seqd {
 		return it, it.seq, true
@@ -41,19 +29,29 @@ func (p *chanPuller[T]) pull() (item[T], int, bool) {
 	return it, int(p.n.Add(1) - 1), true
 }
 
-// send sends it on out unless done is closed first; it reports whether it
-// sent. A first attempt without done avoids locking the done channel, which
-// every goroutine of the run shares, when out is ready.
-func send[T any](out chan<- item[T], it item[T], done <-chan struct{}) bool {
+func (p *chanPuller[T]) drain() {
+	for range p.ch {
+	}
+}
+
+func (p *chanPuller[T]) cancelled() bool {
 	select {
-	case out <- it:
+	case <-p.done:
 		return true
 	default:
+		return false
 	}
+}
+
+// send sends it on out and reports whether the run is still live. The send
+// does not select on the run's done channel: after cancellation, the
+// consumer drains out (see puller), so the send cannot block for good.
+func send[T any](out chan<- item[T], it item[T], done <-chan struct{}) bool {
+	out <- it
 	select {
-	case out <- it:
-		return true
 	case <-done:
 		return false
+	default:
+		return true
 	}
 }

@@ -34,6 +34,7 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 						if live.Add(-1) == 0 {
 							close(out)
 						}
+						p.drain()
 					}()
 					for {
 						it, _, ok := p.pull()

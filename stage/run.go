@@ -35,8 +35,8 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	s.check("stage.Run")
 	checkFunc(f == nil, "stage.Run", "function")
 	r := newRun(ctx)
-	defer r.finish() // also when f panics
 	p := s.open(r)
+	defer r.finish(p) // also when f panics
 	ended := false
 	for {
 		it, _, ok := p.pull()
@@ -55,7 +55,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 			break
 		}
 	}
-	r.finish()
+	r.finish(p)
 	return r.result(ctx, ended)
 }
 
@@ -148,14 +148,16 @@ func (r *run) onFinish(f func()) {
 	r.mu.Unlock()
 }
 
-// finish cancels what is still running, waits for every goroutine, then runs
-// the cleanups. It is idempotent.
-func (r *run) finish() {
+// finish cancels what is still running, drains the last stream (see
+// puller), waits for every goroutine, then runs the cleanups. It is
+// idempotent.
+func (r *run) finish(last drainer) {
 	if r.finished {
 		return
 	}
 	r.finished = true
 	r.cancel(errFinished)
+	last.drain()
 	r.wg.Wait()
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
 		if pe := try(r.cleanups[i]); pe != nil && r.err == nil {
@@ -167,6 +169,8 @@ func (r *run) finish() {
 func panicError(rec *panics.Recovered) *PanicError {
 	return &PanicError{Value: rec.Value, Stack: rec.Stack}
 }
+
+type drainer interface{ drain() }
 
 // result is the error a sink reports for a finished run; ended says whether
 // the sink saw the stream end (or stopped it) while the run was live.

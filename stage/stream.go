@@ -35,9 +35,16 @@ type item[T any] struct {
 // 0-based index in the stream, or ok == false when the stream has ended:
 // exhausted, stopped by a source error, or cancelled. pull is safe for
 // concurrent use; it takes an item only when called, and returns ok == false
-// without taking one once the run is cancelled.
+// once the run is cancelled.
+//
+// drain is called once by the consumer when it has stopped pulling for good.
+// It receives and drops whatever the producer still sends until the producer
+// has closed its output, so that a producer blocked on a send after
+// cancellation is released. This is what lets every send between stages be a
+// plain channel send: cancellation costs nothing on an item's path.
 type puller[T any] interface {
 	pull() (it item[T], idx int, ok bool)
+	drain()
 }
 
 // check panics if s is the zero Stream; fn names the caller.
