@@ -3,7 +3,7 @@ package sink
 import (
 	"errors"
 
-	"github.com/sourcegraph/conc/panics"
+	"github.com/sluicedev/sluice/internal/guard"
 
 	"github.com/sluicedev/sluice/stage"
 )
@@ -24,10 +24,10 @@ func result(forwarded []error, end error) error {
 }
 
 // callback runs a user callback of the sink kind for item idx, turning its
-// error or panic into a *stage.Error.
-func callback(kind string, idx int, input any, f func() error) error {
+// error or panic into a *stage.Error. It allocates only on failure.
+func callback[T any](kind string, idx int, input T, f func() error) error {
 	var err error
-	if rec := panics.Try(func() { err = f() }); rec != nil {
+	if rec := guard.Call(func() { err = f() }); rec != nil {
 		err = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"github.com/sluicedev/sluice/internal/guard"
 	"sync/atomic"
 )
 
@@ -181,8 +182,8 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 
 // call runs the user's function for one input, turning a panic into an error.
 func (t *task[In, Out]) call(v In) (err error) {
-	if pe := try(func() { err = t.s.f(t.s.r.ctx, v, t.emit) }); pe != nil {
-		err = pe
+	if rec := guard.Call(func() { err = t.s.f(t.s.r.ctx, v, t.emit) }); rec != nil {
+		err = panicError(rec)
 	}
 	return err
 }

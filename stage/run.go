@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicedev/sluice/internal/guard"
 	"sync"
 	"sync/atomic"
 
@@ -160,8 +161,8 @@ func (r *run) finish(last drainer) {
 	last.drain()
 	r.wg.Wait()
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		if pe := try(r.cleanups[i]); pe != nil && r.err == nil {
-			r.err = &SourceError{Err: pe}
+		if rec := guard.Call(r.cleanups[i]); rec != nil && r.err == nil {
+			r.err = &SourceError{Err: panicError(rec)}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package stage
 import (
 	"context"
 	"errors"
+	"github.com/sluicedev/sluice/internal/guard"
 	"io"
 	"sync"
 )
@@ -26,10 +27,10 @@ func Source[T any](open func(ctx context.Context) (next func(ctx context.Context
 		n: &node{kind: "source"},
 		open: func(r *run) puller[T] {
 			p := &sourcePuller[T]{r: r}
-			pe := try(func() { p.next, p.stop = open(r.ctx) })
+			rec := guard.Call(func() { p.next, p.stop = open(r.ctx) })
 			switch {
-			case pe != nil:
-				p.fail(pe)
+			case rec != nil:
+				p.fail(panicError(rec))
 			case p.next == nil:
 				p.fail(errors.New("sluice: stage.Source: open returned a nil next function"))
 			}
@@ -59,8 +60,8 @@ func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 	}
 	var v T
 	var err error
-	if pe := try(func() { v, err = p.next(p.r.ctx) }); pe != nil {
-		err = pe
+	if rec := guard.Call(func() { v, err = p.next(p.r.ctx) }); rec != nil {
+		err = panicError(rec)
 	}
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
