@@ -15,9 +15,9 @@ import (
 //
 // emit blocks until downstream takes the output (or the output buffer does)
 // and returns false once the run is cancelled; f should then return. With
-// [Ordered], emit never blocks: outputs wait in the item's slot of the reorder
-// window until the items before it have left, so an item's outputs are held
-// in memory until then.
+// [Ordered], an item's outputs wait in memory until the items before it have
+// left; from then on (once the item is the oldest in flight) emit sends them
+// on directly, so an item may emit without end once its turn has come.
 //
 // Forwarded errors from upstream pass through without a call of f. Workers,
 // ordering, policy, name and buffer come from opts (see [Option]); the
@@ -126,13 +126,30 @@ type task[In, Out any] struct {
 	emit func(Out) bool
 	buf  []Out
 	seq  int // next output position, for a single unordered worker
+
+	idx       int  // Ordered: the current item's index
+	streaming bool // Ordered: the current item is the head and emits directly
 }
 
 func (s *applier[In, Out]) newTask() *task[In, Out] {
 	t := &task[In, Out]{s: s}
 	if s.ord != nil {
 		t.emit = func(v Out) bool {
+			if t.streaming {
+				return s.ord.sendNext(v)
+			}
 			t.buf = append(t.buf, v)
+			// From the second output on, at 2, 4, 8, ... buffered outputs,
+			// check whether this item is the head and may stream: one
+			// output per item (Map) never pays for the check.
+			if n := len(t.buf); n >= 2 && n&(n-1) == 0 && s.ord.tryStream(t.idx) {
+				t.streaming = true
+				for i := range t.buf {
+					s.ord.sendNext(t.buf[i])
+				}
+				clear(t.buf)
+				t.buf = t.buf[:0]
+			}
 			return !s.r.cancelled()
 		}
 	} else {
@@ -156,6 +173,7 @@ func (t *task[In, Out]) send(it item[Out]) bool {
 func (t *task[In, Out]) process(it item[In], idx int) bool {
 	s := t.s
 	err := it.err // a forwarded error passes through
+	t.idx, t.streaming = idx, false
 	if err == nil {
 		if err = t.call(it.v); err != nil {
 			if s.r.ctx.Err() != nil {
@@ -171,7 +189,7 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 	}
 	if s.ord != nil {
 		var ok bool
-		t.buf, ok = s.ord.complete(idx, t.buf, err)
+		t.buf, ok = s.ord.complete(idx, t.buf, err, t.streaming)
 		return ok
 	}
 	if err != nil {

@@ -92,8 +92,16 @@ func (o *reorder[T]) wake() {
 // complete parks item idx's outputs vals and error err (either may be empty),
 // and emits what is in order. It returns an empty buffer for the caller's
 // next item (the slot's old one, so buffers are reused) and false if the run
-// was cancelled while emitting.
-func (o *reorder[T]) complete(idx int, vals []T, err error) ([]T, bool) {
+// was cancelled while emitting. streaming says the caller already holds the
+// emitter role for idx, the head (see tryStream).
+func (o *reorder[T]) complete(idx int, vals []T, err error, streaming bool) ([]T, bool) {
+	if streaming {
+		ok := o.sendAll(vals, err)
+		clear(vals)
+		o.mu.Lock()
+		o.advance()
+		return o.emitReady(vals[:0], ok)
+	}
 	o.mu.Lock()
 	if o.window == 0 && idx-o.next >= len(o.slots) {
 		o.grow(idx - o.next + 1)
@@ -107,38 +115,74 @@ func (o *reorder[T]) complete(idx int, vals []T, err error) ([]T, bool) {
 		return spare, true
 	}
 	o.emitting = true
-	for {
+	return o.emitReady(spare, true)
+}
+
+// emitReady, called with mu held by the emitter, sends every finished item
+// from the head on, then gives up the emitter role and unlocks.
+func (o *reorder[T]) emitReady(spare []T, ok bool) ([]T, bool) {
+	for ok {
 		s := &o.slots[o.next&o.mask]
 		if !s.done {
 			break
 		}
-		vals, err, seq := s.vals, s.err, o.seq
+		vals, err := s.vals, s.err
 		o.mu.Unlock()
 		// The head slot is the emitter's alone until next moves past it.
-		for i := range vals {
-			if !o.send(item[T]{v: vals[i], seq: seq}) {
-				return spare, false
-			}
-			seq++
-		}
-		if err != nil {
-			if !o.send(item[T]{err: err, seq: seq}) {
-				return spare, false
-			}
-			seq++
-		}
+		ok = o.sendAll(vals, err)
 		clear(vals) // drop references the buffer would otherwise keep alive
 		o.mu.Lock()
 		s = &o.slots[o.next&o.mask] // the ring may have grown meanwhile
 		s.vals, s.err, s.done = vals[:0], nil, false
-		o.seq = seq
-		o.next++
-		o.inflight--
-		o.wake()
+		o.advance()
 	}
 	o.emitting = false
 	o.mu.Unlock()
-	return spare, true
+	return spare, ok
+}
+
+// advance moves the head past an emitted item; called with mu held.
+func (o *reorder[T]) advance() {
+	o.next++
+	o.inflight--
+	o.wake()
+}
+
+// tryStream takes the emitter role for item idx if it is the head and no one
+// is emitting; the caller then sends idx's outputs with sendNext as they come
+// and ends with complete(..., streaming = true).
+func (o *reorder[T]) tryStream(idx int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.emitting || idx != o.next {
+		return false
+	}
+	o.emitting = true
+	return true
+}
+
+// sendAll sends vals and then err (if any), in order; the caller holds the
+// emitter role. It reports false once the run is cancelled.
+func (o *reorder[T]) sendAll(vals []T, err error) bool {
+	for i := range vals {
+		if !o.sendNext(vals[i]) {
+			return false
+		}
+	}
+	if err != nil {
+		return o.sendItem(item[T]{err: err})
+	}
+	return true
+}
+
+// sendNext sends one output; the caller holds the emitter role, which
+// guards seq.
+func (o *reorder[T]) sendNext(v T) bool { return o.sendItem(item[T]{v: v}) }
+
+func (o *reorder[T]) sendItem(it item[T]) bool {
+	it.seq = o.seq
+	o.seq++
+	return send(o.out, it, o.done)
 }
 
 // grow makes the ring hold at least n items from next on; called with mu held.
@@ -153,5 +197,3 @@ func (o *reorder[T]) grow(n int) {
 	}
 	o.slots, o.mask = slots, size-1
 }
-
-func (o *reorder[T]) send(it item[T]) bool { return send(o.out, it, o.done) }
