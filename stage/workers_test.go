@@ -32,6 +32,35 @@ func (g *gauge) leave() {
 	g.mu.Unlock()
 }
 
+// checkConcurrency runs a Map over n items with opts and checks that exactly
+// want calls ran at once at most: the first want calls hold until all of them
+// have started, so fewer would hang (caught by hangGuard) and the gauge
+// catches more.
+func checkConcurrency(t *testing.T, n, want int, opts ...stage.Option) {
+	t.Helper()
+	var g gauge
+	var started atomic.Int64
+	gate := make(chan struct{})
+	f := func(_ context.Context, x int) (int, error) {
+		g.enter()
+		defer g.leave()
+		if started.Add(1) == int64(want) {
+			close(gate)
+		}
+		<-gate
+		return x, nil
+	}
+	hangGuard(t, func() {
+		got, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(n)), f, opts...))
+		if err != nil || got != n {
+			t.Errorf("got %d items, err %v; want %d, nil", got, err, n)
+		}
+	})
+	if g.max != want {
+		t.Fatalf("at most %d calls ran at once, want exactly %d", g.max, want)
+	}
+}
+
 func TestWorkersBoundAndReached(t *testing.T) {
 	const items = 40
 	for _, m := range modes {
@@ -40,29 +69,7 @@ func TestWorkersBoundAndReached(t *testing.T) {
 			if want < 0 {
 				want = items // one call per item, no limit
 			}
-			var g gauge
-			var started atomic.Int64
-			gate := make(chan struct{})
-			// The first `want` calls hold until all of them have started:
-			// if fewer than `want` could run at once, this would hang.
-			f := func(_ context.Context, x int) (int, error) {
-				g.enter()
-				defer g.leave()
-				if started.Add(1) == int64(want) {
-					close(gate)
-				}
-				<-gate
-				return x, nil
-			}
-			hangGuard(t, func() {
-				got, err := sink.Slice(context.Background(), stage.Map(source.Slice(ints(items)), f, m.opts()...))
-				if err != nil || len(got) != items {
-					t.Errorf("got %d items, err %v; want %d, nil", len(got), err, items)
-				}
-			})
-			if g.max != want {
-				t.Fatalf("at most %d calls ran at once, want exactly %d", g.max, want)
-			}
+			checkConcurrency(t, items, want, m.opts()...)
 		})
 	}
 }
@@ -74,28 +81,7 @@ func TestDefaultWorkers(t *testing.T) {
 	}
 	// Workers(0) and no option both mean the default.
 	for name, opts := range map[string][]stage.Option{"none": nil, "Workers(0)": {stage.Workers(0)}} {
-		t.Run(name, func(t *testing.T) {
-			var g gauge
-			var started atomic.Int64
-			gate := make(chan struct{})
-			f := func(_ context.Context, x int) (int, error) {
-				g.enter()
-				defer g.leave()
-				if started.Add(1) == int64(want) {
-					close(gate)
-				}
-				<-gate
-				return x, nil
-			}
-			hangGuard(t, func() {
-				if _, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(3*want)), f, opts...)); err != nil {
-					t.Error(err)
-				}
-			})
-			if g.max != want {
-				t.Fatalf("at most %d calls at once, want %d", g.max, want)
-			}
-		})
+		t.Run(name, func(t *testing.T) { checkConcurrency(t, 3*want, want, opts...) })
 	}
 }
 
