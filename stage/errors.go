@@ -24,10 +24,12 @@ type Error struct {
 	Err error
 }
 
+// Error reports the stage, the item's index and the cause.
 func (e *Error) Error() string {
 	return fmt.Sprintf("sluice: stage %q: item %d: %v", e.Stage, e.Index, e.Err)
 }
 
+// Unwrap returns Err, the function's own error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // SourceError reports that a source failed to produce its next item. It
@@ -40,8 +42,10 @@ type SourceError struct {
 	Err error
 }
 
+// Error reports the source's error.
 func (e *SourceError) Error() string { return "sluice: source: " + e.Err.Error() }
 
+// Unwrap returns Err, the source's own error.
 func (e *SourceError) Unwrap() error { return e.Err }
 
 // PanicError is a panic in user code (a source function, a stage function,
@@ -56,6 +60,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error reports the panic's value (the stack is in Stack).
 func (e *PanicError) Error() string { return fmt.Sprintf("sluice: panic: %v", e.Value) }
 
 // Unwrap returns Value when it is an error (for example a runtime.Error), so

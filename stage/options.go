@@ -21,6 +21,7 @@ const (
 	Forward
 )
 
+// String returns the policy's name, "FailFast" or "Forward".
 func (p ErrorPolicy) String() string {
 	switch p {
 	case FailFast:
@@ -31,9 +32,10 @@ func (p ErrorPolicy) String() string {
 	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
 }
 
-// Option configures a stage. Options are checked when the stage is built:
-// an invalid one panics there, never during a run.
-type Option func(*config)
+// Option configures a stage; make one with [Workers], [Ordered], [OnError],
+// [Name] or [Buffer]. Options are checked when they are made and when the
+// stage is built: an invalid one panics there, never during a run.
+type Option struct{ apply func(*config) }
 
 type config struct {
 	name    string
@@ -59,7 +61,7 @@ func Workers(n int) Option {
 	if n == 0 {
 		n = DefaultWorkers()
 	}
-	return func(c *config) { c.workers = n }
+	return Option{func(c *config) { c.workers = n }}
 }
 
 // Ordered makes the stage emit its outputs in the order of its input.
@@ -68,7 +70,7 @@ func Workers(n int) Option {
 // stage stops pulling (the output buffer, if any, comes on top). With Workers(-1) the window is unbounded.
 // Without Ordered, outputs leave in completion order (with one worker that
 // is input order too).
-func Ordered() Option { return func(c *config) { c.ordered = true } }
+func Ordered() Option { return Option{func(c *config) { c.ordered = true }} }
 
 // OnError sets the stage's error policy: [FailFast] (default) or [Forward].
 // It panics on any other value.
@@ -76,7 +78,7 @@ func OnError(p ErrorPolicy) Option {
 	if p != FailFast && p != Forward {
 		panic(fmt.Sprintf("sluice: stage.OnError: unknown policy %v", p))
 	}
-	return func(c *config) { c.policy = p }
+	return Option{func(c *config) { c.policy = p }}
 }
 
 // Name sets the name that the stage's *[Error] values carry. The default is
@@ -85,7 +87,7 @@ func Name(name string) Option {
 	if name == "" {
 		panic("sluice: stage.Name: empty name")
 	}
-	return func(c *config) { c.name = name }
+	return Option{func(c *config) { c.name = name }}
 }
 
 // Buffer sets the capacity of the stage's output channel (default 0,
@@ -95,7 +97,7 @@ func Buffer(n int) Option {
 	if n < 0 {
 		panic(fmt.Sprintf("sluice: stage.Buffer: n = %d, want 0 or more", n))
 	}
-	return func(c *config) { c.buffer = n }
+	return Option{func(c *config) { c.buffer = n }}
 }
 
 // newConfig applies opts for the stage built by fn (e.g. "stage.Map"),
@@ -103,10 +105,10 @@ func Buffer(n int) Option {
 func newConfig(fn, kind string, opts []Option) config {
 	c := config{name: kind, workers: DefaultWorkers()}
 	for _, o := range opts {
-		if o == nil {
-			panic("sluice: " + fn + ": nil Option")
+		if o.apply == nil {
+			panic("sluice: " + fn + ": zero Option")
 		}
-		o(&c)
+		o.apply(&c)
 	}
 	return c
 }

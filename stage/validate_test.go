@@ -23,7 +23,7 @@ func TestMisuseAtBuildTimePanicsNamingTheFunction(t *testing.T) {
 		{"stage.OnError", func() { stage.OnError(stage.ErrorPolicy(7)) }},
 		{"stage.Map", func() { stage.Map(zero, double) }},
 		{"stage.Map", func() { stage.Map[int, int](ok, nil) }},
-		{"stage.Map", func() { stage.Map(ok, double, nil) }},
+		{"stage.Map", func() { stage.Map(ok, double, stage.Option{}) }},
 		{"stage.Filter", func() { stage.Filter(zero, func(context.Context, int) (bool, error) { return true, nil }) }},
 		{"stage.Filter", func() { stage.Filter(ok, nil) }},
 		{"stage.FlatMap", func() { stage.FlatMap[int, int](ok, nil) }},
