@@ -3,7 +3,6 @@ package stage
 import (
 	"context"
 	"github.com/sluicedev/sluice/internal/guard"
-	"sync/atomic"
 )
 
 // Apply is the primitive every stage is written with ([Map], [Filter],
@@ -45,56 +44,49 @@ type applier[In, Out any] struct {
 	cfg config
 	f   func(context.Context, In, func(Out) bool) error
 	in  puller[In]
-	out chan item[Out]
+	out *pipe[Out]
 	ord *reorder[Out] // nil unless Ordered
-
-	live atomic.Int64 // goroutines that may still send; the last one closes out
 }
 
 func (s *applier[In, Out]) start() puller[Out] {
-	// The buffer is the user's Buffer option: zero unless they asked.
-	s.out = make(chan item[Out], s.cfg.buffer)
-	if s.cfg.ordered {
-		s.ord = newReorder(s.cfg.window(), s.out, s.r.done)
+	// Tokens bound what the stage takes ahead of its consumer: one per
+	// worker (two when Ordered: the reorder window) plus the buffer.
+	capacity := -1 // Workers(-1): no bound
+	if s.cfg.workers > 0 {
+		capacity = s.cfg.workers + s.cfg.buffer
+		if s.cfg.ordered {
+			capacity += s.cfg.workers
+		}
 	}
-	// Output is sequenced (its order is meaningful and stamped in item.seq)
-	// when one goroutine at a time emits in input order.
-	seqd := s.cfg.ordered || s.cfg.workers == 1
-	switch {
-	case s.cfg.workers < 0:
-		s.live.Store(1)
+	if s.cfg.workers < 0 {
+		s.out = newPipe[Out](s.r, capacity, 1)
+	} else {
+		s.out = newPipe[Out](s.r, capacity, s.cfg.workers)
+	}
+	if s.cfg.ordered {
+		s.ord = newReorder(capacity, s.out)
+	}
+	if s.cfg.workers < 0 {
 		s.r.goroutine(s.dispatch)
-	default:
-		s.live.Store(int64(s.cfg.workers))
+	} else {
 		for range s.cfg.workers {
 			s.r.goroutine(s.work)
 		}
 	}
-	return &chanPuller[Out]{ch: s.out, done: s.r.done, seqd: seqd}
+	return s.out
 }
 
-// exit is deferred by every goroutine of the stage. The last one closes out
-// and drains the input, releasing upstream goroutines blocked on a send.
-func (s *applier[In, Out]) exit() {
-	if s.live.Add(-1) == 0 {
-		close(s.out)
-		s.in.drain()
-	}
-}
-
-// work is one of Workers(n) goroutines: pull, process, repeat.
+// work is one of Workers(n) goroutines: take a token, pull, process, repeat.
 func (s *applier[In, Out]) work() {
-	defer s.exit()
+	defer s.out.closeWriter()
 	t := s.newTask()
 	for {
-		if s.ord != nil && !s.ord.reserve() {
+		if !s.out.acquire() {
 			return
 		}
 		it, idx, ok := s.in.pull()
 		if !ok {
-			if s.ord != nil {
-				s.ord.unreserve()
-			}
+			s.out.release(1)
 			return
 		}
 		if !t.process(it, idx) {
@@ -105,30 +97,31 @@ func (s *applier[In, Out]) work() {
 
 // dispatch serves Workers(-1): one goroutine per item.
 func (s *applier[In, Out]) dispatch() {
-	defer s.exit()
+	defer s.out.closeWriter()
 	for {
 		it, idx, ok := s.in.pull()
 		if !ok {
 			return
 		}
-		s.live.Add(1)
+		s.out.addWriter()
 		s.r.goroutine(func() {
-			defer s.exit()
+			defer s.out.closeWriter()
 			s.newTask().process(it, idx)
 		})
 	}
 }
 
-// task is the per-goroutine state of a worker: its emit function and, when
-// Ordered, the buffer that collects the current item's outputs.
+// task is the per-goroutine state of a worker: its emit function, whether
+// it still holds the current item's token, and, when Ordered, the buffer
+// that collects the current item's outputs.
 type task[In, Out any] struct {
 	s    *applier[In, Out]
 	emit func(Out) bool
-	buf  []Out
-	seq  int // next output position, for a single unordered worker
+	tok  bool // the current item's token is not yet spent
 
-	idx       int  // Ordered: the current item's index
-	streaming bool // Ordered: the current item is the head and emits directly
+	buf       []Out // Ordered: the current item's outputs
+	idx       int   // Ordered: the current item's index
+	streaming bool  // Ordered: the current item is the head and emits directly
 }
 
 func (s *applier[In, Out]) newTask() *task[In, Out] {
@@ -136,7 +129,7 @@ func (s *applier[In, Out]) newTask() *task[In, Out] {
 	if s.ord != nil {
 		t.emit = func(v Out) bool {
 			if t.streaming {
-				return s.ord.sendNext(v)
+				return t.put(item[Out]{v: v})
 			}
 			t.buf = append(t.buf, v)
 			// From the second output on, at 2, 4, 8, ... buffered outputs,
@@ -145,7 +138,7 @@ func (s *applier[In, Out]) newTask() *task[In, Out] {
 			if n := len(t.buf); n >= 2 && n&(n-1) == 0 && s.ord.tryStream(t.idx) {
 				t.streaming = true
 				for i := range t.buf {
-					s.ord.sendNext(t.buf[i])
+					t.put(item[Out]{v: t.buf[i]})
 				}
 				clear(t.buf)
 				t.buf = t.buf[:0]
@@ -153,27 +146,30 @@ func (s *applier[In, Out]) newTask() *task[In, Out] {
 			return !s.r.cancelled()
 		}
 	} else {
-		t.emit = func(v Out) bool { return t.send(item[Out]{v: v}) }
+		t.emit = func(v Out) bool { return t.put(item[Out]{v: v}) }
 	}
 	return t
 }
 
-// send passes one output downstream, stamping its position when the stage
-// has a single worker; it reports false once the run is cancelled.
-func (t *task[In, Out]) send(it item[Out]) bool {
-	if t.s.cfg.workers == 1 {
-		it.seq = t.seq
-		t.seq++
+// put queues one output (or forwarded error) of the current item: the first
+// carries the item's token, the others wait for room. It reports false once
+// the run is cancelled.
+func (t *task[In, Out]) put(it item[Out]) bool {
+	if t.tok {
+		t.tok = false
+		it.tok = true
+		t.s.out.push(it)
+		return !t.s.r.cancelled()
 	}
-	return send(t.s.out, it, t.s.r.done)
+	return t.s.out.pushExtra(it) && !t.s.r.cancelled()
 }
 
-// process handles one input item; it reports false when the goroutine should
-// stop (the run is ending).
+// process handles one input item, whose token the task holds; it reports
+// false when the goroutine should stop (the run is ending).
 func (t *task[In, Out]) process(it item[In], idx int) bool {
 	s := t.s
+	t.tok, t.idx, t.streaming = s.out.capacity >= 0, idx, false
 	err := it.err // a forwarded error passes through
-	t.idx, t.streaming = idx, false
 	if err == nil {
 		if err = t.call(it.v); err != nil {
 			if s.r.ctx.Err() != nil {
@@ -187,13 +183,24 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 			err = e
 		}
 	}
+	if t.streaming { // Ordered, and the outputs went out as they came
+		if err != nil && !t.put(item[Out]{err: err}) {
+			return false
+		}
+		return s.ord.endStream()
+	}
 	if s.ord != nil {
 		var ok bool
-		t.buf, ok = s.ord.complete(idx, t.buf, err, t.streaming)
+		t.buf, ok = s.ord.complete(idx, t.buf, err, t.tok)
+		t.tok = false
 		return ok
 	}
-	if err != nil {
-		return t.send(item[Out]{err: err})
+	if err != nil && !t.put(item[Out]{err: err}) {
+		return false
+	}
+	if t.tok { // no output: the token goes back
+		t.tok = false
+		s.out.release(1)
 	}
 	return true
 }

@@ -74,12 +74,12 @@ func TestBackpressureBound(t *testing.T) {
 
 func TestOrderedWindowStopsPulling(t *testing.T) {
 	// Item 0 is slow; the others finish. The stage takes exactly the window
-	// (2*workers items) and no more until item 0 is done: the source
+	// (2*workers+buffer items) and no more until item 0 is done: the source
 	// releases item 0 when asked for the window's last item, so a smaller
 	// window hangs and a larger one is caught by the check.
 	for _, workers := range []int{2, 4} {
 		for _, buf := range []int{0, 2} {
-			window := 2 * workers
+			window := 2*workers + buf
 			gate := make(chan struct{})
 			var mu sync.Mutex
 			produced, item0Done := 0, false

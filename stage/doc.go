@@ -38,8 +38,8 @@
 //
 // Outputs leave a stage in completion order. With one worker that is input
 // order. With [Ordered] they leave in input order: finished items wait in a
-// reorder window behind a slow one; the window holds at most 2×workers items
-// taken and not yet emitted, then the stage stops pulling, so memory
+// reorder window behind a slow one; the stage takes at most 2×workers+buffer
+// items its consumer has not yet taken, then stops pulling, so memory
 // is bounded by the configuration, never by the input size (Workers(-1)
 // excepted).
 //

@@ -3,6 +3,8 @@ package stage
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sourcegraph/conc/panics"
 )
 
 // Error is an item error: the user's function failed for one item in a stage
@@ -68,6 +70,10 @@ func (e *PanicError) Error() string { return fmt.Sprintf("sluice: panic: %v", e.
 func (e *PanicError) Unwrap() error {
 	err, _ := e.Value.(error)
 	return err
+}
+
+func panicError(rec *panics.Recovered) *PanicError {
+	return &PanicError{Value: rec.Value, Stack: rec.Stack}
 }
 
 // ErrNilTask is the item error of a nil task in [Concurrent].

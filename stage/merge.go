@@ -1,11 +1,9 @@
 package stage
 
-import "sync/atomic"
-
 // Merge returns a stream with the items of all ins, in the order they become
 // available (no order between inputs). One goroutine per input moves items
-// on; each costs one channel hand-off. Forwarded errors pass through. The
-// merged stream ends when every input has ended.
+// on, each at most one item ahead. Forwarded errors pass through. The merged
+// stream ends when every input has ended.
 //
 // Merge panics if an input is the zero Stream, or if two inputs share a
 // stream (the same stream given twice, or two stages built on one stream):
@@ -21,33 +19,23 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 	return Stream[T]{
 		n: &node{kind: "merge", inputs: nodes},
 		open: func(r *run) puller[T] {
-			out := make(chan item[T])
-			var live atomic.Int64
-			live.Store(int64(len(ins)))
-			if len(ins) == 0 {
-				close(out)
-			}
+			out := newPipe[T](r, len(ins), len(ins))
 			for _, in := range ins {
 				p := in.open(r)
 				r.goroutine(func() {
-					defer func() {
-						if live.Add(-1) == 0 {
-							close(out)
-						}
-						p.drain()
-					}()
-					for {
+					defer out.closeWriter()
+					for out.acquire() {
 						it, _, ok := p.pull()
 						if !ok {
+							out.release(1)
 							return
 						}
-						if !send(out, it, r.done) {
-							return
-						}
+						it.tok = true
+						out.push(it)
 					}
 				})
 			}
-			return &chanPuller[T]{ch: out, done: r.done}
+			return out
 		},
 	}
 }

@@ -65,9 +65,9 @@ func Workers(n int) Option {
 }
 
 // Ordered makes the stage emit its outputs in the order of its input.
-// Finished items wait in a reorder window behind a slow one; at most
-// 2×workers items are taken from upstream and not yet emitted, and then the
-// stage stops pulling (the output buffer, if any, comes on top). With Workers(-1) the window is unbounded.
+// Finished items wait in a reorder window behind a slow one: the stage takes
+// at most 2×workers+buffer items from upstream that its consumer has not yet
+// taken, and then stops pulling. With Workers(-1) the window is unbounded.
 // Without Ordered, outputs leave in completion order (with one worker that
 // is input order too).
 func Ordered() Option { return Option{func(c *config) { c.ordered = true }} }
@@ -90,9 +90,9 @@ func Name(name string) Option {
 	return Option{func(c *config) { c.name = name }}
 }
 
-// Buffer sets the capacity of the stage's output channel (default 0,
-// unbuffered). A buffer lets workers run ahead of a slow consumer by n items;
-// it also adds n to the read-ahead bound. Buffer panics if n < 0.
+// Buffer lets the stage run n more items ahead of its consumer (default 0):
+// finished outputs wait for a slow consumer while the workers go on. It adds
+// n to the read-ahead bound. Buffer panics if n < 0.
 func Buffer(n int) Option {
 	if n < 0 {
 		panic(fmt.Sprintf("sluice: stage.Buffer: n = %d, want 0 or more", n))
@@ -111,13 +111,4 @@ func newConfig(fn, kind string, opts []Option) config {
 		o.apply(&c)
 	}
 	return c
-}
-
-// window is the most items an Ordered stage takes from upstream and has not
-// yet emitted; 0 means unbounded.
-func (c *config) window() int {
-	if c.workers < 0 {
-		return 0
-	}
-	return 2 * c.workers
 }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/sourcegraph/conc"
-	"github.com/sourcegraph/conc/panics"
 )
 
 // Run is the primitive every sink is written with. It runs s and calls f,
@@ -36,27 +35,52 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	s.check("stage.Run")
 	checkFunc(f == nil, "stage.Run", "function")
 	r := newRun(ctx)
+	defer r.finish() // also when f panics
 	p := s.open(r)
-	defer r.finish(p) // also when f panics
 	ended := false
-	for {
-		it, _, ok := p.pull()
-		if !ok {
-			// A stream ends early only when the run was cancelled, so a
-			// live context here means it was exhausted.
-			ended = r.ctx.Err() == nil
-			break
-		}
+	deliver := func(it item[T]) bool {
 		if err := f(r.ctx, it.v, it.err); err != nil {
 			if errors.Is(err, ErrStop) {
 				ended = true
 			} else {
 				r.fail(err)
 			}
-			break
+			return false
+		}
+		return true
+	}
+	if bp, ok := p.(batchPuller[T]); ok {
+		// Take every ready item at once; f sees them one at a time.
+		var batch []item[T]
+	batches:
+		for {
+			var ok bool
+			if batch, ok = bp.pullAll(batch[:0]); !ok {
+				ended = r.ctx.Err() == nil
+				break
+			}
+			for i := range batch {
+				if r.cancelled() || !deliver(batch[i]) {
+					break batches
+				}
+				batch[i] = item[T]{} // drop the reference once delivered
+			}
+		}
+	} else {
+		for {
+			it, _, ok := p.pull()
+			if !ok {
+				// A stream ends early only when the run was cancelled, so
+				// a live context here means it was exhausted.
+				ended = r.ctx.Err() == nil
+				break
+			}
+			if !deliver(it) {
+				break
+			}
 		}
 	}
-	r.finish(p)
+	r.finish()
 	return r.result(ctx, ended)
 }
 
@@ -71,6 +95,7 @@ type run struct {
 	cancel context.CancelCauseFunc
 	done   <-chan struct{}
 	wg     conc.WaitGroup
+	hooks  sync.WaitGroup // onCancel functions
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through.
@@ -149,29 +174,32 @@ func (r *run) onFinish(f func()) {
 	r.mu.Unlock()
 }
 
-// finish cancels what is still running, drains the last stream (see
-// puller), waits for every goroutine, then runs the cleanups. It is
-// idempotent.
-func (r *run) finish(last drainer) {
+// onCancel runs f (in its own goroutine) when the run's context is done,
+// which happens at the latest when the run finishes; finish waits for it.
+func (r *run) onCancel(f func()) {
+	r.hooks.Add(1)
+	context.AfterFunc(r.ctx, func() {
+		defer r.hooks.Done()
+		f()
+	})
+}
+
+// finish cancels what is still running, waits for every goroutine, then runs
+// the cleanups. It is idempotent.
+func (r *run) finish() {
 	if r.finished {
 		return
 	}
 	r.finished = true
 	r.cancel(errFinished)
-	last.drain()
 	r.wg.Wait()
+	r.hooks.Wait()
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
 		if rec := guard.Call(r.cleanups[i]); rec != nil && r.err == nil {
 			r.err = &SourceError{Err: panicError(rec)}
 		}
 	}
 }
-
-func panicError(rec *panics.Recovered) *PanicError {
-	return &PanicError{Value: rec.Value, Stack: rec.Stack}
-}
-
-type drainer interface{ drain() }
 
 // result is the error a sink reports for a finished run; ended says whether
 // the sink saw the stream end (or stopped it) while the run was live.

@@ -75,9 +75,6 @@ func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 	return item[T]{v: v}, i, true
 }
 
-// drain has nothing to do: a source has no goroutine that could block.
-func (p *sourcePuller[T]) drain() {}
-
 func (p *sourcePuller[T]) fail(err error) {
 	p.ended = true
 	p.r.sourceFailed(&SourceError{Err: err})

@@ -23,28 +23,28 @@ type node struct {
 }
 
 // item is what travels between stages: a value, or a forwarded error in its
-// place. seq is the item's position in its producer's output, valid when the
-// producer is sequenced (see chanPuller).
+// place. tok says the item carries its producer's backpressure token (see
+// pipe).
 type item[T any] struct {
 	v   T
 	err error
-	seq int
+	tok bool
 }
 
 // puller is a stream opened in one run. pull returns the next item and its
 // 0-based index in the stream, or ok == false when the stream has ended:
 // exhausted, stopped by a source error, or cancelled. pull is safe for
-// concurrent use; it takes an item only when called, and returns ok == false
-// once the run is cancelled.
-//
-// drain is called once by the consumer when it has stopped pulling for good.
-// It receives and drops whatever the producer still sends until the producer
-// has closed its output, so that a producer blocked on a send after
-// cancellation is released. This is what lets every send between stages be a
-// plain channel send: cancellation costs nothing on an item's path.
+// concurrent use; it takes an item only when called, in the stream's order,
+// and returns ok == false once the run is cancelled.
 type puller[T any] interface {
 	pull() (it item[T], idx int, ok bool)
-	drain()
+}
+
+// batchPuller is a puller from which the sink can take every ready item at
+// once (see pipe.pullAll).
+type batchPuller[T any] interface {
+	puller[T]
+	pullAll(dst []item[T]) ([]item[T], bool)
 }
 
 // check panics if s is the zero Stream; fn names the caller.

@@ -1,0 +1,222 @@
+package stage
+
+import "sync"
+
+// pipe carries a stage's outputs to its consumer. It takes the place of a
+// channel: a queue under one mutex, so that a consumer that is behind takes
+// what is ready without a hand-off per item (the sink takes everything queued
+// at once), and nobody parks while there is work to do.
+//
+// Backpressure is by tokens. A producer takes a token before it pulls an
+// input item; the token travels with the item's first output (or its
+// forwarded error) and comes back when the consumer takes that output. So the
+// items a stage has taken from upstream and its consumer has not yet taken
+// never exceed the pipe's capacity. Further outputs of the same item
+// (FlatMap, Apply) carry no token: they wait instead while the queue already
+// holds capacity items. A capacity below zero means no bound (Workers(-1)).
+//
+// Every wait is a sync.Cond wait; cancellation of the run broadcasts to all
+// of them.
+type pipe[T any] struct {
+	r        *run
+	capacity int
+
+	mu      sync.Mutex
+	ring    []item[T] // the queue: size items from head, len is a power of two
+	head    int
+	size    int
+	free    int // tokens not taken
+	held    int // tokens travelling with the sink's current batch
+	writers int // producers that may still push; the pipe ends at 0
+	taken   int // items taken so far: the index of the next one
+	canPop  sync.Cond
+	canTake sync.Cond
+	canPush sync.Cond
+}
+
+func newPipe[T any](r *run, capacity, writers int) *pipe[T] {
+	p := &pipe[T]{r: r, capacity: capacity, free: capacity, writers: writers, ring: make([]item[T], 8)}
+	p.canPop.L, p.canTake.L, p.canPush.L = &p.mu, &p.mu, &p.mu
+	r.onCancel(func() {
+		p.mu.Lock()
+		p.canPop.Broadcast()
+		p.canTake.Broadcast()
+		p.canPush.Broadcast()
+		p.mu.Unlock()
+	})
+	return p
+}
+
+// acquire takes a token, waiting for one; false means the run was cancelled.
+func (p *pipe[T]) acquire() bool {
+	if p.capacity < 0 {
+		return !p.r.cancelled()
+	}
+	p.mu.Lock()
+	for p.free == 0 {
+		if p.r.cancelled() {
+			p.mu.Unlock()
+			return false
+		}
+		p.canTake.Wait()
+	}
+	p.free--
+	p.mu.Unlock()
+	return true
+}
+
+// release gives back n tokens that found no item, or whose item had no output.
+func (p *pipe[T]) release(n int) {
+	if p.capacity < 0 {
+		return
+	}
+	p.mu.Lock()
+	p.give(n)
+	p.mu.Unlock()
+}
+
+// give returns n tokens; called with mu held.
+func (p *pipe[T]) give(n int) {
+	if n == 0 || p.capacity < 0 {
+		return
+	}
+	p.free += n
+	if n == 1 {
+		p.canTake.Signal()
+	} else {
+		p.canTake.Broadcast()
+	}
+}
+
+// push queues an output that carries its item's token (it.tok), or one
+// whose memory is already accounted for (an Ordered stage's parked outputs).
+func (p *pipe[T]) push(it item[T]) {
+	p.mu.Lock()
+	p.put(it)
+	p.mu.Unlock()
+	p.canPop.Signal()
+}
+
+// pushBatch queues items in order (an Ordered stage's emitter) and gives
+// back release tokens of items that had no output.
+func (p *pipe[T]) pushBatch(items []item[T], release int) {
+	p.mu.Lock()
+	for _, it := range items {
+		p.put(it)
+	}
+	p.give(release)
+	p.mu.Unlock()
+	if len(items) == 1 {
+		p.canPop.Signal()
+	} else if len(items) > 1 {
+		p.canPop.Broadcast()
+	}
+}
+
+// pushExtra queues an output without a token, waiting while the queue is
+// full; false means the run was cancelled.
+func (p *pipe[T]) pushExtra(it item[T]) bool {
+	p.mu.Lock()
+	for p.capacity > 0 && p.size >= p.capacity {
+		if p.r.cancelled() {
+			p.mu.Unlock()
+			return false
+		}
+		p.canPush.Wait()
+	}
+	p.put(it)
+	p.mu.Unlock()
+	p.canPop.Signal()
+	return true
+}
+
+// put appends it to the ring, growing it when full; called with mu held.
+func (p *pipe[T]) put(it item[T]) {
+	if p.size == len(p.ring) {
+		ring := make([]item[T], 2*len(p.ring))
+		for i := range p.size {
+			ring[i] = p.ring[(p.head+i)&(len(p.ring)-1)]
+		}
+		p.ring, p.head = ring, 0
+	}
+	p.ring[(p.head+p.size)&(len(p.ring)-1)] = it
+	p.size++
+}
+
+// closeWriter ends one producer; the pipe ends when the last one has.
+func (p *pipe[T]) closeWriter() {
+	p.mu.Lock()
+	p.writers--
+	if p.writers == 0 {
+		p.canPop.Broadcast()
+	}
+	p.mu.Unlock()
+}
+
+// addWriter adds a producer (Workers(-1) starts one per item).
+func (p *pipe[T]) addWriter() {
+	p.mu.Lock()
+	p.writers++
+	p.mu.Unlock()
+}
+
+// wait waits for an item; called with mu held. It reports false when the
+// pipe has ended or the run was cancelled.
+func (p *pipe[T]) wait() bool {
+	for p.size == 0 {
+		if p.writers == 0 || p.r.cancelled() {
+			return false
+		}
+		p.canPop.Wait()
+	}
+	return !p.r.cancelled() // no item starts once the run is cancelled
+}
+
+// pull takes the next item for a stage's worker. The item's token comes
+// back: from now on the item counts against the consumer's own tokens.
+func (p *pipe[T]) pull() (item[T], int, bool) {
+	p.mu.Lock()
+	if !p.wait() {
+		p.mu.Unlock()
+		return item[T]{}, 0, false
+	}
+	it := p.ring[p.head]
+	p.ring[p.head] = item[T]{}
+	p.head = (p.head + 1) & (len(p.ring) - 1)
+	p.size--
+	idx := p.taken
+	p.taken++
+	if it.tok {
+		p.give(1)
+	}
+	p.mu.Unlock()
+	p.canPush.Signal()
+	return it, idx, true
+}
+
+// pullAll appends every queued item to dst, for the sink. The tokens of the
+// batch come back on the next call, once the sink has consumed it, so the
+// sink's batch counts as not yet consumed.
+func (p *pipe[T]) pullAll(dst []item[T]) ([]item[T], bool) {
+	p.mu.Lock()
+	p.give(p.held)
+	p.held = 0
+	if !p.wait() {
+		p.mu.Unlock()
+		return dst, false
+	}
+	for range p.size {
+		it := p.ring[p.head]
+		p.ring[p.head] = item[T]{}
+		p.head = (p.head + 1) & (len(p.ring) - 1)
+		if it.tok {
+			p.held++
+		}
+		dst = append(dst, it)
+	}
+	p.taken += p.size
+	p.size = 0
+	p.mu.Unlock()
+	p.canPush.Broadcast()
+	return dst, true
+}
