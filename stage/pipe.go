@@ -1,6 +1,9 @@
 package stage
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // pipe carries a stage's outputs to its consumer. It takes the place of a
 // channel: a queue under one mutex, so that a consumer that is behind takes
@@ -16,16 +19,18 @@ import "sync"
 // holds capacity items. A capacity below zero means no bound (Workers(-1)).
 //
 // Every wait is a sync.Cond wait; cancellation of the run broadcasts to all
-// of them.
+// of them. Tokens are an atomic counter, so taking one while some are free
+// costs one compare-and-swap.
 type pipe[T any] struct {
 	r        *run
 	capacity int
 
+	free    atomic.Int64 // tokens not taken
+	tokWait atomic.Int64 // producers waiting for a token
 	mu      sync.Mutex
 	ring    []item[T] // the queue: size items from head, len is a power of two
 	head    int
 	size    int
-	free    int // tokens not taken
 	held    int // tokens travelling with the sink's current batch
 	writers int // producers that may still push; the pipe ends at 0
 	taken   int // items taken so far: the index of the next one
@@ -34,8 +39,13 @@ type pipe[T any] struct {
 	canPush sync.Cond
 }
 
+// spinYields is how many times a consumer that finds the pipe empty yields
+// the processor before it sleeps.
+const spinYields = 8
+
 func newPipe[T any](r *run, capacity, writers int) *pipe[T] {
-	p := &pipe[T]{r: r, capacity: capacity, free: capacity, writers: writers, ring: make([]item[T], 8)}
+	p := &pipe[T]{r: r, capacity: capacity, writers: writers, ring: make([]item[T], 8)}
+	p.free.Store(int64(capacity))
 	p.canPop.L, p.canTake.L, p.canPush.L = &p.mu, &p.mu, &p.mu
 	r.onCancel(func() {
 		p.mu.Lock()
@@ -52,38 +62,52 @@ func (p *pipe[T]) acquire() bool {
 	if p.capacity < 0 {
 		return !p.r.cancelled()
 	}
-	p.mu.Lock()
-	for p.free == 0 {
+	for {
+		if f := p.free.Load(); f > 0 {
+			if p.free.CompareAndSwap(f, f-1) {
+				return true
+			}
+			continue
+		}
+		// None free: register as a waiter, then look again before sleeping.
+		// give adds tokens before it looks for waiters, so one of the two
+		// sees the other.
+		p.mu.Lock()
+		p.tokWait.Add(1)
+		for p.free.Load() == 0 && !p.r.cancelled() {
+			p.canTake.Wait()
+		}
+		p.tokWait.Add(-1)
+		p.mu.Unlock()
 		if p.r.cancelled() {
-			p.mu.Unlock()
 			return false
 		}
-		p.canTake.Wait()
 	}
-	p.free--
-	p.mu.Unlock()
-	return true
 }
 
-// release gives back n tokens that found no item, or whose item had no output.
+// release gives back n tokens that found no item, or whose item had no
+// output; mu must not be held.
 func (p *pipe[T]) release(n int) {
-	if p.capacity < 0 {
+	if n == 0 || p.capacity < 0 {
 		return
 	}
-	p.mu.Lock()
-	p.give(n)
-	p.mu.Unlock()
+	p.free.Add(int64(n))
+	if p.tokWait.Load() > 0 {
+		// Under mu, so that a waiter between its look and its Wait cannot
+		// miss the wake-up.
+		p.mu.Lock()
+		p.canTake.Broadcast()
+		p.mu.Unlock()
+	}
 }
 
-// give returns n tokens; called with mu held.
+// give is release for a caller that holds mu.
 func (p *pipe[T]) give(n int) {
 	if n == 0 || p.capacity < 0 {
 		return
 	}
-	p.free += n
-	if n == 1 {
-		p.canTake.Signal()
-	} else {
+	p.free.Add(int64(n))
+	if p.tokWait.Load() > 0 {
 		p.canTake.Broadcast()
 	}
 }

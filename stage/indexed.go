@@ -1,0 +1,50 @@
+package stage
+
+import (
+	"sync/atomic"
+
+	"github.com/sluicedev/sluice/internal/guard"
+)
+
+// Indexed returns a stream of n items, at(0), at(1), ..., at(n-1): the
+// primitive for sources whose items are known by position (source.Slice is
+// written with it). It takes no lock: the workers of the stage after it
+// claim positions with one atomic add each, so at is called from several
+// goroutines at once, once per position, and must be safe for that (reading a
+// slice is). Positions are claimed in order, and only when a stage is ready
+// for an item; at is not called after the run is cancelled or its input has
+// ended. A panic in at ends the run with a *[SourceError]. Indexed panics if
+// n < 0 or at is nil.
+func Indexed[T any](n int, at func(i int) T) Stream[T] {
+	if n < 0 {
+		panic("sluice: stage.Indexed: negative length")
+	}
+	checkFunc(at == nil, "stage.Indexed", "function")
+	return Stream[T]{
+		n:    &node{kind: "source"},
+		open: func(r *run) puller[T] { return &indexPuller[T]{r: r, n: n, at: at} },
+	}
+}
+
+type indexPuller[T any] struct {
+	r    *run
+	n    int
+	at   func(int) T
+	next atomic.Int64
+}
+
+func (p *indexPuller[T]) pull() (item[T], int, bool) {
+	if p.r.halted() {
+		return item[T]{}, 0, false
+	}
+	i := int(p.next.Add(1) - 1)
+	if i >= p.n {
+		return item[T]{}, 0, false
+	}
+	var v T
+	if rec := guard.Call(func() { v = p.at(i) }); rec != nil {
+		p.r.sourceFailed(&SourceError{Err: panicError(rec)})
+		return item[T]{}, 0, false
+	}
+	return item[T]{v: v}, i, true
+}
