@@ -22,16 +22,21 @@ import (
 // ordering, policy, name and buffer come from opts (see [Option]); the
 // default name is "apply". Apply panics if in is the zero Stream or f is nil.
 func Apply[In, Out any](in Stream[In], f func(ctx context.Context, v In, emit func(Out) bool) error, opts ...Option) Stream[Out] {
-	return apply("stage.Apply", "apply", in, f, opts)
+	return apply("stage.Apply", "apply", in, f, opts, false)
 }
 
-func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, func(Out) bool) error, opts []Option) Stream[Out] {
+// apply builds a stage; fusable says that f emits a bounded number of
+// outputs per item, so that a Workers(1) stage may run fused (see fused).
+func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, func(Out) bool) error, opts []Option, fusable bool) Stream[Out] {
 	in.check(fn)
 	checkFunc(f == nil, fn, "function")
 	cfg := newConfig(fn, kind, opts)
 	return Stream[Out]{
 		n: &node{kind: cfg.name, inputs: []*node{in.n}},
 		open: func(r *run) puller[Out] {
+			if fusable && cfg.workers == 1 && cfg.buffer == 0 {
+				return newFused(r, cfg, f, in.open(r))
+			}
 			s := &applier[In, Out]{r: r, cfg: cfg, f: f, in: in.open(r)}
 			return s.start()
 		},

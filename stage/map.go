@@ -18,7 +18,7 @@ func Map[In, Out any](in Stream[In], f func(ctx context.Context, v In) (Out, err
 		}
 		emit(out)
 		return nil
-	}, opts)
+	}, opts, true)
 }
 
 // Filter calls keep for each item of in and emits the item when keep returns
@@ -35,7 +35,7 @@ func Filter[T any](in Stream[T], keep func(ctx context.Context, v T) (bool, erro
 			emit(v)
 		}
 		return nil
-	}, opts)
+	}, opts, true)
 }
 
 // FlatMap calls f for each item of in and emits the elements of the slice it
@@ -55,7 +55,7 @@ func FlatMap[In, Out any](in Stream[In], f func(ctx context.Context, v In) ([]Ou
 			}
 		}
 		return nil
-	}, opts)
+	}, opts, true)
 }
 
 // Concurrent runs tasks, at most Workers(n) at a time, and emits their
@@ -74,5 +74,5 @@ func Concurrent[T any](tasks Stream[func(ctx context.Context) (T, error)], opts 
 		}
 		emit(v)
 		return nil
-	}, opts)
+	}, opts, true)
 }

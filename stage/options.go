@@ -52,8 +52,15 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // Workers sets how many calls of the stage's function may run at once.
 // n >= 1: at most n, and with enough input exactly n (the stage runs n
 // worker goroutines). 0: [DefaultWorkers]. -1: no limit, one goroutine per
-// item (backpressure then stops at the output channel, and memory grows with
-// the number of items in flight). Workers panics if n < -1.
+// item (memory then grows with the number of items in flight). Workers
+// panics if n < -1.
+//
+// A Map, Filter, FlatMap or Concurrent stage with Workers(1) and no [Buffer]
+// runs no goroutine at all: its consumer calls the function when it wants
+// the next item. That saves the hand-off between goroutines (the dominant
+// cost of a cheap function) but the stage's calls take turns with the
+// consumer's work instead of overlapping with it; add Buffer(1) to give the
+// stage its own goroutine.
 func Workers(n int) Option {
 	if n < -1 {
 		panic(fmt.Sprintf("sluice: stage.Workers: n = %d, want -1 (unlimited), 0 (default) or more", n))
