@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"sync/atomic"
 	"github.com/sluicedev/sluice/internal/guard"
 )
 
@@ -31,16 +32,30 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	in.check(fn)
 	checkFunc(f == nil, fn, "function")
 	cfg := newConfig(fn, kind, opts)
-	return Stream[Out]{
+	st := Stream[Out]{
 		n: &node{kind: cfg.name, inputs: []*node{in.n}},
 		open: func(r *run) puller[Out] {
 			if fusable && cfg.workers == 1 && cfg.buffer == 0 {
-				return newFused(r, cfg, f, in.open(r))
+				// The sequential path: consumers take turns calling f.
+				return newFused(r, cfg, f, in.openFor(r, 1)(), true)
 			}
-			s := &applier[In, Out]{r: r, cfg: cfg, f: f, in: in.open(r)}
-			return s.start()
+			s := &applier[In, Out]{r: r, cfg: cfg, f: f}
+			return s.start(in)
 		},
 	}
+	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered {
+		st.fuseWorkers = cfg.workers
+		st.fuse = func(r *run) func() puller[Out] {
+			handles := in.openFor(r, cfg.workers)
+			var count atomic.Int64 // outputs pulled through all handles
+			return func() puller[Out] {
+				u := newFused(r, cfg, f, handles(), false)
+				u.count = &count
+				return u
+			}
+		}
+	}
+	return st
 }
 
 // applier is an Apply stage running in one run.
@@ -48,12 +63,11 @@ type applier[In, Out any] struct {
 	r   *run
 	cfg config
 	f   func(context.Context, In, func(Out) bool) error
-	in  puller[In]
 	out *pipe[Out]
 	ord *reorder[Out] // nil unless Ordered
 }
 
-func (s *applier[In, Out]) start() puller[Out] {
+func (s *applier[In, Out]) start(in Stream[In]) puller[Out] {
 	// Tokens bound what the stage takes ahead of its consumer: one per
 	// worker (two when Ordered: the reorder window) plus the buffer.
 	capacity := -1 // Workers(-1): no bound
@@ -72,24 +86,27 @@ func (s *applier[In, Out]) start() puller[Out] {
 		s.ord = newReorder(capacity, s.out)
 	}
 	if s.cfg.workers < 0 {
-		s.r.goroutine(s.dispatch)
+		handle := in.openFor(s.r, 1)
+		s.r.goroutine(func() { s.dispatch(handle()) })
 	} else {
+		handles := in.openFor(s.r, s.cfg.workers)
 		for range s.cfg.workers {
-			s.r.goroutine(s.work)
+			in := handles()
+			s.r.goroutine(func() { s.work(in) })
 		}
 	}
 	return s.out
 }
 
 // work is one of Workers(n) goroutines: take a token, pull, process, repeat.
-func (s *applier[In, Out]) work() {
+func (s *applier[In, Out]) work(in puller[In]) {
 	defer s.out.closeWriter()
 	t := s.newTask()
 	for {
 		if !s.out.acquire() {
 			return
 		}
-		it, idx, ok := s.in.pull()
+		it, idx, ok := in.pull()
 		if !ok {
 			s.out.release(1)
 			return
@@ -101,10 +118,10 @@ func (s *applier[In, Out]) work() {
 }
 
 // dispatch serves Workers(-1): one goroutine per item.
-func (s *applier[In, Out]) dispatch() {
+func (s *applier[In, Out]) dispatch(in puller[In]) {
 	defer s.out.closeWriter()
 	for {
-		it, idx, ok := s.in.pull()
+		it, idx, ok := in.pull()
 		if !ok {
 			return
 		}

@@ -21,7 +21,7 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 		open: func(r *run) puller[T] {
 			out := newPipe[T](r, len(ins), len(ins))
 			for _, in := range ins {
-				p := in.open(r)
+				p := in.openFor(r, 1)()
 				r.goroutine(func() {
 					defer out.closeWriter()
 					for out.acquire() {

@@ -36,7 +36,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	checkFunc(f == nil, "stage.Run", "function")
 	r := newRun(ctx)
 	defer r.finish() // also when f panics
-	p := s.open(r)
+	p := s.openFor(r, 1)()
 	ended := false
 	deliver := func(it item[T]) bool {
 		if err := f(r.ctx, it.v, it.err); err != nil {

@@ -13,6 +13,24 @@ import "fmt"
 type Stream[T any] struct {
 	n    *node
 	open func(r *run) puller[T]
+
+	// fuse, when set, opens the stream for exactly fuseWorkers consuming
+	// goroutines without a goroutine of its own: the consumer's goroutines
+	// call the stage's function, each through a handle of its own (see
+	// fused). It is set for unordered Map, Filter, FlatMap and Concurrent
+	// stages without a Buffer.
+	fuse        func(r *run) func() puller[T]
+	fuseWorkers int
+}
+
+// openFor opens s for a consumer that pulls from consumers goroutines, and
+// returns the function that gives each of them its handle.
+func (s Stream[T]) openFor(r *run, consumers int) func() puller[T] {
+	if s.fuse != nil && s.fuseWorkers == consumers {
+		return s.fuse(r)
+	}
+	p := s.open(r)
+	return func() puller[T] { return p }
 }
 
 // node is a stream's identity in the pipeline graph, used to reject a stream

@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"context"
+	"runtime"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/stage"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// items is the input size of the no-op benchmarks.
+const items = 100_000
+
+var input = ints(items)
+
+func ints(n int) []int {
+	xs := make([]int, n)
+	for i := range xs {
+		xs[i] = i
+	}
+	return xs
+}
+
+// sumOf is the checksum of f over 0..n-1.
+func sumOf(n int, f func(int) int) int {
+	s := 0
+	for i := range n {
+		s += f(i)
+	}
+	return s
+}
+
+var ctx = context.Background()
+
+func double(x int) int { return 2 * x }
+
+func mapDouble(_ context.Context, x int) (int, error) { return 2 * x, nil }
+
+func add(a, b int) int { return a + b }
+
+// total runs s and sums its values.
+func total(s stage.Stream[int]) (int, error) { return sink.Reduce(ctx, s, 0, add) }
+
+// measure runs run once per benchmark iteration and reports ns/item,
+// allocs/item and B/item for n items per run (setup included, spread over
+// the items).
+func measure(b *testing.B, n int, run func()) {
+	b.Helper()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for b.Loop() {
+		run()
+	}
+	runtime.ReadMemStats(&after)
+	per := float64(b.N * n)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/per, "ns/item")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/per, "allocs/item")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/per, "B/item")
+	b.ReportMetric(0, "ns/op")
+}
+
+// check fails the benchmark if got is not want.
+func check(b *testing.B, got, want int, err error) {
+	b.Helper()
+	if got != want || err != nil {
+		b.Fatalf("got %d, %v; want %d, nil", got, err, want)
+	}
+}
