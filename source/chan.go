@@ -17,6 +17,14 @@ func Chan[T any](ch <-chan T) stage.Stream[T] {
 	}
 	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
 		return func(ctx context.Context) (T, error) {
+			select { // a value ready: no need to look at ctx (cheaper)
+			case v, ok := <-ch:
+				if !ok {
+					return v, io.EOF
+				}
+				return v, nil
+			default:
+			}
 			select {
 			case v, ok := <-ch:
 				if !ok {

@@ -1,0 +1,61 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+// counter is a generator of 0..n-1.
+func counter(n int) func() (int, bool) {
+	i := 0
+	return func() (int, bool) {
+		if i == n {
+			return 0, false
+		}
+		i++
+		return i - 1, true
+	}
+}
+
+// BenchmarkSource: Map (four workers) over source.Func, source.Chan and
+// source.Slice, beside the hand-written pool fed the same way.
+func BenchmarkSource(b *testing.B) {
+	want := sumOf(items, double)
+	w := stage.Workers(shapeWorkers)
+	b.Run("func/hand-written", func(b *testing.B) {
+		measure(b, items, func() { check(b, handMap(feedFunc(counter(items)), shapeWorkers, double), want, nil) })
+	})
+	b.Run("func/sluice", func(b *testing.B) {
+		measure(b, items, func() {
+			next := counter(items)
+			src := source.Func(func(context.Context) (int, error) {
+				if x, ok := next(); ok {
+					return x, nil
+				}
+				return 0, io.EOF
+			})
+			got, err := total(stage.Map(src, mapDouble, w))
+			check(b, got, want, err)
+		})
+	})
+	b.Run("chan/hand-written", func(b *testing.B) {
+		measure(b, items, func() { check(b, handMap(feedSlice(input), shapeWorkers, double), want, nil) })
+	})
+	b.Run("chan/sluice", func(b *testing.B) {
+		measure(b, items, func() {
+			got, err := total(stage.Map(source.Chan(feedSlice(input)), mapDouble, w))
+			check(b, got, want, err)
+		})
+	})
+	b.Run("slice/hand-written", func(b *testing.B) {
+		measure(b, items, func() { check(b, handMap(feedSlice(input), shapeWorkers, double), want, nil) })
+	})
+	s := stage.Map(source.Slice(input), mapDouble, w)
+	b.Run("slice/sluice", func(b *testing.B) {
+		measure(b, items, func() { got, err := total(s); check(b, got, want, err) })
+	})
+}
