@@ -2,8 +2,8 @@ package stage
 
 import (
 	"context"
-	"sync/atomic"
 	"github.com/sluicedev/sluice/internal/guard"
+	"sync/atomic"
 )
 
 // Apply is the primitive every stage is written with ([Map], [Filter],
