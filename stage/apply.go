@@ -2,8 +2,9 @@ package stage
 
 import (
 	"context"
-	"github.com/sluicedev/sluice/internal/guard"
 	"sync/atomic"
+
+	"github.com/sluicedev/sluice/internal/guard"
 )
 
 // Apply is the primitive every stage is written with ([Map], [Filter],

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sluicedev/sluice/internal/guard"
 	"sync"
 	"sync/atomic"
 
+	"github.com/sluicedev/sluice/internal/guard"
 	"github.com/sourcegraph/conc"
 )
 

@@ -3,9 +3,10 @@ package stage
 import (
 	"context"
 	"errors"
-	"github.com/sluicedev/sluice/internal/guard"
 	"io"
 	"sync"
+
+	"github.com/sluicedev/sluice/internal/guard"
 )
 
 // Source is the primitive every source is written with. Each run calls open
