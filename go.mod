@@ -1,6 +1,6 @@
 module github.com/sluicedev/sluice
 
-go 1.26
+go 1.26.0
 
 require github.com/sourcegraph/conc v0.3.0
 

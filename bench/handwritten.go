@@ -9,8 +9,8 @@ import (
 // idiomatic unbuffered channels and a sync.WaitGroup worker pool. Each
 // returns a checksum so that the benchmarks can check the work was done.
 
-// feedSlice sends xs on a new unbuffered channel from a goroutine.
-func feedSlice(xs []int) <-chan int {
+// FeedSlice sends xs on a new unbuffered channel from a goroutine.
+func FeedSlice(xs []int) <-chan int {
 	in := make(chan int)
 	go func() {
 		defer close(in)
@@ -21,8 +21,8 @@ func feedSlice(xs []int) <-chan int {
 	return in
 }
 
-// feedFunc sends what next produces until it reports false.
-func feedFunc(next func() (int, bool)) <-chan int {
+// FeedFunc sends what next produces until it reports false.
+func FeedFunc(next func() (int, bool)) <-chan int {
 	in := make(chan int)
 	go func() {
 		defer close(in)
@@ -37,9 +37,9 @@ func feedFunc(next func() (int, bool)) <-chan int {
 	return in
 }
 
-// pool runs workers goroutines that apply f to every input and send each
-// result on the returned channel, which is closed when all are done.
-func pool(in <-chan int, workers int, f func(int) (int, bool)) <-chan int {
+// Pool runs workers goroutines that apply f to every input and send each
+// result f keeps on the returned channel, closed when all are done.
+func Pool(in <-chan int, workers int, f func(int) (int, bool)) <-chan int {
 	out := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
@@ -60,7 +60,8 @@ func pool(in <-chan int, workers int, f func(int) (int, bool)) <-chan int {
 	return out
 }
 
-func sum(in <-chan int) int {
+// Sum receives every value of in and returns their sum.
+func Sum(in <-chan int) int {
 	s := 0
 	for y := range in {
 		s += y
@@ -68,20 +69,22 @@ func sum(in <-chan int) int {
 	return s
 }
 
-// handMap: source goroutine, worker pool, consumer.
-func handMap(in <-chan int, workers int, f func(int) int) int {
-	return sum(pool(in, workers, func(x int) (int, bool) { return f(x), true }))
+// HandMap is a one-stage pipeline: in, a pool of workers applying f, and
+// a consumer that sums the results.
+func HandMap(in <-chan int, workers int, f func(int) int) int {
+	return Sum(Pool(in, workers, func(x int) (int, bool) { return f(x), true }))
 }
 
-// handChain: map, filter, map, each a pool of its own.
-func handChain(in <-chan int, workers int) int {
-	a := pool(in, workers, func(x int) (int, bool) { return x + 1, true })
-	b := pool(a, workers, func(x int) (int, bool) { return x, x%2 == 0 })
-	return sum(pool(b, workers, func(x int) (int, bool) { return x * 3, true }))
+// HandChain is map (+1), filter (even), map (×3), each a pool of its own,
+// summed.
+func HandChain(in <-chan int, workers int) int {
+	a := Pool(in, workers, func(x int) (int, bool) { return x + 1, true })
+	b := Pool(a, workers, func(x int) (int, bool) { return x, x%2 == 0 })
+	return Sum(Pool(b, workers, func(x int) (int, bool) { return x * 3, true }))
 }
 
-// handFlatMap: each input becomes fan outputs.
-func handFlatMap(in <-chan int, workers, fan int) int {
+// HandFlatMap turns each input x into x, x+1, ..., x+fan-1, summed.
+func HandFlatMap(in <-chan int, workers, fan int) int {
 	out := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
@@ -99,11 +102,12 @@ func handFlatMap(in <-chan int, workers, fan int) int {
 		wg.Wait()
 		close(out)
 	}()
-	return sum(out)
+	return Sum(out)
 }
 
-// handMerge: one goroutine per input forwarding to a shared channel.
-func handMerge(ins ...<-chan int) int {
+// HandMerge sums the values of ins, one goroutine per input forwarding to a
+// shared channel.
+func HandMerge(ins ...<-chan int) int {
 	out := make(chan int)
 	var wg sync.WaitGroup
 	for _, in := range ins {
@@ -119,12 +123,12 @@ func handMerge(ins ...<-chan int) int {
 		wg.Wait()
 		close(out)
 	}()
-	return sum(out)
+	return Sum(out)
 }
 
-// parallelLoop is the channel-free floor: workers claim indexes with an
+// ParallelLoop is the channel-free floor: workers claim indexes with an
 // atomic counter and keep partial sums.
-func parallelLoop(xs []int, workers int, f func(int) int) int {
+func ParallelLoop(xs []int, workers int, f func(int) int) int {
 	var next atomic.Int64
 	sums := make([]int, workers)
 	var wg sync.WaitGroup

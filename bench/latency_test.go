@@ -91,7 +91,7 @@ func BenchmarkLatencyBound(b *testing.B) {
 	slow := func(x int) int { time.Sleep(latSleep); return 2 * x }
 	b.Run("hand-written", func(b *testing.B) {
 		for b.Loop() {
-			check(b, handMap(feedSlice(in), latWorkers, slow), want, nil)
+			check(b, HandMap(FeedSlice(in), latWorkers, slow), want, nil)
 		}
 		reportEfficiency(b)
 	})

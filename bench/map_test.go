@@ -19,10 +19,10 @@ func BenchmarkMap(b *testing.B) {
 	want := sumOf(items, double)
 	for _, w := range workerCounts {
 		b.Run(fmt.Sprintf("workers=%d/hand-written", w), func(b *testing.B) {
-			measure(b, items, func() { check(b, handMap(feedSlice(input), w, double), want, nil) })
+			measure(b, items, func() { check(b, HandMap(FeedSlice(input), w, double), want, nil) })
 		})
 		b.Run(fmt.Sprintf("workers=%d/parallel-loop", w), func(b *testing.B) {
-			measure(b, items, func() { check(b, parallelLoop(input, w, double), want, nil) })
+			measure(b, items, func() { check(b, ParallelLoop(input, w, double), want, nil) })
 		})
 		for _, ordered := range []bool{false, true} {
 			name, opts := "sluice", []stage.Option{stage.Workers(w)}
@@ -58,7 +58,7 @@ func BenchmarkMapWork(b *testing.B) {
 	slow := busy50
 	for _, w := range workerCounts {
 		b.Run(fmt.Sprintf("workers=%d/hand-written", w), func(b *testing.B) {
-			measure(b, workItems, func() { check(b, handMap(feedSlice(in), w, slow), want, nil) })
+			measure(b, workItems, func() { check(b, HandMap(FeedSlice(in), w, slow), want, nil) })
 		})
 		for _, ordered := range []bool{false, true} {
 			name, opts := "sluice", []stage.Option{stage.Workers(w)}

@@ -19,7 +19,7 @@ func BenchmarkChain(b *testing.B) {
 		}
 	}
 	b.Run("hand-written", func(b *testing.B) {
-		measure(b, items, func() { check(b, handChain(feedSlice(input), shapeWorkers), want, nil) })
+		measure(b, items, func() { check(b, HandChain(FeedSlice(input), shapeWorkers), want, nil) })
 	})
 	w := stage.Workers(shapeWorkers)
 	s := stage.Map(source.Slice(input), func(_ context.Context, x int) (int, error) { return x + 1, nil }, w)
@@ -41,7 +41,7 @@ func BenchmarkFlatMap(b *testing.B) {
 		}
 	}
 	b.Run("hand-written", func(b *testing.B) {
-		measure(b, items, func() { check(b, handFlatMap(feedSlice(in), shapeWorkers, fan), want, nil) })
+		measure(b, items, func() { check(b, HandFlatMap(FeedSlice(in), shapeWorkers, fan), want, nil) })
 	})
 	s := stage.FlatMap(source.Slice(in), func(_ context.Context, x int) ([]int, error) {
 		return []int{x, x + 1, x + 2, x + 3}, nil
@@ -57,7 +57,7 @@ func BenchmarkMerge(b *testing.B) {
 	want := 4 * sumOf(items/4, func(x int) int { return x })
 	b.Run("hand-written", func(b *testing.B) {
 		measure(b, items, func() {
-			check(b, handMerge(feedSlice(quarter), feedSlice(quarter), feedSlice(quarter), feedSlice(quarter)), want, nil)
+			check(b, HandMerge(FeedSlice(quarter), FeedSlice(quarter), FeedSlice(quarter), FeedSlice(quarter)), want, nil)
 		})
 	})
 	s := stage.Merge(source.Slice(quarter), source.Slice(quarter), source.Slice(quarter), source.Slice(quarter))

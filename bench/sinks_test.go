@@ -15,7 +15,7 @@ func BenchmarkSink(b *testing.B) {
 	want := sumOf(items, double)
 	s := stage.Map(source.Slice(input), mapDouble, stage.Workers(shapeWorkers))
 	b.Run("hand-written", func(b *testing.B) {
-		measure(b, items, func() { check(b, handMap(feedSlice(input), shapeWorkers, double), want, nil) })
+		measure(b, items, func() { check(b, HandMap(FeedSlice(input), shapeWorkers, double), want, nil) })
 	})
 	b.Run("Reduce", func(b *testing.B) {
 		measure(b, items, func() { got, err := sink.Reduce(ctx, s, 0, add); check(b, got, want, err) })
@@ -54,7 +54,7 @@ func BenchmarkSink(b *testing.B) {
 		measure(b, items, func() {
 			out := make(chan int)
 			done := make(chan int)
-			go func() { done <- sum(out) }()
+			go func() { done <- Sum(out) }()
 			err := sink.Chan(ctx, s, out)
 			close(out)
 			check(b, <-done, want, err)

@@ -27,7 +27,7 @@ func BenchmarkSource(b *testing.B) {
 	want := sumOf(items, double)
 	w := stage.Workers(shapeWorkers)
 	b.Run("func/hand-written", func(b *testing.B) {
-		measure(b, items, func() { check(b, handMap(feedFunc(counter(items)), shapeWorkers, double), want, nil) })
+		measure(b, items, func() { check(b, HandMap(FeedFunc(counter(items)), shapeWorkers, double), want, nil) })
 	})
 	b.Run("func/sluice", func(b *testing.B) {
 		measure(b, items, func() {
@@ -43,16 +43,16 @@ func BenchmarkSource(b *testing.B) {
 		})
 	})
 	b.Run("chan/hand-written", func(b *testing.B) {
-		measure(b, items, func() { check(b, handMap(feedSlice(input), shapeWorkers, double), want, nil) })
+		measure(b, items, func() { check(b, HandMap(FeedSlice(input), shapeWorkers, double), want, nil) })
 	})
 	b.Run("chan/sluice", func(b *testing.B) {
 		measure(b, items, func() {
-			got, err := total(stage.Map(source.Chan(feedSlice(input)), mapDouble, w))
+			got, err := total(stage.Map(source.Chan(FeedSlice(input)), mapDouble, w))
 			check(b, got, want, err)
 		})
 	})
 	b.Run("slice/hand-written", func(b *testing.B) {
-		measure(b, items, func() { check(b, handMap(feedSlice(input), shapeWorkers, double), want, nil) })
+		measure(b, items, func() { check(b, HandMap(FeedSlice(input), shapeWorkers, double), want, nil) })
 	})
 	s := stage.Map(source.Slice(input), mapDouble, w)
 	b.Run("slice/sluice", func(b *testing.B) {

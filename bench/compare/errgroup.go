@@ -1,0 +1,35 @@
+package main
+
+import (
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// errgroupMap: SetLimit(workers), one goroutine per item, results on a
+// channel that the caller's goroutine sums.
+func errgroupMap(in []int, workers int) int {
+	return errgroupRun(in, workers, double)
+}
+
+func errgroupSleep(in []int, workers int, d time.Duration) int {
+	return errgroupRun(in, workers, func(x int) int { time.Sleep(d); return double(x) })
+}
+
+func errgroupRun(in []int, workers int, f func(int) int) int {
+	var g errgroup.Group
+	g.SetLimit(workers)
+	out := make(chan int)
+	go func() {
+		for _, x := range in {
+			g.Go(func() error { out <- f(x); return nil })
+		}
+		_ = g.Wait()
+		close(out)
+	}()
+	s := 0
+	for y := range out {
+		s += y
+	}
+	return s
+}

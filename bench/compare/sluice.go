@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+var ctx = context.Background()
+
+func add(a, b int) int { return a + b }
+
+func sluiceTotal(s stage.Stream[int]) int {
+	n, err := sink.Reduce(ctx, s, 0, add)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+func sluiceMap(in []int, workers int, ordered bool) int {
+	opts := []stage.Option{stage.Workers(workers)}
+	if ordered {
+		opts = append(opts, stage.Ordered())
+	}
+	return sluiceTotal(stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) { return double(x), nil }, opts...))
+}
+
+func sluiceChain(in []int, workers int) int {
+	w := stage.Workers(workers)
+	s := stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) { return x + 1, nil }, w)
+	s = stage.Filter(s, func(_ context.Context, x int) (bool, error) { return x%2 == 0, nil }, w)
+	return sluiceTotal(stage.Map(s, func(_ context.Context, x int) (int, error) { return 3 * x, nil }, w))
+}
+
+func sluiceFuncMap(n, workers int) int {
+	i := 0
+	src := source.Func(func(context.Context) (int, error) {
+		if i == n {
+			return 0, io.EOF
+		}
+		i++
+		return i - 1, nil
+	})
+	return sluiceTotal(stage.Map(src, func(_ context.Context, x int) (int, error) { return double(x), nil }, stage.Workers(workers)))
+}
+
+func sluiceMerge(quarter []int) int {
+	return sluiceTotal(stage.Merge(source.Slice(quarter), source.Slice(quarter), source.Slice(quarter), source.Slice(quarter)))
+}
+
+func sluiceSleep(in []int, workers int, d time.Duration) int {
+	return sluiceTotal(stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) {
+		time.Sleep(d)
+		return double(x), nil
+	}, stage.Workers(workers)))
+}

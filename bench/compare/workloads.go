@@ -1,0 +1,129 @@
+package main
+
+import (
+	"time"
+)
+
+// A workload is one pipeline shape, run by every contender that can express
+// it. Each contender returns a checksum, which must equal want.
+type workload struct {
+	name  string
+	items int // per run: ns/item divides by this
+	want  int
+	// baseline is the contender the ratios are taken against.
+	baseline string
+	runs     map[string]func() int // contender -> one run
+	// efficiency reports ideal/actual instead of ns/item (latency-bound).
+	ideal time.Duration
+}
+
+// sizes of the workloads; -quick shrinks them for the test.
+type sizes struct {
+	items      int // no-op workloads
+	latItems   int // latency-bound items
+	latWorkers int
+	latSleep   time.Duration
+}
+
+var full = sizes{items: 100_000, latItems: 2_000, latWorkers: 50, latSleep: time.Millisecond}
+
+func ints(n int) []int {
+	xs := make([]int, n)
+	for i := range xs {
+		xs[i] = i
+	}
+	return xs
+}
+
+func double(x int) int { return 2 * x }
+
+func sumDouble(n int) int { return n * (n - 1) }
+
+// chainWant is the checksum of map(+1) -> filter(even) -> map(×3).
+func chainWant(n int) int {
+	s := 0
+	for x := range n {
+		if (x+1)%2 == 0 {
+			s += 3 * (x + 1)
+		}
+	}
+	return s
+}
+
+// workloads builds every workload at the given sizes.
+func workloads(z sizes) []workload {
+	in := ints(z.items)
+	n := z.items
+	var ws []workload
+	for _, w := range []int{4, 16} {
+		ws = append(ws, workload{
+			name: "Map unordered, no-op, slice source, " + itoa(w) + " workers", items: n, want: sumDouble(n),
+			baseline: "hand-written",
+			runs: map[string]func() int{
+				"sluice":       func() int { return sluiceMap(in, w, false) },
+				"rill":         func() int { return rillMap(in, w, false) },
+				"conc pool":    func() int { return concPoolMap(in, w) },
+				"errgroup":     func() int { return errgroupMap(in, w) },
+				"hand-written": func() int { return handMap(in, w) },
+			},
+		}, workload{
+			name: "Map ordered, no-op, slice source, " + itoa(w) + " workers", items: n, want: sumDouble(n),
+			baseline: "hand-written",
+			runs: map[string]func() int{
+				"sluice":           func() int { return sluiceMap(in, w, true) },
+				"rill":             func() int { return rillMap(in, w, true) },
+				"conc stream":      func() int { return concStreamMap(in, w) },
+				"hand-written":     func() int { return handMap(in, w) },
+				"hand-written ord": func() int { return handOrderedMap(in, w) },
+			},
+		})
+	}
+	ws = append(ws,
+		workload{
+			name: "Map, 1 worker (sequential path)", items: n, want: sumDouble(n), baseline: "hand-written",
+			runs: map[string]func() int{
+				"sluice":       func() int { return sluiceMap(in, 1, false) },
+				"rill":         func() int { return rillMap(in, 1, false) },
+				"hand-written": func() int { return handMap(in, 1) },
+			},
+		},
+		workload{
+			name: "Chain map -> filter -> map, 4 workers each", items: n, want: chainWant(n), baseline: "hand-written",
+			runs: map[string]func() int{
+				"sluice":       func() int { return sluiceChain(in, 4) },
+				"rill":         func() int { return rillChain(in, 4) },
+				"hand-written": func() int { return handChain(in, 4) },
+			},
+		},
+		workload{
+			name: "Map over a generator function, 4 workers", items: n, want: sumDouble(n), baseline: "hand-written",
+			runs: map[string]func() int{
+				"sluice":       func() int { return sluiceFuncMap(n, 4) },
+				"rill":         func() int { return rillFuncMap(n, 4) },
+				"hand-written": func() int { return handFuncMap(n, 4) },
+			},
+		},
+		workload{
+			name: "Merge of 4 slice sources", items: n, want: 4 * (n / 4) * (n/4 - 1) / 2, baseline: "hand-written",
+			runs: map[string]func() int{
+				"sluice":       func() int { return sluiceMerge(in[:n/4]) },
+				"rill":         func() int { return rillMerge(in[:n/4]) },
+				"hand-written": func() int { return handMerge(in[:n/4]) },
+			},
+		},
+	)
+	lat := ints(z.latItems)
+	ws = append(ws, workload{
+		name:  "Latency-bound: " + itoa(z.latItems) + " items × " + z.latSleep.String() + " sleep, " + itoa(z.latWorkers) + " workers",
+		items: z.latItems, want: sumDouble(z.latItems), baseline: "hand-written",
+		ideal: time.Duration(z.latItems) * z.latSleep / time.Duration(z.latWorkers),
+		runs: map[string]func() int{
+			"sluice":       func() int { return sluiceSleep(lat, z.latWorkers, z.latSleep) },
+			"rill":         func() int { return rillSleep(lat, z.latWorkers, z.latSleep) },
+			"conc pool":    func() int { return concPoolSleep(lat, z.latWorkers, z.latSleep) },
+			"errgroup":     func() int { return errgroupSleep(lat, z.latWorkers, z.latSleep) },
+			"hand-written": func() int { return handSleep(lat, z.latWorkers, z.latSleep) },
+		},
+	})
+	return ws
+}
