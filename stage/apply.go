@@ -46,17 +46,35 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	}
 	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered {
 		st.fuseWorkers = cfg.workers
-		st.fuse = func(r *run) func() puller[Out] {
-			handles := in.openFor(r, cfg.workers)
-			var count atomic.Int64 // outputs pulled through all handles
-			return func() puller[Out] {
-				u := newFused(r, cfg, f, handles(), false)
-				u.count = &count
-				return u
-			}
+		st.fuse = func(r *run, consumers int) func() puller[Out] {
+			return fuse(r, cfg, f, in.openFor(r, cfg.workers), consumers)
 		}
 	}
 	return st
+}
+
+// fuse opens an unordered stage of cfg.workers > 1 workers for a consumer
+// that pulls from consumers <= cfg.workers goroutines: each of them is one of
+// the stage's workers (it calls f itself, through a fused handle, when
+// nothing is queued), and the stage starts goroutines only for the rest. So
+// the consumer never sleeps while there is work it could do, and with as
+// many consumers as workers the stage has no goroutine at all.
+func fuse[In, Out any](r *run, cfg config, f func(context.Context, In, func(Out) bool) error, handles func() puller[In], consumers int) func() puller[Out] {
+	count := new(atomic.Int64) // outputs pulled through every handle
+	var out *pipe[Out]
+	if rest := cfg.workers - consumers; rest > 0 {
+		c := cfg
+		c.workers = rest
+		out = (&applier[In, Out]{r: r, cfg: c, f: f}).startWith(handles)
+	}
+	return func() puller[Out] {
+		u := newFused(r, cfg, f, handles(), false)
+		u.count = count
+		if out == nil {
+			return u
+		}
+		return &assisted[In, Out]{out: out, own: u}
+	}
 }
 
 // applier is an Apply stage running in one run.
@@ -69,6 +87,12 @@ type applier[In, Out any] struct {
 }
 
 func (s *applier[In, Out]) start(in Stream[In]) puller[Out] {
+	consumers := max(s.cfg.workers, 1) // Workers(-1): the dispatcher
+	return s.startWith(in.openFor(s.r, consumers))
+}
+
+// startWith starts the stage's goroutines, each pulling through a handle.
+func (s *applier[In, Out]) startWith(handles func() puller[In]) *pipe[Out] {
 	// Tokens bound what the stage takes ahead of its consumer: one per
 	// worker (two when Ordered: the reorder window) plus the buffer.
 	capacity := -1 // Workers(-1): no bound
@@ -87,10 +111,9 @@ func (s *applier[In, Out]) start(in Stream[In]) puller[Out] {
 		s.ord = newReorder(capacity, s.out)
 	}
 	if s.cfg.workers < 0 {
-		handle := in.openFor(s.r, 1)
-		s.r.goroutine(func() { s.dispatch(handle()) })
+		in := handles()
+		s.r.goroutine(func() { s.dispatch(in) })
 	} else {
-		handles := in.openFor(s.r, s.cfg.workers)
 		for range s.cfg.workers {
 			in := handles()
 			s.r.goroutine(func() { s.work(in) })

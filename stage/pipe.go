@@ -31,6 +31,7 @@ type pipe[T any] struct {
 	ring    []item[T] // the queue: size items from head, len is a power of two
 	head    int
 	size    int
+	ready   atomic.Int64 // size, readable without mu
 	held    int // tokens travelling with the sink's current batch
 	writers int // producers that may still push; the pipe ends at 0
 	taken   int // items taken so far: the index of the next one
@@ -165,6 +166,7 @@ func (p *pipe[T]) put(it item[T]) {
 	}
 	p.ring[(p.head+p.size)&(len(p.ring)-1)] = it
 	p.size++
+	p.ready.Store(int64(p.size))
 }
 
 // closeWriter ends one producer; the pipe ends when the last one has.
@@ -208,6 +210,7 @@ func (p *pipe[T]) pull() (item[T], int, bool) {
 	p.ring[p.head] = item[T]{}
 	p.head = (p.head + 1) & (len(p.ring) - 1)
 	p.size--
+	p.ready.Store(int64(p.size))
 	idx := p.taken
 	p.taken++
 	if it.tok {
@@ -216,6 +219,20 @@ func (p *pipe[T]) pull() (item[T], int, bool) {
 	p.mu.Unlock()
 	p.canPush.Signal()
 	return it, idx, true
+}
+
+// releaseHeld gives back the tokens of the sink's last batch, which it has
+// consumed, and reports whether a producer was waiting for them.
+func (p *pipe[T]) releaseHeld() bool {
+	if p.held == 0 { // only the sink's goroutine writes held
+		return false
+	}
+	p.mu.Lock()
+	woke := p.tokWait.Load() > 0
+	p.give(p.held)
+	p.held = 0
+	p.mu.Unlock()
+	return woke
 }
 
 // pullAll appends every queued item to dst, for the sink. The tokens of the
@@ -240,6 +257,7 @@ func (p *pipe[T]) pullAll(dst []item[T]) ([]item[T], bool) {
 	}
 	p.taken += p.size
 	p.size = 0
+	p.ready.Store(0)
 	p.mu.Unlock()
 	p.canPush.Broadcast()
 	return dst, true

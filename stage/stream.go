@@ -14,20 +14,20 @@ type Stream[T any] struct {
 	n    *node
 	open func(r *run) puller[T]
 
-	// fuse, when set, opens the stream for exactly fuseWorkers consuming
-	// goroutines without a goroutine of its own: the consumer's goroutines
-	// call the stage's function, each through a handle of its own (see
-	// fused). It is set for unordered Map, Filter, FlatMap and Concurrent
-	// stages without a Buffer.
-	fuse        func(r *run) func() puller[T]
+	// fuse, when set, opens the stream for a consumer that pulls from at
+	// most fuseWorkers goroutines: each of them calls the stage's function
+	// itself when nothing is ready, through a handle of its own (see fuse
+	// and fused). It is set for unordered Map, Filter, FlatMap and
+	// Concurrent stages of more than one worker and no Buffer.
+	fuse        func(r *run, consumers int) func() puller[T]
 	fuseWorkers int
 }
 
 // openFor opens s for a consumer that pulls from consumers goroutines, and
 // returns the function that gives each of them its handle.
 func (s Stream[T]) openFor(r *run, consumers int) func() puller[T] {
-	if s.fuse != nil && s.fuseWorkers == consumers {
-		return s.fuse(r)
+	if s.fuse != nil && consumers <= s.fuseWorkers {
+		return s.fuse(r, consumers)
 	}
 	p := s.open(r)
 	return func() puller[T] { return p }
