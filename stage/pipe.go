@@ -32,9 +32,9 @@ type pipe[T any] struct {
 	head    int
 	size    int
 	ready   atomic.Int64 // size, readable without mu
-	held    int // tokens travelling with the sink's current batch
-	writers int // producers that may still push; the pipe ends at 0
-	taken   int // items taken so far: the index of the next one
+	held    int          // tokens travelling with the sink's current batch
+	writers int          // producers that may still push; the pipe ends at 0
+	taken   int          // items taken so far: the index of the next one
 	canPop  sync.Cond
 	canTake sync.Cond
 	canPush sync.Cond
