@@ -2,7 +2,6 @@ package stage
 
 import (
 	"context"
-	"sync/atomic"
 
 	"github.com/sluicedev/sluice/internal/guard"
 )
@@ -38,7 +37,8 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 		open: func(r *run) puller[Out] {
 			if fusable && cfg.workers == 1 && cfg.buffer == 0 {
 				// The sequential path: consumers take turns calling f.
-				return newFused(r, cfg, f, in.openFor(r, 1)(), true)
+				fr := &fuseRun[In, Out]{r: r, cfg: cfg, f: f}
+				return &serialHandle[In, Out]{h: fuseHandle[In, Out]{fr: fr, own: newFused(r, cfg, f, in.openFor(r, 1)())}}
 			}
 			s := &applier[In, Out]{r: r, cfg: cfg, f: f}
 			return s.start(in)
@@ -47,34 +47,19 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered {
 		st.fuseWorkers = cfg.workers
 		st.fuse = func(r *run, consumers int) func() puller[Out] {
-			return fuse(r, cfg, f, in.openFor(r, cfg.workers), consumers)
+			// The consumer's goroutines are consumers of the workers; the
+			// stage starts goroutines for the rest (see fuseRun).
+			fr := &fuseRun[In, Out]{r: r, cfg: cfg, f: f}
+			handles := in.openFor(r, cfg.workers)
+			if rest := cfg.workers - consumers; rest > 0 {
+				fr.start(rest, handles)
+			}
+			return func() puller[Out] {
+				return &fuseHandle[In, Out]{fr: fr, own: newFused(r, cfg, f, handles())}
+			}
 		}
 	}
 	return st
-}
-
-// fuse opens an unordered stage of cfg.workers > 1 workers for a consumer
-// that pulls from consumers <= cfg.workers goroutines: each of them is one of
-// the stage's workers (it calls f itself, through a fused handle, when
-// nothing is queued), and the stage starts goroutines only for the rest. So
-// the consumer never sleeps while there is work it could do, and with as
-// many consumers as workers the stage has no goroutine at all.
-func fuse[In, Out any](r *run, cfg config, f func(context.Context, In, func(Out) bool) error, handles func() puller[In], consumers int) func() puller[Out] {
-	count := new(atomic.Int64) // outputs pulled through every handle
-	var out *pipe[Out]
-	if rest := cfg.workers - consumers; rest > 0 {
-		c := cfg
-		c.workers = rest
-		out = (&applier[In, Out]{r: r, cfg: c, f: f}).startWith(handles)
-	}
-	return func() puller[Out] {
-		u := newFused(r, cfg, f, handles(), false)
-		u.count = count
-		if out == nil {
-			return u
-		}
-		return &assisted[In, Out]{out: out, own: u}
-	}
 }
 
 // applier is an Apply stage running in one run.
@@ -214,7 +199,7 @@ func (t *task[In, Out]) put(it item[Out]) bool {
 // false when the goroutine should stop (the run is ending).
 func (t *task[In, Out]) process(it item[In], idx int) bool {
 	s := t.s
-	t.tok, t.idx, t.streaming = s.out.capacity >= 0, idx, false
+	t.tok, t.idx, t.streaming = !s.out.unbounded, idx, false
 	err := it.err // a forwarded error passes through
 	if err == nil {
 		if err = t.call(it.v); err != nil {

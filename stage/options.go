@@ -50,17 +50,20 @@ type config struct {
 func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 
 // Workers sets how many calls of the stage's function may run at once.
-// n >= 1: at most n, and with enough input exactly n (the stage runs n
-// worker goroutines). 0: [DefaultWorkers]. -1: no limit, one goroutine per
-// item (memory then grows with the number of items in flight). Workers
-// panics if n < -1.
+// n >= 1: at most n, and with enough input exactly n. 0: [DefaultWorkers].
+// -1: no limit, one goroutine per item (memory then grows with the number of
+// items in flight). Workers panics if n < -1.
 //
-// A Map, Filter, FlatMap or Concurrent stage with Workers(1) and no [Buffer]
-// runs no goroutine at all: its consumer calls the function when it wants
-// the next item. That saves the hand-off between goroutines (the dominant
-// cost of a cheap function) but the stage's calls take turns with the
-// consumer's work instead of overlapping with it; add Buffer(1) to give the
-// stage its own goroutine.
+// The n workers are goroutines, but not always the stage's own. For an
+// unordered Map, Filter, FlatMap or Concurrent stage without a [Buffer], the
+// goroutines of its consumer (the sink's, or the next stage's workers) count
+// among the n: when nothing is ready for them, they call the function
+// themselves instead of waiting, and the stage starts goroutines only for the
+// rest. A hand-off between goroutines costs far more than a cheap function,
+// so this is where sluice's speed comes from. With one worker that is the
+// sequential path: the stage has no goroutine, and its calls take turns with
+// its consumer's work instead of overlapping it; add Buffer(1) to give any
+// stage goroutines of its own.
 func Workers(n int) Option {
 	if n < -1 {
 		panic(fmt.Sprintf("sluice: stage.Workers: n = %d, want -1 (unlimited), 0 (default) or more", n))
@@ -99,7 +102,9 @@ func Name(name string) Option {
 
 // Buffer lets the stage run n more items ahead of its consumer (default 0):
 // finished outputs wait for a slow consumer while the workers go on. It adds
-// n to the read-ahead bound. Buffer panics if n < 0.
+// n to the read-ahead bound, and a stage with a Buffer always runs all of
+// its workers as goroutines of its own (see [Workers]). Buffer panics if
+// n < 0.
 func Buffer(n int) Option {
 	if n < 0 {
 		panic(fmt.Sprintf("sluice: stage.Buffer: n = %d, want 0 or more", n))

@@ -22,22 +22,23 @@ import (
 // of them. Tokens are an atomic counter, so taking one while some are free
 // costs one compare-and-swap.
 type pipe[T any] struct {
-	r        *run
-	capacity int
+	r         *run
+	unbounded bool // capacity < 0: no tokens
 
-	free    atomic.Int64 // tokens not taken
-	tokWait atomic.Int64 // producers waiting for a token
-	mu      sync.Mutex
-	ring    []item[T] // the queue: size items from head, len is a power of two
-	head    int
-	size    int
-	ready   atomic.Int64 // size, readable without mu
-	held    int          // tokens travelling with the sink's current batch
-	writers int          // producers that may still push; the pipe ends at 0
-	taken   int          // items taken so far: the index of the next one
-	canPop  sync.Cond
-	canTake sync.Cond
-	canPush sync.Cond
+	free     atomic.Int64 // tokens not taken
+	tokWait  atomic.Int64 // producers waiting for a token
+	mu       sync.Mutex
+	capacity int       // guarded by mu; grows when a fused stage adds a worker
+	ring     []item[T] // the queue: size items from head, len is a power of two
+	head     int
+	size     int
+	ready    atomic.Int64 // size, readable without mu
+	held     int          // tokens travelling with the sink's current batch
+	writers  int          // producers that may still push; the pipe ends at 0
+	taken    int          // items taken so far: the index of the next one
+	canPop   sync.Cond
+	canTake  sync.Cond
+	canPush  sync.Cond
 }
 
 // spinYields is how many times a consumer that finds the pipe empty yields
@@ -45,7 +46,7 @@ type pipe[T any] struct {
 const spinYields = 8
 
 func newPipe[T any](r *run, capacity, writers int) *pipe[T] {
-	p := &pipe[T]{r: r, capacity: capacity, writers: writers, ring: make([]item[T], 8)}
+	p := &pipe[T]{r: r, unbounded: capacity < 0, capacity: capacity, writers: writers, ring: make([]item[T], 8)}
 	p.free.Store(int64(capacity))
 	p.canPop.L, p.canTake.L, p.canPush.L = &p.mu, &p.mu, &p.mu
 	r.onCancel(func() {
@@ -60,7 +61,7 @@ func newPipe[T any](r *run, capacity, writers int) *pipe[T] {
 
 // acquire takes a token, waiting for one; false means the run was cancelled.
 func (p *pipe[T]) acquire() bool {
-	if p.capacity < 0 {
+	if p.unbounded {
 		return !p.r.cancelled()
 	}
 	for {
@@ -89,7 +90,7 @@ func (p *pipe[T]) acquire() bool {
 // release gives back n tokens that found no item, or whose item had no
 // output; mu must not be held.
 func (p *pipe[T]) release(n int) {
-	if n == 0 || p.capacity < 0 {
+	if n == 0 || p.unbounded {
 		return
 	}
 	p.free.Add(int64(n))
@@ -104,7 +105,7 @@ func (p *pipe[T]) release(n int) {
 
 // give is release for a caller that holds mu.
 func (p *pipe[T]) give(n int) {
-	if n == 0 || p.capacity < 0 {
+	if n == 0 || p.unbounded {
 		return
 	}
 	p.free.Add(int64(n))
@@ -183,6 +184,16 @@ func (p *pipe[T]) closeWriter() {
 func (p *pipe[T]) addWriter() {
 	p.mu.Lock()
 	p.writers++
+	p.mu.Unlock()
+}
+
+// addWorker adds a producer that brings its own token: a fused stage that
+// hands a worker's place to a goroutine (see fuseRun.spawn).
+func (p *pipe[T]) addWorker() {
+	p.mu.Lock()
+	p.writers++
+	p.capacity++
+	p.give(1)
 	p.mu.Unlock()
 }
 
