@@ -117,6 +117,11 @@ type fuseRun[In, Out any] struct {
 // a goroutine: past it, a hand-off costs under a few percent of the call.
 const slowCall = 20 * time.Microsecond
 
+// verySlowCall is how long a first call must take to hand over at once: a
+// slow function then holds its consumer up only once. It is well above how
+// long a goroutine usually waits for a processor, which the timer also sees.
+const verySlowCall = 250 * time.Microsecond
+
 // spawn starts a worker goroutine of the stage that pulls through in.
 func (fr *fuseRun[In, Out]) spawn(in puller[In]) {
 	fr.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // fuseHandle is how one goroutine of a consumer pulls from a fused stage
@@ -12,8 +13,9 @@ import (
 type fuseHandle[In, Out any] struct {
 	fr        *fuseRun[In, Out]
 	own       *fused[In, Out]
-	calls     int  // calls through own, for sampling their duration
-	slowCalls int  // timed calls in a row that were slow
+	calls     int // calls through own, for sampling their duration
+	slowCalls int // timed calls in a row that were slow
+	firstCall time.Duration
 	handed    bool // own's place went to a goroutine
 }
 
@@ -28,8 +30,8 @@ func (h *fuseHandle[In, Out]) inline() bool {
 }
 
 // ownNext takes the next output of the handle's own worker. It times the
-// first two calls of the function and one in 16 after that; after a slow
-// one (see below), it hands the worker's place to a goroutine once the
+// first two calls of the function and one in 16 after that; after two slow
+// ones in a row, it hands the worker's place to a goroutine once the
 // current item's outputs are out.
 func (h *fuseHandle[In, Out]) ownNext() (item[Out], bool) {
 	if h.own.idle() {
@@ -39,6 +41,9 @@ func (h *fuseHandle[In, Out]) ownNext() (item[Out], bool) {
 	}
 	it, ok := h.own.next()
 	if h.own.lastCall > 0 {
+		if h.calls == 1 {
+			h.firstCall = h.own.lastCall
+		}
 		if h.own.lastCall > slowCall {
 			h.slowCalls++
 		} else {
@@ -46,10 +51,9 @@ func (h *fuseHandle[In, Out]) ownNext() (item[Out], bool) {
 		}
 		h.own.lastCall = 0
 	}
-	// A slow first call hands over at once (a slow function then never
-	// holds up the consumer twice); later, two slow timed calls in a row
-	// do, so that one unlucky pause does not.
-	if (h.slowCalls >= 2 || h.slowCalls == 1 && h.calls == 1) && h.own.idle() && !h.own.ended {
+	// Two slow timed calls in a row, so that one call that merely lost its
+	// processor for a while (the timer measures wall time) does not.
+	if (h.slowCalls >= 2 || h.calls == 1 && h.firstCall > verySlowCall) && h.own.idle() && !h.own.ended {
 		h.handed = true
 		h.fr.spawn(h.own.in)
 	}
