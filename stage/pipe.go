@@ -41,10 +41,6 @@ type pipe[T any] struct {
 	canPush  sync.Cond
 }
 
-// spinYields is how many times a consumer that finds the pipe empty yields
-// the processor before it sleeps.
-const spinYields = 8
-
 func newPipe[T any](r *run, capacity, writers int) *pipe[T] {
 	p := &pipe[T]{r: r, unbounded: capacity < 0, capacity: capacity, writers: writers, ring: make([]item[T], 8)}
 	p.free.Store(int64(capacity))

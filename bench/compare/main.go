@@ -87,7 +87,7 @@ func measure(wl workload, reps int) ([]*result, error) {
 	}
 	slices.SortFunc(results, func(a, b *result) int { return strings.Compare(a.name, b.name) })
 	var before, after runtime.MemStats
-	for range reps {
+	for rep := -1; rep < reps; rep++ { // rep -1 warms up and is not kept
 		order := slices.Clone(results)
 		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, r := range order {
@@ -100,6 +100,9 @@ func measure(wl workload, reps int) ([]*result, error) {
 			runtime.ReadMemStats(&after)
 			if got != wl.want {
 				return nil, fmt.Errorf("%s on %q: checksum %d, want %d", r.name, wl.name, got, wl.want)
+			}
+			if rep < 0 {
+				continue
 			}
 			r.times = append(r.times, elapsed)
 			r.allocs = append(r.allocs, float64(after.Mallocs-before.Mallocs)/float64(wl.items))
