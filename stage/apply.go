@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"time"
 
 	"github.com/sluicedev/sluice/internal/guard"
 )
@@ -37,8 +38,8 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 		open: func(r *run) puller[Out] {
 			if fusable && cfg.workers == 1 && cfg.buffer == 0 {
 				// The sequential path: consumers take turns calling f.
-				fr := &fuseRun[In, Out]{r: r, cfg: cfg, f: f}
-				return &serialHandle[In, Out]{h: fuseHandle[In, Out]{fr: fr, own: newFused(r, cfg, f, in.openFor(r, 1)())}}
+				fr := newFuseRun(r, cfg, f, in.openFor(r, 1))
+				return &serialHandle[In, Out]{h: fr.handle()}
 			}
 			s := &applier[In, Out]{r: r, cfg: cfg, f: f}
 			return s.start(in)
@@ -47,16 +48,8 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered {
 		st.fuseWorkers = cfg.workers
 		st.fuse = func(r *run, consumers int) func() puller[Out] {
-			// The consumer's goroutines are consumers of the workers; the
-			// stage starts goroutines for the rest (see fuseRun).
-			fr := &fuseRun[In, Out]{r: r, cfg: cfg, f: f}
-			handles := in.openFor(r, cfg.workers)
-			if rest := cfg.workers - consumers; rest > 0 {
-				fr.start(rest, handles)
-			}
-			return func() puller[Out] {
-				return &fuseHandle[In, Out]{fr: fr, own: newFused(r, cfg, f, handles())}
-			}
+			fr := newFuseRun(r, cfg, f, in.openFor(r, cfg.workers))
+			return func() puller[Out] { return fr.handle() }
 		}
 	}
 	return st
@@ -69,6 +62,8 @@ type applier[In, Out any] struct {
 	f   func(context.Context, In, func(Out) bool) error
 	out *pipe[Out]
 	ord *reorder[Out] // nil unless Ordered
+
+	fuse *fuseRun[In, Out] // set when the stage's consumer may take workers' places
 }
 
 func (s *applier[In, Out]) start(in Stream[In]) puller[Out] {
@@ -112,6 +107,11 @@ func (s *applier[In, Out]) work(in puller[In]) {
 	defer s.out.closeWriter()
 	t := s.newTask()
 	for {
+		// Calls are cheap and a consumer goroutine wants a worker's place:
+		// this goroutine gives it its place (see fuseRun).
+		if s.fuse != nil && t.cheap >= 2 && s.fuse.retire(in) {
+			return
+		}
 		if !s.out.acquire() {
 			return
 		}
@@ -153,6 +153,9 @@ type task[In, Out any] struct {
 	buf       []Out // Ordered: the current item's outputs
 	idx       int   // Ordered: the current item's index
 	streaming bool  // Ordered: the current item is the head and emits directly
+
+	calls int // calls made, for sampling their duration (fused stages)
+	cheap int // timed calls in a row that were cheap
 }
 
 func (s *applier[In, Out]) newTask() *task[In, Out] {
@@ -237,9 +240,24 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 }
 
 // call runs the user's function for one input, turning a panic into an error.
+// In a fused stage whose consumer wants workers' places, it times some calls
+// (see fuseRun).
 func (t *task[In, Out]) call(v In) (err error) {
+	timed := t.s.fuse != nil && t.s.fuse.wanted.Load() > 0 && (t.calls < 2 || t.calls%16 == 0)
+	t.calls++
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
 	if rec := guard.Call(func() { err = t.s.f(t.s.r.ctx, v, t.emit) }); rec != nil {
 		err = panicError(rec)
+	}
+	if timed {
+		if time.Since(start) < cheapCall {
+			t.cheap++
+		} else {
+			t.cheap = 0
+		}
 	}
 	return err
 }

@@ -95,59 +95,108 @@ func (u *fused[In, Out]) step() {
 }
 
 // fuseRun is a fusable stage (an unordered Map, Filter, FlatMap or
-// Concurrent without Buffer) in one run. Its consumer's goroutines act as
-// its workers and call the function themselves, which saves the hand-off
-// between goroutines that dominates the cost of a cheap function. For a
-// slow function that saving is nothing, and running it in the consumer
-// would keep the consumer from its own work: a handle that sees a slow call
-// hands its worker's place to a goroutine of the stage's own, and from then
-// on takes that goroutine's outputs from the stage's pipe.
+// Concurrent without Buffer) in one run. It starts as any stage does, with
+// its workers as goroutines of its own. When their calls prove cheap (two
+// timed calls in a row under cheapCall), a goroutine gives its place to one
+// of the consumer's goroutines that wants one (each of the consumer's handles
+// wants one, once): it leaves its input handle in spares, counts a baton,
+// queues a baton item to wake a waiting handle, and exits. The handle that
+// claims the baton calls the function itself from then on, through that
+// input handle, which saves the hand-off between goroutines that dominates
+// the cost of a cheap function. If the calls turn slow (two timed calls in a
+// row over slowCall), the handle gives its place back to a new goroutine:
+// the consumer has its own work, and a hand-off then costs nothing next to
+// the call.
+//
+// At any moment each of the stage's n places is held by one goroutine, one
+// handle, or one unclaimed baton, so at most n calls run. A handle only calls
+// the function when it pulls, so the bound on what the stage runs ahead of
+// its consumer holds too. The pipe ends when its goroutines have ended; a
+// handle that still wants a place claims any baton left before it reports
+// the end, so that no input handle (and what it holds) is left behind.
 type fuseRun[In, Out any] struct {
-	r     *run
-	cfg   config
-	f     func(context.Context, In, func(Out) bool) error
-	count atomic.Int64 // outputs handed out through every handle
+	r      *run
+	cfg    config
+	f      func(context.Context, In, func(Out) bool) error
+	app    *applier[In, Out]
+	out    *pipe[Out]
+	count  atomic.Int64 // outputs handed out through every handle
+	wanted atomic.Int64 // handles that still want a place
+	batons atomic.Int64 // places given up and not yet claimed
 
-	mu  sync.Mutex
-	app *applier[In, Out]         // the stage's own goroutines, once it has any
-	out atomic.Pointer[pipe[Out]] // their outputs
+	mu     sync.Mutex
+	spares []puller[In] // input handles of retired goroutines
 }
 
-// slowCall is how long a call must take for its handle to hand its place to
-// a goroutine: past it, a hand-off costs under a few percent of the call.
-const slowCall = 20 * time.Microsecond
+const (
+	// cheapCall: calls under it make a goroutine give its place to the
+	// consumer.
+	cheapCall = 5 * time.Microsecond
+	// slowCall: calls over it make a handle give its place back to a
+	// goroutine; past it, a hand-off costs under a few percent of a call.
+	slowCall = 20 * time.Microsecond
+)
 
-// verySlowCall is how long a first call must take to hand over at once: a
-// slow function then holds its consumer up only once. It is well above how
-// long a goroutine usually waits for a processor, which the timer also sees.
-const verySlowCall = 250 * time.Microsecond
+func newFuseRun[In, Out any](r *run, cfg config, f func(context.Context, In, func(Out) bool) error, handles func() puller[In]) *fuseRun[In, Out] {
+	fr := &fuseRun[In, Out]{r: r, cfg: cfg, f: f}
+	fr.out = newPipe[Out](r, cfg.workers, cfg.workers)
+	fr.app = &applier[In, Out]{r: r, cfg: cfg, f: f, out: fr.out, fuse: fr}
+	for range cfg.workers {
+		in := handles()
+		r.goroutine(func() { fr.app.work(in) })
+	}
+	return fr
+}
 
-// spawn starts a worker goroutine of the stage that pulls through in.
-func (fr *fuseRun[In, Out]) spawn(in puller[In]) {
+// handle returns a new handle for one goroutine of the consumer.
+func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
+	fr.wanted.Add(1)
+	return &fuseHandle[In, Out]{fr: fr}
+}
+
+// retire gives the calling goroutine's place, with its input handle in, to
+// a handle that wants one, if any; it reports whether the goroutine should
+// exit.
+func (fr *fuseRun[In, Out]) retire(in puller[In]) bool {
+	for {
+		w := fr.wanted.Load()
+		if w <= 0 {
+			return false
+		}
+		if fr.wanted.CompareAndSwap(w, w-1) {
+			break
+		}
+	}
+	fr.mu.Lock()
+	fr.spares = append(fr.spares, in)
+	fr.mu.Unlock()
+	fr.batons.Add(1)
+	fr.out.retireWorker()
+	return true
+}
+
+// claim takes a baton and the input handle that comes with it, if any.
+func (fr *fuseRun[In, Out]) claim() (puller[In], bool) {
+	for {
+		b := fr.batons.Load()
+		if b <= 0 {
+			return nil, false
+		}
+		if fr.batons.CompareAndSwap(b, b-1) {
+			break
+		}
+	}
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
-	if fr.app == nil {
-		fr.start(0, nil)
-	}
-	fr.app.out.addWorker()
-	fr.r.goroutine(func() { fr.app.work(in) })
-	fr.out.Store(fr.app.out) // published once it has its writer
+	in := fr.spares[len(fr.spares)-1]
+	fr.spares = fr.spares[:len(fr.spares)-1]
+	return in, true
 }
 
-// start makes the stage's pipe and starts n worker goroutines, each on a
-// handle from handles; called with mu held or before any handle exists.
-func (fr *fuseRun[In, Out]) start(n int, handles func() puller[In]) {
-	c := fr.cfg
-	c.workers = n
-	fr.app = &applier[In, Out]{r: fr.r, cfg: c, f: fr.f}
-	fr.app.out = newPipe[Out](fr.r, n, n)
-	for range n {
-		in := handles()
-		fr.r.goroutine(func() { fr.app.work(in) })
-	}
-	if n > 0 {
-		fr.out.Store(fr.app.out)
-	}
+// spawn gives a handle's place back to a new goroutine pulling through in.
+func (fr *fuseRun[In, Out]) spawn(in puller[In]) {
+	fr.out.addWorker()
+	fr.r.goroutine(func() { fr.app.work(in) })
 }
 
 // index gives the next output its position in the stage's output.

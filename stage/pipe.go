@@ -183,14 +183,27 @@ func (p *pipe[T]) addWriter() {
 	p.mu.Unlock()
 }
 
-// addWorker adds a producer that brings its own token: a fused stage that
-// hands a worker's place to a goroutine (see fuseRun.spawn).
+// addWorker adds a worker goroutine and its token: a fused stage's consumer
+// gave its place back (see fuseRun.spawn).
 func (p *pipe[T]) addWorker() {
 	p.mu.Lock()
 	p.writers++
 	p.capacity++
 	p.give(1)
 	p.mu.Unlock()
+}
+
+// retireWorker takes a worker's token away and queues a baton, which wakes a
+// consumer goroutine that may be waiting for a place (see fuseRun.retire).
+// The token may be out with a queued item; free then stays below zero until
+// that item is taken.
+func (p *pipe[T]) retireWorker() {
+	p.mu.Lock()
+	p.capacity--
+	p.free.Add(-1)
+	p.put(item[T]{baton: true})
+	p.mu.Unlock()
+	p.canPop.Signal()
 }
 
 // wait waits for an item; called with mu held. It reports false when the
@@ -219,7 +232,9 @@ func (p *pipe[T]) pull() (item[T], int, bool) {
 	p.size--
 	p.ready.Store(int64(p.size))
 	idx := p.taken
-	p.taken++
+	if !it.baton {
+		p.taken++
+	}
 	if it.tok {
 		p.give(1)
 	}
@@ -242,30 +257,42 @@ func (p *pipe[T]) releaseHeld() bool {
 	return woke
 }
 
-// pullAll appends every queued item to dst, for the sink. The tokens of the
-// batch come back on the next call, once the sink has consumed it, so the
-// sink's batch counts as not yet consumed.
+// pullAll is pullBatch for a pipe that carries no batons.
 func (p *pipe[T]) pullAll(dst []item[T]) ([]item[T], bool) {
+	dst, _, ok := p.pullBatch(dst)
+	return dst, ok
+}
+
+// pullBatch appends every queued item to dst, for the sink, and counts the
+// batons among them (which it leaves out). The tokens of the batch come back
+// on the next call, once the sink has consumed it, so the sink's batch counts
+// as not yet consumed.
+func (p *pipe[T]) pullBatch(dst []item[T]) ([]item[T], int, bool) {
 	p.mu.Lock()
 	p.give(p.held)
 	p.held = 0
 	if !p.wait() {
 		p.mu.Unlock()
-		return dst, false
+		return dst, 0, false
 	}
+	batons := 0
 	for range p.size {
 		it := p.ring[p.head]
 		p.ring[p.head] = item[T]{}
 		p.head = (p.head + 1) & (len(p.ring) - 1)
-		if it.tok {
+		switch {
+		case it.baton:
+			batons++
+			continue
+		case it.tok:
 			p.held++
 		}
 		dst = append(dst, it)
+		p.taken++
 	}
-	p.taken += p.size
 	p.size = 0
 	p.ready.Store(0)
 	p.mu.Unlock()
 	p.canPush.Broadcast()
-	return dst, true
+	return dst, batons, true
 }

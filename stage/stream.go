@@ -44,9 +44,10 @@ type node struct {
 // place. tok says the item carries its producer's backpressure token (see
 // pipe).
 type item[T any] struct {
-	v   T
-	err error
-	tok bool
+	v     T
+	err   error
+	tok   bool
+	baton bool // no item: a worker's place handed to the consumer (see fuseRun)
 }
 
 // puller is a stream opened in one run. pull returns the next item and its
