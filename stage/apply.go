@@ -191,7 +191,7 @@ func (s *applier[In, Out]) newTask() *task[In, Out] {
 func (t *task[In, Out]) put(it item[Out]) bool {
 	if t.tok {
 		t.tok = false
-		it.tok = true
+		it.flags |= tok
 		t.s.out.push(it)
 		return !t.s.r.cancelled()
 	}

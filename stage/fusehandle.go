@@ -80,7 +80,7 @@ func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
 			if h.ended() {
 				return it, 0, false
 			}
-		case !it.baton: // a baton only woke us: claim looks at the count
+		case !it.is(baton): // a baton only woke us: claim looks at the count
 			return it, h.fr.index(), true
 		}
 	}

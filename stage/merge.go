@@ -30,7 +30,7 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 							out.release(1)
 							return
 						}
-						it.tok = true
+						it.flags |= tok
 						out.push(it)
 					}
 				})

@@ -110,7 +110,7 @@ func (p *pipe[T]) give(n int) {
 	}
 }
 
-// push queues an output that carries its item's token (it.tok), or one
+// push queues an output that carries its item's token (tok), or one
 // whose memory is already accounted for (an Ordered stage's parked outputs).
 func (p *pipe[T]) push(it item[T]) {
 	p.mu.Lock()
@@ -201,7 +201,7 @@ func (p *pipe[T]) retireWorker() {
 	p.mu.Lock()
 	p.capacity--
 	p.free.Add(-1)
-	p.put(item[T]{baton: true})
+	p.put(item[T]{flags: baton})
 	p.mu.Unlock()
 	p.canPop.Signal()
 }
@@ -232,10 +232,10 @@ func (p *pipe[T]) pull() (item[T], int, bool) {
 	p.size--
 	p.ready.Store(int64(p.size))
 	idx := p.taken
-	if !it.baton {
+	if !it.is(baton) {
 		p.taken++
 	}
-	if it.tok {
+	if it.is(tok) {
 		p.give(1)
 	}
 	p.mu.Unlock()
@@ -281,10 +281,10 @@ func (p *pipe[T]) pullBatch(dst []item[T]) ([]item[T], int, bool) {
 		p.ring[p.head] = item[T]{}
 		p.head = (p.head + 1) & (len(p.ring) - 1)
 		switch {
-		case it.baton:
+		case it.is(baton):
 			batons++
 			continue
-		case it.tok:
+		case it.is(tok):
 			p.held++
 		}
 		dst = append(dst, it)

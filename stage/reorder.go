@@ -91,11 +91,11 @@ func (o *reorder[T]) emitReady() bool {
 				break
 			}
 			for i, v := range s.vals {
-				o.staged = append(o.staged, item[T]{v: v, tok: s.tok && i == 0})
+				o.staged = append(o.staged, item[T]{v: v, flags: tokIf(s.tok && i == 0)})
 			}
 			switch {
 			case s.err != nil:
-				o.staged = append(o.staged, item[T]{err: s.err, tok: s.tok && len(s.vals) == 0})
+				o.staged = append(o.staged, item[T]{err: s.err, flags: tokIf(s.tok && len(s.vals) == 0)})
 			case len(s.vals) == 0 && s.tok:
 				release++
 			}

@@ -41,13 +41,31 @@ type node struct {
 }
 
 // item is what travels between stages: a value, or a forwarded error in its
-// place. tok says the item carries its producer's backpressure token (see
-// pipe).
+// place, and its flags. It has three fields on purpose: the compiler keeps a
+// struct of up to four fields in registers, and an item is copied at every
+// step of its way (a fifth field once made the whole pipeline twice as slow).
 type item[T any] struct {
 	v     T
 	err   error
-	tok   bool
-	baton bool // no item: a worker's place handed to the consumer (see fuseRun)
+	flags flags
+}
+
+type flags uint8
+
+const (
+	// tok: the item carries its producer's backpressure token (see pipe).
+	tok flags = 1 << iota
+	// baton: no item, a worker's place handed to the consumer (see fuseRun).
+	baton
+)
+
+func (it item[T]) is(f flags) bool { return it.flags&f != 0 }
+
+func tokIf(b bool) flags {
+	if b {
+		return tok
+	}
+	return 0
 }
 
 // puller is a stream opened in one run. pull returns the next item and its
