@@ -26,9 +26,9 @@
 // A stage runs at most [Workers](n) calls of its function at once: n worker
 // goroutines, each taking the next item when it is free. The default is
 // [DefaultWorkers], min(NumCPU+4, 32). Workers(-1) starts one goroutine per
-// item with no limit. The goroutines of a stage's consumer may be among its
-// workers: they call the function themselves rather than wait for an item
-// (see [Workers]); a stage with one worker then has no goroutine at all.
+// item with no limit. When calls are cheap, the goroutines of a stage's
+// consumer may take workers' places and call the function themselves rather
+// than wait for an item (see [Workers]).
 //
 // Backpressure: a worker takes an item only when it is free, and blocks
 // until the consumer takes its output, so no stage pulls more than its

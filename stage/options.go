@@ -56,14 +56,16 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 //
 // The n workers are goroutines, but not always the stage's own. For an
 // unordered Map, Filter, FlatMap or Concurrent stage without a [Buffer], the
-// goroutines of its consumer (the sink's, or the next stage's workers) count
-// among the n: when nothing is ready for them, they call the function
-// themselves instead of waiting, and the stage starts goroutines only for the
-// rest. A hand-off between goroutines costs far more than a cheap function,
-// so this is where sluice's speed comes from. With one worker that is the
-// sequential path: the stage has no goroutine, and its calls take turns with
-// its consumer's work instead of overlapping it; add Buffer(1) to give any
-// stage goroutines of its own.
+// goroutines of its consumer (the sink's, or the next stage's workers) may
+// take workers' places: once calls prove cheap (a few microseconds), a
+// worker goroutine gives its place to a consumer goroutine, which from then
+// on calls the function itself whenever nothing is ready for it, instead of
+// waiting. A hand-off between goroutines costs far more than a cheap
+// function, so this is where sluice's speed comes from. If calls turn slow,
+// the place goes back to a goroutine of the stage's own. With one worker
+// this is the sequential path: the stage's calls then take turns with its
+// consumer's work instead of overlapping it. Add Buffer(1) to keep every
+// worker a goroutine of the stage's own.
 func Workers(n int) Option {
 	if n < -1 {
 		panic(fmt.Sprintf("sluice: stage.Workers: n = %d, want -1 (unlimited), 0 (default) or more", n))
