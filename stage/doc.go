@@ -82,8 +82,9 @@
 //
 // # Writing your own
 //
-// Three small primitives are what the built-in pieces are written with:
-// [Source] for sources, [Apply] for stages (a function that gets each item
-// and emits any number of outputs, under the usual options), and [Run] for
-// sinks (a callback for each item that reaches the end).
+// Small primitives are what the built-in pieces are written with: [Source]
+// for sources (a generator opened once per run), [Indexed] for sources whose
+// items are known by position, [Apply] for stages (a function that gets each
+// item and emits any number of outputs, under the usual options), and [Run]
+// for sinks (a callback for each item that reaches the end).
 package stage

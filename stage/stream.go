@@ -15,10 +15,12 @@ type Stream[T any] struct {
 	open func(r *run) puller[T]
 
 	// fuse, when set, opens the stream for a consumer that pulls from at
-	// most fuseWorkers goroutines: each of them calls the stage's function
-	// itself when nothing is ready, through a handle of its own (see fuse
-	// and fused). It is set for unordered Map, Filter, FlatMap and
-	// Concurrent stages of more than one worker and no Buffer.
+	// most fuseWorkers goroutines, each through a handle of its own that may
+	// take one of the stage's worker places (see fuseRun). More consumer
+	// goroutines than workers would leave some of them without places and
+	// hold the consumer's own calls back, so the stream is then opened
+	// plainly. It is set for unordered Map, Filter, FlatMap and Concurrent
+	// stages of more than one worker and no Buffer.
 	fuse        func(r *run, consumers int) func() puller[T]
 	fuseWorkers int
 }
