@@ -201,3 +201,14 @@ func ExampleRun() {
 	fmt.Println(largest, failed, err)
 	// Output: 9 1 <nil>
 }
+
+// Indexed makes a source of items known by position: here the squares of
+// 0..4, computed as the workers claim them.
+func ExampleIndexed() {
+	squares := stage.Indexed(5, func(i int) int { return i * i })
+	got, err := sink.Slice(context.Background(), stage.Map(squares, func(_ context.Context, n int) (int, error) {
+		return n + 1, nil
+	}, stage.Workers(2), stage.Ordered()))
+	fmt.Println(got, err)
+	// Output: [1 2 5 10 17] <nil>
+}

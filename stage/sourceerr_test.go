@@ -98,3 +98,18 @@ func TestSourceErrorInMergeStopsEverySource(t *testing.T) {
 		t.Fatalf("Count = %d, %v; want a *stage.SourceError", n, err)
 	}
 }
+
+func TestIndexedPanicIsASourceError(t *testing.T) {
+	src := stage.Indexed(100, func(i int) int {
+		if i == 50 {
+			panic("bad position")
+		}
+		return i
+	})
+	_, err := sink.Count(context.Background(), stage.Map(src, double, stage.Workers(4)))
+	var srcErr *stage.SourceError
+	var pe *stage.PanicError
+	if !errors.As(err, &srcErr) || !errors.As(err, &pe) || pe.Value != "bad position" {
+		t.Fatalf("err = %v, want a *stage.PanicError in a *stage.SourceError", err)
+	}
+}

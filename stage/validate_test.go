@@ -34,6 +34,8 @@ func TestMisuseAtBuildTimePanicsNamingTheFunction(t *testing.T) {
 		{"stage.Merge", func() { stage.Merge(ok, zero) }},
 		{"stage.Apply", func() { stage.Apply[int, int](ok, nil) }},
 		{"stage.Source", func() { stage.Source[int](nil) }},
+		{"stage.Indexed", func() { stage.Indexed(-1, func(i int) int { return i }) }},
+		{"stage.Indexed", func() { stage.Indexed[int](3, nil) }},
 		{"stage.Run", func() {
 			_ = stage.Run(context.Background(), zero, func(context.Context, int, error) error { return nil })
 		}},
