@@ -66,8 +66,8 @@
 //
 // # Cancellation
 //
-// Every blocking step of a run (a send between stages, a receive from a
-// channel source, a wait in the reorder window) can be abandoned through the
+// Every blocking step of a run (a wait for an item or for room between
+// stages, a receive from a channel source) can be abandoned through the
 // run's context. Cancelling the caller's ctx, a FailFast error, a failing
 // sink callback, or a sink that stops early (sink.First, a break out of
 // sink.All) cancels the run; the user functions see it through their ctx.

@@ -8,7 +8,8 @@ import "context"
 // handled by the stage's [ErrorPolicy]; forwarded errors pass through
 // without a call. Map panics if in is the zero Stream or f is nil.
 //
-// Each item costs one call of f and one channel hand-off to the consumer.
+// Each item costs one call of f and at most one hand-off to the consumer;
+// none once cheap calls run in the consumer's goroutines (see [Workers]).
 func Map[In, Out any](in Stream[In], f func(ctx context.Context, v In) (Out, error), opts ...Option) Stream[Out] {
 	checkFunc(f == nil, "stage.Map", "function")
 	return apply("stage.Map", "map", in, func(ctx context.Context, v In, emit func(Out) bool) error {
