@@ -28,7 +28,8 @@ func Apply[In, Out any](in Stream[In], f func(ctx context.Context, v In, emit fu
 }
 
 // apply builds a stage; fusable says that f emits a bounded number of
-// outputs per item, so that a Workers(1) stage may run fused (see fused).
+// outputs per item, so that the stage may run in its consumer's goroutines
+// (see fuseRun).
 func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, func(Out) bool) error, opts []Option, fusable bool) Stream[Out] {
 	in.check(fn)
 	checkFunc(f == nil, fn, "function")
@@ -47,7 +48,7 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	}
 	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered {
 		st.fuseWorkers = cfg.workers
-		st.fuse = func(r *run, consumers int) func() puller[Out] {
+		st.fuse = func(r *run) func() puller[Out] {
 			fr := newFuseRun(r, cfg, f, in.openFor(r, cfg.workers))
 			return func() puller[Out] { return fr.handle() }
 		}
@@ -66,13 +67,9 @@ type applier[In, Out any] struct {
 	fuse *fuseRun[In, Out] // set when the stage's consumer may take workers' places
 }
 
+// start starts the stage's goroutines, each pulling through a handle of in.
 func (s *applier[In, Out]) start(in Stream[In]) puller[Out] {
-	consumers := max(s.cfg.workers, 1) // Workers(-1): the dispatcher
-	return s.startWith(in.openFor(s.r, consumers))
-}
-
-// startWith starts the stage's goroutines, each pulling through a handle.
-func (s *applier[In, Out]) startWith(handles func() puller[In]) *pipe[Out] {
+	handles := in.openFor(s.r, max(s.cfg.workers, 1)) // Workers(-1): the dispatcher
 	// Tokens bound what the stage takes ahead of its consumer: one per
 	// worker (two when Ordered: the reorder window) plus the buffer.
 	capacity := -1 // Workers(-1): no bound

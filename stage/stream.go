@@ -21,7 +21,7 @@ type Stream[T any] struct {
 	// hold the consumer's own calls back, so the stream is then opened
 	// plainly. It is set for unordered Map, Filter, FlatMap and Concurrent
 	// stages of more than one worker and no Buffer.
-	fuse        func(r *run, consumers int) func() puller[T]
+	fuse        func(r *run) func() puller[T]
 	fuseWorkers int
 }
 
@@ -29,7 +29,7 @@ type Stream[T any] struct {
 // returns the function that gives each of them its handle.
 func (s Stream[T]) openFor(r *run, consumers int) func() puller[T] {
 	if s.fuse != nil && consumers <= s.fuseWorkers {
-		return s.fuse(r, consumers)
+		return s.fuse(r)
 	}
 	p := s.open(r)
 	return func() puller[T] { return p }
