@@ -51,13 +51,15 @@ type stageSpec struct {
 	buffer   int
 	errEvery int // ids with id%errEvery == 1 fail (0: none)
 	dropMod  int // filter and flatmap drop ids with id%dropMod == 0
+	slowFrom int // ids from slowFrom on take 30µs (0: never), so that a
+	// stage whose cheap calls ran in its consumer gives the place back
 
 	gauge gauge
 }
 
 func (s *stageSpec) String() string {
-	return fmt.Sprintf("%s %s workers=%d ordered=%v %v buffer=%d errEvery=%d dropMod=%d",
-		s.name, s.kind, s.workers, s.ordered, s.policy, s.buffer, s.errEvery, s.dropMod)
+	return fmt.Sprintf("%s %s workers=%d ordered=%v %v buffer=%d errEvery=%d dropMod=%d slowFrom=%d",
+		s.name, s.kind, s.workers, s.ordered, s.policy, s.buffer, s.errEvery, s.dropMod, s.slowFrom)
 }
 
 func (s *stageSpec) fails(id int) bool { return s.errEvery > 0 && id%s.errEvery == 1 }
@@ -96,6 +98,9 @@ func randomStage(rng *rand.Rand, name string) *stageSpec {
 	}
 	if rng.IntN(3) == 0 {
 		s.errEvery = 5 + rng.IntN(30)
+	}
+	if rng.IntN(4) == 0 {
+		s.slowFrom = 20 + rng.IntN(60)
 	}
 	return s
 }
@@ -211,6 +216,9 @@ func (s *stageSpec) build(p *pipeline, in stage.Stream[int]) stage.Stream[int] {
 		p.alive()
 		s.gauge.enter()
 		defer s.gauge.leave()
+		if s.slowFrom > 0 && id%1000 >= s.slowFrom {
+			time.Sleep(30 * time.Microsecond)
+		}
 		if s.fails(id) {
 			if id%2 == 1 {
 				panic(errBoom)
