@@ -152,7 +152,7 @@ type task[In, Out any] struct {
 	streaming bool  // Ordered: the current item is the head and emits directly
 
 	calls int // calls made, for sampling their duration (fused stages)
-	cheap int // timed calls in a row that were cheap
+	cheap int // timed calls in a row that were cheap (> 0) or slow (< 0)
 }
 
 func (s *applier[In, Out]) newTask() *task[In, Out] {
@@ -250,9 +250,14 @@ func (t *task[In, Out]) call(v In) (err error) {
 		err = panicError(rec)
 	}
 	if timed {
-		if time.Since(start) < cheapCall {
-			t.cheap++
-		} else {
+		switch d := time.Since(start); {
+		case d < cheapCall:
+			t.cheap = max(t.cheap, 0) + 1
+		case d > slowCall:
+			if t.cheap = min(t.cheap, 0) - 1; t.cheap <= -2 && !t.s.out.slow.Load() {
+				t.s.out.slow.Store(true) // two slow calls in a row
+			}
+		default:
 			t.cheap = 0
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -43,31 +44,40 @@ func TestBackpressureBound(t *testing.T) {
 			continue // no bound by design
 		}
 		for _, buf := range []int{0, 3} {
-			t.Run(m.String(), func(t *testing.T) {
-				var l ledger
-				src := source.Func(func(context.Context) (int, error) { return l.produce(items) })
-				s := stage.Map(src, double, m.opts(stage.Buffer(buf))...)
-				err := sink.ForEach(context.Background(), s, func(context.Context, int) error {
-					l.consume()
-					for range 20 { // a slow consumer
-						runtime.Gosched()
+			for _, slow := range []bool{false, true} {
+				t.Run(m.String(), func(t *testing.T) {
+					var l ledger
+					src := source.Func(func(context.Context) (int, error) { return l.produce(items) })
+					f := double
+					if slow { // slow calls take another path through the pipe
+						f = func(ctx context.Context, x int) (int, error) {
+							time.Sleep(30 * time.Microsecond)
+							return double(ctx, x)
+						}
 					}
-					return nil
+					s := stage.Map(src, f, m.opts(stage.Buffer(buf))...)
+					err := sink.ForEach(context.Background(), s, func(context.Context, int) error {
+						l.consume()
+						for range 20 { // a slow consumer
+							runtime.Gosched()
+						}
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					// Taken and not yet consumed: one per worker (two when
+					// ordered: the reorder window), the buffer, and the one
+					// the sink holds.
+					bound := m.workers + buf + 1
+					if m.ordered {
+						bound = 2*m.workers + buf + 1
+					}
+					if l.maxAhead > bound {
+						t.Fatalf("slow=%v: source ran %d items ahead of the sink, want at most %d", slow, l.maxAhead, bound)
+					}
 				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				// Taken and not yet consumed: one per worker (two when
-				// ordered: the reorder window), the buffer, and the one
-				// the sink holds.
-				bound := m.workers + buf + 1
-				if m.ordered {
-					bound = 2*m.workers + buf + 1
-				}
-				if l.maxAhead > bound {
-					t.Fatalf("source ran %d items ahead of the sink, want at most %d", l.maxAhead, bound)
-				}
-			})
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -33,12 +34,17 @@ type pipe[T any] struct {
 	head     int
 	size     int
 	ready    atomic.Int64 // size, readable without mu
-	held     int          // tokens travelling with the sink's current batch
-	writers  int          // producers that may still push; the pipe ends at 0
-	taken    int          // items taken so far: the index of the next one
-	canPop   sync.Cond
-	canTake  sync.Cond
-	canPush  sync.Cond
+	// slow: the producers' calls are slow (see task.call), so a token-carrying
+	// item pushed while a consumer waits is handed to it at once (see push).
+	slow    atomic.Bool
+	waiting int // consumer goroutines waiting for an item (under mu)
+	owed    int // items handed to waiting consumers and not yet taken
+	held    int // tokens travelling with the sink's current batch
+	writers int // producers that may still push; the pipe ends at 0
+	taken   int // items taken so far: the index of the next one
+	canPop  sync.Cond
+	canTake sync.Cond
+	canPush sync.Cond
 }
 
 func newPipe[T any](r *run, capacity, writers int) *pipe[T] {
@@ -114,9 +120,25 @@ func (p *pipe[T]) give(n int) {
 // whose memory is already accounted for (an Ordered stage's parked outputs).
 func (p *pipe[T]) push(it item[T]) {
 	p.mu.Lock()
+	handed := p.slow.Load() && it.is(tok) && p.owed < p.waiting
+	if handed {
+		// A consumer waits for this item: it is in its hands now, as an
+		// unbuffered send completes when a receiver waits, so the token goes
+		// back and the producer goes on without waiting for the consumer to
+		// wake, take it, and come back. The bound on what the stage runs
+		// ahead holds with the item in the consumer's hands.
+		it.flags = it.flags&^tok | owed
+		p.owed++
+		p.give(1)
+	}
 	p.put(it)
 	p.mu.Unlock()
 	p.canPop.Signal()
+	if handed {
+		// Let the consumer run here now, rather than wait behind this
+		// producer's next call (a woken goroutine waits on this processor).
+		runtime.Gosched()
+	}
 }
 
 // pushBatch queues items in order (an Ordered stage's emitter) and gives
@@ -213,7 +235,9 @@ func (p *pipe[T]) wait() bool {
 		if p.writers == 0 || p.r.cancelled() {
 			return false
 		}
+		p.waiting++
 		p.canPop.Wait()
+		p.waiting--
 	}
 	return !p.r.cancelled() // no item starts once the run is cancelled
 }
@@ -234,6 +258,9 @@ func (p *pipe[T]) pull() (item[T], int, bool) {
 	idx := p.taken
 	if !it.is(baton) {
 		p.taken++
+	}
+	if it.is(owed) {
+		p.owed--
 	}
 	if it.is(tok) {
 		p.give(1)
@@ -286,6 +313,8 @@ func (p *pipe[T]) pullBatch(dst []item[T]) ([]item[T], int, bool) {
 			continue
 		case it.is(tok):
 			p.held++
+		case it.is(owed):
+			p.owed--
 		}
 		dst = append(dst, it)
 		p.taken++

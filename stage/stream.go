@@ -59,6 +59,9 @@ const (
 	tok flags = 1 << iota
 	// baton: no item, a worker's place handed to the consumer (see fuseRun).
 	baton
+	// owed: handed to a consumer that was waiting for it; its token went
+	// back at once (see pipe.push).
+	owed
 )
 
 func (it item[T]) is(f flags) bool { return it.flags&f != 0 }
