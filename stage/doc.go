@@ -30,11 +30,12 @@
 // consumer may take workers' places and call the function themselves rather
 // than wait for an item (see [Workers]).
 //
-// Backpressure: a worker takes an item only when it is free, and blocks
-// until the consumer takes its output, so no stage pulls more than its
-// workers plus its [Buffer] ahead of its consumer, and a slow sink slows the
-// whole pipeline down to the source. Sources take an item from the caller's
-// world only when a stage is ready for it.
+// Backpressure: a stage has workers+[Buffer] tokens; a worker takes one
+// before it takes an item, and the token comes back only when the stage's
+// consumer takes that item's output. So no stage pulls more than its workers
+// plus its buffer ahead of its consumer, and a slow sink slows the whole
+// pipeline down to the source. Sources take an item from the caller's world
+// only when a stage is ready for it.
 //
 // # Ordering
 //
