@@ -3,7 +3,6 @@ package stage_test
 import (
 	"context"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,31 +53,8 @@ func TestHandOverKeepsEverything(t *testing.T) {
 }
 
 func TestHandOverReachesWorkers(t *testing.T) {
-	// A slow function into a sink: the sink hands its place over early on;
-	// later, calls from item 100 on hold until four have started, which
-	// hangs (caught by hangGuard) unless all four workers still run.
-	var g gauge
-	var started atomic.Int64
-	gate := make(chan struct{})
-	f := func(_ context.Context, x int) (int, error) {
-		g.enter()
-		defer g.leave()
-		time.Sleep(300 * time.Microsecond)
-		if x >= 100 {
-			if started.Add(1) == 4 {
-				close(gate)
-			}
-			<-gate
-		}
-		return x, nil
-	}
-	hangGuard(t, func() {
-		n, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(200)), f, stage.Workers(4)))
-		if n != 200 || err != nil {
-			t.Errorf("Count = %d, %v", n, err)
-		}
-	})
-	if g.max != 4 {
-		t.Fatalf("at most %d calls at once, want 4", g.max)
-	}
+	// A slow function into a sink: the stage keeps (or takes back) its
+	// workers as goroutines of its own; from item 100 on, calls hold until
+	// four have started, which hangs unless all four workers still run.
+	checkConcurrency(t, 200, 4, 100, func() { time.Sleep(300 * time.Microsecond) }, stage.Workers(4))
 }

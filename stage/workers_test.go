@@ -33,10 +33,10 @@ func (g *gauge) leave() {
 }
 
 // checkConcurrency runs a Map over n items with opts and checks that exactly
-// want calls ran at once at most: the first want calls hold until all of them
-// have started, so fewer would hang (caught by hangGuard) and the gauge
-// catches more.
-func checkConcurrency(t *testing.T, n, want int, opts ...stage.Option) {
+// want calls ran at once at most: the calls for items from `from` on hold
+// until want of them have started, so fewer would hang (caught by hangGuard)
+// and the gauge catches more. work, if not nil, runs in every call first.
+func checkConcurrency(t *testing.T, n, want, from int, work func(), opts ...stage.Option) {
 	t.Helper()
 	var g gauge
 	var started atomic.Int64
@@ -44,10 +44,15 @@ func checkConcurrency(t *testing.T, n, want int, opts ...stage.Option) {
 	f := func(_ context.Context, x int) (int, error) {
 		g.enter()
 		defer g.leave()
-		if started.Add(1) == int64(want) {
-			close(gate)
+		if work != nil {
+			work()
 		}
-		<-gate
+		if x >= from {
+			if started.Add(1) == int64(want) {
+				close(gate)
+			}
+			<-gate
+		}
 		return x, nil
 	}
 	hangGuard(t, func() {
@@ -69,7 +74,7 @@ func TestWorkersBoundAndReached(t *testing.T) {
 			if want < 0 {
 				want = items // one call per item, no limit
 			}
-			checkConcurrency(t, items, want, m.opts()...)
+			checkConcurrency(t, items, want, 0, nil, m.opts()...)
 		})
 	}
 }
@@ -81,7 +86,7 @@ func TestDefaultWorkers(t *testing.T) {
 	}
 	// Workers(0) and no option both mean the default.
 	for name, opts := range map[string][]stage.Option{"none": nil, "Workers(0)": {stage.Workers(0)}} {
-		t.Run(name, func(t *testing.T) { checkConcurrency(t, 3*want, want, opts...) })
+		t.Run(name, func(t *testing.T) { checkConcurrency(t, 3*want, want, 0, nil, opts...) })
 	}
 }
 
