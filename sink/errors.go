@@ -31,7 +31,7 @@ func callback[T any](kind string, idx int, input T, f func() error) error {
 		err = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
 	}
 	if err != nil {
-		return &stage.Error{Stage: kind, Index: idx, Input: input, Err: err}
+		return &stage.Error{Stage: kind, Index: idx, Input: input, Attempts: 1, Err: err}
 	}
 	return nil
 }

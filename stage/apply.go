@@ -37,6 +37,8 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	st := Stream[Out]{
 		n: &node{kind: cfg.name, inputs: []*node{in.n}},
 		open: func(r *run) puller[Out] {
+			cfg := cfg.forRun()
+			f := wrapCalls(&cfg, f)
 			if fusable && cfg.workers == 1 && cfg.buffer == 0 {
 				// The sequential path: consumers take turns calling f.
 				fr := newFuseRun(r, cfg, f, in.openFor(r, 1))
@@ -49,7 +51,8 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered {
 		st.fuseWorkers = cfg.workers
 		st.fuse = func(r *run) func() puller[Out] {
-			fr := newFuseRun(r, cfg, f, in.openFor(r, cfg.workers))
+			cfg := cfg.forRun()
+			fr := newFuseRun(r, cfg, wrapCalls(&cfg, f), in.openFor(r, cfg.workers))
 			return func() puller[Out] { return fr.handle() }
 		}
 	}
@@ -206,12 +209,10 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 			if s.r.ctx.Err() != nil {
 				return false // the run is ending; this error is a consequence
 			}
-			e := &Error{Stage: s.cfg.name, Index: idx, Input: it.v, Err: err}
-			if s.cfg.policy == FailFast {
-				s.r.fail(e)
+			var goOn bool
+			if err, goOn = s.cfg.failed(s.r, s.cfg.itemError(idx, it.v, err)); !goOn {
 				return false
 			}
-			err = e
 		}
 	}
 	if t.streaming { // Ordered, and the outputs went out as they came

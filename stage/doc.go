@@ -60,6 +60,14 @@
 //   - [Forward]: the *Error takes the item's place downstream; later stages
 //     pass it through without calling their function, and the sink reports
 //     it. The run goes on.
+//   - [Handle](h): h sees each failed item (a dead-letter queue, a log, a
+//     count); if it returns nil the item is dropped and the run goes on, if
+//     it returns an error the run fails with it. [Budget](n, h) fails the
+//     run at the (n+1)th failed item.
+//
+// Before the policy sees a failure, [Retry] may call the function again
+// (exponential backoff with jitter, [RetryIf] picks the retryable errors);
+// [Timeout] bounds each call and [RateLimit] spaces them out.
 //
 // A source that fails ends the run with a *[SourceError] whatever the
 // policies: the source stops, the items it produced before still go through,

@@ -22,12 +22,18 @@ type Error struct {
 	Index int
 	// Input is the item the function was called with.
 	Input any
+	// Attempts is how many times the function was called for the item: 1,
+	// or more under [Retry].
+	Attempts int
 	// Err is the error the function returned, or a *[PanicError].
 	Err error
 }
 
 // Error reports the stage, the item's index and the cause.
 func (e *Error) Error() string {
+	if e.Attempts > 1 {
+		return fmt.Sprintf("sluice: stage %q: item %d (%d attempts): %v", e.Stage, e.Index, e.Attempts, e.Err)
+	}
 	return fmt.Sprintf("sluice: stage %q: item %d: %v", e.Stage, e.Index, e.Err)
 }
 

@@ -85,13 +85,13 @@ func (u *fused[In, Out]) step() {
 		u.ended = true // the run is ending; this error is a consequence
 		return
 	}
-	e := &Error{Stage: u.cfg.name, Index: idx, Input: it.v, Err: err}
-	if u.cfg.policy == FailFast {
-		u.r.fail(e)
+	fwd, goOn := u.cfg.failed(u.r, u.cfg.itemError(idx, it.v, err))
+	switch {
+	case !goOn:
 		u.ended = true
-		return
+	case fwd != nil:
+		u.pending = append(u.pending, item[Out]{err: fwd})
 	}
-	u.pending = append(u.pending, item[Out]{err: e})
 }
 
 // fuseRun is a fusable stage (an unordered Map, Filter, FlatMap or

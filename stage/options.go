@@ -3,34 +3,8 @@ package stage
 import (
 	"fmt"
 	"runtime"
+	"time"
 )
-
-// ErrorPolicy says what a stage does when its function fails for an item.
-// See the package documentation, "Error policies".
-type ErrorPolicy int
-
-const (
-	// FailFast, the default, ends the run at the first item error: the run's
-	// context is cancelled with the *[Error] as its cause, calls in flight see
-	// ctx.Done(), no new item starts, and the sink returns the error once
-	// every goroutine of the run has exited.
-	FailFast ErrorPolicy = iota
-	// Forward sends the *[Error] downstream in the failed item's place. Later
-	// stages pass it through without calling their function and the run goes
-	// on; the sink reports it (see package sink).
-	Forward
-)
-
-// String returns the policy's name, "FailFast" or "Forward".
-func (p ErrorPolicy) String() string {
-	switch p {
-	case FailFast:
-		return "FailFast"
-	case Forward:
-		return "Forward"
-	}
-	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
-}
 
 // Option configures a stage; make one with [Workers], [Ordered], [OnError],
 // [Name] or [Buffer]. Options are checked when they are made and when the
@@ -43,6 +17,14 @@ type config struct {
 	ordered bool
 	policy  ErrorPolicy
 	buffer  int
+
+	// Calls of user code (see calls.go).
+	retry     retry
+	timeout   time.Duration
+	rateLimit rateLimit
+
+	// Per run, set by forRun.
+	handler *handler
 }
 
 // DefaultWorkers is the worker count of a stage built without [Workers] (or
@@ -84,11 +66,11 @@ func Workers(n int) Option {
 // is input order too).
 func Ordered() Option { return Option{func(c *config) { c.ordered = true }} }
 
-// OnError sets the stage's error policy: [FailFast] (default) or [Forward].
-// It panics on any other value.
+// OnError sets the stage's error policy: [FailFast] (default), [Forward],
+// or one made by [Handle] or [Budget]. It panics on the zero ErrorPolicy.
 func OnError(p ErrorPolicy) Option {
-	if p != FailFast && p != Forward {
-		panic(fmt.Sprintf("sluice: stage.OnError: unknown policy %v", p))
+	if p.p == nil {
+		panic("sluice: stage.OnError: zero ErrorPolicy")
 	}
 	return Option{func(c *config) { c.policy = p }}
 }
@@ -117,7 +99,7 @@ func Buffer(n int) Option {
 // newConfig applies opts for the stage built by fn (e.g. "stage.Map"),
 // whose kind is its default name.
 func newConfig(fn, kind string, opts []Option) config {
-	c := config{name: kind, workers: DefaultWorkers()}
+	c := config{name: kind, workers: DefaultWorkers(), policy: FailFast}
 	for _, o := range opts {
 		if o.apply == nil {
 			panic("sluice: " + fn + ": zero Option")

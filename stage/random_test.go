@@ -92,7 +92,7 @@ func randomStage(rng *rand.Rand, name string) *stageSpec {
 		kind:    []string{"map", "filter", "flatmap"}[rng.IntN(3)],
 		workers: []int{1, 2, 4, -1}[rng.IntN(4)],
 		ordered: rng.IntN(2) == 0,
-		policy:  stage.ErrorPolicy(rng.IntN(2)),
+		policy:  []stage.ErrorPolicy{stage.FailFast, stage.Forward}[rng.IntN(2)],
 		buffer:  []int{0, 0, 1, 3}[rng.IntN(4)],
 		dropMod: 2 + rng.IntN(5),
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -20,7 +21,15 @@ func TestMisuseAtBuildTimePanicsNamingTheFunction(t *testing.T) {
 		{"stage.Workers", func() { stage.Workers(-2) }},
 		{"stage.Buffer", func() { stage.Buffer(-1) }},
 		{"stage.Name", func() { stage.Name("") }},
-		{"stage.OnError", func() { stage.OnError(stage.ErrorPolicy(7)) }},
+		{"stage.OnError", func() { stage.OnError(stage.ErrorPolicy{}) }},
+		{"stage.Handle", func() { stage.Handle(nil) }},
+		{"stage.Budget", func() { stage.Budget(-1, nil) }},
+		{"stage.Retry", func() { stage.Retry(0, 0) }},
+		{"stage.Retry", func() { stage.Retry(2, -time.Second) }},
+		{"stage.RetryIf", func() { stage.RetryIf(nil) }},
+		{"stage.Timeout", func() { stage.Timeout(0) }},
+		{"stage.RateLimit", func() { stage.RateLimit(0, 1) }},
+		{"stage.RateLimit", func() { stage.RateLimit(10, 0) }},
 		{"stage.Map", func() { stage.Map(zero, double) }},
 		{"stage.Map", func() { stage.Map[int, int](ok, nil) }},
 		{"stage.Map", func() { stage.Map(ok, double, stage.Option{}) }},

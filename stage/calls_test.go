@@ -1,0 +1,192 @@
+package stage_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+// flaky fails each item's first fails calls, then returns the item.
+type flaky struct {
+	fails int
+	mu    sync.Mutex
+	calls map[int]int
+}
+
+func (f *flaky) call(_ context.Context, x int) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calls == nil {
+		f.calls = map[int]int{}
+	}
+	f.calls[x]++
+	if f.calls[x] <= f.fails {
+		return 0, errBoom
+	}
+	return x, nil
+}
+
+func TestRetryCallsAgainUntilSuccess(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := &flaky{fails: 2}
+			got, err := sink.Slice(context.Background(), stage.Map(source.Slice(ints(30)), f.call, m.opts(stage.Retry(3, 0))...))
+			if err != nil {
+				t.Fatalf("err = %v, want nil", err)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, ints(30)) {
+				t.Fatalf("got %v, want 0..29", got)
+			}
+			for x, n := range f.calls {
+				if n != 3 {
+					t.Fatalf("item %d: %d calls, want 3", x, n)
+				}
+			}
+		})
+	}
+}
+
+func TestRetryReportsAttempts(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := &flaky{fails: 5}
+			_, err := sink.Slice(context.Background(), stage.Map(source.Slice(ints(1)), f.call, m.opts(stage.Retry(4, time.Microsecond))...))
+			var se *stage.Error
+			if !errors.As(err, &se) || !errors.Is(err, errBoom) {
+				t.Fatalf("err = %v, want a *stage.Error wrapping errBoom", err)
+			}
+			if se.Attempts != 4 || f.calls[0] != 4 {
+				t.Fatalf("Attempts = %d after %d calls, want 4 and 4", se.Attempts, f.calls[0])
+			}
+		})
+	}
+}
+
+func TestRetryIfAndPanicsAreNotRetried(t *testing.T) {
+	errPermanent := errors.New("permanent")
+	var calls atomic.Int64
+	fn := func(_ context.Context, x int) (int, error) {
+		calls.Add(1)
+		if x == 0 {
+			return 0, errPermanent
+		}
+		panic("bug")
+	}
+	retryable := func(err error) bool { return !errors.Is(err, errPermanent) }
+	for _, x := range []int{0, 1} {
+		calls.Store(0)
+		_, err := sink.Slice(context.Background(), stage.Map(source.Slice([]int{x}), fn, stage.Retry(5, 0), stage.RetryIf(retryable)))
+		var se *stage.Error
+		if !errors.As(err, &se) || se.Attempts != 1 || calls.Load() != 1 {
+			t.Fatalf("item %d: err = %v after %d calls, want a *stage.Error of 1 attempt", x, err, calls.Load())
+		}
+	}
+	// The default predicate does not retry a panic either.
+	calls.Store(0)
+	_, err := sink.Slice(context.Background(), stage.Map(source.Slice([]int{1}), fn, stage.Retry(5, 0)))
+	var pe *stage.PanicError
+	if !errors.As(err, &pe) || calls.Load() != 1 {
+		t.Fatalf("err = %v after %d calls, want a PanicError after 1 call", err, calls.Load())
+	}
+}
+
+func TestRetryBackoffEndsWithTheRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	failed := make(chan struct{})
+	fn := func(context.Context, int) (int, error) {
+		close(failed)
+		return 0, errBoom
+	}
+	go func() { <-failed; cancel() }()
+	hangGuard(t, func() {
+		_, err := sink.Slice(ctx, stage.Map(source.Slice([]int{1}), fn, stage.Retry(2, time.Hour)))
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestTimeoutPerAttempt(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := &flaky{}
+			fn := func(ctx context.Context, x int) (int, error) {
+				if _, ok := ctx.Deadline(); !ok {
+					return 0, errors.New("no deadline")
+				}
+				f.mu.Lock()
+				f.fails++
+				first := f.fails%2 == 1
+				f.mu.Unlock()
+				if first {
+					<-ctx.Done() // the first attempt times out
+					return 0, ctx.Err()
+				}
+				return x, nil
+			}
+			// One worker at a time keeps the attempts of an item adjacent.
+			opts := []stage.Option{stage.Workers(1), stage.Timeout(time.Millisecond), stage.Retry(2, 0)}
+			if m.ordered {
+				opts = append(opts, stage.Ordered())
+			}
+			got, err := sink.Slice(context.Background(), stage.Map(source.Slice(ints(5)), fn, opts...))
+			if err != nil || !slices.Equal(got, ints(5)) {
+				t.Fatalf("got %v, %v; want 0..4, nil", got, err)
+			}
+		})
+	}
+	fn := func(ctx context.Context, x int) (int, error) { <-ctx.Done(); return 0, ctx.Err() }
+	_, err := sink.Slice(context.Background(), stage.Map(source.Slice(ints(3)), fn, stage.Timeout(time.Millisecond)))
+	var se *stage.Error
+	if !errors.As(err, &se) || !errors.Is(err, context.DeadlineExceeded) || se.Attempts != 1 {
+		t.Fatalf("err = %v, want a *stage.Error wrapping DeadlineExceeded", err)
+	}
+}
+
+func TestRateLimitHoldsCallsPastTheBurst(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			// One token per thousand seconds: the burst of 2 passes, the
+			// third call waits until the run is cancelled (by the second
+			// call: with Ordered and unlimited workers, the first two calls
+			// need not be the first two items).
+			var calls atomic.Int64
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			fn := func(_ context.Context, x int) (int, error) {
+				if calls.Add(1) == 2 {
+					cancel()
+				}
+				return x, nil
+			}
+			hangGuard(t, func() {
+				_, err := sink.Slice(ctx, stage.Map(source.Slice(ints(10)), fn, m.opts(stage.RateLimit(0.001, 2))...))
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("err = %v, want context.Canceled", err)
+				}
+			})
+			if calls.Load() != 2 {
+				t.Fatalf("%d calls, want 2 (the burst)", calls.Load())
+			}
+		})
+	}
+}
+
+func TestRateLimitBucketIsPerRun(t *testing.T) {
+	s := stage.Map(source.Slice(ints(2)), double, stage.RateLimit(0.001, 2))
+	for run := range 3 {
+		n, err := sink.Count(context.Background(), s)
+		if n != 2 || err != nil {
+			t.Fatalf("run %d: %d, %v; want 2, nil", run, n, err)
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package stage_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+// Retry a flaky call, with a deadline per attempt and at most 100 calls per
+// second across the workers.
+func ExampleRetry() {
+	ctx := context.Background()
+	var calls atomic.Int64
+	fetch := func(ctx context.Context, id int) (string, error) {
+		if calls.Add(1)%2 == 1 { // every other call fails
+			return "", errors.New("503")
+		}
+		return "page " + strconv.Itoa(id), nil
+	}
+	pages := stage.Map(source.Slice([]int{1, 2, 3}), fetch,
+		stage.Workers(1),
+		stage.Retry(3, time.Millisecond),
+		stage.Timeout(time.Second),
+		stage.RateLimit(100, 10))
+
+	got, err := sink.Slice(ctx, pages)
+	fmt.Println(got, err, calls.Load(), "calls")
+	// Output: [page 1 page 2 page 3] <nil> 6 calls
+}
+
+// A dead-letter queue: failed items go to the handler, the run goes on.
+func ExampleHandle() {
+	ctx := context.Background()
+	var dead []string // calls of the handler never overlap: no lock needed
+	deadLetter := stage.Handle(func(_ context.Context, e *stage.Error) error {
+		dead = append(dead, fmt.Sprintf("%v: %v", e.Input, errors.Unwrap(e.Err)))
+		return nil
+	})
+	nums := stage.Map(source.Slice([]string{"1", "x", "3", "y"}), func(_ context.Context, s string) (int, error) {
+		return strconv.Atoi(s)
+	}, stage.OnError(deadLetter))
+
+	got, err := sink.Slice(ctx, nums)
+	slices.Sort(got)
+	slices.Sort(dead)
+	fmt.Println(got, err)
+	fmt.Println(dead)
+	// Output:
+	// [1 3] <nil>
+	// [x: invalid syntax y: invalid syntax]
+}
+
+// Fail after N errors: tolerate one bad record, not two.
+func ExampleBudget() {
+	ctx := context.Background()
+	parse := func(_ context.Context, s string) (int, error) { return strconv.Atoi(s) }
+
+	_, err := sink.Count(ctx, stage.Map(source.Slice([]string{"1", "x", "3"}), parse, stage.OnError(stage.Budget(1, nil))))
+	fmt.Println(err)
+	_, err = sink.Count(ctx, stage.Map(source.Slice([]string{"1", "x", "y"}), parse, stage.OnError(stage.Budget(1, nil))))
+	fmt.Println(errors.Is(err, stage.ErrBudget))
+	// Output:
+	// <nil>
+	// true
+}

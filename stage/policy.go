@@ -1,0 +1,122 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/sluicedev/sluice/internal/guard"
+)
+
+// ErrorPolicy says what a stage does when its function fails for an item
+// (after its retries, see [Retry]): [FailFast], [Forward], or a handler made
+// by [Handle] or [Budget]. See the package documentation, "Error policies".
+// The zero ErrorPolicy is invalid.
+type ErrorPolicy struct{ p *policy }
+
+type policy struct {
+	name   string
+	handle func(ctx context.Context, e *Error) error // Handle, Budget
+	budget int                                       // Budget: failures allowed per run; -1: no budget
+}
+
+var (
+	// FailFast, the default, ends the run at the first item error: the run's
+	// context is cancelled with the *[Error] as its cause, calls in flight see
+	// ctx.Done(), no new item starts, and the sink returns the error once
+	// every goroutine of the run has exited.
+	FailFast = ErrorPolicy{&policy{name: "FailFast"}}
+	// Forward sends the *[Error] downstream in the failed item's place. Later
+	// stages pass it through without calling their function and the run goes
+	// on; the sink reports it (see package sink).
+	Forward = ErrorPolicy{&policy{name: "Forward"}}
+)
+
+// String returns the policy's name: "FailFast", "Forward", "Handle" or
+// "Budget(n)".
+func (p ErrorPolicy) String() string {
+	if p.p == nil {
+		return "ErrorPolicy(zero)"
+	}
+	return p.p.name
+}
+
+// Handle returns the policy that passes every failed item to h, the
+// dead-letter pattern: h sees the *[Error] (stage, index, input, attempts,
+// cause) once the item's retries are spent. If h returns nil, the item is
+// dropped (outputs it emitted before failing stay emitted) and the run goes
+// on; if h returns an error, the run fails with it as with [FailFast], and
+// the sink returns h's error.
+//
+// Calls of h never overlap within one stage of one run, so h may append to
+// a slice or count without a lock of its own; they run in the stage's
+// worker goroutines, so a slow h holds a worker. ctx is the run's context. A
+// panic in h fails the run with an *[Error] wrapping a *[PanicError]. Handle
+// panics if h is nil.
+func Handle(h func(ctx context.Context, e *Error) error) ErrorPolicy {
+	checkFunc(h == nil, "stage.Handle", "handler")
+	return ErrorPolicy{&policy{name: "Handle", handle: h, budget: -1}}
+}
+
+// ErrBudget is wrapped by the error with which a [Budget] policy fails the
+// run.
+var ErrBudget = errors.New("sluice: error budget exceeded")
+
+// Budget returns the policy "fail after n errors": the first n failed items
+// of a run are dropped after being passed to h (which may be nil), and the
+// (n+1)th fails the run with an error that wraps both [ErrBudget] and that
+// item's *[Error] (errors.Is and errors.As find each). The count is per
+// stage and per run: each run starts with a full budget. If h returns an
+// error, the run fails with it at once, as with [Handle]. Calls of h never
+// overlap within a stage. Budget panics if n < 0.
+func Budget(n int, h func(ctx context.Context, e *Error) error) ErrorPolicy {
+	if n < 0 {
+		panic(fmt.Sprintf("sluice: stage.Budget: n = %d, want 0 or more", n))
+	}
+	if h == nil {
+		h = func(context.Context, *Error) error { return nil }
+	}
+	return ErrorPolicy{&policy{name: fmt.Sprintf("Budget(%d)", n), handle: h, budget: n}}
+}
+
+// handler is a Handle or Budget policy in one run of one stage.
+type handler struct {
+	p      *policy
+	mu     sync.Mutex
+	failed int
+}
+
+// handle applies h to e under the lock; a non-nil result ends the run.
+func (h *handler) handle(ctx context.Context, e *Error) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failed++
+	if h.p.budget >= 0 && h.failed > h.p.budget {
+		return fmt.Errorf("%w: %d failed items in stage %q (budget %d); last: %w", ErrBudget, h.failed, e.Stage, h.p.budget, e)
+	}
+	var err error
+	if rec := guard.Call(func() { err = h.p.handle(ctx, e) }); rec != nil {
+		return &Error{Stage: e.Stage, Index: e.Index, Input: e.Input, Attempts: e.Attempts, Err: panicError(rec)}
+	}
+	return err
+}
+
+// failed applies the stage's policy to an item error. It returns the error
+// to send downstream in the item's place (nil: the item is dropped), and
+// false when the run has failed and the calling goroutine should stop.
+func (c *config) failed(r *run, e *Error) (forward error, goOn bool) {
+	switch {
+	case c.policy == Forward:
+		return e, true
+	case c.handler != nil:
+		if err := c.handler.handle(r.ctx, e); err != nil {
+			r.fail(err)
+			return nil, false
+		}
+		return nil, true
+	default:
+		r.fail(e)
+		return nil, false
+	}
+}
