@@ -77,3 +77,13 @@ func ExampleLines() {
 	fmt.Println(n, err)
 	// Output: 3 <nil>
 }
+
+// Hostile input: a line longer than the maximum ends the run with an error
+// that names it, instead of filling memory.
+func ExampleMaxLineLength() {
+	in := strings.NewReader("ok\n" + strings.Repeat("x", 100) + "\nnever read\n")
+	got, err := sink.Slice(context.Background(), source.Lines(in, source.MaxLineLength(10)))
+	var tooLong *source.LineTooLongError
+	fmt.Println(got, errors.As(err, &tooLong), tooLong.Line)
+	// Output: [ok] true 2
+}

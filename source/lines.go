@@ -4,41 +4,111 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"strings"
 
 	"github.com/sluicedev/sluice/stage"
 )
 
+// DefaultMaxLineLength is the longest line [Lines] accepts unless told
+// otherwise with [MaxLineLength]: 1 MiB.
+const DefaultMaxLineLength = 1 << 20
+
+// LinesOption configures [Lines].
+type LinesOption struct{ max int }
+
+// MaxLineLength sets the longest line, in bytes without its line ending,
+// that [Lines] accepts. It panics if n < 1.
+func MaxLineLength(n int) LinesOption {
+	if n < 1 {
+		panic(fmt.Sprintf("sluice: source.MaxLineLength: n = %d, want 1 or more", n))
+	}
+	return LinesOption{max: n}
+}
+
+// LineTooLongError is the cause of the *stage.SourceError with which
+// [Lines] ends a run when a line is longer than its maximum.
+type LineTooLongError struct {
+	Line int // 1-based number of the line
+	Max  int // the maximum length, in bytes
+}
+
+func (e *LineTooLongError) Error() string {
+	return fmt.Sprintf("source.Lines: line %d is longer than %d bytes", e.Line, e.Max)
+}
+
 // Lines returns a stream of the lines of r, split as bufio.ScanLines splits
 // them: the line ending ("\n" or "\r\n") is dropped, and a last line without
-// a newline is delivered. Lines may be of any length. A read error ends the
-// run with a *stage.SourceError after the complete lines before it went
-// through (a partial line before the error is dropped).
+// a newline is delivered. A read error ends the run with a
+// *stage.SourceError after the complete lines before it went through (a
+// partial line before the error is dropped).
+//
+// Hostile input cannot exhaust memory: a line longer than the maximum
+// ([DefaultMaxLineLength], or the one set by [MaxLineLength]) ends the run
+// with a *stage.SourceError wrapping a *[LineTooLongError] that names the
+// line; at most the maximum plus 4 KiB is read into memory for it. A run
+// holds one line and one read buffer at a time.
 //
 // r is read through a buffer that each run makes anew, so r is not rewound:
 // a second run reads on from where the first run's buffer had read, and a run
 // that stops early may have read past the last line it delivered. A nil r
 // panics.
-func Lines(r io.Reader) stage.Stream[string] {
+func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	if r == nil {
 		panic("sluice: source.Lines: nil reader")
 	}
+	maxLen := DefaultMaxLineLength
+	for _, o := range opts {
+		if o.max == 0 {
+			panic("sluice: source.Lines: zero LinesOption")
+		}
+		maxLen = o.max
+	}
 	return stage.Source(func(context.Context) (func(context.Context) (string, error), func()) {
-		br := bufio.NewReader(r)
+		br := bufio.NewReaderSize(r, 4096)
+		var buf []byte // the current line, when it spans several reads
+		n := 0         // lines read
 		return func(context.Context) (string, error) {
-			line, err := br.ReadString('\n')
-			switch {
-			case err == nil:
-				line = line[:len(line)-1]
-			case errors.Is(err, io.EOF) && line != "":
-				// The last line has no newline: deliver it now, EOF next time.
-			case errors.Is(err, io.EOF):
-				return "", io.EOF
-			default:
-				return "", err
+			buf = buf[:0]
+			for {
+				frag, err := br.ReadSlice('\n')
+				switch {
+				case err == nil: // a whole line
+					n++
+					line := frag[:len(frag)-1]
+					if len(buf) > 0 {
+						buf = append(buf, line...)
+						line = buf
+					}
+					return finish(line, n, maxLen)
+				case errors.Is(err, bufio.ErrBufferFull):
+					// +1: a '\r' that the line ending may still drop.
+					if len(buf)+len(frag) > maxLen+1 {
+						return "", &LineTooLongError{Line: n + 1, Max: maxLen}
+					}
+					buf = append(buf, frag...)
+				case errors.Is(err, io.EOF):
+					if len(buf)+len(frag) == 0 {
+						return "", io.EOF
+					}
+					// The last line has no newline: deliver it now, EOF next time.
+					n++
+					return finish(append(buf, frag...), n, maxLen)
+				default:
+					return "", err
+				}
 			}
-			return strings.TrimSuffix(line, "\r"), nil
 		}, nil
 	})
+}
+
+// finish drops the line's '\r' and checks its length.
+func finish(line []byte, n, maxLen int) (string, error) {
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	if len(line) > maxLen {
+		return "", &LineTooLongError{Line: n, Max: maxLen}
+	}
+	return string(line), nil
 }

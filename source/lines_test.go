@@ -48,11 +48,11 @@ func TestLinesSplitsLikeScanLines(t *testing.T) {
 	}
 }
 
-func TestLinesOfAnyLength(t *testing.T) {
+func TestLinesLongerThanTheBufferUpToTheMaximum(t *testing.T) {
 	long := strings.Repeat("x", 5<<20) // 5 MiB, past bufio.Scanner's default limit
 	in := "short\n" + long + "\nend"
 	// One byte at a time at first would be slow; a half reader splits reads.
-	got, err := sink.Slice(context.Background(), source.Lines(iotest.HalfReader(strings.NewReader(in))))
+	got, err := sink.Slice(context.Background(), source.Lines(iotest.HalfReader(strings.NewReader(in)), source.MaxLineLength(8<<20)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,4 +85,73 @@ func TestLinesReadErrorAfterCompleteLines(t *testing.T) {
 	if !slices.Equal(got, []string{"one", "two"}) || len(errs) != 1 || !errors.As(errs[0], &se) || !errors.Is(errs[0], errDisk) {
 		t.Fatalf("got %q and errors %v; want one, two, then a *stage.SourceError wrapping the read error", got, errs)
 	}
+}
+
+func TestLineTooLongIsASourceError(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		max     int
+		want    []string // lines delivered before the error
+		badLine int      // 0: no error
+	}{
+		{"abc\nabcd\nab\n", 3, []string{"abc"}, 2},
+		{"abc\r\nab", 3, []string{"abc", "ab"}, 0},
+		{"ab\nabcd", 3, []string{"ab"}, 2},
+		{strings.Repeat("x", 10000) + "\n", 9999, nil, 1},
+		{strings.Repeat("x", 10000) + "\r\ny", 10000, []string{strings.Repeat("x", 10000), "y"}, 0},
+		{"ok\n" + strings.Repeat("x", 3*DefaultMax), 0, []string{"ok"}, 2},
+	} {
+		var opts []source.LinesOption
+		if tc.max > 0 {
+			opts = append(opts, source.MaxLineLength(tc.max))
+		}
+		got, err := sink.Slice(context.Background(), source.Lines(strings.NewReader(tc.in), opts...))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%.20q max %d: got lines %v, want %v", tc.in, tc.max, lengths(got), lengths(tc.want))
+		}
+		if tc.badLine == 0 {
+			if err != nil {
+				t.Errorf("%.20q max %d: err = %v, want nil", tc.in, tc.max, err)
+			}
+			continue
+		}
+		var se *stage.SourceError
+		var le *source.LineTooLongError
+		if !errors.As(err, &se) || !errors.As(err, &le) || le.Line != tc.badLine {
+			t.Errorf("%.20q max %d: err = %v, want a *stage.SourceError naming line %d", tc.in, tc.max, err, tc.badLine)
+		}
+	}
+}
+
+const DefaultMax = source.DefaultMaxLineLength
+
+// FuzzLines checks Lines against bufio.ScanLines on any input and maximum:
+// the lines up to the first one longer than the maximum, then an error
+// naming that line. The seed corpus is in testdata/fuzz/FuzzLines.
+func FuzzLines(f *testing.F) {
+	f.Add([]byte("a\nbb\r\nccc"), uint16(2))
+	f.Fuzz(func(t *testing.T, data []byte, max uint16) {
+		maxLen := int(max%64) + 1
+		want := scanLines(string(data))
+		bad := 0
+		for i, l := range want {
+			if len(l) > maxLen {
+				want, bad = want[:i], i+1
+				break
+			}
+		}
+		// A small buffer in front splits reads at odd places.
+		r := iotest.OneByteReader(strings.NewReader(string(data)))
+		got, err := sink.Slice(context.Background(), source.Lines(r, source.MaxLineLength(maxLen)))
+		if !slices.Equal(got, want) {
+			t.Fatalf("max %d: got %q, want %q", maxLen, got, want)
+		}
+		var le *source.LineTooLongError
+		switch {
+		case bad == 0 && err != nil:
+			t.Fatalf("max %d: err = %v, want nil", maxLen, err)
+		case bad > 0 && (!errors.As(err, &le) || le.Line != bad):
+			t.Fatalf("max %d: err = %v, want line %d too long", maxLen, err, bad)
+		}
+	})
 }
