@@ -22,19 +22,20 @@ func Indexed[T any](n int, at func(i int) T) Stream[T] {
 	checkFunc(at == nil, "stage.Indexed", "function")
 	return Stream[T]{
 		n:    &node{kind: "source"},
-		open: func(r *run) puller[T] { return &indexPuller[T]{r: r, n: n, at: at} },
+		open: func(r *run) puller[T] { return &indexPuller[T]{r: r, scope: r.scope, n: n, at: at} },
 	}
 }
 
 type indexPuller[T any] struct {
-	r    *run
-	n    int
-	at   func(int) T
-	next atomic.Int64
+	r     *run
+	scope *drainScope
+	n     int
+	at    func(int) T
+	next  atomic.Int64
 }
 
 func (p *indexPuller[T]) pull() (item[T], int, bool) {
-	if p.r.halted() {
+	if p.r.halted() || p.scope.stopped() {
 		return item[T]{}, 0, false
 	}
 	i := int(p.next.Add(1) - 1)

@@ -101,6 +101,14 @@ type run struct {
 	// items already taken still go through.
 	draining atomic.Bool
 
+	// scope is the drain scope of the sources being opened (see Until);
+	// nil outside every Until. Only the sink's goroutine touches it, while
+	// it opens the pipeline.
+	scope *drainScope
+	// unhooks deregister Until's functions at finish; each reports
+	// whether its function had not run yet.
+	unhooks []func() bool
+
 	mu       sync.Mutex
 	err      error    // the first error that ended the run
 	cleanups []func() // run after every goroutine exited, last first
@@ -193,6 +201,11 @@ func (r *run) finish() {
 	r.finished = true
 	r.cancel(errFinished)
 	r.wg.Wait()
+	for _, unhook := range r.unhooks {
+		if unhook() {
+			r.hooks.Done()
+		}
+	}
 	r.hooks.Wait()
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
 		if rec := guard.Call(r.cleanups[i]); rec != nil && r.err == nil {

@@ -15,7 +15,9 @@ import (
 //
 // The run calls next only when a stage (or the sink) is ready to work on an
 // item, never concurrently, and never once the run is cancelled or its input
-// has ended. next returns io.EOF to end the stream; any other error (or a
+// has ended. The ctx given to open and next is the run's context; under
+// [Until], it also ends when the stop context does, and an error next then
+// returns ends the stream quietly. next returns io.EOF to end the stream; any other error (or a
 // panic in open, next or stop) becomes a *[SourceError] that ends the run:
 // items produced before it still go through, then the sink returns it. stop
 // is called once every goroutine of the run has exited, whether the run
@@ -27,8 +29,8 @@ func Source[T any](open func(ctx context.Context) (next func(ctx context.Context
 	return Stream[T]{
 		n: &node{kind: "source"},
 		open: func(r *run) puller[T] {
-			p := &sourcePuller[T]{r: r}
-			rec := guard.Call(func() { p.next, p.stop = open(r.ctx) })
+			p := &sourcePuller[T]{r: r, scope: r.scope, ctx: r.scope.context(r)}
+			rec := guard.Call(func() { p.next, p.stop = open(p.ctx) })
 			switch {
 			case rec != nil:
 				p.fail(panicError(rec))
@@ -44,9 +46,11 @@ func Source[T any](open func(ctx context.Context) (next func(ctx context.Context
 }
 
 type sourcePuller[T any] struct {
-	r    *run
-	next func(context.Context) (T, error)
-	stop func()
+	r     *run
+	scope *drainScope     // nil unless under Until
+	ctx   context.Context // the run's, or the scope's
+	next  func(context.Context) (T, error)
+	stop  func()
 
 	mu    sync.Mutex
 	n     int  // items produced
@@ -56,16 +60,18 @@ type sourcePuller[T any] struct {
 func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ended || p.r.halted() {
+	if p.ended || p.r.halted() || p.scope.stopped() {
 		return item[T]{}, 0, false
 	}
 	var v T
 	var err error
-	if rec := guard.Call(func() { v, err = p.next(p.r.ctx) }); rec != nil {
+	if rec := guard.Call(func() { v, err = p.next(p.ctx) }); rec != nil {
 		err = panicError(rec)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
+		// At the end of its input, or drained (Until): the source's
+		// context ended, so its error is a consequence, not a failure.
+		if !errors.Is(err, io.EOF) && !(p.scope.stopped() && p.ctx.Err() != nil) {
 			p.fail(err)
 		}
 		p.ended = true

@@ -1,0 +1,149 @@
+package stage
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Batch groups the items of in into slices of up to size items, in input
+// order. A batch leaves when it is full, or when timeout has passed since its
+// first item arrived (timeout 0: only when full), or when the input ends,
+// whether exhausted or drained by [Until]: the last, partial batch is never
+// lost. A forwarded error is a batch boundary: the batch before it leaves
+// first, then the error, in order. A FailFast error or a cancelled run
+// drops the partial batch, as it drops every item in flight.
+//
+// Batch runs two goroutines: one pulls from in, one fills the batches and
+// keeps the timer. It holds at most size+1 items, plus one finished batch
+// waiting for its consumer. Each batch is a new slice that the consumer may
+// keep. Errors in the batch's stage name are reported as "batch". Batch
+// panics if in is the zero Stream, size < 1 or timeout < 0.
+func Batch[T any](in Stream[T], size int, timeout time.Duration) Stream[[]T] {
+	in.check("stage.Batch")
+	if size < 1 {
+		panic(fmt.Sprintf("sluice: stage.Batch: size = %d, want 1 or more", size))
+	}
+	if timeout < 0 {
+		panic(fmt.Sprintf("sluice: stage.Batch: negative timeout %v", timeout))
+	}
+	return Stream[[]T]{
+		n: &node{kind: "batch", inputs: []*node{in.n}},
+		open: func(r *run) puller[[]T] {
+			b := &batcher[T]{r: r, size: size, timeout: timeout, in: in.openFor(r, 1)(), items: make(chan item[T])}
+			b.out = newPipe[[]T](r, 1, 1)
+			r.goroutine(b.read)
+			r.goroutine(b.fill)
+			return b.out
+		},
+	}
+}
+
+type batcher[T any] struct {
+	r       *run
+	size    int
+	timeout time.Duration
+	in      puller[T]
+	items   chan item[T] // read → fill; read closes it
+	out     *pipe[[]T]
+	batch   []T
+}
+
+// read moves the input's items to fill.
+func (b *batcher[T]) read() {
+	defer close(b.items)
+	for {
+		it, _, ok := b.in.pull()
+		if !ok {
+			return
+		}
+		select {
+		case b.items <- it:
+		case <-b.r.done:
+			return
+		}
+	}
+}
+
+// fill makes the batches.
+func (b *batcher[T]) fill() {
+	defer b.out.closeWriter()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var expired <-chan time.Time // timer.C while a batch waits for more
+	for {
+		select {
+		case it, ok := <-b.items:
+			switch {
+			case !ok: // the input ended: flush the last batch
+				if b.r.ctx.Err() == nil {
+					b.flush()
+				}
+				return
+			case it.err != nil:
+				if !b.flush() || !b.send(item[[]T]{err: it.err}) {
+					return
+				}
+				expired = nil
+				continue
+			}
+			if len(b.batch) == 0 {
+				b.batch = make([]T, 0, b.size)
+				if b.timeout > 0 {
+					timer.Reset(b.timeout)
+					expired = timer.C
+				}
+			}
+			if b.batch = append(b.batch, it.v); len(b.batch) == b.size {
+				timer.Stop()
+				expired = nil
+				if !b.flush() {
+					return
+				}
+			}
+		case <-expired:
+			expired = nil
+			if !b.flush() {
+				return
+			}
+		case <-b.r.done:
+			return
+		}
+	}
+}
+
+// flush sends the current batch, if any; false means the run was cancelled.
+func (b *batcher[T]) flush() bool {
+	if len(b.batch) == 0 {
+		return true
+	}
+	batch := b.batch
+	b.batch = nil
+	return b.send(item[[]T]{v: batch})
+}
+
+// send waits for room and queues it; false means the run was cancelled.
+func (b *batcher[T]) send(it item[[]T]) bool {
+	if !b.out.acquire() {
+		return false
+	}
+	it.flags |= tok
+	b.out.push(it)
+	return true
+}
+
+// Unbatch flattens a stream of slices into their elements, in order; it is
+// the inverse of [Batch]. Forwarded errors pass through. It runs in its
+// consumer's goroutine (no goroutine of its own) and holds one slice at a
+// time. Unbatch panics if in is the zero Stream.
+func Unbatch[T any](in Stream[[]T]) Stream[T] {
+	return apply("stage.Unbatch", "unbatch", in, func(_ context.Context, batch []T, emit func(T) bool) error {
+		for _, v := range batch {
+			if !emit(v) {
+				return nil
+			}
+		}
+		return nil
+	}, []Option{Workers(1)}, true)
+}

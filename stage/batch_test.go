@@ -1,0 +1,122 @@
+package stage_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+func TestBatchBySize(t *testing.T) {
+	for _, size := range []int{1, 3, 10, 11} {
+		got, err := sink.Slice(context.Background(), stage.Batch(source.Slice(ints(10)), size, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want [][]int
+		for i := 0; i < 10; i += size {
+			want = append(want, ints(10)[i:min(i+size, 10)])
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("size %d: got %v, want %v", size, got, want)
+		}
+		flat, err := sink.Slice(context.Background(), stage.Unbatch(stage.Batch(source.Slice(ints(10)), size, 0)))
+		if err != nil || !slices.Equal(flat, ints(10)) {
+			t.Fatalf("size %d: Unbatch gave %v, %v; want 0..9", size, flat, err)
+		}
+	}
+}
+
+func TestBatchLeavesOnTimeout(t *testing.T) {
+	ch := make(chan int)
+	firstBatch := make(chan struct{})
+	go func() {
+		ch <- 1
+		ch <- 2
+		<-firstBatch // only the timer can have sent it: the batch holds 10
+		ch <- 3
+		close(ch)
+	}()
+	var got [][]int
+	err := stage.Run(context.Background(), stage.Batch(source.Chan(ch), 10, time.Millisecond), func(_ context.Context, b []int, err error) error {
+		if got = append(got, b); len(got) == 1 {
+			close(firstBatch)
+		}
+		return err
+	})
+	if err != nil || fmt.Sprint(got) != "[[1 2] [3]]" {
+		t.Fatalf("got %v, %v; want [[1 2] [3]], nil", got, err)
+	}
+}
+
+func TestBatchForwardedErrorIsABoundary(t *testing.T) {
+	failOn4 := func(_ context.Context, x int) (int, error) {
+		if x == 4 {
+			return 0, errBoom
+		}
+		return x, nil
+	}
+	s := stage.Batch(stage.Map(source.Slice(ints(10)), failOn4, stage.Workers(1), stage.OnError(stage.Forward)), 100, time.Hour)
+	var got []string
+	for b, err := range sink.All(context.Background(), s) {
+		if err != nil {
+			if !errors.Is(err, errBoom) {
+				t.Fatalf("err = %v, want errBoom", err)
+			}
+			got = append(got, "err")
+			continue
+		}
+		got = append(got, fmt.Sprint(b))
+	}
+	if want := []string{"[0 1 2 3]", "err", "[5 6 7 8 9]"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestBatchFlushesBeforeASourceError(t *testing.T) {
+	n := 0
+	src := source.Func(func(context.Context) (int, error) {
+		if n == 5 {
+			return 0, errBoom
+		}
+		n++
+		return n, nil
+	})
+	got, err := sink.Slice(context.Background(), stage.Batch(src, 3, 0))
+	var se *stage.SourceError
+	if !errors.As(err, &se) || fmt.Sprint(got) != "[[1 2 3] [4 5]]" {
+		t.Fatalf("got %v, %v; want [[1 2 3] [4 5]] and the SourceError", got, err)
+	}
+}
+
+func TestBatchCancelledMidBatch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan int)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case ch <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	hangGuard(t, func() {
+		seen := 0
+		err := stage.Run(ctx, stage.Batch(source.Chan(ch), 4, 0), func(context.Context, []int, error) error {
+			if seen++; seen == 3 {
+				cancel()
+			}
+			return nil
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	})
+}

@@ -1,0 +1,98 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+)
+
+// Until is graceful drain: the returned stream is in, until stop is done.
+// Then the sources upstream of Until take no new item (a source blocked
+// waiting for one, such as source.Chan, sees its context end and stops
+// quietly), while every item they already produced goes on through the
+// stages: calls in flight finish, [Batch] flushes its partial batch, and the
+// sink returns nil once the last of them has arrived, as at the end of the
+// input.
+//
+// Cancelling the run's context (the ctx given to the sink) is the other way
+// to stop, and it aborts: calls in flight see ctx.Done(), nothing more is
+// delivered, and the sink returns the cancellation error. A service passes
+// its shutdown signal as stop and keeps ctx for a hard deadline:
+//
+//	stop, _ := signal.NotifyContext(ctx, syscall.SIGTERM)
+//	err := sink.ForEach(ctx, stage.Until(in, stop), store)
+//
+// Until drains only the sources it is built on; in a [Merge] of an Until
+// branch and another, the other branch runs on. Until costs nothing per
+// item: a source checks one flag before it takes an item. Until panics if
+// in is the zero Stream or stop is nil.
+func Until[T any](in Stream[T], stop context.Context) Stream[T] {
+	in.check("stage.Until")
+	checkFunc(stop == nil, "stage.Until", "stop context")
+	out := Stream[T]{
+		n: &node{kind: "until", inputs: []*node{in.n}},
+		open: func(r *run) puller[T] {
+			defer r.enterScope(stop)()
+			return in.open(r)
+		},
+	}
+	if in.fuse != nil {
+		out.fuseWorkers = in.fuseWorkers
+		out.fuse = func(r *run) func() puller[T] {
+			defer r.enterScope(stop)()
+			return in.fuse(r)
+		}
+	}
+	return out
+}
+
+// errDrained is the cause with which a drain scope's context ends.
+var errDrained = errors.New("sluice: drained")
+
+// drainScope is the part of a run upstream of an Until: its sources see its
+// context and check its flag.
+type drainScope struct {
+	ctx    context.Context
+	parent *drainScope
+	flag   atomic.Bool
+}
+
+// stopped reports whether the sources of the scope should take no new item.
+func (s *drainScope) stopped() bool {
+	for ; s != nil; s = s.parent {
+		if s.flag.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// context is the context for the sources of the scope.
+func (s *drainScope) context(r *run) context.Context {
+	if s == nil {
+		return r.ctx
+	}
+	return s.ctx
+}
+
+// enterScope makes the sources opened from now on belong to a new scope
+// that stops when stop is done; the function it returns leaves the scope.
+func (r *run) enterScope(stop context.Context) (leave func()) {
+	parent := r.scope
+	ctx, cancel := context.WithCancelCause(parent.context(r))
+	s := &drainScope{ctx: ctx, parent: parent}
+	if stop.Err() != nil { // stopped already: no item at all
+		s.flag.Store(true)
+		cancel(errDrained)
+	}
+	r.hooks.Add(1)
+	unhook := context.AfterFunc(stop, func() {
+		defer r.hooks.Done()
+		s.flag.Store(true)
+		cancel(errDrained)
+	})
+	r.unhooks = append(r.unhooks, unhook)
+	r.onFinish(func() { cancel(errFinished) })
+	r.scope = s
+	return func() { r.scope = parent }
+}
