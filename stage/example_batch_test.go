@@ -62,3 +62,16 @@ func ExampleUntil() {
 	fmt.Println("drained:", err == nil, "none lost:", total == last)
 	// Output: drained: true none lost: true
 }
+
+// Tee: every branch sees every item; one sink runs the branches, merged
+// again after each has done its part.
+func ExampleTee() {
+	ctx := context.Background()
+	b := stage.Tee(source.Slice([]int{1, 2, 3}), 2)
+	sum := 0
+	count := stage.Map(b[0], func(_ context.Context, v int) (string, error) { return "counted", nil })
+	add := stage.Map(b[1], func(_ context.Context, v int) (string, error) { sum += v; return "added", nil }, stage.Workers(1))
+	got, err := sink.Slice(ctx, stage.Merge(count, add))
+	fmt.Println(len(got), sum, err)
+	// Output: 6 6 <nil>
+}

@@ -37,6 +37,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	r := newRun(ctx)
 	defer r.finish() // also when f panics
 	p := s.openFor(r, 1)()
+	r.start()
 	ended := false
 	deliver := func(it item[T]) bool {
 		if err := f(r.ctx, it.v, it.err); err != nil {
@@ -108,6 +109,10 @@ type run struct {
 	// unhooks deregister Until's functions at finish; each reports
 	// whether its function had not run yet.
 	unhooks []func() bool
+	// sharedNodes holds the run's state of nodes read by several streams
+	// (Tee), opened calls to make once the pipeline is opened.
+	sharedNodes map[*node]any
+	opened      []func() error
 
 	mu       sync.Mutex
 	err      error    // the first error that ended the run

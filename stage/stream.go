@@ -40,6 +40,7 @@ func (s Stream[T]) openFor(r *run, consumers int) func() puller[T] {
 type node struct {
 	kind   string
 	inputs []*node
+	shared bool // read by several streams (Tee's branches)
 }
 
 // item is what travels between stages: a value, or a forwarded error in its
@@ -104,13 +105,14 @@ func checkFunc(isNil bool, fn, what string) {
 }
 
 // checkDisjoint panics if two of the streams share an upstream node, so that
-// a stream would be consumed twice in one run.
+// a stream would be consumed twice in one run. Tee's shared node is the one
+// node that several streams may reach; above it, the graph is walked once.
 func checkDisjoint(fn string, ns []*node) {
 	owner := map[*node]int{}
 	var walk func(n *node, i int)
 	walk = func(n *node, i int) {
 		if j, seen := owner[n]; seen {
-			if j != i {
+			if j != i && !n.shared {
 				panic(fmt.Sprintf("sluice: %s: inputs %d and %d share the %q stream; a stream feeds one consumer, build a separate stream for each use", fn, j, i, n.kind))
 			}
 			return

@@ -1,0 +1,132 @@
+package stage
+
+import "fmt"
+
+// Tee returns n streams that each see every item of in, in the order of in:
+// the values themselves (a pointer or a slice is shared between branches,
+// not copied) and every forwarded error (so each branch reports it).
+//
+// The branches run together in one run: build a stage on each, bring them
+// back together with [Merge] (after mapping them to one type if needed), and
+// run the merged stream with one sink call:
+//
+//	b := stage.Tee(rows, 2)
+//	saved := stage.Map(b[0], save)  // Stream[Result]
+//	logged := stage.Map(b[1], log)  // Stream[Result]
+//	err := sink.ForEach(ctx, stage.Merge(saved, logged), report)
+//
+// A run that does not consume every branch fails before it takes an item,
+// with an error naming the missing branch (a branch nobody reads would stop
+// the others). One goroutine moves the items on; each branch holds at most
+// one item its consumer has not taken, so the slowest branch sets the pace
+// and nothing is buffered without bound. Tee panics if in is the zero
+// Stream or n < 1.
+func Tee[T any](in Stream[T], n int) []Stream[T] {
+	in.check("stage.Tee")
+	if n < 1 {
+		panic(fmt.Sprintf("sluice: stage.Tee: n = %d, want 1 or more", n))
+	}
+	shared := &node{kind: "tee", inputs: []*node{in.n}, shared: true}
+	open := func(r *run) *teeRun[T] {
+		t, ok := r.shared(shared).(*teeRun[T])
+		if ok {
+			return t
+		}
+		t = &teeRun[T]{opened: make([]bool, n)}
+		for range n {
+			t.outs = append(t.outs, newPipe[T](r, 1, 1))
+		}
+		in := in.openFor(r, 1)()
+		r.share(shared, t)
+		r.afterOpen(func() error {
+			for i, ok := range t.opened {
+				if !ok {
+					return fmt.Errorf("sluice: stage.Tee: branch %d of %d is not consumed in this run; run all branches with one sink (see Merge)", i, n)
+				}
+			}
+			r.goroutine(func() { t.move(in) })
+			return nil
+		})
+		return t
+	}
+	branches := make([]Stream[T], n)
+	for i := range branches {
+		branches[i] = Stream[T]{
+			n: &node{kind: fmt.Sprintf("tee[%d]", i), inputs: []*node{shared}},
+			open: func(r *run) puller[T] {
+				t := open(r)
+				t.opened[i] = true
+				return t.outs[i]
+			},
+		}
+	}
+	return branches
+}
+
+// teeRun is a Tee in one run.
+type teeRun[T any] struct {
+	outs   []*pipe[T]
+	opened []bool // branches opened in this run (set while opening)
+}
+
+// move copies each input item to every branch, waiting for room in each.
+func (t *teeRun[T]) move(in puller[T]) {
+	defer func() {
+		for _, out := range t.outs {
+			out.closeWriter()
+		}
+	}()
+	for {
+		it, _, ok := in.pull()
+		if !ok {
+			return
+		}
+		it.flags = tok
+		for _, out := range t.outs {
+			if !out.acquire() {
+				return
+			}
+			out.push(it)
+		}
+	}
+}
+
+// shared returns what share stored for n in this run, or nil.
+func (r *run) shared(n *node) any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sharedNodes[n]
+}
+
+// share stores the run's state of a node that several streams read from.
+func (r *run) share(n *node, v any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sharedNodes == nil {
+		r.sharedNodes = map[*node]any{}
+	}
+	r.sharedNodes[n] = v
+}
+
+// afterOpen registers f to run once the whole pipeline is opened, before
+// the sink takes an item: it checks the pipeline and starts what may start
+// only then. An error fails the run.
+func (r *run) afterOpen(f func() error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.opened = append(r.opened, f)
+}
+
+// start runs the afterOpen functions; the sink calls it once the pipeline
+// is opened.
+func (r *run) start() {
+	r.mu.Lock()
+	fs := r.opened
+	r.mu.Unlock()
+	for _, f := range fs {
+		if err := f(); err != nil {
+			r.fail(err)
+			return
+		}
+	}
+}
