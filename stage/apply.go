@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/sluicedev/sluice/internal/guard"
@@ -34,6 +35,8 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	in.check(fn)
 	checkFunc(f == nil, fn, "function")
 	cfg := newConfig(fn, kind, opts)
+	checkKey[In](&cfg, fn)
+	fusable = fusable && cfg.key == nil
 	st := Stream[Out]{
 		n: &node{kind: cfg.name, inputs: []*node{in.n}},
 		open: func(r *run) puller[Out] {
@@ -68,11 +71,19 @@ type applier[In, Out any] struct {
 	ord *reorder[Out] // nil unless Ordered
 
 	fuse *fuseRun[In, Out] // set when the stage's consumer may take workers' places
+
+	gate  gate[In]   // KeyBy: busy keys and waiting items
+	keyMu sync.Mutex // KeyBy: a pull and its admission are one step
 }
 
 // start starts the stage's goroutines, each pulling through a handle of in.
 func (s *applier[In, Out]) start(in Stream[In]) puller[Out] {
-	handles := in.openFor(s.r, max(s.cfg.workers, 1)) // Workers(-1): the dispatcher
+	consumers := max(s.cfg.workers, 1) // Workers(-1): the dispatcher
+	if s.cfg.key != nil {
+		s.gate = s.cfg.key.(keyer[In]).newGate()
+		consumers = 1 // pulls are serialised by keyMu
+	}
+	handles := in.openFor(s.r, consumers)
 	// Tokens bound what the stage takes ahead of its consumer: one per
 	// worker (two when Ordered: the reorder window) plus the buffer.
 	capacity := -1 // Workers(-1): no bound
@@ -115,6 +126,12 @@ func (s *applier[In, Out]) work(in puller[In]) {
 		if !s.out.acquire() {
 			return
 		}
+		if s.gate != nil {
+			if !s.workKeyed(t, in) {
+				return
+			}
+			continue
+		}
 		it, idx, ok := in.pull()
 		if !ok {
 			s.out.release(1)
@@ -122,6 +139,42 @@ func (s *applier[In, Out]) work(in puller[In]) {
 		}
 		if !t.process(it, idx) {
 			return
+		}
+	}
+}
+
+// workKeyed is one step of a KeyBy worker that holds a token: pull an item
+// and run it, and then the items that waited for its key; or leave it
+// waiting, with the token, if its key is busy. It reports false when the
+// goroutine should stop.
+func (s *applier[In, Out]) workKeyed(t *task[In, Out], in puller[In]) bool {
+	s.keyMu.Lock()
+	it, idx, ok := in.pull()
+	admitted := ok && (it.err != nil || s.gate.admit(it, idx))
+	s.keyMu.Unlock()
+	switch {
+	case !ok:
+		s.out.release(1)
+		return false
+	case !admitted:
+		return true
+	}
+	return t.processKeyed(it, idx)
+}
+
+// processKeyed processes an admitted item, then every item that waited for
+// its key.
+func (t *task[In, Out]) processKeyed(it item[In], idx int) bool {
+	for {
+		if !t.process(it, idx) {
+			return false
+		}
+		if it.err != nil {
+			return true
+		}
+		var more bool
+		if it, idx, more = t.s.gate.done(it.v); !more {
+			return true
 		}
 	}
 }
@@ -134,9 +187,16 @@ func (s *applier[In, Out]) dispatch(in puller[In]) {
 		if !ok {
 			return
 		}
+		if s.gate != nil && it.err == nil && !s.gate.admit(it, idx) {
+			continue // it waits for the goroutine of its key
+		}
 		s.out.addWriter()
 		s.r.goroutine(func() {
 			defer s.out.closeWriter()
+			if s.gate != nil {
+				s.newTask().processKeyed(it, idx)
+				return
+			}
 			s.newTask().process(it, idx)
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,4 +71,32 @@ func ExampleBudget() {
 	// Output:
 	// <nil>
 	// true
+}
+
+// Per-key order: the events of one account apply one at a time, in order,
+// while different accounts run in parallel.
+func ExampleKeyBy() {
+	ctx := context.Background()
+	type deposit struct {
+		account string
+		amount  int
+	}
+	deposits := source.Slice([]deposit{{"ann", 10}, {"bob", 5}, {"ann", -3}, {"bob", 1}, {"ann", 4}})
+	var mu sync.Mutex
+	balance := map[string][]int{} // each account's running balances
+	applied := stage.Map(deposits, func(_ context.Context, d deposit) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		h := balance[d.account]
+		prev := 0
+		if len(h) > 0 {
+			prev = h[len(h)-1]
+		}
+		balance[d.account] = append(h, prev+d.amount)
+		return d.account, nil
+	}, stage.Workers(4), stage.KeyBy(func(d deposit) string { return d.account }))
+
+	_, err := sink.Count(ctx, applied)
+	fmt.Println(balance["ann"], balance["bob"], err)
+	// Output: [10 7 11] [5 6] <nil>
 }

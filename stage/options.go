@@ -22,6 +22,7 @@ type config struct {
 	retry     retry
 	timeout   time.Duration
 	rateLimit rateLimit
+	key       any // a keyer[In], set by KeyBy
 
 	// Per run, set by forRun.
 	handler *handler

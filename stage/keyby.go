@@ -1,0 +1,109 @@
+package stage
+
+import (
+	"fmt"
+	"sync"
+)
+
+// KeyBy gives the stage per-key order: items for which key returns the same
+// value are processed one at a time, in the order the stage takes them from
+// its input, while items of different keys run in parallel. The stage's
+// other options hold: at most Workers(n) calls at once, and an item waiting
+// for its key holds one of the stage's read-ahead places, so the stage still
+// takes at most workers+buffer items ahead of its consumer (memory stays
+// bounded even if every item has the same key; the stage then runs one call
+// at a time). A worker that finishes an item takes the next waiting item of
+// the same key itself.
+//
+// key is called once or twice per item, from several workers at once: make
+// it a pure function of the item (a field, an id). Forwarded errors pass
+// through without a key. Outputs leave in completion order unless the stage
+// is [Ordered]; with Ordered, the outputs follow the input order across keys
+// too. KeyBy turns off the running of the stage in its consumer's goroutines
+// (see [Workers]). The stage panics when it is built if its input type is
+// not T; KeyBy panics if key is nil.
+func KeyBy[T any, K comparable](key func(T) K) Option {
+	checkFunc(key == nil, "stage.KeyBy", "key function")
+	return Option{func(c *config) { c.key = keyFunc[T, K](key) }}
+}
+
+// keyer is a KeyBy key function for input type T, with its key type hidden.
+type keyer[T any] interface {
+	newGate() gate[T]
+}
+
+type keyFunc[T any, K comparable] func(T) K
+
+func (k keyFunc[T, K]) newGate() gate[T] {
+	return &keyGate[T, K]{key: k, busy: map[K][]keyed[T]{}}
+}
+
+// checkKey panics if the stage's KeyBy is not for input type In; fn names
+// the stage's constructor.
+func checkKey[In any](c *config, fn string) {
+	if c.key == nil {
+		return
+	}
+	if _, ok := c.key.(keyer[In]); !ok {
+		panic(fmt.Sprintf("sluice: %s: the stage.KeyBy key function (%T) does not take the stage's input type %s", fn, c.key, typeName[In]()))
+	}
+}
+
+func typeName[T any]() string {
+	var v T
+	return fmt.Sprintf("%T", &v)[1:]
+}
+
+// gate is a KeyBy stage's per-run state: which keys are busy and the items
+// waiting for them.
+type gate[T any] interface {
+	// admit reports whether the item may start now; if not, it waits
+	// (with its token) until the worker of its key takes it.
+	admit(it item[T], idx int) bool
+	// done is called when the item v is finished: it returns the next
+	// waiting item of v's key, or false when the key is free again.
+	done(v T) (item[T], int, bool)
+}
+
+type keyed[T any] struct {
+	it  item[T]
+	idx int
+}
+
+type keyGate[T any, K comparable] struct {
+	key  keyFunc[T, K]
+	mu   sync.Mutex
+	busy map[K][]keyed[T] // a key is busy while present; its waiting items
+}
+
+func (g *keyGate[T, K]) admit(it item[T], idx int) bool {
+	k := g.key(it.v)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if q, busy := g.busy[k]; busy {
+		g.busy[k] = append(q, keyed[T]{it, idx})
+		return false
+	}
+	g.busy[k] = nil
+	return true
+}
+
+func (g *keyGate[T, K]) done(v T) (item[T], int, bool) {
+	k := g.key(v)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	q := g.busy[k]
+	if len(q) == 0 {
+		delete(g.busy, k)
+		return item[T]{}, 0, false
+	}
+	next := q[0]
+	q[0] = keyed[T]{}
+	if len(q) == 1 {
+		q = nil // let the backing array go
+	} else {
+		q = q[1:]
+	}
+	g.busy[k] = q
+	return next.it, next.idx, true
+}
