@@ -40,22 +40,26 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	st := Stream[Out]{
 		n: &node{kind: cfg.name, inputs: []*node{in.n}},
 		open: func(r *run) puller[Out] {
-			cfg := cfg.forRun()
+			// Upstream first, so that observers meet the stages in order.
+			serial := fusable && cfg.workers == 1 && cfg.buffer == 0
+			handles := in.openFor(r, cfg.consumers(serial))
+			cfg := cfg.forRun(r, in.n)
 			f := wrapCalls(&cfg, f)
-			if fusable && cfg.workers == 1 && cfg.buffer == 0 {
+			if serial {
 				// The sequential path: consumers take turns calling f.
-				fr := newFuseRun(r, cfg, f, in.openFor(r, 1))
+				fr := newFuseRun(r, cfg, f, handles)
 				return &serialHandle[In, Out]{h: fr.handle()}
 			}
 			s := &applier[In, Out]{r: r, cfg: cfg, f: f}
-			return s.start(in)
+			return s.start(handles)
 		},
 	}
 	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered {
 		st.fuseWorkers = cfg.workers
 		st.fuse = func(r *run) func() puller[Out] {
-			cfg := cfg.forRun()
-			fr := newFuseRun(r, cfg, wrapCalls(&cfg, f), in.openFor(r, cfg.workers))
+			handles := in.openFor(r, cfg.workers)
+			cfg := cfg.forRun(r, in.n)
+			fr := newFuseRun(r, cfg, wrapCalls(&cfg, f), handles)
 			return func() puller[Out] { return fr.handle() }
 		}
 	}
@@ -76,14 +80,20 @@ type applier[In, Out any] struct {
 	keyMu sync.Mutex // KeyBy: a pull and its admission are one step
 }
 
-// start starts the stage's goroutines, each pulling through a handle of in.
-func (s *applier[In, Out]) start(in Stream[In]) puller[Out] {
-	consumers := max(s.cfg.workers, 1) // Workers(-1): the dispatcher
+// consumers is how many goroutines of the stage pull from its input.
+func (c *config) consumers(serial bool) int {
+	if serial || c.key != nil { // KeyBy: pulls are serialised by keyMu
+		return 1
+	}
+	return max(c.workers, 1) // Workers(-1): the dispatcher
+}
+
+// start starts the stage's goroutines, each pulling through a handle of its
+// input.
+func (s *applier[In, Out]) start(handles func() puller[In]) puller[Out] {
 	if s.cfg.key != nil {
 		s.gate = s.cfg.key.(keyer[In]).newGate()
-		consumers = 1 // pulls are serialised by keyMu
 	}
-	handles := in.openFor(s.r, consumers)
 	// Tokens bound what the stage takes ahead of its consumer: one per
 	// worker (two when Ordered: the reorder window) plus the buffer.
 	capacity := -1 // Workers(-1): no bound
@@ -265,14 +275,20 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 	t.tok, t.idx, t.streaming = !s.out.unbounded, idx, false
 	err := it.err // a forwarded error passes through
 	if err == nil {
+		start := s.cfg.started()
 		if err = t.call(it.v); err != nil {
 			if s.r.ctx.Err() != nil {
+				s.cfg.finished(start, err)
 				return false // the run is ending; this error is a consequence
 			}
+			e := s.cfg.itemError(idx, it.v, err)
+			s.cfg.finished(start, e)
 			var goOn bool
-			if err, goOn = s.cfg.failed(s.r, s.cfg.itemError(idx, it.v, err)); !goOn {
+			if err, goOn = s.cfg.failed(s.r, e); !goOn {
 				return false
 			}
+		} else {
+			s.cfg.finished(start, nil)
 		}
 	}
 	if t.streaming { // Ordered, and the outputs went out as they came

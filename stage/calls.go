@@ -92,8 +92,9 @@ func RateLimit(perSecond float64, burst int) Option {
 }
 
 // forRun returns the stage's configuration for one run: a fresh rate
-// limiter and error handler.
-func (c config) forRun() config {
+// limiter and error handler, and the stage's observer; in is its input.
+func (c config) forRun(r *run, in *node) config {
+	c.obs = r.observe(&c, c.kind, in.expected())
 	if c.rateLimit.perSecond > 0 {
 		c.rateLimit.limiter = rate.NewLimiter(rate.Limit(c.rateLimit.perSecond), c.rateLimit.burst)
 	}

@@ -89,6 +89,14 @@
 // closes or drains the caller's channel, and a channel sink never closes the
 // caller's channel.
 //
+// # Production pipelines
+//
+// [Batch] and [Unbatch] group items for bulk writes; [Tee] gives several
+// branches every item; [KeyBy] keeps per-key order; [Until] drains a run
+// gracefully on shutdown (cancelling ctx aborts it instead). [Observe]
+// attaches an [Observer] to every stage of a run: [Stats] counts, [Logger]
+// logs lifecycle and failures.
+//
 // # Writing your own
 //
 // Small primitives are what the built-in pieces are written with: [Source]

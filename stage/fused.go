@@ -69,6 +69,7 @@ func (u *fused[In, Out]) step() {
 	}
 	var err error
 	var start time.Time
+	obsStart := u.cfg.started()
 	if u.timeNext {
 		start = time.Now()
 	}
@@ -79,13 +80,17 @@ func (u *fused[In, Out]) step() {
 		u.lastCall, u.timeNext = time.Since(start), false
 	}
 	if err == nil {
+		u.cfg.finished(obsStart, nil)
 		return
 	}
 	if u.r.ctx.Err() != nil {
+		u.cfg.finished(obsStart, err)
 		u.ended = true // the run is ending; this error is a consequence
 		return
 	}
-	fwd, goOn := u.cfg.failed(u.r, u.cfg.itemError(idx, it.v, err))
+	e := u.cfg.itemError(idx, it.v, err)
+	u.cfg.finished(obsStart, e)
+	fwd, goOn := u.cfg.failed(u.r, e)
 	switch {
 	case !goOn:
 		u.ended = true

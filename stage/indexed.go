@@ -21,7 +21,7 @@ func Indexed[T any](n int, at func(i int) T) Stream[T] {
 	}
 	checkFunc(at == nil, "stage.Indexed", "function")
 	return Stream[T]{
-		n:    &node{kind: "source"},
+		n:    &node{kind: "source", known: true, total: n},
 		open: func(r *run) puller[T] { return &indexPuller[T]{r: r, scope: r.scope, n: n, at: at} },
 	}
 }

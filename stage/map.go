@@ -12,14 +12,14 @@ import "context"
 // none once cheap calls run in the consumer's goroutines (see [Workers]).
 func Map[In, Out any](in Stream[In], f func(ctx context.Context, v In) (Out, error), opts ...Option) Stream[Out] {
 	checkFunc(f == nil, "stage.Map", "function")
-	return apply("stage.Map", "map", in, func(ctx context.Context, v In, emit func(Out) bool) error {
+	return keepTotal(in, apply("stage.Map", "map", in, func(ctx context.Context, v In, emit func(Out) bool) error {
 		out, err := f(ctx, v)
 		if err != nil {
 			return err
 		}
 		emit(out)
 		return nil
-	}, opts, true)
+	}, opts, true))
 }
 
 // Filter calls keep for each item of in and emits the item when keep returns
@@ -65,7 +65,7 @@ func FlatMap[In, Out any](in Stream[In], f func(ctx context.Context, v In) ([]Ou
 // wrapping [ErrNilTask]. This is the Python original's concurrent(): see the
 // package documentation. Concurrent panics if tasks is the zero Stream.
 func Concurrent[T any](tasks Stream[func(ctx context.Context) (T, error)], opts ...Option) Stream[T] {
-	return apply("stage.Concurrent", "concurrent", tasks, func(ctx context.Context, task func(context.Context) (T, error), emit func(T) bool) error {
+	return keepTotal(tasks, apply("stage.Concurrent", "concurrent", tasks, func(ctx context.Context, task func(context.Context) (T, error), emit func(T) bool) error {
 		if task == nil {
 			return ErrNilTask
 		}
@@ -75,5 +75,5 @@ func Concurrent[T any](tasks Stream[func(ctx context.Context) (T, error)], opts 
 		}
 		emit(v)
 		return nil
-	}, opts, true)
+	}, opts, true))
 }

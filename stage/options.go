@@ -13,6 +13,7 @@ type Option struct{ apply func(*config) }
 
 type config struct {
 	name    string
+	kind    string
 	workers int // >= 1, or -1 for unlimited
 	ordered bool
 	policy  ErrorPolicy
@@ -26,6 +27,7 @@ type config struct {
 
 	// Per run, set by forRun.
 	handler *handler
+	obs     StageObserver
 }
 
 // DefaultWorkers is the worker count of a stage built without [Workers] (or
@@ -100,7 +102,7 @@ func Buffer(n int) Option {
 // newConfig applies opts for the stage built by fn (e.g. "stage.Map"),
 // whose kind is its default name.
 func newConfig(fn, kind string, opts []Option) config {
-	c := config{name: kind, workers: DefaultWorkers(), policy: FailFast}
+	c := config{name: kind, kind: kind, workers: DefaultWorkers(), policy: FailFast}
 	for _, o := range opts {
 		if o.apply == nil {
 			panic("sluice: " + fn + ": zero Option")

@@ -41,6 +41,22 @@ type node struct {
 	kind   string
 	inputs []*node
 	shared bool // read by several streams (Tee's branches)
+	known  bool // the number of items is known: total
+	total  int
+}
+
+// expected is the number of items the stream will carry, or -1.
+func (n *node) expected() int {
+	if !n.known {
+		return -1
+	}
+	return n.total
+}
+
+// keepTotal says that out carries one item per item of in (Map).
+func keepTotal[In, Out any](in Stream[In], out Stream[Out]) Stream[Out] {
+	out.n.known, out.n.total = in.n.known, in.n.total
+	return out
 }
 
 // item is what travels between stages: a value, or a forwarded error in its

@@ -1,0 +1,165 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats is an [Observer] that counts, per stage, with atomic counters that
+// can be read while runs go on (a progress bar, a status page, a test). The
+// zero Stats is ready to use; attach it with [Observe]. Stages are told
+// apart by name, so give stages of one kind distinct names with [Name]; a
+// Stats attached to several runs adds their counts up.
+type Stats struct {
+	mu     sync.Mutex
+	order  []*stageCounters
+	byName map[string]*stageCounters
+}
+
+// StageStats is a snapshot of one stage's counters.
+type StageStats struct {
+	StageInfo
+	Received int64         // items taken for a call
+	Finished int64         // calls ended (successes and failures)
+	Failed   int64         // calls that ended in an item error
+	InFlight int64         // Received - Finished
+	Latency  time.Duration // the calls' total duration
+	Running  int           // runs in which the stage has not closed yet
+}
+
+// MeanLatency is Latency / Finished, or 0.
+func (s StageStats) MeanLatency() time.Duration {
+	if s.Finished == 0 {
+		return 0
+	}
+	return s.Latency / time.Duration(s.Finished)
+}
+
+// Stage implements [Observer].
+func (s *Stats) Stage(info StageInfo) StageObserver {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.byName[info.Name]
+	if !ok {
+		if s.byName == nil {
+			s.byName = map[string]*stageCounters{}
+		}
+		c = &stageCounters{}
+		s.byName[info.Name] = c
+		s.order = append(s.order, c)
+	}
+	c.info.Store(&info)
+	c.running.Add(1)
+	return c
+}
+
+// Snapshot returns every stage's counters, in the order the stages were
+// first seen.
+func (s *Stats) Snapshot() []StageStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]StageStats, len(s.order))
+	for i, c := range s.order {
+		out[i] = c.snapshot()
+	}
+	return out
+}
+
+// Get returns the counters of the stage named name.
+func (s *Stats) Get(name string) (StageStats, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.byName[name]
+	if !ok {
+		return StageStats{}, false
+	}
+	return c.snapshot(), true
+}
+
+// stageCounters are one stage's counters.
+type stageCounters struct {
+	info                       atomic.Pointer[StageInfo]
+	received, finished, failed atomic.Int64
+	latency                    atomic.Int64 // ns
+	running                    atomic.Int64
+}
+
+func (c *stageCounters) Received() { c.received.Add(1) }
+
+func (c *stageCounters) Finished(d time.Duration, err error) {
+	if isItemError(err) {
+		c.failed.Add(1)
+	}
+	c.latency.Add(int64(d))
+	c.finished.Add(1)
+}
+
+func (c *stageCounters) Closed() { c.running.Add(-1) }
+
+func (c *stageCounters) snapshot() StageStats {
+	// Finished before Received, so that InFlight is never negative.
+	fin := c.finished.Load()
+	s := StageStats{
+		StageInfo: *c.info.Load(),
+		Finished:  fin,
+		Failed:    c.failed.Load(),
+		Received:  c.received.Load(),
+		Latency:   time.Duration(c.latency.Load()),
+		Running:   int(c.running.Load()),
+	}
+	s.InFlight = s.Received - s.Finished
+	return s
+}
+
+func isItemError(err error) bool {
+	_, ok := err.(*Error)
+	return ok
+}
+
+// Logger returns an [Observer] that logs to l: a stage's start (Info, with
+// its kind, workers and expected total), each failed item (Warn, with its
+// index, attempts and error; a call ended by the run's cancellation is not
+// a failure), and its close (Info, with its counts and mean latency). It
+// never logs per successful item. Logger panics if l is nil.
+func Logger(l *slog.Logger) Observer {
+	checkFunc(l == nil, "stage.Logger", "logger")
+	return logger{l}
+}
+
+type logger struct{ l *slog.Logger }
+
+func (lg logger) Stage(info StageInfo) StageObserver {
+	lg.l.Info("sluice: stage started", "stage", info.Name, "kind", info.Kind, "workers", info.Workers, "total", info.Total)
+	c := &stageCounters{}
+	c.info.Store(&info)
+	c.running.Add(1)
+	return &logStage{l: lg.l, c: c, name: info.Name}
+}
+
+type logStage struct {
+	l    *slog.Logger
+	c    *stageCounters
+	name string
+}
+
+func (s *logStage) Received() { s.c.Received() }
+
+func (s *logStage) Finished(d time.Duration, err error) {
+	s.c.Finished(d, err)
+	var e *Error
+	if isItemError(err) && errors.As(err, &e) {
+		s.l.Warn("sluice: item failed", "stage", s.name, "index", e.Index, "attempts", e.Attempts, "err", e.Err)
+	}
+}
+
+func (s *logStage) Closed() {
+	s.c.Closed()
+	st := s.c.snapshot()
+	s.l.LogAttrs(context.Background(), slog.LevelInfo, "sluice: stage closed",
+		slog.String("stage", s.name), slog.Int64("received", st.Received), slog.Int64("finished", st.Finished),
+		slog.Int64("failed", st.Failed), slog.Duration("mean_latency", st.MeanLatency()))
+}
