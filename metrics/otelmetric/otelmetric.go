@@ -1,0 +1,99 @@
+// Package otelmetric records sluice pipelines with OpenTelemetry metrics: a
+// stage.Observer that keeps, per stage, counters of received and finished
+// items, an up-down counter of items in flight, and a histogram of call
+// durations.
+//
+// Attributes are per stage only (sluice.stage, sluice.kind, and the outcome
+// of a call), never per item. Attach the observer once with stage.Observe:
+//
+//	obs, err := otelmetric.New(otel.Meter("etl"))
+//	ctx = stage.Observe(ctx, obs)
+package otelmetric
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sluicedev/sluice/stage"
+)
+
+// Observer is a stage.Observer that records with an OpenTelemetry meter;
+// make one with [New].
+type Observer struct {
+	received metric.Int64Counter
+	finished metric.Int64Counter
+	inFlight metric.Int64UpDownCounter
+	duration metric.Float64Histogram
+}
+
+// New creates the instruments on meter and returns the observer that
+// records with them:
+//
+//	sluice.stage.received   items taken for a call           {sluice.stage, sluice.kind}
+//	sluice.stage.finished   calls ended                      {..., sluice.outcome = ok | error}
+//	sluice.stage.in_flight  items taken and not finished     {sluice.stage, sluice.kind}
+//	sluice.stage.duration   call durations, in seconds       {sluice.stage, sluice.kind}
+func New(meter metric.Meter) (*Observer, error) {
+	var o Observer
+	var err, e error
+	o.received, e = meter.Int64Counter("sluice.stage.received", metric.WithDescription("Items a sluice stage took for a call of its function."), metric.WithUnit("{item}"))
+	err = errors.Join(err, e)
+	o.finished, e = meter.Int64Counter("sluice.stage.finished", metric.WithDescription("Calls of a sluice stage's function that ended, by outcome."), metric.WithUnit("{item}"))
+	err = errors.Join(err, e)
+	o.inFlight, e = meter.Int64UpDownCounter("sluice.stage.in_flight", metric.WithDescription("Items a sluice stage has taken and not finished."), metric.WithUnit("{item}"))
+	err = errors.Join(err, e)
+	o.duration, e = meter.Float64Histogram("sluice.stage.duration", metric.WithDescription("Duration of a sluice stage's calls, retries included."), metric.WithUnit("s"))
+	err = errors.Join(err, e)
+	if err != nil {
+		return nil, err
+	}
+	return &o, nil
+}
+
+// Stage implements stage.Observer: the stage's attribute sets are built
+// once, so that an item costs no allocation for them.
+func (o *Observer) Stage(info stage.StageInfo) stage.StageObserver {
+	base := []attribute.KeyValue{attribute.String("sluice.stage", info.Name), attribute.String("sluice.kind", info.Kind)}
+	set := attribute.NewSet(base...)
+	with := func(outcome string) attribute.Set {
+		return attribute.NewSet(append(base[:2:2], attribute.String("sluice.outcome", outcome))...)
+	}
+	return &stageMetrics{
+		o:      o,
+		add:    []metric.AddOption{metric.WithAttributeSet(set)},
+		record: []metric.RecordOption{metric.WithAttributeSet(set)},
+		ok:     []metric.AddOption{metric.WithAttributeSet(with("ok"))},
+		failed: []metric.AddOption{metric.WithAttributeSet(with("error"))},
+	}
+}
+
+type stageMetrics struct {
+	o               *Observer
+	add, ok, failed []metric.AddOption
+	record          []metric.RecordOption
+}
+
+// The hot path has no context to give; metrics ignore it.
+var bg = context.Background()
+
+func (m *stageMetrics) Received() {
+	m.o.received.Add(bg, 1, m.add...)
+	m.o.inFlight.Add(bg, 1, m.add...)
+}
+
+func (m *stageMetrics) Finished(d time.Duration, err error) {
+	m.o.inFlight.Add(bg, -1, m.add...)
+	m.o.duration.Record(bg, d.Seconds(), m.record...)
+	var se *stage.Error
+	if err != nil && errors.As(err, &se) {
+		m.o.finished.Add(bg, 1, m.failed...)
+		return
+	}
+	m.o.finished.Add(bg, 1, m.ok...)
+}
+
+func (m *stageMetrics) Closed() {}

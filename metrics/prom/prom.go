@@ -1,0 +1,101 @@
+// Package prom records sluice pipelines in Prometheus metrics: a
+// stage.Observer that keeps, per stage, counters of received and finished
+// items, a gauge of items in flight, and a histogram of call durations.
+//
+// Labels are per stage only (stage name and kind, and the outcome of a
+// call), never per item, so the number of series is bounded by the
+// pipeline's shape. Attach the observer once with stage.Observe:
+//
+//	obs, err := prom.New(prometheus.DefaultRegisterer)
+//	ctx = stage.Observe(ctx, obs)
+//	err = sink.ForEach(ctx, pipeline, store)
+package prom
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicedev/sluice/stage"
+)
+
+// Observer is a stage.Observer that records into Prometheus metrics; make
+// one with [New].
+type Observer struct {
+	received *prometheus.CounterVec
+	finished *prometheus.CounterVec
+	inFlight *prometheus.GaugeVec
+	duration *prometheus.HistogramVec
+}
+
+// New registers the metrics on reg and returns the observer that records
+// into them:
+//
+//	sluice_stage_received_total{stage,kind}          items taken for a call
+//	sluice_stage_finished_total{stage,kind,outcome}  calls ended; outcome "ok" or "error"
+//	sluice_stage_in_flight{stage,kind}               calls running or waiting to be counted
+//	sluice_stage_duration_seconds{stage,kind}        call durations (all attempts)
+//
+// It returns reg's error if a metric is already registered (New was called
+// twice on one registry: share the observer instead).
+func New(reg prometheus.Registerer) (*Observer, error) {
+	labels := []string{"stage", "kind"}
+	o := &Observer{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_stage_received_total", Help: "Items a sluice stage took for a call of its function.",
+		}, labels),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_stage_finished_total", Help: "Calls of a sluice stage's function that ended, by outcome.",
+		}, append(labels, "outcome")),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_stage_in_flight", Help: "Items a sluice stage has taken and not finished.",
+		}, labels),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_stage_duration_seconds", Help: "Duration of a sluice stage's calls, retries included.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12), // 1µs .. ~4s
+		}, labels),
+	}
+	for _, c := range []prometheus.Collector{o.received, o.finished, o.inFlight, o.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// Stage implements stage.Observer: it resolves the stage's series once, so
+// that an item costs a few atomic adds.
+func (o *Observer) Stage(info stage.StageInfo) stage.StageObserver {
+	return &stageMetrics{
+		received: o.received.WithLabelValues(info.Name, info.Kind),
+		ok:       o.finished.WithLabelValues(info.Name, info.Kind, "ok"),
+		failed:   o.finished.WithLabelValues(info.Name, info.Kind, "error"),
+		inFlight: o.inFlight.WithLabelValues(info.Name, info.Kind),
+		duration: o.duration.WithLabelValues(info.Name, info.Kind),
+	}
+}
+
+type stageMetrics struct {
+	received, ok, failed prometheus.Counter
+	inFlight             prometheus.Gauge
+	duration             prometheus.Observer
+}
+
+func (m *stageMetrics) Received() {
+	m.received.Inc()
+	m.inFlight.Inc()
+}
+
+func (m *stageMetrics) Finished(d time.Duration, err error) {
+	m.inFlight.Dec()
+	m.duration.Observe(d.Seconds())
+	var se *stage.Error
+	if err != nil && errors.As(err, &se) {
+		m.failed.Inc()
+		return
+	}
+	m.ok.Inc()
+}
+
+func (m *stageMetrics) Closed() {}
