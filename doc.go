@@ -19,5 +19,10 @@
 // abandoned through its context. Leaks: when a sink returns, no goroutine of
 // the run is left. Package stage defines each term in full.
 //
+// For production: Batch and Unbatch, Tee, Retry, Timeout and RateLimit,
+// the Handle and Budget policies (dead letters, error budgets), KeyBy
+// (per-key order), Until (graceful drain), and Observe (Stats, Logger, and
+// the metrics/prom and metrics/otelmetric modules).
+//
 // This package holds no code; see the README for a tour.
 package sluice

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -14,14 +13,21 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var zipSums = filepath.Join(runtime.GOROOT(), "src/cmd/go/internal/modfetch/zip_sum_test/testdata/zip_sums.csv")
+func dataset(t *testing.T) string {
+	t.Helper()
+	path, err := zipSums()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 func TestRunTwiceSameResult(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "modules.sqlite")
 	var outs [2]string
 	for i := range outs {
 		var out, bar bytes.Buffer
-		if err := run(context.Background(), zipSums, db, &out, &bar); err != nil {
+		if err := run(context.Background(), dataset(t), db, &out, &bar); err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}
 		outs[i] = out.String()
@@ -67,7 +73,7 @@ func TestBadRowsAreDeadLetters(t *testing.T) {
 func TestCancelledLoadReportsTheCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := run(ctx, zipSums, filepath.Join(t.TempDir(), "db.sqlite"), &bytes.Buffer{}, nil)
+	err := run(ctx, dataset(t), filepath.Join(t.TempDir(), "db.sqlite"), &bytes.Buffer{}, nil)
 	if err == nil {
 		t.Fatal("a cancelled load returned nil")
 	}

@@ -20,9 +20,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
+	"strings"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
@@ -30,10 +31,17 @@ import (
 )
 
 func main() {
-	in := flag.String("in", filepath.Join(runtime.GOROOT(), "src/cmd/go/internal/modfetch/zip_sum_test/testdata/zip_sums.csv"), "the CSV file to load")
+	in := flag.String("in", "", "the CSV file to load (default: zip_sums.csv of the Go installation)")
 	dbPath := flag.String("db", filepath.Join(os.TempDir(), "sluice-etl.sqlite"), "the SQLite database to load into (created if missing)")
 	quiet := flag.Bool("quiet", false, "no progress bar")
 	flag.Parse()
+	if *in == "" {
+		var err error
+		if *in, err = zipSums(); err != nil {
+			fmt.Fprintln(os.Stderr, "etl:", err)
+			os.Exit(1)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var progress io.Writer = os.Stderr
@@ -44,6 +52,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "etl:", err)
 		os.Exit(1)
 	}
+}
+
+// zipSums is the path of the dataset in the Go installation that the go
+// command on PATH belongs to.
+func zipSums() (string, error) {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOROOT: %w (give -in)", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "src/cmd/go/internal/modfetch/zip_sum_test/testdata/zip_sums.csv"), nil
 }
 
 // run loads the CSV file in into the database at dbPath and prints a

@@ -42,6 +42,7 @@ func main() {
 	grace := flag.Duration("grace", 10*time.Second, "how long draining may take before the service aborts")
 	flag.Parse()
 
+	// readme:begin
 	// The first signal drains; the second one, or the grace period, aborts.
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, os.Interrupt)
@@ -56,6 +57,7 @@ func main() {
 		}
 		abort()
 	}()
+	// readme:end
 
 	if err := run(ctx, stop, *addr, *work, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stdout, "aborted:", err)
@@ -99,6 +101,7 @@ func run(ctx, stop context.Context, addr string, work time.Duration, out io.Writ
 	var taken, stored atomic.Int64
 	fmt.Fprintf(out, "ready: metrics on http://%s/metrics\n", ln.Addr())
 
+	// readme:begin
 	// The pipeline: drained by stop, aborted by ctx.
 	jobs := stage.Until(source.Func(func(ctx context.Context) (Job, error) {
 		select {
@@ -122,6 +125,7 @@ func run(ctx, stop context.Context, addr string, work time.Duration, out io.Writ
 		stored.Add(int64(len(b))) // a real service writes the batch here
 		return nil
 	})
+	// readme:end
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -99,5 +100,32 @@ func TestGraceExpiredAborts(t *testing.T) {
 	err := cmd.Wait()
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(out, "aborted: context canceled") {
 		t.Fatalf("exit %v, output %q; want exit 1 and the cancellation", err, out)
+	}
+}
+
+// The README's "Running it in a service" shows this example's code, word for
+// word (one tab less).
+func TestReadmeShowsTheService(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(src), "// readme:begin\n")[1:]
+	if len(parts) != 2 {
+		t.Fatalf("%d readme blocks in main.go, want 2", len(parts))
+	}
+	for _, p := range parts {
+		block, _, _ := strings.Cut(p, "\t// readme:end")
+		lines := strings.Split(block, "\n")
+		for i, l := range lines {
+			lines[i] = strings.TrimPrefix(l, "\t")
+		}
+		if want := "```go\n" + strings.Join(lines, "\n") + "```\n"; !strings.Contains(string(readme), want) {
+			t.Fatalf("README.md does not show:\n%s", want)
+		}
 	}
 }
