@@ -8,6 +8,7 @@ import (
 	"iter"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,17 +54,28 @@ type stageSpec struct {
 	dropMod  int // filter and flatmap drop ids with id%dropMod == 0
 	slowFrom int // ids from slowFrom on take 30µs (0: never), so that a
 	// stage whose cheap calls ran in its consumer gives the place back
+	handles bool // failed items go to a Handle policy that drops them
+	keyed   bool // KeyBy(id % 3)
+	size    int  // batch: Unbatch(Batch(in, size, timeout))
+	timeout time.Duration
 
 	gauge gauge
+	mu    sync.Mutex
+	busy  map[int]bool // keyed: keys with a call running
 }
 
 func (s *stageSpec) String() string {
-	return fmt.Sprintf("%s %s workers=%d ordered=%v %v buffer=%d errEvery=%d dropMod=%d slowFrom=%d",
-		s.name, s.kind, s.workers, s.ordered, s.policy, s.buffer, s.errEvery, s.dropMod, s.slowFrom)
+	if s.kind == "batch" {
+		return fmt.Sprintf("%s batch size=%d timeout=%v", s.name, s.size, s.timeout)
+	}
+	return fmt.Sprintf("%s %s workers=%d ordered=%v %v handles=%v keyed=%v buffer=%d errEvery=%d dropMod=%d slowFrom=%d",
+		s.name, s.kind, s.workers, s.ordered, s.policy, s.handles, s.keyed, s.buffer, s.errEvery, s.dropMod, s.slowFrom)
 }
 
 func (s *stageSpec) fails(id int) bool { return s.errEvery > 0 && id%s.errEvery == 1 }
-func (s *stageSpec) drops(id int) bool { return s.kind != "map" && id%s.dropMod == 0 }
+func (s *stageSpec) drops(id int) bool {
+	return (s.kind == "filter" || s.kind == "flatmap") && id%s.dropMod == 0
+}
 
 // branch is a source and the stages after it.
 type branch struct {
@@ -78,8 +90,16 @@ type branch struct {
 type pipeline struct {
 	branches []*branch    // one, or two that are merged
 	after    []*stageSpec // stages after the merge
-	sinkKind string       // slice, count, all, first, break, foreach-error, cancel
-	stopAt   int          // for break, foreach-error and cancel
+	sinkKind string       // slice, count, all, first, break, foreach-error, cancel, drain
+	stopAt   int          // for break, foreach-error, cancel and drain
+	stop     context.Context
+	drain    context.CancelFunc // drain: stops the sources (Until) after stopAt values
+
+	mu       sync.Mutex
+	handled  map[string]bool // "stage/id" of items dropped by Handle policies
+	produced map[int]bool    // ids that func sources produced
+	keyClash atomic.Bool     // two calls of one key ran at once in a keyed stage
+
 	returned atomic.Bool  // set when the sink returned
 	called   atomic.Bool  // a user function ran after that
 	chans    []chan int   // channels fed to chan sources, drained afterwards
@@ -98,6 +118,13 @@ func randomStage(rng *rand.Rand, name string) *stageSpec {
 	}
 	if rng.IntN(3) == 0 {
 		s.errEvery = 5 + rng.IntN(30)
+	}
+	s.handles = rng.IntN(4) == 0
+	s.keyed = rng.IntN(5) == 0
+	if rng.IntN(8) == 0 {
+		s.kind, s.errEvery, s.slowFrom, s.handles, s.keyed = "batch", 0, 0, false, false
+		s.size, s.timeout = 1+rng.IntN(5), []time.Duration{0, time.Millisecond}[rng.IntN(2)]
+		return s
 	}
 	if rng.IntN(4) == 0 {
 		s.slowFrom = 20 + rng.IntN(60)
@@ -134,8 +161,10 @@ func randomPipeline(rng *rand.Rand) *pipeline {
 			p.after = append(p.after, randomStage(rng, fmt.Sprintf("s%d", stages)))
 		}
 	}
-	p.sinkKind = []string{"slice", "slice", "count", "all", "first", "break", "foreach-error", "cancel"}[rng.IntN(8)]
+	p.sinkKind = []string{"slice", "slice", "count", "all", "first", "break", "foreach-error", "cancel", "drain", "drain"}[rng.IntN(10)]
 	p.stopAt = rng.IntN(40)
+	p.stop, p.drain = context.WithCancel(context.Background())
+	p.handled, p.produced = map[string]bool{}, map[int]bool{}
 	return p
 }
 
@@ -171,7 +200,13 @@ func (b *branch) source(p *pipeline) stage.Stream[int] {
 				return 0, errEOF
 			}
 			i++
-			return produce(i - 1)
+			v, err := produce(i - 1)
+			if err == nil {
+				p.mu.Lock()
+				p.produced[v] = true
+				p.mu.Unlock()
+			}
+			return v, err
 		})
 	case "chan":
 		ch := make(chan int)
@@ -208,14 +243,45 @@ func (b *branch) source(p *pipeline) stage.Stream[int] {
 }
 
 func (s *stageSpec) build(p *pipeline, in stage.Stream[int]) stage.Stream[int] {
-	opts := []stage.Option{stage.Name(s.name), stage.Workers(s.workers), stage.OnError(s.policy), stage.Buffer(s.buffer)}
+	if s.kind == "batch" {
+		return stage.Unbatch(stage.Batch(in, s.size, s.timeout))
+	}
+	policy := s.policy
+	if s.handles {
+		policy = stage.Handle(func(_ context.Context, e *stage.Error) error {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.handled[fmt.Sprintf("%s/%v", e.Stage, e.Input)] = true
+			return nil
+		})
+	}
+	opts := []stage.Option{stage.Name(s.name), stage.Workers(s.workers), stage.OnError(policy), stage.Buffer(s.buffer)}
 	if s.ordered {
 		opts = append(opts, stage.Ordered())
+	}
+	if s.keyed {
+		opts = append(opts, stage.KeyBy(func(id int) int { return id % 3 }))
 	}
 	enter := func(id int) error {
 		p.alive()
 		s.gauge.enter()
 		defer s.gauge.leave()
+		if s.keyed {
+			s.mu.Lock()
+			if s.busy == nil {
+				s.busy = map[int]bool{}
+			}
+			if s.busy[id%3] {
+				p.keyClash.Store(true)
+			}
+			s.busy[id%3] = true
+			s.mu.Unlock()
+			defer func() {
+				s.mu.Lock()
+				s.busy[id%3] = false
+				s.mu.Unlock()
+			}()
+		}
 		if s.slowFrom > 0 && id%1000 >= s.slowFrom {
 			time.Sleep(30 * time.Microsecond)
 		}
@@ -246,6 +312,9 @@ func (p *pipeline) build() stage.Stream[int] {
 	var outs []stage.Stream[int]
 	for _, b := range p.branches {
 		s := b.source(p)
+		if p.sinkKind == "drain" {
+			s = stage.Until(s, p.stop)
+		}
 		for _, st := range b.stages {
 			s = st.build(p, s)
 		}
@@ -266,11 +335,12 @@ type model struct {
 	values    []int           // ids that reach the sink, in source order per branch
 	forwarded map[string]bool // "stage/id" of forwarded errors
 	fatal     map[string]bool // "stage/id" of FailFast errors that may end the run
+	handled   map[string]bool // "stage/id" of items a Handle policy drops
 	srcErr    bool
 }
 
 func (p *pipeline) model() model {
-	m := model{forwarded: map[string]bool{}, fatal: map[string]bool{}}
+	m := model{forwarded: map[string]bool{}, fatal: map[string]bool{}, handled: map[string]bool{}}
 	for _, b := range p.branches {
 		n := b.n
 		if b.failAt >= 0 {
@@ -281,6 +351,9 @@ func (p *pipeline) model() model {
 			id := b.base + i
 			for _, st := range append(slices.Clone(b.stages), p.after...) {
 				switch {
+				case st.fails(id) && st.handles:
+					m.handled[fmt.Sprintf("%s/%d", st.name, id)] = true
+					continue next
 				case st.fails(id) && st.policy == stage.Forward:
 					m.forwarded[fmt.Sprintf("%s/%d", st.name, id)] = true
 					continue next
@@ -374,6 +447,14 @@ func (p *pipeline) run() (values []int, forwarded []error, end error) {
 			}
 			return nil
 		}))
+	case "drain":
+		split(sink.ForEach(ctx, s, func(_ context.Context, id int) error {
+			values = append(values, id)
+			if len(values) > p.stopAt {
+				p.drain()
+			}
+			return nil
+		}))
 	case "cancel":
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -398,7 +479,7 @@ func (p *pipeline) isForwarded(err error) bool {
 	}
 	for _, st := range p.stages() {
 		if st.name == se.Stage {
-			return st.policy == stage.Forward
+			return st.policy == stage.Forward && !st.handles
 		}
 	}
 	return false
@@ -428,6 +509,9 @@ func (p *pipeline) check(t *testing.T) {
 	if p.called.Load() {
 		fail("a user function ran after the sink returned")
 	}
+	if p.keyClash.Load() {
+		fail("a keyed stage ran two calls of one key at once")
+	}
 	for _, st := range p.stages() {
 		if st.workers > 0 && st.gauge.max > st.workers {
 			fail("stage %s ran %d calls at once, want at most %d", st.name, st.gauge.max, st.workers)
@@ -451,6 +535,11 @@ func (p *pipeline) check(t *testing.T) {
 		var se *stage.Error
 		if !errors.As(e, &se) || !errors.Is(e, errBoom) || !m.forwarded[fmt.Sprintf("%s/%v", se.Stage, se.Input)] {
 			fail("forwarded error %v is not one the model forwards", e)
+		}
+	}
+	for h := range p.handled {
+		if !m.handled[h] {
+			fail("item %s went to a Handle policy, the model has no failure there", h)
 		}
 	}
 	if p.ordered() && !slices.IsSorted(values) {
@@ -481,10 +570,16 @@ func (p *pipeline) check(t *testing.T) {
 		fail("unexpected error type %T", end)
 	}
 	// A run that was not cut short delivers exactly the model.
+	if p.sinkKind == "drain" && len(m.fatal) == 0 && !m.srcErr {
+		p.checkDrained(fail, m, values, forwarded, end)
+	}
 	cut := len(m.fatal) > 0 || m.srcErr && len(p.branches) > 1 || p.sinkKind == "first" ||
-		p.sinkKind == "break" || p.sinkKind == "foreach-error" || p.sinkKind == "cancel"
+		p.sinkKind == "break" || p.sinkKind == "foreach-error" || p.sinkKind == "cancel" || p.sinkKind == "drain"
 	if cut {
 		return
+	}
+	if len(p.handled) != len(m.handled) {
+		fail("%d items went to Handle policies, the model has %d", len(p.handled), len(m.handled))
 	}
 	if len(values) != len(m.values) || len(forwarded) != len(m.forwarded) {
 		fail("got %d values and %d forwarded errors, the model has %d and %d", len(values), len(forwarded), len(m.values), len(m.forwarded))
@@ -494,13 +589,65 @@ func (p *pipeline) check(t *testing.T) {
 	}
 }
 
+// fails reports whether id fails in a stage that forwards or handles it.
+func (m model) fails(id int) bool {
+	suffix := fmt.Sprintf("/%d", id)
+	for k := range m.forwarded {
+		if strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	for k := range m.handled {
+		if strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDrained checks a drained run: it ended without an error, and every
+// item a func source produced came out (as a value, a forwarded error, a
+// handled failure, or a drop the model makes): nothing taken was lost.
+func (p *pipeline) checkDrained(fail func(string, ...any), m model, values []int, forwarded []error, end error) {
+	if end != nil {
+		fail("a drained run ended with %v, want nil", end)
+	}
+	out := map[int]bool{}
+	for _, v := range values {
+		out[v] = true
+	}
+	for _, e := range forwarded {
+		var se *stage.Error
+		if errors.As(e, &se) {
+			out[se.Input.(int)] = true
+		}
+	}
+	for h := range p.handled {
+		var name string
+		var id int
+		fmt.Sscanf(strings.Replace(h, "/", " ", 1), "%s %d", &name, &id)
+		out[id] = true
+	}
+	delivered := map[int]bool{}
+	for _, v := range m.values {
+		delivered[v] = true
+	}
+	for id := range p.produced {
+		if delivered[id] || m.fails(id) {
+			if !out[id] {
+				fail("item %d was taken from the source and lost in the drain", id)
+			}
+		}
+	}
+}
+
 // ordered reports whether the pipeline keeps source order end to end.
 func (p *pipeline) ordered() bool {
 	if len(p.branches) > 1 {
 		return false
 	}
 	for _, st := range p.stages() {
-		if !st.ordered && st.workers != 1 {
+		if st.kind != "batch" && !st.ordered && st.workers != 1 {
 			return false
 		}
 	}
