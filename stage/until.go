@@ -23,7 +23,8 @@ import (
 //	err := sink.ForEach(ctx, stage.Until(in, stop), store)
 //
 // Until drains only the sources it is built on; in a [Merge] of an Until
-// branch and another, the other branch runs on. Until costs nothing per
+// branch and another, the other branch runs on. Put Until before a [Tee],
+// not on one of its branches: the branches share one source. Until costs nothing per
 // item: a source checks one flag before it takes an item. Until panics if
 // in is the zero Stream or stop is nil.
 func Until[T any](in Stream[T], stop context.Context) Stream[T] {
