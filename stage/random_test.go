@@ -100,9 +100,9 @@ type pipeline struct {
 	produced map[int]bool    // ids that func sources produced
 	keyClash atomic.Bool     // two calls of one key ran at once in a keyed stage
 
-	returned atomic.Bool  // set when the sink returned
-	called   atomic.Bool  // a user function ran after that
-	chans    []chan int   // channels fed to chan sources, drained afterwards
+	returned atomic.Bool // set when the sink returned
+	called   atomic.Bool // a user function ran after that
+	chans    []chan int  // channels fed to chan sources, drained afterwards
 	feeders  sync.WaitGroup
 }
 
