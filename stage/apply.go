@@ -160,7 +160,7 @@ func (s *applier[In, Out]) work(in puller[In]) {
 func (s *applier[In, Out]) workKeyed(t *task[In, Out], in puller[In]) bool {
 	s.keyMu.Lock()
 	it, idx, ok := in.pull()
-	admitted := ok && (it.err != nil || s.gate.admit(it, idx))
+	admitted := ok && (it.failure() != nil || s.gate.admit(it, idx))
 	s.keyMu.Unlock()
 	switch {
 	case !ok:
@@ -179,7 +179,7 @@ func (t *task[In, Out]) processKeyed(it item[In], idx int) bool {
 		if !t.process(it, idx) {
 			return false
 		}
-		if it.err != nil {
+		if it.failure() != nil {
 			return true
 		}
 		var more bool
@@ -197,7 +197,7 @@ func (s *applier[In, Out]) dispatch(in puller[In]) {
 		if !ok {
 			return
 		}
-		if s.gate != nil && it.err == nil && !s.gate.admit(it, idx) {
+		if s.gate != nil && it.failure() == nil && !s.gate.admit(it, idx) {
 			continue // it waits for the goroutine of its key
 		}
 		s.out.addWriter()
@@ -219,6 +219,7 @@ type task[In, Out any] struct {
 	s    *applier[In, Out]
 	emit func(Out) bool
 	tok  bool // the current item's token is not yet spent
+	ack  *ackNode // the current item's acknowledgement, or nil
 
 	buf       []Out // Ordered: the current item's outputs
 	idx       int   // Ordered: the current item's index
@@ -233,8 +234,9 @@ func (s *applier[In, Out]) newTask() *task[In, Out] {
 	if s.ord != nil {
 		t.emit = func(v Out) bool {
 			if t.streaming {
-				return t.put(item[Out]{v: v})
+				return t.put(item[Out]{v: v, err: t.ack.carry()})
 			}
+			t.ack.ref() // the output's reference, attached when it leaves
 			t.buf = append(t.buf, v)
 			// From the second output on, at 2, 4, 8, ... buffered outputs,
 			// check whether this item is the head and may stream: one
@@ -242,7 +244,7 @@ func (s *applier[In, Out]) newTask() *task[In, Out] {
 			if n := len(t.buf); n >= 2 && n&(n-1) == 0 && s.ord.tryStream(t.idx) {
 				t.streaming = true
 				for i := range t.buf {
-					t.put(item[Out]{v: t.buf[i]})
+					t.put(item[Out]{v: t.buf[i], err: withAck(nil, t.ack)})
 				}
 				clear(t.buf)
 				t.buf = t.buf[:0]
@@ -250,7 +252,7 @@ func (s *applier[In, Out]) newTask() *task[In, Out] {
 			return !s.r.cancelled()
 		}
 	} else {
-		t.emit = func(v Out) bool { return t.put(item[Out]{v: v}) }
+		t.emit = func(v Out) bool { return t.put(item[Out]{v: v, err: t.ack.carry()}) }
 	}
 	return t
 }
@@ -272,8 +274,8 @@ func (t *task[In, Out]) put(it item[Out]) bool {
 // false when the goroutine should stop (the run is ending).
 func (t *task[In, Out]) process(it item[In], idx int) bool {
 	s := t.s
-	t.tok, t.idx, t.streaming = !s.out.unbounded, idx, false
-	err := it.err // a forwarded error passes through
+	t.tok, t.idx, t.streaming, t.ack = !s.out.unbounded, idx, false, it.acked()
+	err := it.failure() // a forwarded error passes through
 	if err == nil {
 		start := s.cfg.started()
 		if err = t.call(it.v); err != nil {
@@ -291,25 +293,34 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 			s.cfg.finished(start, nil)
 		}
 	}
+	// The item is settled: its outputs hold references of their own, and
+	// the task lets go of its reference once they are on their way (with
+	// no output at all, the item is done: Filter's drop, Handle's).
 	if t.streaming { // Ordered, and the outputs went out as they came
-		if err != nil && !t.put(item[Out]{err: err}) {
+		if err != nil && !t.put(item[Out]{err: withAck(err, t.ack.ref())}) {
 			return false
 		}
+		t.ack.settle(nil)
 		return s.ord.endStream()
 	}
 	if s.ord != nil {
+		if err != nil {
+			t.ack.ref() // the forwarded error's reference
+		}
 		var ok bool
-		t.buf, ok = s.ord.complete(idx, t.buf, err, t.tok)
+		t.buf, ok = s.ord.complete(idx, t.buf, err, t.tok, t.ack)
 		t.tok = false
+		t.ack.settle(nil)
 		return ok
 	}
-	if err != nil && !t.put(item[Out]{err: err}) {
+	if err != nil && !t.put(item[Out]{err: withAck(err, t.ack.ref())}) {
 		return false
 	}
 	if t.tok { // no output: the token goes back
 		t.tok = false
 		s.out.release(1)
 	}
+	t.ack.settle(nil)
 	return true
 }
 

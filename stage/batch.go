@@ -47,6 +47,7 @@ type batcher[T any] struct {
 	items   chan item[T] // read → fill; read closes it
 	out     *pipe[[]T]
 	batch   []T
+	acks    []*ackNode // the batch's items' acknowledgements
 }
 
 // read moves the input's items to fill.
@@ -81,7 +82,7 @@ func (b *batcher[T]) fill() {
 					b.flush()
 				}
 				return
-			case it.err != nil:
+			case it.failure() != nil: // passes with its acknowledgement
 				if !b.flush() || !b.send(item[[]T]{err: it.err}) {
 					return
 				}
@@ -94,6 +95,9 @@ func (b *batcher[T]) fill() {
 					timer.Reset(b.timeout)
 					expired = timer.C
 				}
+			}
+			if a := it.acked(); a != nil {
+				b.acks = append(b.acks, a)
 			}
 			if b.batch = append(b.batch, it.v); len(b.batch) == b.size {
 				timer.Stop()
@@ -118,9 +122,14 @@ func (b *batcher[T]) flush() bool {
 	if len(b.batch) == 0 {
 		return true
 	}
-	batch := b.batch
-	b.batch = nil
-	return b.send(item[[]T]{v: batch})
+	it := item[[]T]{v: b.batch}
+	if len(b.acks) > 0 { // settled when the batch is
+		g := &ackNode{members: b.acks}
+		g.refs.Store(1)
+		it.err = g
+	}
+	b.batch, b.acks = nil, nil
+	return b.send(it)
 }
 
 // send waits for room and queues it; false means the run was cancelled.

@@ -20,6 +20,7 @@ type fused[In, Out any] struct {
 	f       func(context.Context, In, func(Out) bool) error
 	in      puller[In]
 	emit    func(Out) bool
+	ack     *ackNode    // the current item's acknowledgement, or nil
 	pending []item[Out] // the current item's outputs not yet handed out
 	pos     int
 	ended   bool // the input ended, or the run stopped
@@ -31,7 +32,7 @@ type fused[In, Out any] struct {
 func newFused[In, Out any](r *run, cfg config, f func(context.Context, In, func(Out) bool) error, in puller[In]) *fused[In, Out] {
 	u := &fused[In, Out]{r: r, cfg: cfg, f: f, in: in}
 	u.emit = func(v Out) bool {
-		u.pending = append(u.pending, item[Out]{v: v})
+		u.pending = append(u.pending, item[Out]{v: v, err: u.ack.carry()})
 		return !r.cancelled()
 	}
 	return u
@@ -63,10 +64,11 @@ func (u *fused[In, Out]) step() {
 		u.ended = true
 		return
 	}
-	if it.err != nil {
+	if it.failure() != nil { // passes through with its acknowledgement
 		u.pending = append(u.pending, item[Out]{err: it.err})
 		return
 	}
+	u.ack = it.acked()
 	var err error
 	var start time.Time
 	obsStart := u.cfg.started()
@@ -81,6 +83,7 @@ func (u *fused[In, Out]) step() {
 	}
 	if err == nil {
 		u.cfg.finished(obsStart, nil)
+		u.ack.settle(nil)
 		return
 	}
 	if u.r.ctx.Err() != nil {
@@ -94,9 +97,11 @@ func (u *fused[In, Out]) step() {
 	switch {
 	case !goOn:
 		u.ended = true
+		return // the run is failing: the item is left unsettled
 	case fwd != nil:
-		u.pending = append(u.pending, item[Out]{err: fwd})
+		u.pending = append(u.pending, item[Out]{err: withAck(fwd, u.ack.ref())})
 	}
+	u.ack.settle(nil)
 }
 
 // fuseRun is a fusable stage (an unordered Map, Filter, FlatMap or

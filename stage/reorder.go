@@ -29,6 +29,7 @@ type slot[T any] struct {
 	tok  bool // the item still holds its token
 	vals []T
 	err  error
+	ack  *ackNode // holds a reference per output and for err
 }
 
 func newReorder[T any](capacity int, out *pipe[T]) *reorder[T] {
@@ -43,14 +44,14 @@ func newReorder[T any](capacity int, out *pipe[T]) *reorder[T] {
 // empty; tok says whether the item still holds its token) and emits what is
 // in order. It returns an empty buffer for the caller's next item (the slot's
 // old one, so buffers are reused) and false once the run is cancelled.
-func (o *reorder[T]) complete(idx int, vals []T, err error, tok bool) ([]T, bool) {
+func (o *reorder[T]) complete(idx int, vals []T, err error, tok bool, ack *ackNode) ([]T, bool) {
 	o.mu.Lock()
 	if o.unbounded && idx-o.next >= len(o.slots) {
 		o.grow(idx - o.next + 1)
 	}
 	s := &o.slots[idx&o.mask]
 	spare := s.vals[:0]
-	s.vals, s.err, s.tok, s.done = vals, err, tok, true
+	s.vals, s.err, s.tok, s.done, s.ack = vals, err, tok, true, ack
 	o.hi = max(o.hi, idx+1)
 	if o.emitting || idx != o.next {
 		o.mu.Unlock()
@@ -91,16 +92,16 @@ func (o *reorder[T]) emitReady() bool {
 				break
 			}
 			for i, v := range s.vals {
-				o.staged = append(o.staged, item[T]{v: v, flags: tokIf(s.tok && i == 0)})
+				o.staged = append(o.staged, item[T]{v: v, flags: tokIf(s.tok && i == 0), err: withAck(nil, s.ack)})
 			}
 			switch {
 			case s.err != nil:
-				o.staged = append(o.staged, item[T]{err: s.err, flags: tokIf(s.tok && len(s.vals) == 0)})
+				o.staged = append(o.staged, item[T]{err: withAck(s.err, s.ack), flags: tokIf(s.tok && len(s.vals) == 0)})
 			case len(s.vals) == 0 && s.tok:
 				release++
 			}
 			clear(s.vals) // drop references the buffer would otherwise keep alive
-			s.vals, s.err, s.tok, s.done = s.vals[:0], nil, false, false
+			s.vals, s.err, s.tok, s.done, s.ack = s.vals[:0], nil, false, false, nil
 			o.next++
 		}
 		if len(o.staged) == 0 && release == 0 {

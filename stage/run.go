@@ -39,15 +39,21 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	p := s.openFor(r, 1)()
 	r.start()
 	ended := false
+	// An item is committed once f returned for it: its acknowledgement is
+	// settled with f's error, or the forwarded error it carries.
 	deliver := func(it item[T]) bool {
-		if err := f(r.ctx, it.v, it.err); err != nil {
+		failure := it.failure()
+		if err := f(r.ctx, it.v, failure); err != nil {
 			if errors.Is(err, ErrStop) {
+				it.acked().settle(failure)
 				ended = true
 			} else {
+				it.acked().settle(err)
 				r.fail(err)
 			}
 			return false
 		}
+		it.acked().settle(failure)
 		return true
 	}
 	if bp, ok := p.(batchPuller[T]); ok {

@@ -49,6 +49,8 @@ type sourcePuller[T any] struct {
 	r     *run
 	scope *drainScope     // nil unless under Until
 	ctx   context.Context // the run's, or the scope's
+	// nextAck replaces next for an AckSource.
+	nextAck func(context.Context) (T, Ack, error)
 	next  func(context.Context) (T, error)
 	stop  func()
 
@@ -64,8 +66,15 @@ func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 		return item[T]{}, 0, false
 	}
 	var v T
+	var a Ack
 	var err error
-	if rec := guard.Call(func() { v, err = p.next(p.ctx) }); rec != nil {
+	if rec := guard.Call(func() {
+		if p.nextAck != nil {
+			v, a, err = p.nextAck(p.ctx)
+		} else {
+			v, err = p.next(p.ctx)
+		}
+	}); rec != nil {
 		err = panicError(rec)
 	}
 	if err != nil {
@@ -79,7 +88,11 @@ func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 	}
 	i := p.n
 	p.n++
-	return item[T]{v: v}, i, true
+	it := item[T]{v: v}
+	if a != nil {
+		it.err = newAckNode(a)
+	}
+	return it, i, true
 }
 
 func (p *sourcePuller[T]) fail(err error) {

@@ -82,6 +82,9 @@ func (t *teeRun[T]) move(in puller[T]) {
 			return
 		}
 		it.flags = tok
+		if a := it.acked(); a != nil { // each branch's copy holds a reference
+			a.refs.Add(int32(len(t.outs) - 1))
+		}
 		for _, out := range t.outs {
 			if !out.acquire() {
 				return
