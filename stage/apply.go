@@ -218,7 +218,7 @@ func (s *applier[In, Out]) dispatch(in puller[In]) {
 type task[In, Out any] struct {
 	s    *applier[In, Out]
 	emit func(Out) bool
-	tok  bool // the current item's token is not yet spent
+	tok  bool     // the current item's token is not yet spent
 	ack  *ackNode // the current item's acknowledgement, or nil
 
 	buf       []Out // Ordered: the current item's outputs

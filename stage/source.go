@@ -51,8 +51,8 @@ type sourcePuller[T any] struct {
 	ctx   context.Context // the run's, or the scope's
 	// nextAck replaces next for an AckSource.
 	nextAck func(context.Context) (T, Ack, error)
-	next  func(context.Context) (T, error)
-	stop  func()
+	next    func(context.Context) (T, error)
+	stop    func()
 
 	mu    sync.Mutex
 	n     int  // items produced
