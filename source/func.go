@@ -17,7 +17,7 @@ func Func[T any](next func(ctx context.Context) (T, error)) stage.Stream[T] {
 	if next == nil {
 		panic("sluice: source.Func: nil function")
 	}
-	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
+	return stage.Generator(func(context.Context) (func(context.Context) (T, error), func()) {
 		return next, nil
 	})
 }

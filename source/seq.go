@@ -17,7 +17,7 @@ func Seq[T any](seq iter.Seq[T]) stage.Stream[T] {
 	if seq == nil {
 		panic("sluice: source.Seq: nil iterator")
 	}
-	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
+	return stage.Generator(func(context.Context) (func(context.Context) (T, error), func()) {
 		next, stop := iter.Pull(seq)
 		return func(context.Context) (T, error) {
 			v, ok := next()
@@ -38,7 +38,7 @@ func Seq2[T any](seq iter.Seq2[T, error]) stage.Stream[T] {
 	if seq == nil {
 		panic("sluice: source.Seq2: nil iterator")
 	}
-	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
+	return stage.Generator(func(context.Context) (func(context.Context) (T, error), func()) {
 		next, stop := iter.Pull2(seq)
 		return func(context.Context) (T, error) {
 			v, err, ok := next()

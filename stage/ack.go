@@ -36,7 +36,7 @@ type Ack interface {
 
 // AckSource is [Source] for a source whose items carry an [Ack]: next
 // returns the item and its acknowledgement (nil: none for this item). The
-// rest is as in Source. Acknowledgements cost a source without them
+// rest is as in Source (next may wait). Acknowledgements cost a source without them
 // nothing: the engine only looks at a pointer that is nil.
 //
 // Cost: one small allocation per item that has an Ack, and an atomic add
@@ -44,7 +44,7 @@ type Ack interface {
 func AckSource[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, Ack, error), stop func())) Stream[T] {
 	checkFunc(open == nil, "stage.AckSource", "open function")
 	return Stream[T]{
-		n: &node{kind: "source"},
+		n: &node{kind: "source", waits: true},
 		open: func(r *run) puller[T] {
 			p := &sourcePuller[T]{r: r, scope: r.scope, ctx: r.scope.context(r)}
 			rec := guard.Call(func() { p.nextAck, p.stop = open(p.ctx) })

@@ -38,7 +38,7 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	checkKey[In](&cfg, fn)
 	fusable = fusable && cfg.key == nil
 	st := Stream[Out]{
-		n: &node{kind: cfg.name, inputs: []*node{in.n}},
+		n: &node{kind: cfg.name, inputs: []*node{in.n}, waits: in.n.waits},
 		open: func(r *run) puller[Out] {
 			// Upstream first, so that observers meet the stages in order.
 			serial := fusable && cfg.workers == 1 && cfg.buffer == 0
@@ -54,7 +54,7 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 			return s.start(handles)
 		},
 	}
-	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered {
+	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && !in.n.waits {
 		st.fuseWorkers = cfg.workers
 		st.fuse = func(r *run) func() puller[Out] {
 			handles := in.openFor(r, cfg.workers)

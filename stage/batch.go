@@ -28,7 +28,7 @@ func Batch[T any](in Stream[T], size int, timeout time.Duration) Stream[[]T] {
 		panic(fmt.Sprintf("sluice: stage.Batch: negative timeout %v", timeout))
 	}
 	return Stream[[]T]{
-		n: &node{kind: "batch", inputs: []*node{in.n}, known: in.n.known, total: (in.n.total + size - 1) / size},
+		n: &node{kind: "batch", inputs: []*node{in.n}, known: in.n.known, total: (in.n.total + size - 1) / size, waits: in.n.waits},
 		open: func(r *run) puller[[]T] {
 			b := &batcher[T]{r: r, size: size, timeout: timeout, in: in.openFor(r, 1)(), items: make(chan item[T])}
 			b.out = newPipe[[]T](r, 1, 1)

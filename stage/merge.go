@@ -15,9 +15,13 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 		nodes[i] = in.n
 	}
 	checkDisjoint("stage.Merge", nodes)
+	waits := false
+	for _, n := range nodes {
+		waits = waits || n.waits
+	}
 	ins = append([]Stream[T](nil), ins...) // the caller may reuse its slice
 	return Stream[T]{
-		n: &node{kind: "merge", inputs: nodes},
+		n: &node{kind: "merge", inputs: nodes, waits: waits},
 		open: func(r *run) puller[T] {
 			out := newPipe[T](r, len(ins), len(ins))
 			for _, in := range ins {

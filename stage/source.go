@@ -17,17 +17,38 @@ import (
 // item, never concurrently, and never once the run is cancelled or its input
 // has ended. The ctx given to open and next is the run's context; under
 // [Until], it also ends when the stop context does, and an error next then
-// returns ends the stream quietly. next returns io.EOF to end the stream; any other error (or a
-// panic in open, next or stop) becomes a *[SourceError] that ends the run:
-// items produced before it still go through, then the sink returns it. stop
-// is called once every goroutine of the run has exited, whether the run
-// succeeded, failed or stopped early.
+// returns ends the stream quietly. next returns io.EOF to end the stream; any
+// other error (or a panic in open, next or stop) becomes a *[SourceError]
+// that ends the run: items produced before it still go through, then the
+// sink returns it. stop is called once every goroutine of the run has
+// exited, whether the run succeeded, failed or stopped early.
+//
+// next may wait for outside events (a channel, a socket, a queue) as long as
+// it likes. For a generator that computes its items without waiting, use
+// [Generator]: it lets the first stage run in its consumer's goroutines.
 //
 // Cost: one uncontended mutex per item, plus next.
 func Source[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func())) Stream[T] {
 	checkFunc(open == nil, "stage.Source", "open function")
+	return source(open, true)
+}
+
+// Generator is [Source] for a source whose next computes the next item
+// without waiting for outside events: a counter, an iterator over memory, a
+// parser of data in hand (source.Func, source.Seq and source.Seq2 are
+// generators). A cheap stage over a generator may then run in its
+// consumer's goroutines, which saves a hand-off per item (see [Workers]). If
+// next does wait, for a reply or a message, use Source: a consumer that
+// called next itself would hold back, while it waits, the outputs the
+// stage's other workers have finished.
+func Generator[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func())) Stream[T] {
+	checkFunc(open == nil, "stage.Generator", "open function")
+	return source(open, false)
+}
+
+func source[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func()), waits bool) Stream[T] {
 	return Stream[T]{
-		n: &node{kind: "source"},
+		n: &node{kind: "source", waits: waits},
 		open: func(r *run) puller[T] {
 			p := &sourcePuller[T]{r: r, scope: r.scope, ctx: r.scope.context(r)}
 			rec := guard.Call(func() { p.next, p.stop = open(p.ctx) })

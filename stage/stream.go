@@ -43,6 +43,12 @@ type node struct {
 	shared bool // read by several streams (Tee's branches)
 	known  bool // the number of items is known: total
 	total  int
+	// waits: pulling from the stream may wait for outside events without
+	// bound (a channel, a reader, a broker). A stage over such a stream
+	// never runs in its consumer's goroutines: a consumer blocked inside
+	// the source would hold back outputs that the stage's other workers
+	// have finished (see fuseRun).
+	waits bool
 }
 
 // expected is the number of items the stream will carry, or -1.

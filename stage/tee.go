@@ -26,7 +26,7 @@ func Tee[T any](in Stream[T], n int) []Stream[T] {
 	if n < 1 {
 		panic(fmt.Sprintf("sluice: stage.Tee: n = %d, want 1 or more", n))
 	}
-	shared := &node{kind: "tee", inputs: []*node{in.n}, shared: true}
+	shared := &node{kind: "tee", inputs: []*node{in.n}, shared: true, waits: in.n.waits}
 	open := func(r *run) *teeRun[T] {
 		t, ok := r.shared(shared).(*teeRun[T])
 		if ok {
@@ -52,7 +52,7 @@ func Tee[T any](in Stream[T], n int) []Stream[T] {
 	branches := make([]Stream[T], n)
 	for i := range branches {
 		branches[i] = Stream[T]{
-			n: &node{kind: fmt.Sprintf("tee[%d]", i), inputs: []*node{shared}},
+			n: &node{kind: fmt.Sprintf("tee[%d]", i), inputs: []*node{shared}, waits: in.n.waits},
 			open: func(r *run) puller[T] {
 				t := open(r)
 				t.opened[i] = true
