@@ -20,7 +20,8 @@ import (
 //     [Filter] that did not keep it, a FlatMap or Apply call with no output,
 //     a [Handle] policy that accepted its failure. An item that fans out
 //     ([FlatMap], [Tee]) is done when all its outputs are; an item in a
-//     [Batch] is done when its batch is.
+//     [Batch] is done when its batch is (and, after [Unbatch], when every
+//     element of the batch is: the members of a batch share one fate).
 //   - err != nil: the first error on its way: a forwarded *[Error] that
 //     reached the sink, or the error of the sink callback that got it (the
 //     commit failed).

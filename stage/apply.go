@@ -300,7 +300,7 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 		if err != nil && !t.put(item[Out]{err: withAck(err, t.ack.ref())}) {
 			return false
 		}
-		t.ack.settle(nil)
+		t.settle()
 		return s.ord.endStream()
 	}
 	if s.ord != nil {
@@ -310,7 +310,7 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 		var ok bool
 		t.buf, ok = s.ord.complete(idx, t.buf, err, t.tok, t.ack)
 		t.tok = false
-		t.ack.settle(nil)
+		t.settle()
 		return ok
 	}
 	if err != nil && !t.put(item[Out]{err: withAck(err, t.ack.ref())}) {
@@ -320,8 +320,19 @@ func (t *task[In, Out]) process(it item[In], idx int) bool {
 		t.tok = false
 		s.out.release(1)
 	}
-	t.ack.settle(nil)
+	t.settle()
 	return true
+}
+
+// settle lets go of the task's reference to the current item's
+// acknowledgement: the item is done, apart from its outputs. Not once the
+// run is cancelled: the function may have stopped emitting half-way, and an
+// item with outputs missing must not count as done (it stays unsettled, and
+// its source redelivers it).
+func (t *task[In, Out]) settle() {
+	if t.ack != nil && !t.s.r.cancelled() {
+		t.ack.settle(nil)
+	}
 }
 
 // call runs the user's function for one input, turning a panic into an error.

@@ -83,7 +83,7 @@ func (u *fused[In, Out]) step() {
 	}
 	if err == nil {
 		u.cfg.finished(obsStart, nil)
-		u.ack.settle(nil)
+		u.settle()
 		return
 	}
 	if u.r.ctx.Err() != nil {
@@ -101,7 +101,14 @@ func (u *fused[In, Out]) step() {
 	case fwd != nil:
 		u.pending = append(u.pending, item[Out]{err: withAck(fwd, u.ack.ref())})
 	}
-	u.ack.settle(nil)
+	u.settle()
+}
+
+// settle is task.settle for the fused engine.
+func (u *fused[In, Out]) settle() {
+	if u.ack != nil && !u.r.cancelled() {
+		u.ack.settle(nil)
+	}
 }
 
 // fuseRun is a fusable stage (an unordered Map, Filter, FlatMap or

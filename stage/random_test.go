@@ -98,6 +98,7 @@ type pipeline struct {
 	mu       sync.Mutex
 	handled  map[string]bool // "stage/id" of items dropped by Handle policies
 	produced map[int]bool    // ids that func sources produced
+	acked    map[int][]error // ack sources: each Done call, per id
 	keyClash atomic.Bool     // two calls of one key ran at once in a keyed stage
 
 	returned atomic.Bool // set when the sink returned
@@ -134,7 +135,7 @@ func randomStage(rng *rand.Rand, name string) *stageSpec {
 
 func randomBranch(rng *rand.Rand, base int, stages *int) *branch {
 	b := &branch{
-		kind:   []string{"slice", "func", "chan", "seq", "seq2"}[rng.IntN(5)],
+		kind:   []string{"slice", "func", "chan", "seq", "seq2", "ack"}[rng.IntN(6)],
 		base:   base,
 		n:      rng.IntN(150),
 		failAt: -1,
@@ -164,7 +165,7 @@ func randomPipeline(rng *rand.Rand) *pipeline {
 	p.sinkKind = []string{"slice", "slice", "count", "all", "first", "break", "foreach-error", "cancel", "drain", "drain"}[rng.IntN(10)]
 	p.stopAt = rng.IntN(40)
 	p.stop, p.drain = context.WithCancel(context.Background())
-	p.handled, p.produced = map[string]bool{}, map[int]bool{}
+	p.handled, p.produced, p.acked = map[string]bool{}, map[int]bool{}, map[int][]error{}
 	return p
 }
 
@@ -228,6 +229,19 @@ func (b *branch) source(p *pipeline) stage.Stream[int] {
 					return
 				}
 			}
+		})
+	case "ack":
+		return stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
+			i := 0
+			return func(context.Context) (int, stage.Ack, error) {
+				p.alive()
+				if i == b.n {
+					return 0, nil, errEOF
+				}
+				i++
+				id := b.base + i - 1
+				return id, randomAck{p, id}, nil
+			}, nil
 		})
 	default: // seq2
 		return source.Seq2(iter.Seq2[int, error](func(yield func(int, error) bool) {
@@ -575,6 +589,7 @@ func (p *pipeline) check(t *testing.T) {
 	}
 	cut := len(m.fatal) > 0 || m.srcErr && len(p.branches) > 1 || p.sinkKind == "first" ||
 		p.sinkKind == "break" || p.sinkKind == "foreach-error" || p.sinkKind == "cancel" || p.sinkKind == "drain"
+	p.checkAcks(fail, m, values, cut || m.srcErr)
 	if cut {
 		return
 	}
@@ -639,6 +654,79 @@ func (p *pipeline) checkDrained(fail func(string, ...any), m model, values []int
 			}
 		}
 	}
+}
+
+// randomAck records what became of an ack source's item.
+type randomAck struct {
+	p  *pipeline
+	id int
+}
+
+func (a randomAck) Done(err error) {
+	a.p.mu.Lock()
+	defer a.p.mu.Unlock()
+	a.p.acked[a.id] = append(a.p.acked[a.id], err)
+}
+
+// checkAcks checks the acknowledgements of ack sources: at most one per
+// item; an item acknowledged without error was delivered or dropped on
+// purpose; one with an error was forwarded or failed its commit; and in a
+// run that was not cut short, every item has its acknowledgement.
+func (p *pipeline) checkAcks(fail func(string, ...any), m model, values []int, cut bool) {
+	got := map[int]bool{}
+	for _, v := range values {
+		got[v] = true
+	}
+	delivered := map[int]bool{}
+	for _, v := range m.values {
+		delivered[v] = true
+	}
+	for id, dones := range p.acked {
+		switch {
+		case len(dones) > 1:
+			fail("item %d acknowledged %d times", id, len(dones))
+		case dones[0] == nil && !got[id] && (delivered[id] || m.fails(id)) && !m.handles(id):
+			fail("item %d acknowledged as done, but it never reached the sink", id)
+		case dones[0] != nil && !m.fails(id) && !errors.Is(dones[0], errStopAt) && !p.batched(id):
+			// (The members of a batch share its fate: one failed output
+			// fails them all.)
+			fail("item %d acknowledged with error %v, the model has none", id, dones[0])
+		}
+	}
+	if cut {
+		return
+	}
+	for _, b := range p.branches {
+		if b.kind != "ack" {
+			continue
+		}
+		for i := range b.n {
+			if len(p.acked[b.base+i]) != 1 {
+				fail("item %d was never acknowledged in a complete run", b.base+i)
+			}
+		}
+	}
+}
+
+// batched reports whether id passes a Batch stage.
+func (p *pipeline) batched(id int) bool {
+	for _, st := range append(slices.Clone(p.branches[id/1000].stages), p.after...) {
+		if st.kind == "batch" {
+			return true
+		}
+	}
+	return false
+}
+
+// handles reports whether id fails in a stage with a Handle policy.
+func (m model) handles(id int) bool {
+	suffix := fmt.Sprintf("/%d", id)
+	for k := range m.handled {
+		if strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // ordered reports whether the pipeline keeps source order end to end.
