@@ -155,3 +155,26 @@ func FuzzLines(f *testing.F) {
 		}
 	})
 }
+
+// endless is a reader of one line that never ends; it counts what was read.
+type endless struct{ read int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	e.read += len(p)
+	return len(p), nil
+}
+
+func TestLineTooLongReadsABoundedAmount(t *testing.T) {
+	r := &endless{}
+	_, err := sink.Slice(context.Background(), source.Lines(r, source.MaxLineLength(100_000)))
+	var le *source.LineTooLongError
+	if !errors.As(err, &le) || le.Line != 1 {
+		t.Fatalf("err = %v, want line 1 too long", err)
+	}
+	if r.read > 100_000+8<<10 {
+		t.Fatalf("read %d bytes of an endless line, want at most the maximum plus the buffer", r.read)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,4 +120,31 @@ func TestBatchCancelledMidBatch(t *testing.T) {
 			t.Errorf("err = %v, want context.Canceled", err)
 		}
 	})
+}
+
+func TestBatchHoldsABoundedNumberOfItems(t *testing.T) {
+	// The source runs at most size+1 items (the batch being filled and the
+	// one the reader holds) plus one finished batch ahead of the sink.
+	const size = 5
+	var produced, over int64
+	var consumed atomic.Int64
+	i := 0
+	src := source.Func(func(context.Context) (int, error) {
+		if i == 300 {
+			return 0, errEOF
+		}
+		i++
+		produced++
+		if ahead := produced - consumed.Load(); ahead > 2*size+1 {
+			over = ahead
+		}
+		return i, nil
+	})
+	err := stage.Run(context.Background(), stage.Batch(src, size, 0), func(_ context.Context, b []int, err error) error {
+		consumed.Add(int64(len(b)))
+		return err
+	})
+	if err != nil || over != 0 {
+		t.Fatalf("err %v; the source ran %d items ahead of the sink, want at most %d", err, over, 2*size+1)
+	}
 }
