@@ -40,9 +40,10 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // items in flight). Workers panics if n < -1.
 //
 // The n workers are goroutines, but not always the stage's own. For an
-// unordered Map, Filter, FlatMap or Concurrent stage without a [Buffer], the
-// goroutines of its consumer (the sink's, or the next stage's workers) may
-// take workers' places: once calls prove cheap (a few microseconds), a
+// unordered Map, Filter, FlatMap or Concurrent stage without a [Buffer],
+// over a source that never waits (a slice, a [Generator]), the goroutines
+// of its consumer (the sink's, or the next stage's workers) may take
+// workers' places: once calls prove cheap (a few microseconds), a
 // worker goroutine gives its place to a consumer goroutine, which from then
 // on calls the function itself whenever nothing is ready for it, instead of
 // waiting. A hand-off between goroutines costs far more than a cheap
