@@ -20,8 +20,9 @@ import (
 //     [Filter] that did not keep it, a FlatMap or Apply call with no output,
 //     a [Handle] policy that accepted its failure. An item that fans out
 //     ([FlatMap], [Tee]) is done when all its outputs are; an item in a
-//     [Batch] is done when its batch is (and, after [Unbatch], when every
-//     element of the batch is: the members of a batch share one fate).
+//     [Batch] is done when its batch is; an [Unbatch] straight after a
+//     Batch gives each element its item's acknowledgement back, so that
+//     each is settled on its own.
 //   - err != nil: the first error on its way: a forwarded *[Error] that
 //     reached the sink, or the error of the sink callback that got it (the
 //     commit failed).
@@ -78,6 +79,33 @@ func newAckNode(a Ack) *ackNode {
 	n := &ackNode{ack: a}
 	n.refs.Store(1)
 	return n
+}
+
+// split takes the members of a batch's acknowledgement, for Unbatch to
+// hand one to each element, if the caller holds the only reference to n
+// (a Tee may share a batch with a branch that keeps it whole); else nil.
+func (n *ackNode) split() []*ackNode {
+	if n == nil || len(n.members) == 0 || n.refs.Load() != 1 {
+		return nil
+	}
+	m := n.members
+	n.members = nil
+	return m
+}
+
+// next returns the acknowledgement of the next output: the next member of
+// a split batch (its reference moves to the output), or a new reference to
+// n.
+func nextAck(n *ackNode, split []*ackNode, i *int) error {
+	if split != nil {
+		if *i < len(split) {
+			a := split[*i]
+			*i++
+			return withAck(nil, a)
+		}
+		return nil
+	}
+	return n.carry()
 }
 
 // Error makes an ackNode fit in an item's err field (see item); it never

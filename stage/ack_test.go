@@ -253,3 +253,21 @@ func ExampleAckSource() {
 type ackFunc func(error)
 
 func (f ackFunc) Done(err error) { f(err) }
+
+func TestAckUnbatchSettlesEachElement(t *testing.T) {
+	a := newAcks(t)
+	s := stage.Unbatch(stage.Batch(a.source(30), 4, time.Hour))
+	s = stage.Map(s, failMultiplesOf3, stage.Workers(2), stage.OnError(stage.Forward))
+	if _, err := sink.Count(context.Background(), s); err == nil {
+		t.Fatal("want the forwarded errors")
+	}
+	for id := range 30 {
+		want := "ok"
+		if id%3 == 0 {
+			want = "err" // only the failed element, not its batch mates
+		}
+		if got := a.outcome(id); got != want {
+			t.Fatalf("item %d: %s, want %s", id, got, want)
+		}
+	}
+}

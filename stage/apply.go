@@ -221,6 +221,9 @@ type task[In, Out any] struct {
 	tok  bool     // the current item's token is not yet spent
 	ack  *ackNode // the current item's acknowledgement, or nil
 
+	split  []*ackNode // Unbatch: the batch's members, one per output
+	splitN int
+
 	buf       []Out // Ordered: the current item's outputs
 	idx       int   // Ordered: the current item's index
 	streaming bool  // Ordered: the current item is the head and emits directly
@@ -252,7 +255,12 @@ func (s *applier[In, Out]) newTask() *task[In, Out] {
 			return !s.r.cancelled()
 		}
 	} else {
-		t.emit = func(v Out) bool { return t.put(item[Out]{v: v, err: t.ack.carry()}) }
+		t.emit = func(v Out) bool {
+			if t.split != nil {
+				return t.put(item[Out]{v: v, err: nextAck(t.ack, t.split, &t.splitN)})
+			}
+			return t.put(item[Out]{v: v, err: t.ack.carry()})
+		}
 	}
 	return t
 }
@@ -275,6 +283,10 @@ func (t *task[In, Out]) put(it item[Out]) bool {
 func (t *task[In, Out]) process(it item[In], idx int) bool {
 	s := t.s
 	t.tok, t.idx, t.streaming, t.ack = !s.out.unbounded, idx, false, it.acked()
+	t.split, t.splitN = nil, 0
+	if s.cfg.split {
+		t.split = t.ack.split()
+	}
 	err := it.failure() // a forwarded error passes through
 	if err == nil {
 		start := s.cfg.started()

@@ -47,7 +47,8 @@ type batcher[T any] struct {
 	items   chan item[T] // read → fill; read closes it
 	out     *pipe[[]T]
 	batch   []T
-	acks    []*ackNode // the batch's items' acknowledgements
+	acks    []*ackNode // the batch's items' acknowledgements, one per item (nil: none)
+	acked   bool       // some item of the batch has one
 }
 
 // read moves the input's items to fill.
@@ -96,9 +97,9 @@ func (b *batcher[T]) fill() {
 					expired = timer.C
 				}
 			}
-			if a := it.acked(); a != nil {
-				b.acks = append(b.acks, a)
-			}
+			a := it.acked()
+			b.acks = append(b.acks, a)
+			b.acked = b.acked || a != nil
 			if b.batch = append(b.batch, it.v); len(b.batch) == b.size {
 				timer.Stop()
 				expired = nil
@@ -123,12 +124,12 @@ func (b *batcher[T]) flush() bool {
 		return true
 	}
 	it := item[[]T]{v: b.batch}
-	if len(b.acks) > 0 { // settled when the batch is
+	if b.acked { // settled when the batch is (or, by Unbatch, one by one)
 		g := &ackNode{members: b.acks}
 		g.refs.Store(1)
 		it.err = g
 	}
-	b.batch, b.acks = nil, nil
+	b.batch, b.acks, b.acked = nil, nil, false
 	return b.send(it)
 }
 
@@ -147,6 +148,14 @@ func (b *batcher[T]) send(it item[[]T]) bool {
 // consumer's goroutine (no goroutine of its own) and holds one slice at a
 // time. Unbatch panics if in is the zero Stream.
 func Unbatch[T any](in Stream[[]T]) Stream[T] {
+	in.check("stage.Unbatch")
+	opts := []Option{Workers(1)}
+	if in.n.kind == "batch" {
+		// Straight after Batch, element i is the batch's item i: each
+		// element takes that item's acknowledgement back, so that items
+		// are settled one by one rather than as a batch.
+		opts = append(opts, Option{func(c *config) { c.split = true }})
+	}
 	return apply("stage.Unbatch", "unbatch", in, func(_ context.Context, batch []T, emit func(T) bool) error {
 		for _, v := range batch {
 			if !emit(v) {
@@ -154,5 +163,5 @@ func Unbatch[T any](in Stream[[]T]) Stream[T] {
 			}
 		}
 		return nil
-	}, []Option{Workers(1)}, true)
+	}, opts, true)
 }

@@ -20,7 +20,9 @@ type fused[In, Out any] struct {
 	f       func(context.Context, In, func(Out) bool) error
 	in      puller[In]
 	emit    func(Out) bool
-	ack     *ackNode    // the current item's acknowledgement, or nil
+	ack     *ackNode   // the current item's acknowledgement, or nil
+	split   []*ackNode // Unbatch: the batch's members, one per output
+	splitN  int
 	pending []item[Out] // the current item's outputs not yet handed out
 	pos     int
 	ended   bool // the input ended, or the run stopped
@@ -32,7 +34,7 @@ type fused[In, Out any] struct {
 func newFused[In, Out any](r *run, cfg config, f func(context.Context, In, func(Out) bool) error, in puller[In]) *fused[In, Out] {
 	u := &fused[In, Out]{r: r, cfg: cfg, f: f, in: in}
 	u.emit = func(v Out) bool {
-		u.pending = append(u.pending, item[Out]{v: v, err: u.ack.carry()})
+		u.pending = append(u.pending, item[Out]{v: v, err: nextAck(u.ack, u.split, &u.splitN)})
 		return !r.cancelled()
 	}
 	return u
@@ -69,6 +71,10 @@ func (u *fused[In, Out]) step() {
 		return
 	}
 	u.ack = it.acked()
+	u.split, u.splitN = nil, 0
+	if u.cfg.split {
+		u.split = u.ack.split()
+	}
 	var err error
 	var start time.Time
 	obsStart := u.cfg.started()

@@ -23,7 +23,8 @@ type config struct {
 	retry     retry
 	timeout   time.Duration
 	rateLimit rateLimit
-	key       any // a keyer[In], set by KeyBy
+	key       any  // a keyer[In], set by KeyBy
+	split     bool // Unbatch right after Batch: outputs take the members' acknowledgements
 
 	// Per run, set by forRun.
 	handler *handler

@@ -687,9 +687,7 @@ func (p *pipeline) checkAcks(fail func(string, ...any), m model, values []int, c
 			fail("item %d acknowledged %d times", id, len(dones))
 		case dones[0] == nil && !got[id] && (delivered[id] || m.fails(id)) && !m.handles(id):
 			fail("item %d acknowledged as done, but it never reached the sink", id)
-		case dones[0] != nil && !m.fails(id) && !errors.Is(dones[0], errStopAt) && !p.batched(id):
-			// (The members of a batch share its fate: one failed output
-			// fails them all.)
+		case dones[0] != nil && !m.fails(id) && !errors.Is(dones[0], errStopAt):
 			fail("item %d acknowledged with error %v, the model has none", id, dones[0])
 		}
 	}
@@ -706,16 +704,6 @@ func (p *pipeline) checkAcks(fail func(string, ...any), m model, values []int, c
 			}
 		}
 	}
-}
-
-// batched reports whether id passes a Batch stage.
-func (p *pipeline) batched(id int) bool {
-	for _, st := range append(slices.Clone(p.branches[id/1000].stages), p.after...) {
-		if st.kind == "batch" {
-			return true
-		}
-	}
-	return false
 }
 
 // handles reports whether id fails in a stage with a Handle policy.
