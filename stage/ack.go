@@ -2,10 +2,7 @@ package stage
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
-
-	"github.com/sluicedev/sluice/internal/guard"
 )
 
 // Ack is how a source with acknowledgements (see [AckSource]) learns the
@@ -45,23 +42,7 @@ type Ack interface {
 // per output and per settlement.
 func AckSource[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, Ack, error), stop func())) Stream[T] {
 	checkFunc(open == nil, "stage.AckSource", "open function")
-	return Stream[T]{
-		n: &node{kind: "source", waits: true},
-		open: func(r *run) puller[T] {
-			p := &sourcePuller[T]{r: r, scope: r.scope, ctx: r.scope.context(r)}
-			rec := guard.Call(func() { p.nextAck, p.stop = open(p.ctx) })
-			switch {
-			case rec != nil:
-				p.fail(panicError(rec))
-			case p.nextAck == nil:
-				p.fail(errors.New("sluice: stage.AckSource: open returned a nil next function"))
-			}
-			if p.stop != nil {
-				r.onFinish(p.stop)
-			}
-			return p
-		},
-	}
+	return sourceStream("stage.AckSource", true, func(p *sourcePuller[T]) { p.nextAck, p.stop = open(p.ctx) })
 }
 
 // ackNode tracks one acknowledgement through the pipeline: the references

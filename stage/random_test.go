@@ -605,14 +605,15 @@ func (p *pipeline) check(t *testing.T) {
 }
 
 // fails reports whether id fails in a stage that forwards or handles it.
-func (m model) fails(id int) bool {
+func (m model) fails(id int) bool { return has(m.forwarded, id) || has(m.handled, id) }
+
+// handles reports whether id fails in a stage with a Handle policy.
+func (m model) handles(id int) bool { return has(m.handled, id) }
+
+// has reports whether a "stage/id" key of set names id.
+func has(set map[string]bool, id int) bool {
 	suffix := fmt.Sprintf("/%d", id)
-	for k := range m.forwarded {
-		if strings.HasSuffix(k, suffix) {
-			return true
-		}
-	}
-	for k := range m.handled {
+	for k := range set {
 		if strings.HasSuffix(k, suffix) {
 			return true
 		}
@@ -704,17 +705,6 @@ func (p *pipeline) checkAcks(fail func(string, ...any), m model, values []int, c
 			}
 		}
 	}
-}
-
-// handles reports whether id fails in a stage with a Handle policy.
-func (m model) handles(id int) bool {
-	suffix := fmt.Sprintf("/%d", id)
-	for k := range m.handled {
-		if strings.HasSuffix(k, suffix) {
-			return true
-		}
-	}
-	return false
 }
 
 // ordered reports whether the pipeline keeps source order end to end.

@@ -3,6 +3,7 @@ package stage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 
@@ -30,7 +31,7 @@ import (
 // Cost: one uncontended mutex per item, plus next.
 func Source[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func())) Stream[T] {
 	checkFunc(open == nil, "stage.Source", "open function")
-	return source(open, true)
+	return sourceStream("stage.Source", true, func(p *sourcePuller[T]) { p.next, p.stop = open(p.ctx) })
 }
 
 // Generator is [Source] for a source whose next computes the next item
@@ -43,20 +44,22 @@ func Source[T any](open func(ctx context.Context) (next func(ctx context.Context
 // stage's other workers have finished.
 func Generator[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func())) Stream[T] {
 	checkFunc(open == nil, "stage.Generator", "open function")
-	return source(open, false)
+	return sourceStream("stage.Generator", false, func(p *sourcePuller[T]) { p.next, p.stop = open(p.ctx) })
 }
 
-func source[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func()), waits bool) Stream[T] {
+// sourceStream is a source primitive's stream: open sets the puller's next
+// (or nextAck) and stop, once per run; fn names the primitive.
+func sourceStream[T any](fn string, waits bool, open func(p *sourcePuller[T])) Stream[T] {
 	return Stream[T]{
 		n: &node{kind: "source", waits: waits},
 		open: func(r *run) puller[T] {
 			p := &sourcePuller[T]{r: r, scope: r.scope, ctx: r.scope.context(r)}
-			rec := guard.Call(func() { p.next, p.stop = open(p.ctx) })
+			rec := guard.Call(func() { open(p) })
 			switch {
 			case rec != nil:
 				p.fail(panicError(rec))
-			case p.next == nil:
-				p.fail(errors.New("sluice: stage.Source: open returned a nil next function"))
+			case p.next == nil && p.nextAck == nil:
+				p.fail(fmt.Errorf("sluice: %s: open returned a nil next function", fn))
 			}
 			if p.stop != nil {
 				r.onFinish(p.stop)

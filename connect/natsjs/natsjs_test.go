@@ -431,3 +431,54 @@ func TestKeepAliveHoldsASlowItem(t *testing.T) {
 		})
 	}
 }
+
+func TestSourceRefusesAConsumerWithoutExplicitAcks(t *testing.T) {
+	url := startServer(t)
+	_, js := connect(t, url)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s"}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckNonePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = stage.Run(ctx, natsjs.Source(cons, decodeJob), func(context.Context, natsjs.Msg[job], error) error { return nil })
+	var se *stage.SourceError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "AckPolicy") {
+		t.Fatalf("err = %v, want a SourceError about the AckPolicy", err)
+	}
+}
+
+func TestDeadLetterPublishFailureNaks(t *testing.T) {
+	url := startServer(t)
+	_, js := connect(t, url)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "W", Subjects: []string{"w"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "W", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "w", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	// No stream captures the dead-letter subject: the publish fails, and
+	// the undecodable message must be nak'ed, not terminated (lost).
+	var ackErrs atomic.Int64
+	src := natsjs.Source(cons, decodeJob, natsjs.DeadLetter(js, "nowhere"), natsjs.Backoff(time.Hour, time.Hour),
+		natsjs.OnAckError(func(error) { ackErrs.Add(1) }))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- stage.Run(runCtx, src, func(context.Context, natsjs.Msg[job], error) error { return nil })
+	}()
+	waitFor(t, "the failed dead-letter publish", func() bool { return ackErrs.Load() > 0 })
+	cancel()
+	<-done
+	info, _ := js.Stream(ctx, "W")
+	if si, _ := info.Info(ctx); si.State.Msgs != 1 {
+		t.Fatalf("the stream holds %d messages, want the undecodable one kept for redelivery", si.State.Msgs)
+	}
+}
