@@ -13,8 +13,10 @@ import (
 // the iterator runs s anew.
 //
 // Breaking out of the loop stops the run; the loop statement ends only once
-// every goroutine of the run has exited. A panic in the loop body does the
-// same and then continues.
+// every goroutine of the run has exited. Whatever the run would have
+// reported after the break (an error of an item the loop never saw) is
+// dropped: the loop saw everything it asked for. A panic in the loop body
+// stops the run the same way and then continues.
 func All[T any](ctx context.Context, s stage.Stream[T]) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		broke := false

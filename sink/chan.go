@@ -9,16 +9,16 @@ import (
 // Chan runs s and sends its values on out, in arrival order, blocking while
 // out is full. It never closes out: the caller owns it. If the run fails
 // while Chan waits on out, Chan stops waiting and returns the error that
-// ended the run. Forwarded errors are not sent; they are returned, joined. A
-// nil out panics.
+// ended the run. Forwarded errors are not sent; they are returned in a
+// *[ForwardedError]. A nil out panics.
 func Chan[T any](ctx context.Context, s stage.Stream[T], out chan<- T) error {
 	if out == nil {
 		panic("sluice: sink.Chan: nil channel")
 	}
-	var fwd []error
+	var fwd forwarded
 	err := stage.Run(ctx, s, func(ctx context.Context, v T, err error) error {
 		if err != nil {
-			fwd = append(fwd, err)
+			fwd.add(err)
 			return nil
 		}
 		select {
@@ -28,5 +28,5 @@ func Chan[T any](ctx context.Context, s stage.Stream[T], out chan<- T) error {
 			return context.Cause(ctx) // the run already has its error
 		}
 	})
-	return result(fwd, err)
+	return fwd.result(err)
 }

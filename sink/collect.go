@@ -7,60 +7,61 @@ import (
 )
 
 // Slice runs s and returns its values in arrival order. With forwarded
-// errors it returns every value that succeeded and their errors.Join. When
-// the run fails it returns the values received before it ended and the error.
+// errors it returns every value that succeeded and a *[ForwardedError]
+// (their count and the first few). When the run fails it returns the values
+// received before it ended and the error (joined with the forwarded ones).
 func Slice[T any](ctx context.Context, s stage.Stream[T]) ([]T, error) {
 	var out []T
-	var fwd []error
+	var fwd forwarded
 	err := stage.Run(ctx, s, func(_ context.Context, v T, err error) error {
 		if err != nil {
-			fwd = append(fwd, err)
+			fwd.add(err)
 		} else {
 			out = append(out, v)
 		}
 		return nil
 	})
-	return out, result(fwd, err)
+	return out, fwd.result(err)
 }
 
 // Count runs s and returns how many values reached the end (forwarded errors
-// are not counted but returned, joined).
+// are not counted but returned in a *[ForwardedError]).
 func Count[T any](ctx context.Context, s stage.Stream[T]) (int, error) {
 	n := 0
-	var fwd []error
+	var fwd forwarded
 	err := stage.Run(ctx, s, func(_ context.Context, _ T, err error) error {
 		if err != nil {
-			fwd = append(fwd, err)
+			fwd.add(err)
 		} else {
 			n++
 		}
 		return nil
 	})
-	return n, result(fwd, err)
+	return n, fwd.result(err)
 }
 
 // Reduce runs s and folds its values into an accumulator, starting from
 // init, in arrival order: acc = f(acc, v). f is called one value at a time.
 // A panic in f ends the run with a *stage.Error (Stage "reduce") wrapping a
 // *stage.PanicError. Reduce returns the accumulator as it stands when the run
-// ends, with the error that ended it and the forwarded errors, joined. A nil
+// ends, with the error that ended it and a *[ForwardedError], joined. A nil
 // f panics.
 func Reduce[T, R any](ctx context.Context, s stage.Stream[T], init R, f func(acc R, v T) R) (R, error) {
 	if f == nil {
 		panic("sluice: sink.Reduce: nil function")
 	}
 	acc := init
-	var fwd []error
+	var fwd forwarded
 	idx := 0
 	err := stage.Run(ctx, s, func(_ context.Context, v T, err error) error {
 		if err != nil {
-			fwd = append(fwd, err)
+			fwd.add(err)
 			return nil
 		}
 		idx++
 		return callback("reduce", idx-1, v, func() error { acc = f(acc, v); return nil })
 	})
-	return acc, result(fwd, err)
+	return acc, fwd.result(err)
 }
 
 // ForEach runs s and calls f for each value, one call at a time, in arrival
@@ -68,20 +69,20 @@ func Reduce[T, R any](ctx context.Context, s stage.Stream[T], init R, f func(acc
 // ends the run as a FailFast error does: the run's context is cancelled with
 // a *stage.Error (Stage "foreach") as its cause, and ForEach returns that
 // error once every goroutine has exited. Forwarded errors do not reach f;
-// they are returned, joined. A nil f panics.
+// they are returned in a *[ForwardedError]. A nil f panics.
 func ForEach[T any](ctx context.Context, s stage.Stream[T], f func(ctx context.Context, v T) error) error {
 	if f == nil {
 		panic("sluice: sink.ForEach: nil function")
 	}
-	var fwd []error
+	var fwd forwarded
 	idx := 0
 	err := stage.Run(ctx, s, func(ctx context.Context, v T, err error) error {
 		if err != nil {
-			fwd = append(fwd, err)
+			fwd.add(err)
 			return nil
 		}
 		idx++
 		return callback("foreach", idx-1, v, func() error { return f(ctx, v) })
 	})
-	return result(fwd, err)
+	return fwd.result(err)
 }

@@ -2,25 +2,61 @@ package sink
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/sluicedev/sluice/internal/guard"
 
 	"github.com/sluicedev/sluice/stage"
 )
 
-// result joins the error that ended the run (first, so that errors.As finds
-// it before any forwarded one) and the forwarded errors; a single error is
-// returned as it is.
-func result(forwarded []error, end error) error {
-	switch {
-	case len(forwarded) == 0:
-		return end
-	case end == nil && len(forwarded) == 1:
-		return forwarded[0]
-	case end == nil:
-		return errors.Join(forwarded...)
+// SampleSize is how many forwarded errors a [ForwardedError] keeps.
+const SampleSize = 8
+
+// ForwardedError reports the errors that stages with the Forward policy sent
+// to a sink that returns them at the end (every sink but [All] and
+// [First]): how many arrived, and the first [SampleSize] of them, so that a
+// run with a million failed rows holds eight errors, not a million.
+// errors.Is and errors.As see through it to each kept error.
+type ForwardedError struct {
+	Count  int     // forwarded errors the sink received
+	Sample []error // the first min(Count, SampleSize) of them, in arrival order
+}
+
+// Error reports the count and the first error.
+func (e *ForwardedError) Error() string {
+	if e.Count == 1 {
+		return e.Sample[0].Error()
 	}
-	return errors.Join(append([]error{end}, forwarded...)...)
+	return fmt.Sprintf("sluice: %d forwarded errors, the first: %v", e.Count, e.Sample[0])
+}
+
+// Unwrap returns the kept errors.
+func (e *ForwardedError) Unwrap() []error { return e.Sample }
+
+// forwarded collects a sink's forwarded errors; the zero value has none.
+type forwarded struct{ e *ForwardedError }
+
+func (f *forwarded) add(err error) {
+	if f.e == nil {
+		f.e = &ForwardedError{}
+	}
+	f.e.Count++
+	if len(f.e.Sample) < SampleSize {
+		f.e.Sample = append(f.e.Sample, err)
+	}
+}
+
+// result is what a sink returns: the error that ended the run, or the
+// forwarded errors, or both joined (the ending error first, so that
+// errors.As finds it before any forwarded one).
+func (f *forwarded) result(end error) error {
+	switch {
+	case f.e == nil:
+		return end
+	case end == nil:
+		return f.e
+	}
+	return errors.Join(end, f.e)
 }
 
 // callback runs a user callback of the sink kind for item idx, turning its

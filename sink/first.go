@@ -9,12 +9,12 @@ import (
 // First runs s until its first item arrives, then stops the run and returns
 // once every goroutine has exited. It returns (v, true, nil) for a value,
 // (zero, false, err) when the first item is a forwarded error or the run
-// failed before any item, and (zero, false, nil) for an empty stream. If the
-// run failed while the first value was on its way (a source error that
-// ended the input), it returns that value with the error, (v, true, err):
-// as every sink, what it got and the error. Only the items the stages were
-// already working on are computed; over a bare source, exactly one item is
-// taken.
+// failed before any item, and (zero, false, nil) for an empty stream: always
+// the first pair of `for v, err := range All(ctx, s) { ...; break }`, so
+// what happens in the run after the first item (a worker that read ahead
+// into a failing source, say) never changes it. Only the items the stages
+// were already working on are computed; over a bare source, exactly one
+// item is taken.
 func First[T any](ctx context.Context, s stage.Stream[T]) (T, bool, error) {
 	var (
 		first T

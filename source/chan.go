@@ -10,7 +10,8 @@ import (
 // Chan returns a stream of the values received from ch, until ch is closed.
 // A value is received only when a stage is ready to work on it, so a run that
 // stops early (an error, sink.First, a break) leaves the rest in ch: Chan never
-// closes ch and never drains it. A nil ch panics.
+// closes ch and never drains it. A receive is abandoned when the run ends. It
+// is a waiting source. A nil ch panics.
 func Chan[T any](ch <-chan T) stage.Stream[T] {
 	if ch == nil {
 		panic("sluice: source.Chan: nil channel")

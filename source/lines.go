@@ -14,8 +14,13 @@ import (
 // otherwise with [MaxLineLength]: 1 MiB.
 const DefaultMaxLineLength = 1 << 20
 
-// LinesOption configures [Lines].
-type LinesOption struct{ max int }
+// LinesOption configures [Lines]; make one with [MaxLineLength]. Options
+// are checked when they are made: an invalid one panics there.
+type LinesOption struct{ apply func(*linesConfig) }
+
+type linesConfig struct {
+	max int
+}
 
 // MaxLineLength sets the longest line, in bytes without its line ending,
 // that [Lines] accepts. It panics if n < 1.
@@ -23,7 +28,7 @@ func MaxLineLength(n int) LinesOption {
 	if n < 1 {
 		panic(fmt.Sprintf("sluice: source.MaxLineLength: n = %d, want 1 or more", n))
 	}
-	return LinesOption{max: n}
+	return LinesOption{func(c *linesConfig) { c.max = n }}
 }
 
 // LineTooLongError is the cause of the *stage.SourceError with which
@@ -51,19 +56,25 @@ func (e *LineTooLongError) Error() string {
 //
 // r is read through a buffer that each run makes anew, so r is not rewound:
 // a second run reads on from where the first run's buffer had read, and a run
-// that stops early may have read past the last line it delivered. A nil r
-// panics.
+// that stops early may have read past the last line it delivered. Two runs
+// must not read one r at the same time.
+//
+// Lines is a waiting source: a Read may block (a pipe, a socket). A blocked
+// Read cannot be abandoned: when the run is cancelled, the sink waits for
+// it to return. To stop a run blocked on a read, close the reader (or set
+// a deadline on it). A nil r panics.
 func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	if r == nil {
 		panic("sluice: source.Lines: nil reader")
 	}
-	maxLen := DefaultMaxLineLength
+	c := linesConfig{max: DefaultMaxLineLength}
 	for _, o := range opts {
-		if o.max == 0 {
+		if o.apply == nil {
 			panic("sluice: source.Lines: zero LinesOption")
 		}
-		maxLen = o.max
+		o.apply(&c)
 	}
+	maxLen := c.max
 	return stage.Source(func(context.Context) (func(context.Context) (string, error), func()) {
 		br := bufio.NewReaderSize(r, 4096)
 		var buf []byte // the current line, when it spans several reads

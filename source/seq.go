@@ -13,11 +13,16 @@ import (
 // the iterator is stopped (its deferred calls run) before the sink returns.
 // Each run ranges over seq again. A panic in seq becomes a *stage.PanicError
 // in a *stage.SourceError. A nil seq panics.
+//
+// seq may wait between items (it is a waiting source), for instance an
+// iterator over a channel or a paged API. If it never waits, wrap the
+// stream in [stage.NeverWaits] for the faster path. A step of seq cannot be
+// abandoned: an iterator that waits should end when what it waits on does.
 func Seq[T any](seq iter.Seq[T]) stage.Stream[T] {
 	if seq == nil {
 		panic("sluice: source.Seq: nil iterator")
 	}
-	return stage.Generator(func(context.Context) (func(context.Context) (T, error), func()) {
+	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
 		next, stop := iter.Pull(seq)
 		return func(context.Context) (T, error) {
 			v, ok := next()
@@ -32,13 +37,13 @@ func Seq[T any](seq iter.Seq[T]) stage.Stream[T] {
 // Seq2 returns a stream of the values of seq, which yields (value, nil) for
 // an item and (anything, err) for a failure. The first error ends the run
 // with a *stage.SourceError after the items before it went through; the
-// iterator is not advanced after it. Otherwise Seq2 behaves as [Seq]. A nil
-// seq panics.
+// iterator is not advanced after it. Otherwise Seq2 behaves as [Seq] (a
+// waiting source, see there). A nil seq panics.
 func Seq2[T any](seq iter.Seq2[T, error]) stage.Stream[T] {
 	if seq == nil {
 		panic("sluice: source.Seq2: nil iterator")
 	}
-	return stage.Generator(func(context.Context) (func(context.Context) (T, error), func()) {
+	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
 		next, stop := iter.Pull2(seq)
 		return func(context.Context) (T, error) {
 			v, err, ok := next()

@@ -134,7 +134,7 @@ func TestAckFanOutAndForward(t *testing.T) {
 				}
 			}
 			var se *stage.Error
-			if d := a.done[3][0]; !errors.As(d, &se) || se.Stage != "map" {
+			if d := a.done[3][0]; !errors.As(d, &se) || se.Stage != "map#1" {
 				t.Fatalf("item 3 Done(%v), want the forwarded *stage.Error", d)
 			}
 		})
@@ -207,11 +207,21 @@ func TestAckNeverOnCancelOrFailFast(t *testing.T) {
 			if got["err"] != 0 || got["ok"] > 10 || got["ok"] < 9 {
 				t.Fatalf("outcomes %v: want the ≤10 committed acknowledged, the rest left alone", got)
 			}
-			// FailFast: the failed item and those in flight are left alone.
+			// FailFast: the failed item is told its error; those in flight
+			// are left alone.
 			a = newAcks(t)
 			_, err = sink.Count(context.Background(), stage.Map(a.source(100), failMultiplesOf3, m.opts()...))
-			if got := a.outcomes(100); got["err"] != 0 || a.outcome(0) != "none" {
-				t.Fatalf("FailFast: outcomes %v, err %v: want nothing negatively acknowledged and item 0 left", got, err)
+			var se *stage.Error
+			if !errors.As(err, &se) {
+				t.Fatalf("FailFast: err %v, want a *stage.Error", err)
+			}
+			if a.outcome(se.Index) != "err" {
+				t.Fatalf("FailFast: item %d ended the run with %v but was told %s", se.Index, err, a.outcome(se.Index))
+			}
+			for id := range 100 { // items failing at once may each be told
+				if a.outcome(id) == "err" && (id%3 != 0 || !errors.Is(a.done[id][0], errBoom)) {
+					t.Fatalf("FailFast: item %d told %v, want only failed items told their error", id, a.done[id][0])
+				}
 			}
 		})
 	}

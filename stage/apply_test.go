@@ -68,7 +68,7 @@ func TestApplyOutputsBeforeAnErrorGoOn(t *testing.T) {
 			for v, err := range sink.All(context.Background(), stage.Apply(source.Slice(ints(4)), f, m.opts(stage.OnError(stage.Forward))...)) {
 				if err != nil {
 					var se *stage.Error
-					if !errors.As(err, &se) || se.Stage != "apply" || se.Index != 2 {
+					if !errors.As(err, &se) || se.Stage != "apply#1" || se.Index != 2 {
 						t.Fatalf("err = %v, want the apply stage's error for item 2", err)
 					}
 					errAt = len(got)

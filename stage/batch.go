@@ -7,7 +7,7 @@ import (
 )
 
 // Batch groups the items of in into slices of up to size items, in input
-// order. A batch leaves when it is full, or when timeout has passed since its
+// order. A batch leaves when it is full, when timeout has passed since its
 // first item arrived (timeout 0: only when full), or when the input ends,
 // whether exhausted or drained by [Until]: the last, partial batch is never
 // lost. A forwarded error is a batch boundary: the batch before it leaves
@@ -15,10 +15,11 @@ import (
 // drops the partial batch, as it drops every item in flight.
 //
 // Batch runs two goroutines: one pulls from in, one fills the batches and
-// keeps the timer. It holds at most size+1 items, plus one finished batch
-// waiting for its consumer. Each batch is a new slice that the consumer may
-// keep. Errors in the batch's stage name are reported as "batch". Batch
-// panics if in is the zero Stream, size < 1 or timeout < 0.
+// keeps the timer. It holds at most size+1 items of in, plus one finished
+// batch that waits for its consumer. Each batch is a new slice that the
+// consumer may keep; its capacity follows the batches' sizes (it starts
+// small and grows), so a large size costs memory only when batches fill
+// up. Batch panics if in is the zero Stream, size < 1 or timeout < 0.
 func Batch[T any](in Stream[T], size int, timeout time.Duration) Stream[[]T] {
 	in.check("stage.Batch")
 	if size < 1 {
@@ -28,10 +29,11 @@ func Batch[T any](in Stream[T], size int, timeout time.Duration) Stream[[]T] {
 		panic(fmt.Sprintf("sluice: stage.Batch: negative timeout %v", timeout))
 	}
 	return Stream[[]T]{
-		n: &node{kind: "batch", inputs: []*node{in.n}, known: in.n.known, total: (in.n.total + size - 1) / size, waits: in.n.waits},
+		// The number of batches depends on timing: the total is unknown.
+		n: &node{kind: "batch", inputs: []*node{in.n}, waits: in.n.waits, batches: true},
 		open: func(r *run) puller[[]T] {
 			b := &batcher[T]{r: r, size: size, timeout: timeout, in: in.openFor(r, 1)(), items: make(chan item[T])}
-			b.out = newPipe[[]T](r, 1, 1)
+			b.out = newQueue[[]T](r, 1, 1)
 			r.goroutine(b.read)
 			r.goroutine(b.fill)
 			return b.out
@@ -45,10 +47,10 @@ type batcher[T any] struct {
 	timeout time.Duration
 	in      puller[T]
 	items   chan item[T] // read → fill; read closes it
-	out     *pipe[[]T]
+	out     *queue[[]T]
 	batch   []T
-	acks    []*ackNode // the batch's items' acknowledgements, one per item (nil: none)
-	acked   bool       // some item of the batch has one
+	acks    []*ackNode // the batch's items' acknowledgements, one per item; nil while none has one
+	last    int        // the length of the last batch, for the next one's capacity
 }
 
 // read moves the input's items to fill.
@@ -83,23 +85,26 @@ func (b *batcher[T]) fill() {
 					b.flush()
 				}
 				return
-			case it.failure() != nil: // passes with its acknowledgement
-				if !b.flush() || !b.send(item[[]T]{err: it.err}) {
+			case it.err != nil: // passes with its acknowledgement
+				if !b.flush() || !b.send(item[[]T]{err: it.err, ack: it.ack}) {
 					return
 				}
 				expired = nil
 				continue
 			}
 			if len(b.batch) == 0 {
-				b.batch = make([]T, 0, b.size)
+				b.batch = make([]T, 0, min(b.size, max(b.last, 16)))
 				if b.timeout > 0 {
 					timer.Reset(b.timeout)
 					expired = timer.C
 				}
 			}
-			a := it.acked()
-			b.acks = append(b.acks, a)
-			b.acked = b.acked || a != nil
+			if it.ack != nil && b.acks == nil {
+				b.acks = make([]*ackNode, len(b.batch), cap(b.batch))
+			}
+			if b.acks != nil {
+				b.acks = append(b.acks, it.ack)
+			}
 			if b.batch = append(b.batch, it.v); len(b.batch) == b.size {
 				timer.Stop()
 				expired = nil
@@ -124,12 +129,11 @@ func (b *batcher[T]) flush() bool {
 		return true
 	}
 	it := item[[]T]{v: b.batch}
-	if b.acked { // settled when the batch is (or, by Unbatch, one by one)
-		g := &ackNode{members: b.acks}
-		g.refs.Store(1)
-		it.err = g
+	if b.acks != nil { // settled when the batch is (or, by Unbatch, one by one)
+		it.ack = newGroup(b.r, b.acks)
 	}
-	b.batch, b.acks, b.acked = nil, nil, false
+	b.last = len(b.batch)
+	b.batch, b.acks = nil, nil
 	return b.send(it)
 }
 
@@ -146,14 +150,15 @@ func (b *batcher[T]) send(it item[[]T]) bool {
 // Unbatch flattens a stream of slices into their elements, in order; it is
 // the inverse of [Batch]. Forwarded errors pass through. It runs in its
 // consumer's goroutine (no goroutine of its own) and holds one slice at a
-// time. Unbatch panics if in is the zero Stream.
+// time. Straight after a Batch, each element takes back its own item's
+// acknowledgement (see [Ack]), so that elements are settled one by one;
+// elsewhere they share their slice's. Unbatch panics if in is the zero
+// Stream.
 func Unbatch[T any](in Stream[[]T]) Stream[T] {
 	in.check("stage.Unbatch")
 	opts := []Option{Workers(1)}
-	if in.n.kind == "batch" {
-		// Straight after Batch, element i is the batch's item i: each
-		// element takes that item's acknowledgement back, so that items
-		// are settled one by one rather than as a batch.
+	if in.n.batches {
+		// Element i of a Batch's slice is the batch's item i.
 		opts = append(opts, Option{func(c *config) { c.split = true }})
 	}
 	return apply("stage.Unbatch", "unbatch", in, func(_ context.Context, batch []T, emit func(T) bool) error {

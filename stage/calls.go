@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/sluicedev/sluice/internal/guard"
 )
 
 // retry is the configuration set by Retry and RetryIf.
@@ -22,12 +25,13 @@ type retry struct {
 const maxBackoff = 64
 
 // Retry makes the stage call its function up to attempts times for an item
-// whose call failed with a retryable error (see [RetryIf]; by default every
-// error but a panic). Before the n-th retry the worker waits a random
-// duration between d/2 and d, where d = backoff·2^(n-1), capped at
-// 64·backoff (exponential backoff with jitter, so that workers that failed
-// together do not retry together). The wait holds the worker and ends early,
-// without a retry, when the run is cancelled.
+// whose call failed, unless the error is a *[PanicError] (a bug is not
+// cured by trying again; see [RetryIf] to choose). Before the n-th retry
+// the worker waits a random duration between d/2 and d, where
+// d = backoff·2^(n-1), capped at 64·backoff (exponential backoff with
+// jitter, so that workers that failed together do not retry together). The
+// wait holds the worker and ends early, without a retry, when the run is
+// cancelled.
 //
 // Only the last error reaches the error policy, in an *[Error] whose
 // Attempts field says how many calls were made. Each attempt gets its own
@@ -37,22 +41,33 @@ const maxBackoff = 64
 //
 // Retry panics if attempts < 1 or backoff < 0. Retry(1, 0) means no retry.
 func Retry(attempts int, backoff time.Duration) Option {
-	if attempts < 1 {
-		panic(fmt.Sprintf("sluice: stage.Retry: attempts = %d, want 1 or more", attempts))
-	}
-	if backoff < 0 {
-		panic(fmt.Sprintf("sluice: stage.Retry: negative backoff %v", backoff))
-	}
-	return Option{func(c *config) { c.retry.attempts, c.retry.backoff = attempts, backoff }}
+	return retryOption("stage.Retry", attempts, backoff, notPanic)
 }
 
-// RetryIf sets which errors [Retry] retries: those for which retryable
-// returns true. The default retries every error but a *[PanicError] (a bug
-// is not cured by trying again). retryable is called from the stage's
-// workers, possibly at the same time. RetryIf panics if retryable is nil.
-func RetryIf(retryable func(err error) bool) Option {
+// RetryIf is [Retry] for the errors for which retryable returns true: it
+// sees each failed attempt's error, a panic included (as a *[PanicError],
+// so that a predicate may retry one). retryable is called from the stage's
+// workers, possibly at the same time. RetryIf panics if attempts < 1,
+// backoff < 0 or retryable is nil.
+func RetryIf(attempts int, backoff time.Duration, retryable func(err error) bool) Option {
 	checkFunc(retryable == nil, "stage.RetryIf", "function")
-	return Option{func(c *config) { c.retry.retryable = retryable }}
+	return retryOption("stage.RetryIf", attempts, backoff, retryable)
+}
+
+func retryOption(fn string, attempts int, backoff time.Duration, retryable func(error) bool) Option {
+	if attempts < 1 {
+		panic(fmt.Sprintf("sluice: %s: attempts = %d, want 1 or more", fn, attempts))
+	}
+	if backoff < 0 {
+		panic(fmt.Sprintf("sluice: %s: negative backoff %v", fn, backoff))
+	}
+	return Option{func(c *config) { c.retry = retry{attempts: attempts, backoff: backoff, retryable: retryable} }}
+}
+
+// notPanic is Retry's predicate: every error but a panic.
+func notPanic(err error) bool {
+	var pe *PanicError
+	return !errors.As(err, &pe)
 }
 
 // Timeout gives each call of the stage's function (each attempt, under
@@ -78,9 +93,10 @@ type rateLimit struct {
 // RateLimit lets the stage start at most perSecond calls of its function per
 // second on average, with bursts of up to burst calls, across all its
 // workers (a token bucket, golang.org/x/time/rate). Each attempt under
-// [Retry] takes a token. A worker waits for its token, holding its place;
-// the wait ends when the run is cancelled. The bucket is per run and starts
-// full. RateLimit panics if perSecond <= 0 or burst < 1.
+// [Retry] takes a token. A worker waits for its token as long as it takes,
+// holding its place; only the end of the run ends the wait (a deadline on
+// the run's context is no reason to fail an item early). The bucket is per
+// run and starts full. RateLimit panics if perSecond <= 0 or burst < 1.
 func RateLimit(perSecond float64, burst int) Option {
 	if !(perSecond > 0) {
 		panic(fmt.Sprintf("sluice: stage.RateLimit: perSecond = %v, want more than 0", perSecond))
@@ -94,11 +110,15 @@ func RateLimit(perSecond float64, burst int) Option {
 // forRun returns the stage's configuration for one run: a fresh rate
 // limiter and error handler, and the stage's observer; in is its input.
 func (c config) forRun(r *run, in *node) config {
-	c.obs = r.observe(&c, c.kind, in.expected())
+	c.pos = r.nextStage()
+	if c.name == "" {
+		c.name = c.kind + "#" + strconv.Itoa(c.pos)
+	}
+	c.obs = r.observe(&c, in.expected())
 	if c.rateLimit.perSecond > 0 {
 		c.rateLimit.limiter = rate.NewLimiter(rate.Limit(c.rateLimit.perSecond), c.rateLimit.burst)
 	}
-	if c.policy.p.handle != nil {
+	if c.policy.p != nil && c.policy.p.handle != nil {
 		c.handler = &handler{p: c.policy.p}
 	}
 	return c
@@ -113,49 +133,70 @@ type retried struct {
 
 func (e *retried) Error() string { return e.err.Error() }
 
-// wrapCalls returns f under the stage's Retry, Timeout and RateLimit; f
-// itself when none is set, so that a plain stage pays nothing.
-func wrapCalls[In, Out any](c *config, f func(context.Context, In, func(Out) bool) error) func(context.Context, In, func(Out) bool) error {
+// call runs the user's function on v under the stage's Retry, Timeout and
+// RateLimit. Each attempt recovers its own panic, which becomes a
+// *PanicError that Retry's predicate sees like any error.
+func (p *processor[In, Out]) call(v In, emit func(Out) bool) error {
+	c := &p.cfg
 	if c.retry.attempts <= 1 && c.timeout == 0 && c.rateLimit.limiter == nil {
-		return f
+		return p.attempt(p.r.ctx, v, emit) // a plain stage pays for nothing else
 	}
-	return func(ctx context.Context, v In, emit func(Out) bool) error {
-		for n := 1; ; n++ {
-			err := attempt(c, ctx, f, v, emit)
-			if err == nil {
-				return nil
+	ctx := p.r.ctx
+	for n := 1; ; n++ {
+		err := p.limited(ctx, v, emit)
+		if err == nil {
+			return nil
+		}
+		if n >= c.retry.attempts || ctx.Err() != nil || !c.retry.retryable(err) || !sleep(ctx, c.backoff(n)) {
+			if n > 1 {
+				return &retried{attempts: n, err: err}
 			}
-			if n >= c.retry.attempts || ctx.Err() != nil || !c.retryable(err) || !sleep(ctx, c.backoff(n)) {
-				if n > 1 {
-					return &retried{attempts: n, err: err}
-				}
-				return err
-			}
+			return err
 		}
 	}
 }
 
-// attempt is one call of f, after its rate-limit token, under its timeout.
-func attempt[In, Out any](c *config, ctx context.Context, f func(context.Context, In, func(Out) bool) error, v In, emit func(Out) bool) error {
+// limited is one attempt, after its rate-limit token, under its timeout.
+func (p *processor[In, Out]) limited(ctx context.Context, v In, emit func(Out) bool) error {
+	c := &p.cfg
 	if l := c.rateLimit.limiter; l != nil {
-		if err := l.Wait(ctx); err != nil {
+		if err := waitToken(ctx, l); err != nil {
 			return err
 		}
 	}
 	if c.timeout > 0 {
 		ctx, cancel := context.WithTimeout(ctx, c.timeout)
 		defer cancel()
-		return f(ctx, v, emit)
+		return p.attempt(ctx, v, emit)
 	}
-	return f(ctx, v, emit)
+	return p.attempt(ctx, v, emit)
 }
 
-func (c *config) retryable(err error) bool {
-	if c.retry.retryable != nil {
-		return c.retry.retryable(err)
+// attempt is one call of the user's function, its panic recovered.
+func (p *processor[In, Out]) attempt(ctx context.Context, v In, emit func(Out) bool) (err error) {
+	if rec := guard.Call(func() { err = p.f(ctx, v, emit) }); rec != nil {
+		err = panicError(rec)
 	}
-	var pe *PanicError
-	return !errors.As(err, &pe)
+	return err
+}
+
+// waitToken waits for a token of l, or until ctx ends. Unlike l.Wait, it
+// does not refuse at once a wait that would outlast ctx's deadline.
+func waitToken(ctx context.Context, l *rate.Limiter) error {
+	res := l.Reserve()
+	d := res.Delay()
+	if d == 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		res.Cancel()
+		return ctx.Err()
+	}
 }
 
 // backoff is the wait after the given failed attempt: random in [d/2, d).

@@ -81,10 +81,13 @@ func TestRetryIfAndPanicsAreNotRetried(t *testing.T) {
 		}
 		panic("bug")
 	}
-	retryable := func(err error) bool { return !errors.Is(err, errPermanent) }
+	retryable := func(err error) bool {
+		var pe *stage.PanicError
+		return !errors.Is(err, errPermanent) && !errors.As(err, &pe)
+	}
 	for _, x := range []int{0, 1} {
 		calls.Store(0)
-		_, err := sink.Slice(context.Background(), stage.Map(source.Slice([]int{x}), fn, stage.Retry(5, 0), stage.RetryIf(retryable)))
+		_, err := sink.Slice(context.Background(), stage.Map(source.Slice([]int{x}), fn, stage.RetryIf(5, 0, retryable)))
 		var se *stage.Error
 		if !errors.As(err, &se) || se.Attempts != 1 || calls.Load() != 1 {
 			t.Fatalf("item %d: err = %v after %d calls, want a *stage.Error of 1 attempt", x, err, calls.Load())
@@ -96,6 +99,27 @@ func TestRetryIfAndPanicsAreNotRetried(t *testing.T) {
 	var pe *stage.PanicError
 	if !errors.As(err, &pe) || calls.Load() != 1 {
 		t.Fatalf("err = %v after %d calls, want a PanicError after 1 call", err, calls.Load())
+	}
+}
+
+// RetryIf's predicate sees a panic as a *PanicError, and may retry it.
+func TestRetryIfMayRetryAPanic(t *testing.T) {
+	var calls atomic.Int64
+	fn := func(_ context.Context, x int) (int, error) {
+		if calls.Add(1) < 3 {
+			panic("flaky")
+		}
+		return x, nil
+	}
+	var seen []error
+	retryable := func(err error) bool {
+		seen = append(seen, err) // one worker: calls never overlap
+		var pe *stage.PanicError
+		return errors.As(err, &pe)
+	}
+	got, err := sink.Slice(context.Background(), stage.Map(source.Slice([]int{7}), fn, stage.Workers(1), stage.RetryIf(3, 0, retryable)))
+	if err != nil || len(got) != 1 || got[0] != 7 || calls.Load() != 3 || len(seen) != 2 {
+		t.Fatalf("got %v, %v after %d calls and %d predicate calls; want [7], nil after 3 and 2", got, err, calls.Load(), len(seen))
 	}
 }
 

@@ -123,8 +123,8 @@ func TestFailFastIndexCountsForwardedErrors(t *testing.T) {
 	if !errors.As(err, &se) || !errors.Is(err, errBoom) {
 		t.Fatalf("err = %v, want a *stage.Error wrapping errBoom", err)
 	}
-	if se.Stage != "map" || se.Index != 3 {
-		t.Fatalf("stage %q index %d, want map 3", se.Stage, se.Index)
+	if se.Stage != "map#2" || se.Index != 3 {
+		t.Fatalf("stage %q index %d, want map#2 3", se.Stage, se.Index)
 	}
 }
 

@@ -3,6 +3,8 @@ package stage
 import (
 	"fmt"
 	"sync"
+
+	"github.com/sluicedev/sluice/internal/guard"
 )
 
 // KeyBy gives the stage per-key order: items for which key returns the same
@@ -15,9 +17,11 @@ import (
 // at a time). A worker that finishes an item takes the next waiting item of
 // the same key itself.
 //
-// key is called once or twice per item, from several workers at once: make
-// it a pure function of the item (a field, an id). Forwarded errors pass
-// through without a key. Outputs leave in completion order unless the stage
+// key is called once per item, from several workers at once: make it a
+// pure function of the item (a field, an id). A panic in key fails the item
+// as a panic in the stage's function does: an *[Error] wrapping a
+// *[PanicError] goes to the stage's policy (the item's function is not
+// called). Forwarded errors pass through without a key. Outputs leave in completion order unless the stage
 // is [Ordered]; with Ordered, the outputs follow the input order across keys
 // too. KeyBy turns off the running of the stage in its consumer's goroutines
 // (see [Workers]). The stage panics when it is built if its input type is
@@ -35,7 +39,7 @@ type keyer[T any] interface {
 type keyFunc[T any, K comparable] func(T) K
 
 func (k keyFunc[T, K]) newGate() gate[T] {
-	return &keyGate[T, K]{key: k, busy: map[K][]keyed[T]{}}
+	return &keyGate[T, K]{key: k, busy: map[K][]keyed[T]{}, keys: map[int]K{}}
 }
 
 // checkKey panics if the stage's KeyBy is not for input type In; fn names
@@ -57,12 +61,14 @@ func typeName[T any]() string {
 // gate is a KeyBy stage's per-run state: which keys are busy and the items
 // waiting for them.
 type gate[T any] interface {
-	// admit reports whether the item may start now; if not, it waits
-	// (with its token) until the worker of its key takes it.
-	admit(it item[T], idx int) bool
-	// done is called when the item v is finished: it returns the next
-	// waiting item of v's key, or false when the key is free again.
-	done(v T) (item[T], int, bool)
+	// admit reports whether the item with index idx may start now; if
+	// not, it waits (with its token) until the worker of its key takes
+	// it. err is not nil when the key function panicked: the item failed
+	// and is not admitted.
+	admit(it item[T], idx int) (ok bool, err error)
+	// done is called when the admitted item idx is finished: it returns
+	// the next waiting item of its key, or false when the key is free.
+	done(idx int) (item[T], int, bool)
 }
 
 type keyed[T any] struct {
@@ -74,24 +80,30 @@ type keyGate[T any, K comparable] struct {
 	key  keyFunc[T, K]
 	mu   sync.Mutex
 	busy map[K][]keyed[T] // a key is busy while present; its waiting items
+	keys map[int]K        // the key of each admitted item, by index
 }
 
-func (g *keyGate[T, K]) admit(it item[T], idx int) bool {
-	k := g.key(it.v)
+func (g *keyGate[T, K]) admit(it item[T], idx int) (bool, error) {
+	var k K
+	if rec := guard.Call(func() { k = g.key(it.v) }); rec != nil {
+		return false, panicError(rec)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if q, busy := g.busy[k]; busy {
 		g.busy[k] = append(q, keyed[T]{it, idx})
-		return false
+		return false, nil
 	}
 	g.busy[k] = nil
-	return true
+	g.keys[idx] = k
+	return true, nil
 }
 
-func (g *keyGate[T, K]) done(v T) (item[T], int, bool) {
-	k := g.key(v)
+func (g *keyGate[T, K]) done(idx int) (item[T], int, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	k := g.keys[idx]
+	delete(g.keys, idx)
 	q := g.busy[k]
 	if len(q) == 0 {
 		delete(g.busy, k)
@@ -105,5 +117,6 @@ func (g *keyGate[T, K]) done(v T) (item[T], int, bool) {
 		q = q[1:]
 	}
 	g.busy[k] = q
+	g.keys[next.idx] = k
 	return next.it, next.idx, true
 }

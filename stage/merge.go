@@ -23,7 +23,7 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 	return Stream[T]{
 		n: &node{kind: "merge", inputs: nodes, waits: waits},
 		open: func(r *run) puller[T] {
-			out := newPipe[T](r, len(ins), len(ins))
+			out := newQueue[T](r, len(ins), len(ins))
 			for _, in := range ins {
 				p := in.openFor(r, 1)()
 				r.goroutine(func() {

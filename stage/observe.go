@@ -10,16 +10,18 @@ import (
 // built in; adapters for Prometheus and OpenTelemetry live in their own
 // modules.
 type Observer interface {
-	// Stage is called once per stage per run, when the run starts, and
+	// Stage is called once per stage per run, when the run is opened, and
 	// returns what watches that stage in that run (nil: not watched). It
-	// is called from the sink's goroutine before any item is taken.
-	Stage(info StageInfo) StageObserver
+	// is called from the sink's goroutine for every stage of the pipeline,
+	// upstream first, before any goroutine of the run starts and before any
+	// item is taken.
+	Stage(info Info) Watcher
 }
 
-// StageObserver watches one stage in one run. Its methods are called from
+// Watcher watches one stage in one run. Its methods are called from
 // the stage's workers, several at once, on the hot path: they must be safe
 // for concurrent use and cheap (an atomic add, not a lock and a log line).
-type StageObserver interface {
+type Watcher interface {
 	// Received: the stage took an item and is about to call its function
 	// on it. Forwarded errors, which pass through without a call, are not
 	// reported.
@@ -34,16 +36,17 @@ type StageObserver interface {
 	Closed()
 }
 
-// StageInfo describes a stage to an [Observer].
-type StageInfo struct {
+// Info describes a stage to an [Observer].
+type Info struct {
 	Name    string // the stage's name (see [Name])
 	Kind    string // "map", "filter", "flatmap", "concurrent", "apply", "unbatch", ...
 	Workers int    // the Workers bound; -1: no limit
 	// Total is the number of items the stage expects, when its source knows
 	// its length (source.Slice, Indexed) and the stages between keep one
-	// output per input (Map, Concurrent): a progress bar's 100%. It is -1
-	// when unknown. Forwarded errors count; items dropped by a [Handle]
-	// policy upstream make the real count smaller.
+	// output per input (Map, Concurrent, Until): a progress bar's 100%. It
+	// is -1 when unknown (after a Filter, FlatMap, Apply, Batch, Merge or
+	// Tee). Forwarded errors count; items dropped by a [Handle] policy
+	// upstream make the real count smaller.
 	Total int
 }
 
@@ -66,8 +69,8 @@ func Observe(ctx context.Context, o Observer) context.Context {
 // observers is several observers as one.
 type observers []Observer
 
-func (os observers) Stage(info StageInfo) StageObserver {
-	var all stageObservers
+func (os observers) Stage(info Info) Watcher {
+	var all watchers
 	for _, o := range os {
 		if so := o.Stage(info); so != nil {
 			all = append(all, so)
@@ -82,34 +85,34 @@ func (os observers) Stage(info StageInfo) StageObserver {
 	return all
 }
 
-type stageObservers []StageObserver
+type watchers []Watcher
 
-func (s stageObservers) Received() {
+func (s watchers) Received() {
 	for _, o := range s {
 		o.Received()
 	}
 }
 
-func (s stageObservers) Finished(d time.Duration, err error) {
+func (s watchers) Finished(d time.Duration, err error) {
 	for _, o := range s {
 		o.Finished(d, err)
 	}
 }
 
-func (s stageObservers) Closed() {
+func (s watchers) Closed() {
 	for _, o := range s {
 		o.Closed()
 	}
 }
 
-// observe returns the observer of a stage in run r, or nil, and arranges
+// observe returns the watcher of a stage in run r, or nil, and arranges
 // for its Closed call.
-func (r *run) observe(c *config, kind string, total int) StageObserver {
+func (r *run) observe(c *config, total int) Watcher {
 	o, ok := r.ctx.Value(observerKey{}).(Observer)
 	if !ok {
 		return nil
 	}
-	so := o.Stage(StageInfo{Name: c.name, Kind: kind, Workers: c.workers, Total: total})
+	so := o.Stage(Info{Name: c.name, Kind: c.kind, Workers: c.workers, Total: total})
 	if so != nil {
 		r.onFinish(so.Closed)
 	}

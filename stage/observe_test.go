@@ -24,10 +24,10 @@ func TestStatsCountsEveryStage(t *testing.T) {
 			if n != 66 {
 				t.Fatalf("%d items, want 66", n)
 			}
-			want := []stage.StageStats{
-				{StageInfo: stage.StageInfo{Name: "check", Kind: "map", Workers: m.workers, Total: 100}, Received: 100, Finished: 100, Failed: 34},
-				{StageInfo: stage.StageInfo{Name: "keep", Kind: "filter", Workers: m.workers, Total: 100}, Received: 66, Finished: 66},
-				{StageInfo: stage.StageInfo{Name: "double", Kind: "map", Workers: m.workers, Total: -1}, Received: 66, Finished: 66},
+			want := []stage.Counts{
+				{Info: stage.Info{Name: "check", Kind: "map", Workers: m.workers, Total: 100}, Received: 100, Finished: 100, Failed: 34},
+				{Info: stage.Info{Name: "keep", Kind: "filter", Workers: m.workers, Total: 100}, Received: 66, Finished: 66},
+				{Info: stage.Info{Name: "double", Kind: "map", Workers: m.workers, Total: -1}, Received: 66, Finished: 66},
 			}
 			got := st.Snapshot()
 			if len(got) != len(want) {
@@ -104,7 +104,7 @@ func TestObserveSeveral(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, st := range []*stage.Stats{&a, &b} {
-		if s, ok := st.Get("map"); !ok || s.Finished != 7 {
+		if s, ok := st.Get("map#1"); !ok || s.Finished != 7 {
 			t.Fatalf("got %+v, want 7 finished in both", s)
 		}
 	}
@@ -117,8 +117,9 @@ func TestTotalsThroughBatch(t *testing.T) {
 	if _, err := sink.Count(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := st.Get("insert"); s.Total != 4 || s.Finished != 4 {
-		t.Fatalf("got %+v, want a total of 4 batches", s)
+	// How many batches a Batch makes depends on its timer: unknown.
+	if s, _ := st.Get("insert"); s.Total != -1 || s.Finished != 4 {
+		t.Fatalf("got %+v, want an unknown total and 4 batches", s)
 	}
 }
 

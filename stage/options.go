@@ -12,8 +12,9 @@ import (
 type Option struct{ apply func(*config) }
 
 type config struct {
-	name    string
+	name    string // set by Name; per run, "kind#position" when not set
 	kind    string
+	pos     int // per run: the stage's position, 1 for the first opened
 	workers int // >= 1, or -1 for unlimited
 	ordered bool
 	policy  ErrorPolicy
@@ -24,11 +25,11 @@ type config struct {
 	timeout   time.Duration
 	rateLimit rateLimit
 	key       any  // a keyer[In], set by KeyBy
-	split     bool // Unbatch right after Batch: outputs take the members' acknowledgements
+	split     bool // Unbatch straight after Batch: outputs take the members' acknowledgements
 
 	// Per run, set by forRun.
 	handler *handler
-	obs     StageObserver
+	obs     Watcher
 }
 
 // DefaultWorkers is the worker count of a stage built without [Workers] (or
@@ -42,7 +43,7 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 //
 // The n workers are goroutines, but not always the stage's own. For an
 // unordered Map, Filter, FlatMap or Concurrent stage without a [Buffer],
-// over a source that never waits (a slice, a [Generator]), the goroutines
+// over a source that never waits (a slice, [NeverWaits]), the goroutines
 // of its consumer (the sink's, or the next stage's workers) may take
 // workers' places: once calls prove cheap (a few microseconds), a
 // worker goroutine gives its place to a consumer goroutine, which from then
@@ -71,17 +72,18 @@ func Workers(n int) Option {
 // is input order too).
 func Ordered() Option { return Option{func(c *config) { c.ordered = true }} }
 
-// OnError sets the stage's error policy: [FailFast] (default), [Forward],
-// or one made by [Handle] or [Budget]. It panics on the zero ErrorPolicy.
+// OnError sets the stage's error policy: [FailFast] (the default, and the
+// zero ErrorPolicy), [Forward], or one made by [Handle] or [Budget].
 func OnError(p ErrorPolicy) Option {
-	if p.p == nil {
-		panic("sluice: stage.OnError: zero ErrorPolicy")
-	}
 	return Option{func(c *config) { c.policy = p }}
 }
 
-// Name sets the name that the stage's *[Error] values carry. The default is
-// the stage's kind ("map", "filter", ...). Name panics if name is empty.
+// Name sets the stage's name: its *[Error] values and observers ([Info])
+// carry it. A stage left unnamed is called by its kind and its position in
+// the run, "map#1", "filter#2", ...: stages are numbered from 1 in the
+// order a run opens them, upstream first, so unnamed stages never share a
+// name within a pipeline, and the same pipeline gets the same names in
+// every run. Name panics if name is empty.
 func Name(name string) Option {
 	if name == "" {
 		panic("sluice: stage.Name: empty name")
@@ -104,7 +106,7 @@ func Buffer(n int) Option {
 // newConfig applies opts for the stage built by fn (e.g. "stage.Map"),
 // whose kind is its default name.
 func newConfig(fn, kind string, opts []Option) config {
-	c := config{name: kind, kind: kind, workers: DefaultWorkers(), policy: FailFast}
+	c := config{kind: kind, workers: DefaultWorkers()}
 	for _, o := range opts {
 		if o.apply == nil {
 			panic("sluice: " + fn + ": zero Option")

@@ -12,7 +12,7 @@ import (
 // ErrorPolicy says what a stage does when its function fails for an item
 // (after its retries, see [Retry]): [FailFast], [Forward], or a handler made
 // by [Handle] or [Budget]. See the package documentation, "Error policies".
-// The zero ErrorPolicy is invalid.
+// The zero ErrorPolicy is FailFast.
 type ErrorPolicy struct{ p *policy }
 
 type policy struct {
@@ -26,7 +26,7 @@ var (
 	// context is cancelled with the *[Error] as its cause, calls in flight see
 	// ctx.Done(), no new item starts, and the sink returns the error once
 	// every goroutine of the run has exited.
-	FailFast = ErrorPolicy{&policy{name: "FailFast"}}
+	FailFast = ErrorPolicy{}
 	// Forward sends the *[Error] downstream in the failed item's place. Later
 	// stages pass it through without calling their function and the run goes
 	// on; the sink reports it (see package sink).
@@ -37,7 +37,7 @@ var (
 // "Budget(n)".
 func (p ErrorPolicy) String() string {
 	if p.p == nil {
-		return "ErrorPolicy(zero)"
+		return "FailFast"
 	}
 	return p.p.name
 }
@@ -103,20 +103,21 @@ func (h *handler) handle(ctx context.Context, e *Error) error {
 }
 
 // failed applies the stage's policy to an item error. It returns the error
-// to send downstream in the item's place (nil: the item is dropped), and
-// false when the run has failed and the calling goroutine should stop.
-func (c *config) failed(r *run, e *Error) (forward error, goOn bool) {
+// to send downstream in the item's place (nil: the item is dropped), or the
+// error with which the policy ended the run (then the calling goroutine
+// should stop).
+func (c *config) failed(r *run, e *Error) (forward *Error, end error) {
 	switch {
 	case c.policy == Forward:
-		return e, true
+		return e, nil
 	case c.handler != nil:
 		if err := c.handler.handle(r.ctx, e); err != nil {
 			r.fail(err)
-			return nil, false
+			return nil, err
 		}
-		return nil, true
+		return nil, nil
 	default:
 		r.fail(e)
-		return nil, false
+		return nil, e
 	}
 }

@@ -400,22 +400,31 @@ func (p *pipeline) describe() string {
 
 // run runs the pipeline with its sink and returns the values and errors
 // (forwarded, then the one that ended the run) that came out.
-func (p *pipeline) run() (values []int, forwarded []error, end error) {
+func (p *pipeline) run() (values []int, forwarded []error, nfwd int, end error) {
 	ctx := context.Background()
 	s := p.build()
-	// Sinks join the error that ended the run (first) and forwarded errors.
+	// Sinks join the error that ended the run (first) and a
+	// *sink.ForwardedError; All yields forwarded errors one by one.
 	split := func(err error) {
 		if err == nil {
 			return
 		}
 		errs := []error{err}
-		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		if joined, ok := err.(interface{ Unwrap() []error }); ok && !isForwardedError(err) {
 			errs = joined.Unwrap()
 		}
-		if !p.isForwarded(errs[0]) {
-			end, errs = errs[0], errs[1:]
+		for _, e := range errs {
+			var fe *sink.ForwardedError
+			switch {
+			case errors.As(e, &fe) && e == error(fe):
+				forwarded = append(forwarded, fe.Sample...)
+				nfwd += fe.Count - len(fe.Sample)
+			case p.isForwarded(e):
+				forwarded = append(forwarded, e)
+			default:
+				end = e
+			}
 		}
-		forwarded = append(forwarded, errs...)
 	}
 	switch p.sinkKind {
 	case "slice":
@@ -462,7 +471,13 @@ func (p *pipeline) run() (values []int, forwarded []error, end error) {
 			return nil
 		}))
 	case "drain":
-		split(sink.ForEach(ctx, s, func(_ context.Context, id int) error {
+		// stage.Run, which hands over every forwarded error (a sink keeps a
+		// sample), so that the check can account for each item.
+		split(stage.Run(ctx, s, func(_ context.Context, id int, err error) error {
+			if err != nil {
+				forwarded = append(forwarded, err)
+				return nil
+			}
 			values = append(values, id)
 			if len(values) > p.stopAt {
 				p.drain()
@@ -480,10 +495,16 @@ func (p *pipeline) run() (values []int, forwarded []error, end error) {
 			return nil
 		}))
 	}
-	return values, forwarded, end
+	nfwd += len(forwarded)
+	return values, forwarded, nfwd, end
 }
 
 var errStopAt = errors.New("stop at")
+
+func isForwardedError(err error) bool {
+	_, ok := err.(*sink.ForwardedError)
+	return ok
+}
 
 // isForwarded reports whether err is an item error of a Forward stage.
 func (p *pipeline) isForwarded(err error) bool {
@@ -508,7 +529,7 @@ func (p *pipeline) stages() []*stageSpec {
 }
 
 func (p *pipeline) check(t *testing.T) {
-	values, forwarded, end := p.run()
+	values, forwarded, nfwd, end := p.run()
 	p.returned.Store(true)
 	// Let the channel feeders finish: sources leave items in the channels.
 	for _, ch := range p.chans {
@@ -596,8 +617,8 @@ func (p *pipeline) check(t *testing.T) {
 	if len(p.handled) != len(m.handled) {
 		fail("%d items went to Handle policies, the model has %d", len(p.handled), len(m.handled))
 	}
-	if len(values) != len(m.values) || len(forwarded) != len(m.forwarded) {
-		fail("got %d values and %d forwarded errors, the model has %d and %d", len(values), len(forwarded), len(m.values), len(m.forwarded))
+	if len(values) != len(m.values) || nfwd != len(m.forwarded) {
+		fail("got %d values and %d forwarded errors, the model has %d and %d", len(values), nfwd, len(m.values), len(m.forwarded))
 	}
 	if m.srcErr != (srcErr != nil) {
 		fail("source error: got %v, the model has %v", srcErr != nil, m.srcErr)
@@ -688,7 +709,7 @@ func (p *pipeline) checkAcks(fail func(string, ...any), m model, values []int, c
 			fail("item %d acknowledged %d times", id, len(dones))
 		case dones[0] == nil && !got[id] && (delivered[id] || m.fails(id)) && !m.handles(id):
 			fail("item %d acknowledged as done, but it never reached the sink", id)
-		case dones[0] != nil && !m.fails(id) && !errors.Is(dones[0], errStopAt):
+		case dones[0] != nil && !m.fails(id) && !has(m.fatal, id) && !errors.Is(dones[0], errStopAt):
 			fail("item %d acknowledged with error %v, the model has none", id, dones[0])
 		}
 	}

@@ -20,17 +20,26 @@ import (
 // f returns nil to go on, [ErrStop] to end the run early without an error,
 // or any other error to end the run with it, as a [FailFast] item error does:
 // the run's context is cancelled with that error as its cause and Run
-// returns it. A panic in f is not recovered: Run cancels the run, waits for
-// it, and lets the panic continue (the sinks that take user callbacks turn
-// their panics into errors themselves).
+// returns it. An item for which f returned nil or ErrStop is committed (its
+// acknowledgement, if any, is released); one for which f returned an error
+// failed with it. A panic in f is not recovered: Run cancels the run, waits
+// for it, and lets the panic continue (the sinks that take user callbacks
+// turn their panics into errors themselves).
 //
-// Run returns only when every goroutine of the run has exited. It returns
-// the error that ended the run: the first [FailFast] *[Error], a
-// *[SourceError], the error returned by f, or, when ctx was cancelled, an
-// error for which errors.Is(err, context.Canceled) (or
-// context.DeadlineExceeded) holds. It returns nil when s was exhausted or f
-// returned ErrStop. Forwarded errors are f's to collect; Run does not return
-// them.
+// Run returns only when every goroutine of the run has exited. Its result
+// depends only on what f saw and returned, never on timing:
+//
+//   - nil when f returned ErrStop, whatever else happened meanwhile;
+//   - the error f returned;
+//   - the error that cut the run short before f saw the end of s: the first
+//     [FailFast] *[Error] (or a [Handle] policy's error), or, when ctx was
+//     cancelled, an error for which errors.Is(err, context.Canceled) (or
+//     context.DeadlineExceeded) holds — even if a source had failed before,
+//     since the items before the failure were not all delivered;
+//   - once f saw the end of s: the *[SourceError] if a source failed (every
+//     item produced before the failure was delivered), else nil.
+//
+// Forwarded errors are f's to collect; Run does not return them.
 func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v T, err error) error) error {
 	s.check("stage.Run")
 	checkFunc(f == nil, "stage.Run", "function")
@@ -38,23 +47,23 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	defer r.finish() // also when f panics
 	p := s.openFor(r, 1)()
 	r.start()
-	ended := false
-	// An item is committed once f returned for it: its acknowledgement is
-	// settled with f's error, or the forwarded error it carries.
+	// deliver commits one item: its acknowledgement is released once f
+	// returned, with f's error or the forwarded error it carries.
 	deliver := func(it item[T]) bool {
 		failure := it.failure()
-		if err := f(r.ctx, it.v, failure); err != nil {
-			if errors.Is(err, ErrStop) {
-				it.acked().settle(failure)
-				ended = true
-			} else {
-				it.acked().settle(err)
-				r.fail(err)
-			}
-			return false
+		err := f(r.ctx, it.v, failure)
+		switch {
+		case err == nil:
+			it.ack.release(failure)
+			return true
+		case errors.Is(err, ErrStop):
+			it.ack.release(failure)
+			r.stopped = true
+		default:
+			it.ack.release(err)
+			r.fail(err)
 		}
-		it.acked().settle(failure)
-		return true
+		return false
 	}
 	if bp, ok := p.(batchPuller[T]); ok {
 		// Take every ready item at once; f sees them one at a time.
@@ -63,7 +72,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		for {
 			var ok bool
 			if batch, ok = bp.pullAll(batch[:0]); !ok {
-				ended = r.ctx.Err() == nil
+				r.sawEnd()
 				break
 			}
 			for i := range batch {
@@ -77,9 +86,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		for {
 			it, _, ok := p.pull()
 			if !ok {
-				// A stream ends early only when the run was cancelled, so
-				// a live context here means it was exhausted.
-				ended = r.ctx.Err() == nil
+				r.sawEnd()
 				break
 			}
 			if !deliver(it) {
@@ -88,15 +95,23 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		}
 	}
 	r.finish()
-	return r.result(ctx, ended)
+	return r.result(ctx)
 }
 
 // errFinished is the cause with which a run's context is cancelled once its
 // sink is done with it.
 var errFinished = errors.New("sluice: run finished")
 
-// run is one execution of a pipeline: its context, its goroutines, and the
-// error that ended it.
+// run is one execution of a pipeline: its context, its goroutines, and what
+// ended it.
+//
+// Lifecycle: newRun; the sink opens the pipeline (Stream.open, from the
+// sink's goroutine: queues are made, observers asked, goroutines
+// registered with goroutine but not started, checks registered with
+// check); start runs the checks and, if they pass, starts the goroutines;
+// the sink consumes; finish cancels, waits for every goroutine and the
+// cancellation hooks, then runs the cleanups (sources' stop, observers'
+// Closed); result says what the sink returns.
 type run struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -108,20 +123,22 @@ type run struct {
 	// items already taken still go through.
 	draining atomic.Bool
 
-	// scope is the drain scope of the sources being opened (see Until);
-	// nil outside every Until. Only the sink's goroutine touches it, while
-	// it opens the pipeline.
-	scope *drainScope
-	// unhooks deregister Until's functions at finish; each reports
-	// whether its function had not run yet.
-	unhooks []func() bool
-	// sharedNodes holds the run's state of nodes read by several streams
-	// (Tee), opened calls to make once the pipeline is opened.
-	sharedNodes map[*node]any
-	opened      []func() error
+	// Opening, from the sink's goroutine only.
+	scope       *drainScope   // the drain scope of the sources being opened (see Until)
+	unhooks     []func() bool // deregister Until's functions at finish
+	sharedNodes map[*node]any // the run's state of nodes several streams read (Tee)
+	checks      []func() error
+	pending     []func() // goroutines to start with the run
+	started     bool
+	stages      int // stages opened so far
+
+	// The sink's outcome, from the sink's goroutine only.
+	ended   bool // the sink saw the end of the stream while the run was live
+	stopped bool // the sink's f returned ErrStop
 
 	mu       sync.Mutex
-	err      error    // the first error that ended the run
+	failure  error    // the first error that cancelled the run
+	srcErr   error    // the first source error, which ended the input
 	cleanups []func() // run after every goroutine exited, last first
 	finished bool
 }
@@ -149,32 +166,41 @@ func (r *run) cancelled() bool {
 	}
 }
 
-// record keeps err as the error that ended the run if it is the first one and
-// the run is still live; an error after cancellation is a consequence of it.
-func (r *run) record(err error) {
+// fail ends the run with err: the cause of the cancellation, and what the
+// sink returns if it is the first and the run was still live.
+func (r *run) fail(err error) {
 	r.mu.Lock()
-	if r.err == nil && r.ctx.Err() == nil {
-		r.err = err
+	if r.failure == nil && r.ctx.Err() == nil {
+		r.failure = err
 	}
 	r.mu.Unlock()
-}
-
-// fail ends the run with err: recorded, and the cause of the cancellation.
-func (r *run) fail(err error) {
-	r.record(err)
 	r.cancel(err)
 }
 
 // sourceFailed ends the run's input with err: sources stop, the rest drains.
 func (r *run) sourceFailed(err error) {
-	r.record(err)
+	r.mu.Lock()
+	if r.srcErr == nil && r.ctx.Err() == nil {
+		r.srcErr = err
+	}
+	r.mu.Unlock()
 	r.draining.Store(true)
 }
 
-// goroutine starts f in the run's scope. A panic in f (a library bug, never
-// user code, which is always wrapped) cancels the run and is re-raised by the
-// sink when it waits.
+// sawEnd records that the sink's stream ended; it ended the run's way only
+// if the run was still live (a stream ends early only when the run was
+// cancelled).
+func (r *run) sawEnd() { r.ended = r.ctx.Err() == nil }
+
+// goroutine runs f in the run's scope: at start, or at once once the run
+// has started. A panic in f (a library bug, never user code, which is
+// always recovered where it is called) cancels the run and is re-raised by
+// the sink when it waits.
 func (r *run) goroutine(f func()) {
+	if !r.started {
+		r.pending = append(r.pending, f)
+		return
+	}
 	r.wg.Go(func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -184,6 +210,32 @@ func (r *run) goroutine(f func()) {
 		}()
 		f()
 	})
+}
+
+// check registers f to run once the whole pipeline is opened, before any
+// goroutine starts: an error fails the run before it takes an item.
+func (r *run) check(f func() error) { r.checks = append(r.checks, f) }
+
+// nextStage numbers the stages of the run in the order they are opened.
+func (r *run) nextStage() int {
+	r.stages++
+	return r.stages
+}
+
+// start checks the opened pipeline and starts its goroutines; the sink
+// calls it once, after opening.
+func (r *run) start() {
+	for _, f := range r.checks {
+		if err := f(); err != nil {
+			r.fail(err)
+			return
+		}
+	}
+	r.started = true
+	for _, f := range r.pending {
+		r.goroutine(f)
+	}
+	r.pending = nil
 }
 
 // onFinish registers f to run once every goroutine of the run has exited.
@@ -219,28 +271,40 @@ func (r *run) finish() {
 	}
 	r.hooks.Wait()
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		if rec := guard.Call(r.cleanups[i]); rec != nil && r.err == nil {
-			r.err = &SourceError{Err: panicError(rec)}
+		if rec := guard.Call(r.cleanups[i]); rec != nil && r.srcErr == nil {
+			r.srcErr = &SourceError{Err: panicError(rec)}
 		}
 	}
 }
 
-// result is the error a sink reports for a finished run; ended says whether
-// the sink saw the stream end (or stopped it) while the run was live.
-func (r *run) result(parent context.Context, ended bool) error {
-	if r.err != nil {
-		return r.err
-	}
-	if ended {
+// result is the error the sink reports for a finished run (see Run).
+func (r *run) result(parent context.Context) error {
+	switch {
+	case r.stopped:
 		return nil
+	case r.failure != nil:
+		return r.failure
+	case r.ended:
+		return r.srcErr
 	}
-	// Only the parent can have cancelled the run without recording an error.
+	// Only the parent can have cancelled the run without a failure.
 	err, cause := parent.Err(), context.Cause(parent)
 	if err == nil {
-		return nil
+		return r.srcErr // a stop function panicked after the run was cut short
 	}
 	if cause != nil && !errors.Is(cause, err) {
 		return fmt.Errorf("%w: %w", err, cause)
 	}
 	return cause
+}
+
+// shared returns what share stored for n in this run, or nil.
+func (r *run) shared(n *node) any { return r.sharedNodes[n] }
+
+// share stores the run's state of a node that several streams read from.
+func (r *run) share(n *node, v any) {
+	if r.sharedNodes == nil {
+		r.sharedNodes = map[*node]any{}
+	}
+	r.sharedNodes[n] = v
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // Source is the primitive every source is written with. Each run calls open
-// once, when the run starts, with the run's context; open returns next, which
-// produces the items, and stop (may be nil), which releases what open took.
+// once, when the run is opened, with the run's context; open returns next,
+// which produces the items, and stop (may be nil), which releases what open
+// took.
 //
 // The run calls next only when a stage (or the sink) is ready to work on an
 // item, never concurrently, and never once the run is cancelled or its input
@@ -25,33 +26,48 @@ import (
 // exited, whether the run succeeded, failed or stopped early.
 //
 // next may wait for outside events (a channel, a socket, a queue) as long as
-// it likes. For a generator that computes its items without waiting, use
-// [Generator]: it lets the first stage run in its consumer's goroutines.
+// it likes: a stage's workers call it from goroutines of their own. If next
+// never waits (a counter, an iterator over memory), [NeverWaits] lets a
+// cheap stage over it run in its consumer's goroutines, which is faster.
 //
 // Cost: one uncontended mutex per item, plus next.
 func Source[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func())) Stream[T] {
 	checkFunc(open == nil, "stage.Source", "open function")
-	return sourceStream("stage.Source", true, func(p *sourcePuller[T]) { p.next, p.stop = open(p.ctx) })
+	return sourceStream("stage.Source", func(p *sourcePuller[T]) { p.next, p.stop = open(p.ctx) })
 }
 
-// Generator is [Source] for a source whose next computes the next item
-// without waiting for outside events: a counter, an iterator over memory, a
-// parser of data in hand (source.Func, source.Seq and source.Seq2 are
-// generators). A cheap stage over a generator may then run in its
-// consumer's goroutines, which saves a hand-off per item (see [Workers]). If
-// next does wait, for a reply or a message, use Source: a consumer that
-// called next itself would hold back, while it waits, the outputs the
-// stage's other workers have finished.
-func Generator[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func())) Stream[T] {
-	checkFunc(open == nil, "stage.Generator", "open function")
-	return sourceStream("stage.Generator", false, func(p *sourcePuller[T]) { p.next, p.stop = open(p.ctx) })
+// NeverWaits returns s marked as a source whose next never waits for
+// outside events: it computes the next item from what it has in hand (a
+// counter, a slice, an iterator over memory, a parser of data already
+// read). Then a cheap unordered stage over it may run in the goroutines of
+// its consumer instead of its own (see [Workers]), which saves a hand-off
+// between goroutines per item.
+//
+// The claim is yours to keep: if next does wait (for a channel, a reply, a
+// lock held elsewhere), a consumer goroutine that called it sits in the
+// wait while outputs the stage's other workers have finished wait behind
+// it, until the next input arrives. Without NeverWaits every source is
+// treated as one that may wait, which is always safe.
+//
+// NeverWaits panics if s is not a stream made by [Source] or [AckSource]
+// (or a source of package source written with them, such as source.Func
+// or source.Seq).
+func NeverWaits[T any](s Stream[T]) Stream[T] {
+	s.check("stage.NeverWaits")
+	if !s.n.source {
+		panic("sluice: stage.NeverWaits: the stream is not a source made by stage.Source or stage.AckSource")
+	}
+	n := *s.n
+	n.waits = false
+	s.n = &n
+	return s
 }
 
 // sourceStream is a source primitive's stream: open sets the puller's next
 // (or nextAck) and stop, once per run; fn names the primitive.
-func sourceStream[T any](fn string, waits bool, open func(p *sourcePuller[T])) Stream[T] {
+func sourceStream[T any](fn string, open func(p *sourcePuller[T])) Stream[T] {
 	return Stream[T]{
-		n: &node{kind: "source", waits: waits},
+		n: &node{kind: "source", waits: true, source: true},
 		open: func(r *run) puller[T] {
 			p := &sourcePuller[T]{r: r, scope: r.scope, ctx: r.scope.context(r)}
 			rec := guard.Call(func() { open(p) })
@@ -114,7 +130,7 @@ func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 	p.n++
 	it := item[T]{v: v}
 	if a != nil {
-		it.err = newAckNode(a)
+		it.ack = newAckNode(p.r, a)
 	}
 	return it, i, true
 }

@@ -12,17 +12,18 @@ import (
 // Stats is an [Observer] that counts, per stage, with atomic counters that
 // can be read while runs go on (a progress bar, a status page, a test). The
 // zero Stats is ready to use; attach it with [Observe]. Stages are told
-// apart by name, so give stages of one kind distinct names with [Name]; a
-// Stats attached to several runs adds their counts up.
+// apart by name (unnamed stages are named by kind and position, see
+// [Name]); a Stats attached to several runs adds the counts of stages of
+// the same name up.
 type Stats struct {
 	mu     sync.Mutex
 	order  []*stageCounters
 	byName map[string]*stageCounters
 }
 
-// StageStats is a snapshot of one stage's counters.
-type StageStats struct {
-	StageInfo
+// Counts is a snapshot of one stage's counters.
+type Counts struct {
+	Info
 	Received int64         // items taken for a call
 	Finished int64         // calls ended (successes and failures)
 	Failed   int64         // calls that ended in an item error
@@ -32,7 +33,7 @@ type StageStats struct {
 }
 
 // MeanLatency is Latency / Finished, or 0.
-func (s StageStats) MeanLatency() time.Duration {
+func (s Counts) MeanLatency() time.Duration {
 	if s.Finished == 0 {
 		return 0
 	}
@@ -40,7 +41,7 @@ func (s StageStats) MeanLatency() time.Duration {
 }
 
 // Stage implements [Observer].
-func (s *Stats) Stage(info StageInfo) StageObserver {
+func (s *Stats) Stage(info Info) Watcher {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.byName[info.Name]
@@ -59,10 +60,10 @@ func (s *Stats) Stage(info StageInfo) StageObserver {
 
 // Snapshot returns every stage's counters, in the order the stages were
 // first seen.
-func (s *Stats) Snapshot() []StageStats {
+func (s *Stats) Snapshot() []Counts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]StageStats, len(s.order))
+	out := make([]Counts, len(s.order))
 	for i, c := range s.order {
 		out[i] = c.snapshot()
 	}
@@ -70,19 +71,19 @@ func (s *Stats) Snapshot() []StageStats {
 }
 
 // Get returns the counters of the stage named name.
-func (s *Stats) Get(name string) (StageStats, bool) {
+func (s *Stats) Get(name string) (Counts, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.byName[name]
 	if !ok {
-		return StageStats{}, false
+		return Counts{}, false
 	}
 	return c.snapshot(), true
 }
 
 // stageCounters are one stage's counters.
 type stageCounters struct {
-	info                       atomic.Pointer[StageInfo]
+	info                       atomic.Pointer[Info]
 	received, finished, failed atomic.Int64
 	latency                    atomic.Int64 // ns
 	running                    atomic.Int64
@@ -100,16 +101,16 @@ func (c *stageCounters) Finished(d time.Duration, err error) {
 
 func (c *stageCounters) Closed() { c.running.Add(-1) }
 
-func (c *stageCounters) snapshot() StageStats {
+func (c *stageCounters) snapshot() Counts {
 	// Finished before Received, so that InFlight is never negative.
 	fin := c.finished.Load()
-	s := StageStats{
-		StageInfo: *c.info.Load(),
-		Finished:  fin,
-		Failed:    c.failed.Load(),
-		Received:  c.received.Load(),
-		Latency:   time.Duration(c.latency.Load()),
-		Running:   int(c.running.Load()),
+	s := Counts{
+		Info:     *c.info.Load(),
+		Finished: fin,
+		Failed:   c.failed.Load(),
+		Received: c.received.Load(),
+		Latency:  time.Duration(c.latency.Load()),
+		Running:  int(c.running.Load()),
 	}
 	s.InFlight = s.Received - s.Finished
 	return s
@@ -132,7 +133,7 @@ func Logger(l *slog.Logger) Observer {
 
 type logger struct{ l *slog.Logger }
 
-func (lg logger) Stage(info StageInfo) StageObserver {
+func (lg logger) Stage(info Info) Watcher {
 	lg.l.Info("sluice: stage started", "stage", info.Name, "kind", info.Kind, "workers", info.Workers, "total", info.Total)
 	c := &stageCounters{}
 	c.info.Store(&info)

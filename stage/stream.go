@@ -10,6 +10,15 @@ import "fmt"
 // it or the sink that runs it. [Merge] panics when two of its inputs share a
 // stream, since that would make two consumers take items from one stream.
 // The zero Stream is invalid: the functions that take a stream panic on it.
+//
+// Several sinks may run one Stream at the same time: each run has its own
+// goroutines, queues and stage state. What the runs share is what their
+// sources share: source.Slice reads the same slice (safe), source.Chan
+// receives from the same channel (each value goes to one run), a
+// [Source]'s open is called once per run (its state is per run unless it
+// shares some), while source.Func calls the same next function from both
+// runs (it must be safe for that) and source.Lines reads the same reader
+// (not safe: do not run a Lines stream twice at once).
 type Stream[T any] struct {
 	n    *node
 	open func(r *run) puller[T]
@@ -49,6 +58,12 @@ type node struct {
 	// the source would hold back outputs that the stage's other workers
 	// have finished (see fuseRun).
 	waits bool
+	// batches: the stream is a Batch's output, whose items' acknowledgements
+	// are their elements' (see Unbatch).
+	batches bool
+	// source: the stream is a source made by Source or AckSource (see
+	// NeverWaits).
+	source bool
 }
 
 // expected is the number of items the stream will carry, or -1.
@@ -63,113 +78,6 @@ func (n *node) expected() int {
 func keepTotal[In, Out any](in Stream[In], out Stream[Out]) Stream[Out] {
 	out.n.known, out.n.total = in.n.known, in.n.total
 	return out
-}
-
-// item is what travels between stages: a value, or a forwarded error in its
-// place, and its flags. It has three fields on purpose: an item is copied at
-// every step of its way, and each word counts (a fifth field once made the
-// whole pipeline twice as slow; a fourth, for acknowledgements, cost 20%).
-// So an acknowledgement rides in err: a value's err is its *ackNode, and a
-// forwarded error with one is an *ackedError. Read err through failure and
-// acked, never directly.
-type item[T any] struct {
-	v     T
-	err   error
-	flags flags
-}
-
-// failure is the forwarded error the item carries in its value's place, or
-// nil for a value.
-func (it item[T]) failure() error {
-	if it.err == nil {
-		return nil // the common case, inlined
-	}
-	return failureOf(it.err)
-}
-
-func failureOf(err error) error {
-	switch e := err.(type) {
-	case *ackNode:
-		return nil
-	case *ackedError:
-		return e.err
-	}
-	return err
-}
-
-// acked is the item's acknowledgement, or nil.
-func (it item[T]) acked() *ackNode {
-	if it.err == nil {
-		return nil
-	}
-	return ackOf(it.err)
-}
-
-func ackOf(err error) *ackNode {
-	switch e := err.(type) {
-	case *ackNode:
-		return e
-	case *ackedError:
-		return e.ack
-	}
-	return nil
-}
-
-// withAck is the err field of an item that carries the forwarded error err
-// (nil for a value) and the acknowledgement a (nil for none).
-func withAck(err error, a *ackNode) error {
-	switch {
-	case a == nil:
-		return err
-	case err == nil:
-		return a
-	}
-	return &ackedError{err: err, ack: a}
-}
-
-// ackedError is a forwarded error and its acknowledgement, in an item.
-type ackedError struct {
-	err error
-	ack *ackNode
-}
-
-func (e *ackedError) Error() string { return e.err.Error() }
-
-type flags uint8
-
-const (
-	// tok: the item carries its producer's backpressure token (see pipe).
-	tok flags = 1 << iota
-	// baton: no item, a worker's place handed to the consumer (see fuseRun).
-	baton
-	// owed: handed to a consumer that was waiting for it; its token went
-	// back at once (see pipe.push).
-	owed
-)
-
-func (it item[T]) is(f flags) bool { return it.flags&f != 0 }
-
-func tokIf(b bool) flags {
-	if b {
-		return tok
-	}
-	return 0
-}
-
-// puller is a stream opened in one run. pull returns the next item and its
-// 0-based index in the stream, or ok == false when the stream has ended:
-// exhausted, stopped by a source error, or cancelled. pull is safe for
-// concurrent use; it takes an item only when called, in the stream's order,
-// and returns ok == false once the run is cancelled.
-type puller[T any] interface {
-	pull() (it item[T], idx int, ok bool)
-}
-
-// batchPuller is a puller from which the sink can take every ready item at
-// once (see pipe.pullAll).
-type batchPuller[T any] interface {
-	puller[T]
-	pullAll(dst []item[T]) ([]item[T], bool)
 }
 
 // check panics if s is the zero Stream; fn names the caller.

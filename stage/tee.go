@@ -1,6 +1,9 @@
 package stage
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Tee returns n streams that each see every item of in, in the order of in:
 // the values themselves (a pointer or a slice is shared between branches,
@@ -15,9 +18,10 @@ import "fmt"
 //	logged := stage.Map(b[1], log)  // Stream[Result]
 //	err := sink.ForEach(ctx, stage.Merge(saved, logged), report)
 //
-// A run that does not consume every branch fails before it takes an item,
-// with an error naming the missing branch (a branch nobody reads would stop
-// the others). One goroutine moves the items on; each branch holds at most
+// A run that does not consume every branch fails before any goroutine of it
+// starts and before any item is taken, with an error that wraps
+// [ErrUnconsumedBranch] and names the missing branch (a branch nobody reads
+// would stop the others). One goroutine moves the items on; each branch holds at most
 // one item its consumer has not taken, so the slowest branch sets the pace
 // and nothing is buffered without bound. Tee panics if in is the zero
 // Stream or n < 1.
@@ -34,19 +38,19 @@ func Tee[T any](in Stream[T], n int) []Stream[T] {
 		}
 		t = &teeRun[T]{opened: make([]bool, n)}
 		for range n {
-			t.outs = append(t.outs, newPipe[T](r, 1, 1))
+			t.outs = append(t.outs, newQueue[T](r, 1, 1))
 		}
 		in := in.openFor(r, 1)()
 		r.share(shared, t)
-		r.afterOpen(func() error {
+		r.check(func() error {
 			for i, ok := range t.opened {
 				if !ok {
-					return fmt.Errorf("sluice: stage.Tee: branch %d of %d is not consumed in this run; run all branches with one sink (see Merge)", i, n)
+					return fmt.Errorf("%w: branch %d of %d; run all branches with one sink (see Merge)", ErrUnconsumedBranch, i, n)
 				}
 			}
-			r.goroutine(func() { t.move(in) })
 			return nil
 		})
+		r.goroutine(func() { t.move(in) })
 		return t
 	}
 	branches := make([]Stream[T], n)
@@ -65,7 +69,7 @@ func Tee[T any](in Stream[T], n int) []Stream[T] {
 
 // teeRun is a Tee in one run.
 type teeRun[T any] struct {
-	outs   []*pipe[T]
+	outs   []*queue[T]
 	opened []bool // branches opened in this run (set while opening)
 }
 
@@ -82,8 +86,8 @@ func (t *teeRun[T]) move(in puller[T]) {
 			return
 		}
 		it.flags = tok
-		if a := it.acked(); a != nil { // each branch's copy holds a reference
-			a.refs.Add(int32(len(t.outs) - 1))
+		if it.ack != nil { // each branch's copy holds a reference
+			it.ack.refs.Add(int32(len(t.outs) - 1))
 		}
 		for _, out := range t.outs {
 			if !out.acquire() {
@@ -94,42 +98,6 @@ func (t *teeRun[T]) move(in puller[T]) {
 	}
 }
 
-// shared returns what share stored for n in this run, or nil.
-func (r *run) shared(n *node) any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.sharedNodes[n]
-}
-
-// share stores the run's state of a node that several streams read from.
-func (r *run) share(n *node, v any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.sharedNodes == nil {
-		r.sharedNodes = map[*node]any{}
-	}
-	r.sharedNodes[n] = v
-}
-
-// afterOpen registers f to run once the whole pipeline is opened, before
-// the sink takes an item: it checks the pipeline and starts what may start
-// only then. An error fails the run.
-func (r *run) afterOpen(f func() error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.opened = append(r.opened, f)
-}
-
-// start runs the afterOpen functions; the sink calls it once the pipeline
-// is opened.
-func (r *run) start() {
-	r.mu.Lock()
-	fs := r.opened
-	r.mu.Unlock()
-	for _, f := range fs {
-		if err := f(); err != nil {
-			r.fail(err)
-			return
-		}
-	}
-}
+// ErrUnconsumedBranch is wrapped by the error of a run that left a branch of
+// a [Tee] unconsumed.
+var ErrUnconsumedBranch = errors.New("sluice: stage.Tee: a branch is not consumed in this run")

@@ -3,7 +3,6 @@ package stage
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 )
 
 // Until is graceful drain: the returned stream is in, until stop is done.
@@ -24,9 +23,10 @@ import (
 //
 // Until drains only the sources it is built on; in a [Merge] of an Until
 // branch and another, the other branch runs on. Put Until before a [Tee],
-// not on one of its branches: the branches share one source. Until costs nothing per
-// item: a source checks one flag before it takes an item. Until panics if
-// in is the zero Stream or stop is nil.
+// not on one of its branches: the branches share one source. Once stop is
+// done, no source upstream is asked for another item. Until costs almost
+// nothing per item: a source looks at stop.Done() before it takes an
+// item. Until panics if in is the zero Stream or stop is nil.
 func Until[T any](in Stream[T], stop context.Context) Stream[T] {
 	in.check("stage.Until")
 	checkFunc(stop == nil, "stage.Until", "stop context")
@@ -51,18 +51,23 @@ func Until[T any](in Stream[T], stop context.Context) Stream[T] {
 var errDrained = errors.New("sluice: drained")
 
 // drainScope is the part of a run upstream of an Until: its sources see its
-// context and check its flag.
+// context, and look at its stop context before they take an item.
 type drainScope struct {
 	ctx    context.Context
 	parent *drainScope
-	flag   atomic.Bool
+	stop   <-chan struct{} // the stop context's Done
 }
 
-// stopped reports whether the sources of the scope should take no new item.
+// stopped reports whether the sources of the scope should take no new
+// item: the stop context of the scope, or of a scope around it, is done.
+// It looks at the stop contexts themselves, so that once one is done no
+// source takes another item.
 func (s *drainScope) stopped() bool {
 	for ; s != nil; s = s.parent {
-		if s.flag.Load() {
+		select {
+		case <-s.stop:
 			return true
+		default:
 		}
 	}
 	return false
@@ -81,16 +86,11 @@ func (s *drainScope) context(r *run) context.Context {
 func (r *run) enterScope(stop context.Context) (leave func()) {
 	parent := r.scope
 	ctx, cancel := context.WithCancelCause(parent.context(r))
-	s := &drainScope{ctx: ctx, parent: parent}
-	if stop.Err() != nil { // stopped already: no item at all
-		s.flag.Store(true)
-		cancel(errDrained)
-	}
+	s := &drainScope{ctx: ctx, parent: parent, stop: stop.Done()}
 	r.hooks.Add(1)
 	unhook := context.AfterFunc(stop, func() {
 		defer r.hooks.Done()
-		s.flag.Store(true)
-		cancel(errDrained)
+		cancel(errDrained) // wakes a source waiting in next
 	})
 	r.unhooks = append(r.unhooks, unhook)
 	r.onFinish(func() { cancel(errFinished) })

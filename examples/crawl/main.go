@@ -111,8 +111,7 @@ func crawl(ctx context.Context, base string, cfg config) (result, error) {
 			stage.Workers(cfg.workers),
 			stage.RateLimit(cfg.rate, cfg.workers),
 			stage.Timeout(cfg.timeout),
-			stage.Retry(cfg.attempts, 20*time.Millisecond),
-			stage.RetryIf(func(err error) bool { return !errors.Is(err, errPermanent) }),
+			stage.RetryIf(cfg.attempts, 20*time.Millisecond, func(err error) bool { return !errors.Is(err, errPermanent) }),
 			stage.OnError(deadLetters)))
 		if err != nil {
 			return res, err

@@ -18,7 +18,7 @@ type progress struct {
 
 func newProgress(w io.Writer, stageName string) *progress { return &progress{w: w, stage: stageName} }
 
-func (p *progress) Stage(info stage.StageInfo) stage.StageObserver {
+func (p *progress) Stage(info stage.Info) stage.Watcher {
 	if info.Name != p.stage {
 		return nil
 	}

@@ -56,7 +56,7 @@ func New(meter metric.Meter) (*Observer, error) {
 
 // Stage implements stage.Observer: the stage's attribute sets are built
 // once, so that an item costs no allocation for them.
-func (o *Observer) Stage(info stage.StageInfo) stage.StageObserver {
+func (o *Observer) Stage(info stage.Info) stage.Watcher {
 	base := []attribute.KeyValue{attribute.String("sluice.stage", info.Name), attribute.String("sluice.kind", info.Kind)}
 	set := attribute.NewSet(base...)
 	with := func(outcome string) attribute.Set {

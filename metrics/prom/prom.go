@@ -66,7 +66,7 @@ func New(reg prometheus.Registerer) (*Observer, error) {
 
 // Stage implements stage.Observer: it resolves the stage's series once, so
 // that an item costs a few atomic adds.
-func (o *Observer) Stage(info stage.StageInfo) stage.StageObserver {
+func (o *Observer) Stage(info stage.Info) stage.Watcher {
 	return &stageMetrics{
 		received: o.received.WithLabelValues(info.Name, info.Kind),
 		ok:       o.finished.WithLabelValues(info.Name, info.Kind, "ok"),

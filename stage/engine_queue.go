@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 )
 
-// pipe carries a stage's outputs to its consumer. It takes the place of a
+// queue carries a stage's outputs to its consumer. It takes the place of a
 // channel: a queue under one mutex, so that a consumer that is behind takes
 // what is ready without a hand-off per item (the sink takes everything queued
 // at once), and nobody parks while there is work to do.
@@ -15,14 +15,14 @@ import (
 // input item; the token travels with the item's first output (or its
 // forwarded error) and comes back when the consumer takes that output. So the
 // items a stage has taken from upstream and its consumer has not yet taken
-// never exceed the pipe's capacity. Further outputs of the same item
+// never exceed the queue's capacity. Further outputs of the same item
 // (FlatMap, Apply) carry no token: they wait instead while the queue already
 // holds capacity items. A capacity below zero means no bound (Workers(-1)).
 //
 // Every wait is a sync.Cond wait; cancellation of the run broadcasts to all
 // of them. Tokens are an atomic counter, so taking one while some are free
 // costs one compare-and-swap.
-type pipe[T any] struct {
+type queue[T any] struct {
 	r         *run
 	unbounded bool // capacity < 0: no tokens
 
@@ -40,15 +40,15 @@ type pipe[T any] struct {
 	waiting int // consumer goroutines waiting for an item (under mu)
 	owed    int // items handed to waiting consumers and not yet taken
 	held    int // tokens travelling with the sink's current batch
-	writers int // producers that may still push; the pipe ends at 0
+	writers int // producers that may still push; the queue ends at 0
 	taken   int // items taken so far: the index of the next one
 	canPop  sync.Cond
 	canTake sync.Cond
 	canPush sync.Cond
 }
 
-func newPipe[T any](r *run, capacity, writers int) *pipe[T] {
-	p := &pipe[T]{r: r, unbounded: capacity < 0, capacity: capacity, writers: writers, ring: make([]item[T], 8)}
+func newQueue[T any](r *run, capacity, writers int) *queue[T] {
+	p := &queue[T]{r: r, unbounded: capacity < 0, capacity: capacity, writers: writers, ring: make([]item[T], 8)}
 	p.free.Store(int64(capacity))
 	p.canPop.L, p.canTake.L, p.canPush.L = &p.mu, &p.mu, &p.mu
 	r.onCancel(func() {
@@ -62,7 +62,7 @@ func newPipe[T any](r *run, capacity, writers int) *pipe[T] {
 }
 
 // acquire takes a token, waiting for one; false means the run was cancelled.
-func (p *pipe[T]) acquire() bool {
+func (p *queue[T]) acquire() bool {
 	if p.unbounded {
 		return !p.r.cancelled()
 	}
@@ -91,7 +91,7 @@ func (p *pipe[T]) acquire() bool {
 
 // release gives back n tokens that found no item, or whose item had no
 // output; mu must not be held.
-func (p *pipe[T]) release(n int) {
+func (p *queue[T]) release(n int) {
 	if n == 0 || p.unbounded {
 		return
 	}
@@ -106,7 +106,7 @@ func (p *pipe[T]) release(n int) {
 }
 
 // give is release for a caller that holds mu.
-func (p *pipe[T]) give(n int) {
+func (p *queue[T]) give(n int) {
 	if n == 0 || p.unbounded {
 		return
 	}
@@ -118,7 +118,7 @@ func (p *pipe[T]) give(n int) {
 
 // push queues an output that carries its item's token (tok), or one
 // whose memory is already accounted for (an Ordered stage's parked outputs).
-func (p *pipe[T]) push(it item[T]) {
+func (p *queue[T]) push(it item[T]) {
 	p.mu.Lock()
 	handed := p.slow.Load() && it.is(tok) && p.owed < p.waiting
 	if handed {
@@ -143,7 +143,7 @@ func (p *pipe[T]) push(it item[T]) {
 
 // pushBatch queues items in order (an Ordered stage's emitter) and gives
 // back release tokens of items that had no output.
-func (p *pipe[T]) pushBatch(items []item[T], release int) {
+func (p *queue[T]) pushBatch(items []item[T], release int) {
 	p.mu.Lock()
 	for _, it := range items {
 		p.put(it)
@@ -159,7 +159,7 @@ func (p *pipe[T]) pushBatch(items []item[T], release int) {
 
 // pushExtra queues an output without a token, waiting while the queue is
 // full; false means the run was cancelled.
-func (p *pipe[T]) pushExtra(it item[T]) bool {
+func (p *queue[T]) pushExtra(it item[T]) bool {
 	p.mu.Lock()
 	for p.capacity > 0 && p.size >= p.capacity {
 		if p.r.cancelled() {
@@ -175,7 +175,7 @@ func (p *pipe[T]) pushExtra(it item[T]) bool {
 }
 
 // put appends it to the ring, growing it when full; called with mu held.
-func (p *pipe[T]) put(it item[T]) {
+func (p *queue[T]) put(it item[T]) {
 	if p.size == len(p.ring) {
 		ring := make([]item[T], 2*len(p.ring))
 		for i := range p.size {
@@ -188,8 +188,8 @@ func (p *pipe[T]) put(it item[T]) {
 	p.ready.Store(int64(p.size))
 }
 
-// closeWriter ends one producer; the pipe ends when the last one has.
-func (p *pipe[T]) closeWriter() {
+// closeWriter ends one producer; the queue ends when the last one has.
+func (p *queue[T]) closeWriter() {
 	p.mu.Lock()
 	p.writers--
 	if p.writers == 0 {
@@ -199,7 +199,7 @@ func (p *pipe[T]) closeWriter() {
 }
 
 // addWriter adds a producer (Workers(-1) starts one per item).
-func (p *pipe[T]) addWriter() {
+func (p *queue[T]) addWriter() {
 	p.mu.Lock()
 	p.writers++
 	p.mu.Unlock()
@@ -207,7 +207,7 @@ func (p *pipe[T]) addWriter() {
 
 // addWorker adds a worker goroutine and its token: a fused stage's consumer
 // gave its place back (see fuseRun.spawn).
-func (p *pipe[T]) addWorker() {
+func (p *queue[T]) addWorker() {
 	p.mu.Lock()
 	p.writers++
 	p.capacity++
@@ -219,7 +219,7 @@ func (p *pipe[T]) addWorker() {
 // consumer goroutine that may be waiting for a place (see fuseRun.retire).
 // The token may be out with a queued item; free then stays below zero until
 // that item is taken.
-func (p *pipe[T]) retireWorker() {
+func (p *queue[T]) retireWorker() {
 	p.mu.Lock()
 	p.capacity--
 	p.free.Add(-1)
@@ -229,8 +229,8 @@ func (p *pipe[T]) retireWorker() {
 }
 
 // wait waits for an item; called with mu held. It reports false when the
-// pipe has ended or the run was cancelled.
-func (p *pipe[T]) wait() bool {
+// queue has ended or the run was cancelled.
+func (p *queue[T]) wait() bool {
 	for p.size == 0 {
 		if p.writers == 0 || p.r.cancelled() {
 			return false
@@ -244,7 +244,7 @@ func (p *pipe[T]) wait() bool {
 
 // pull takes the next item for a stage's worker. The item's token comes
 // back: from now on the item counts against the consumer's own tokens.
-func (p *pipe[T]) pull() (item[T], int, bool) {
+func (p *queue[T]) pull() (item[T], int, bool) {
 	p.mu.Lock()
 	if !p.wait() {
 		p.mu.Unlock()
@@ -272,7 +272,7 @@ func (p *pipe[T]) pull() (item[T], int, bool) {
 
 // releaseHeld gives back the tokens of the sink's last batch, which it has
 // consumed, and reports whether a producer was waiting for them.
-func (p *pipe[T]) releaseHeld() bool {
+func (p *queue[T]) releaseHeld() bool {
 	if p.held == 0 { // only the sink's goroutine writes held
 		return false
 	}
@@ -284,8 +284,8 @@ func (p *pipe[T]) releaseHeld() bool {
 	return woke
 }
 
-// pullAll is pullBatch for a pipe that carries no batons.
-func (p *pipe[T]) pullAll(dst []item[T]) ([]item[T], bool) {
+// pullAll is pullBatch for a queue that carries no batons.
+func (p *queue[T]) pullAll(dst []item[T]) ([]item[T], bool) {
 	dst, _, ok := p.pullBatch(dst)
 	return dst, ok
 }
@@ -294,7 +294,7 @@ func (p *pipe[T]) pullAll(dst []item[T]) ([]item[T], bool) {
 // batons among them (which it leaves out). The tokens of the batch come back
 // on the next call, once the sink has consumed it, so the sink's batch counts
 // as not yet consumed.
-func (p *pipe[T]) pullBatch(dst []item[T]) ([]item[T], int, bool) {
+func (p *queue[T]) pullBatch(dst []item[T]) ([]item[T], int, bool) {
 	p.mu.Lock()
 	p.give(p.held)
 	p.held = 0

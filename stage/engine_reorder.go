@@ -5,14 +5,14 @@ import "sync"
 // reorder is the window of an Ordered stage. Workers finish items in any
 // order and park their outputs in the item's slot; whichever worker finishes
 // the item at the head of the window becomes the emitter and moves the head
-// and every finished item after it into the pipe, in order, in one step. No
+// and every finished item after it into the queue, in order, in one step. No
 // goroutine is dedicated to reordering.
 //
 // The window needs no bound of its own: every item from the head on holds a
-// token of the pipe, so at most capacity items are in it. A capacity below
+// token of the queue, so at most capacity items are in it. A capacity below
 // zero (Workers(-1)) is unbounded; the ring then grows as needed.
 type reorder[T any] struct {
-	out *pipe[T]
+	out *queue[T]
 
 	mu        sync.Mutex
 	slots     []slot[T] // ring; len is a power of two; item i lives at i&mask
@@ -21,18 +21,16 @@ type reorder[T any] struct {
 	hi        int // one past the highest index parked
 	unbounded bool
 	emitting  bool      // a worker holds the emitter role
-	staged    []item[T] // the emitter's outputs on their way to the pipe
+	staged    []item[T] // the emitter's outputs on their way to the queue
 }
 
 type slot[T any] struct {
-	done bool
-	tok  bool // the item still holds its token
-	vals []T
-	err  error
-	ack  *ackNode // holds a reference per output and for err
+	done  bool
+	tok   bool      // the item still holds its token
+	items []item[T] // its outputs (and forwarded error), in order
 }
 
-func newReorder[T any](capacity int, out *pipe[T]) *reorder[T] {
+func newReorder[T any](capacity int, out *queue[T]) *reorder[T] {
 	size := 1
 	for size < max(capacity, 1) {
 		size *= 2
@@ -40,18 +38,18 @@ func newReorder[T any](capacity int, out *pipe[T]) *reorder[T] {
 	return &reorder[T]{out: out, unbounded: capacity < 0, slots: make([]slot[T], size), mask: size - 1}
 }
 
-// complete parks item idx's outputs vals and error err (either may be
-// empty; tok says whether the item still holds its token) and emits what is
-// in order. It returns an empty buffer for the caller's next item (the slot's
-// old one, so buffers are reused) and false once the run is cancelled.
-func (o *reorder[T]) complete(idx int, vals []T, err error, tok bool, ack *ackNode) ([]T, bool) {
+// complete parks item idx's outputs (maybe none; tok says whether the item
+// still holds its token) and emits what is in order. It returns an empty
+// buffer for the caller's next item (the slot's old one, so buffers are
+// reused) and false once the run is cancelled.
+func (o *reorder[T]) complete(idx int, items []item[T], tok bool) ([]item[T], bool) {
 	o.mu.Lock()
 	if o.unbounded && idx-o.next >= len(o.slots) {
 		o.grow(idx - o.next + 1)
 	}
 	s := &o.slots[idx&o.mask]
-	spare := s.vals[:0]
-	s.vals, s.err, s.tok, s.done, s.ack = vals, err, tok, true, ack
+	spare := s.items[:0]
+	s.items, s.tok, s.done = items, tok, true
 	o.hi = max(o.hi, idx+1)
 	if o.emitting || idx != o.next {
 		o.mu.Unlock()
@@ -82,7 +80,7 @@ func (o *reorder[T]) endStream() bool {
 }
 
 // emitReady, called by the emitter with mu held, moves every finished item
-// from the head on into the pipe, then gives up the role and unlocks.
+// from the head on into the queue, then gives up the role and unlocks.
 func (o *reorder[T]) emitReady() bool {
 	for {
 		release := 0 // tokens of items with no output at all
@@ -91,17 +89,15 @@ func (o *reorder[T]) emitReady() bool {
 			if !s.done {
 				break
 			}
-			for i, v := range s.vals {
-				o.staged = append(o.staged, item[T]{v: v, flags: tokIf(s.tok && i == 0), err: withAck(nil, s.ack)})
+			for i, it := range s.items {
+				it.flags |= tokIf(s.tok && i == 0)
+				o.staged = append(o.staged, it)
 			}
-			switch {
-			case s.err != nil:
-				o.staged = append(o.staged, item[T]{err: withAck(s.err, s.ack), flags: tokIf(s.tok && len(s.vals) == 0)})
-			case len(s.vals) == 0 && s.tok:
+			if len(s.items) == 0 && s.tok {
 				release++
 			}
-			clear(s.vals) // drop references the buffer would otherwise keep alive
-			s.vals, s.err, s.tok, s.done, s.ack = s.vals[:0], nil, false, false, nil
+			clear(s.items) // drop references the buffer would otherwise keep alive
+			s.items, s.tok, s.done = s.items[:0], false, false
 			o.next++
 		}
 		if len(o.staged) == 0 && release == 0 {

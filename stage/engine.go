@@ -1,0 +1,124 @@
+package stage
+
+// The engine: how a run moves items. Files engine_*.go hold it, run.go
+// holds a run's lifecycle; the rest of the package is the public vocabulary
+// written over it.
+//
+// # The life of an item
+//
+// Opening. A sink calls Stream.open (or openFor) on the last stream; each
+// stage opens its input first, so a whole pipeline is opened upstream
+// first, from the sink's goroutine, before anything runs. Opening builds
+// the run's queues, asks the observers for every stage, and registers the
+// goroutines to start, but starts none. run.start then checks the opened
+// pipeline (every Tee branch consumed) and only then starts the goroutines.
+// So no goroutine takes an item from a pipeline that could not run.
+//
+// Taking. An item enters the run when a worker (or a consumer running a
+// stage in its own goroutine) pulls it from a source's puller. A pull is
+// the only way an item is taken from the caller's world, and every puller
+// refuses once the run is halted: cancelled, its input failed, or (under
+// Until) its stop context is done.
+//
+// Tokens bound the read-ahead. Every queue between a stage and its consumer
+// has capacity tokens (workers + buffer, + workers again when Ordered;
+// none with Workers(-1)). A worker takes a token before it pulls an input;
+// the token travels with the item's first output (or its forwarded error)
+// and goes back to the queue when the consumer takes that output, or at
+// once when the item had no output. Further outputs of the same item carry
+// no token and wait while the queue holds capacity items. So a stage never
+// holds more than capacity items its consumer has not taken: items being
+// worked on, waiting for their key (KeyBy), parked in the reorder window
+// (Ordered), or queued.
+//
+// Processing. One function, stepper.process (engine_process.go), does
+// everything a stage does to one item, whichever goroutine runs it: a
+// forwarded error passes through; otherwise it reports the item to the
+// observer, calls the user's function (with retry, timeout and rate limit,
+// a panic recovered in each attempt), wraps a failure in an *Error, applies
+// the stage's policy, queues the outputs through an outlet, and settles the
+// item's acknowledgement. Outlets differ only in where outputs go: the
+// stage's queue (unordered workers), the reorder window (Ordered), or a
+// consumer's hands (a stage run in its consumer's goroutine, see
+// engine_fuse.go).
+//
+// Acknowledgements. An item from an AckSource carries an *ackNode in
+// item.ack; an item never carries one in any other field. The node counts
+// references: the processor holds the input's reference while it works on
+// it; each output takes a reference of its own (a Batch takes its items'
+// references into its batch's node; an Unbatch straight after a Batch gives
+// each element its item's reference back). A reference is let go of in
+// exactly one of three ways: released (the output was committed by the
+// sink, or the item was dropped on purpose), failed (released with the
+// error that ended its way: a forwarded *Error or a failed commit reached
+// the sink, or its policy ended the run), or abandoned (the run ended
+// before its fate was known: its function was cut short or an output was
+// dropped). The source's Ack.Done(err) is called at the first failure;
+// Done(nil) once every reference was released and none abandoned; never
+// otherwise. A reference still held when the run ends (an output left in a
+// queue) keeps its item unsettled, so that the source redelivers it. None
+// of this depends on the run's state when a reference is let go of, only
+// on what happened to that reference.
+//
+// Ending. A queue ends when its last producer closes it; a stage's
+// producers close when their input has ended. Cancellation of the run's
+// context wakes every wait. The sink's Run returns after run.finish has
+// waited for every goroutine of the run and run the sources' stop
+// functions; its result is a function of what the sink saw (run.result).
+
+// item is what travels between stages: a value, or a forwarded error in its
+// place, with the acknowledgement it carries and its flags. An item is
+// copied at every step of its way, so it stays four words (item[int] is 32
+// bytes): a forwarded error is always an *Error, so one pointer holds it.
+type item[T any] struct {
+	v     T
+	err   *Error   // the forwarded error in the value's place, or nil
+	ack   *ackNode // the acknowledgement, or nil
+	flags flags
+}
+
+// failure is the forwarded error as an error (nil for a value: never a
+// typed nil).
+func (it item[T]) failure() error {
+	if it.err == nil {
+		return nil
+	}
+	return it.err
+}
+
+type flags uint8
+
+const (
+	// tok: the item carries its producer's backpressure token (see queue).
+	tok flags = 1 << iota
+	// baton: no item, a worker's place handed to the consumer (see fuseRun).
+	baton
+	// owed: handed to a consumer that was waiting for it; its token went
+	// back at once (see queue.push).
+	owed
+)
+
+func (it item[T]) is(f flags) bool { return it.flags&f != 0 }
+
+func tokIf(b bool) flags {
+	if b {
+		return tok
+	}
+	return 0
+}
+
+// puller is a stream opened in one run. pull returns the next item and its
+// 0-based index in the stream, or ok == false when the stream has ended:
+// exhausted, stopped by a source error or a drain, or cancelled. pull is
+// safe for concurrent use; it takes an item only when called, in the
+// stream's order, and returns ok == false once the run is cancelled.
+type puller[T any] interface {
+	pull() (it item[T], idx int, ok bool)
+}
+
+// batchPuller is a puller from which the sink can take every ready item at
+// once (see queue.pullAll).
+type batchPuller[T any] interface {
+	puller[T]
+	pullAll(dst []item[T]) ([]item[T], bool)
+}

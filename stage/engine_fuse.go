@@ -1,0 +1,256 @@
+package stage
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// fuseRun is a fusable stage (an unordered Map, Filter, FlatMap or
+// Concurrent without Buffer, over a source that never waits; or any of them
+// with one worker) in one run. It starts as any stage does, with its
+// workers as goroutines of its own. When their calls prove cheap (two timed
+// calls in a row under cheapCall), a goroutine gives its place to one of
+// the consumer's goroutines that wants one (each of the consumer's handles
+// wants one, once): it leaves its input handle in spares, counts a baton,
+// queues a baton item to wake a waiting handle, and exits. The handle that
+// claims the baton processes items itself from then on, through that input
+// handle and a stepper whose outlet is its own hands, which saves the
+// hand-off between goroutines that dominates the cost of a cheap function.
+// If the calls turn slow (two timed calls in a row over slowCall), the
+// handle gives its place back to a new goroutine: the consumer has its own
+// work, and a hand-off then costs nothing next to the call.
+//
+// At any moment each of the stage's n places is held by one goroutine, one
+// handle, or one unclaimed baton, so at most n calls run. A handle only
+// calls the function when it pulls, so the bound on what the stage runs
+// ahead of its consumer holds too. The queue ends when its goroutines have
+// ended; a handle that still wants a place claims any baton left before it
+// reports the end, so that no input handle (and what it holds) is left
+// behind.
+type fuseRun[In, Out any] struct {
+	p      *processor[In, Out]
+	app    *applier[In, Out]
+	out    *queue[Out]
+	count  atomic.Int64 // outputs handed out through every handle
+	wanted atomic.Int64 // handles that still want a place
+	batons atomic.Int64 // places given up and not yet claimed
+
+	mu     sync.Mutex
+	spares []puller[In] // input handles of retired goroutines
+}
+
+const (
+	// cheapCall: calls under it make a goroutine give its place to the
+	// consumer.
+	cheapCall = 5 * time.Microsecond
+	// slowCall: calls over it make a handle give its place back to a
+	// goroutine; past it, a hand-off costs under a few percent of a call.
+	slowCall = 20 * time.Microsecond
+)
+
+func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In]) *fuseRun[In, Out] {
+	n := p.cfg.workers
+	fr := &fuseRun[In, Out]{p: p}
+	fr.out = newQueue[Out](p.r, n, n)
+	fr.app = &applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
+	for range n {
+		in := handles()
+		p.r.goroutine(func() { fr.app.work(in) })
+	}
+	return fr
+}
+
+// handle returns a new handle for one goroutine of the consumer.
+func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
+	fr.wanted.Add(1)
+	return &fuseHandle[In, Out]{fr: fr}
+}
+
+// retire gives the calling goroutine's place, with its input handle in, to
+// a handle that wants one, if any; it reports whether the goroutine should
+// exit.
+func (fr *fuseRun[In, Out]) retire(in puller[In]) bool {
+	for {
+		w := fr.wanted.Load()
+		if w <= 0 {
+			return false
+		}
+		if fr.wanted.CompareAndSwap(w, w-1) {
+			break
+		}
+	}
+	fr.mu.Lock()
+	fr.spares = append(fr.spares, in)
+	fr.mu.Unlock()
+	fr.batons.Add(1)
+	fr.out.retireWorker()
+	return true
+}
+
+// claim takes a baton and the input handle that comes with it, if any.
+func (fr *fuseRun[In, Out]) claim() (puller[In], bool) {
+	for {
+		b := fr.batons.Load()
+		if b <= 0 {
+			return nil, false
+		}
+		if fr.batons.CompareAndSwap(b, b-1) {
+			break
+		}
+	}
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	in := fr.spares[len(fr.spares)-1]
+	fr.spares = fr.spares[:len(fr.spares)-1]
+	return in, true
+}
+
+// spawn gives a handle's place back to a new goroutine pulling through in.
+func (fr *fuseRun[In, Out]) spawn(in puller[In]) {
+	fr.out.addWorker()
+	fr.p.r.goroutine(func() { fr.app.work(in) })
+}
+
+// index gives the next output its position in the stage's output.
+func (fr *fuseRun[In, Out]) index() int { return int(fr.count.Add(1) - 1) }
+
+// fuseHandle is how one goroutine of a consumer pulls from a fused stage:
+// from the stage's queue, and, once it holds a worker's place, through its
+// own stepper when nothing is queued.
+type fuseHandle[In, Out any] struct {
+	fr        *fuseRun[In, Out]
+	in        puller[In]        // the place's input handle; nil while the handle wants one
+	own       *stepper[In, Out] // processes items into hands
+	hands     *handOut[Out]
+	inline    bool // holds a place: calls the function itself
+	ended     bool // the place's input ended, or the run stopped
+	calls     int  // items processed through own, for sampling their cost
+	slowCalls int  // timed calls in a row that were slow
+}
+
+// claim takes a place if the handle wants one and one is free.
+func (h *fuseHandle[In, Out]) claim() {
+	if h.in != nil {
+		return
+	}
+	if in, ok := h.fr.claim(); ok {
+		h.in, h.inline = in, true
+		h.hands = &handOut[Out]{r: h.fr.p.r}
+		h.own = h.fr.p.stepper(h.hands)
+	}
+}
+
+// ownTurn reports whether the handle should call the function now: it holds
+// a place and nothing is queued, or its current item has outputs left.
+func (h *fuseHandle[In, Out]) ownTurn() bool {
+	return h.inline && (!h.hands.idle() || h.fr.out.ready.Load() == 0)
+}
+
+// ownNext takes the next output of the handle's own place, processing
+// input items until one has an output. It times the first two calls and
+// one in 16 after; after two slow ones in a row, it gives the place to a
+// new goroutine once the current item's outputs are out.
+func (h *fuseHandle[In, Out]) ownNext() (item[Out], bool) {
+	r := h.fr.p.r
+	for h.hands.idle() {
+		if h.ended || r.cancelled() {
+			h.inline = false
+			return item[Out]{}, false
+		}
+		it, idx, ok := h.in.pull()
+		if !ok {
+			h.ended, h.inline = true, false
+			return item[Out]{}, false
+		}
+		h.own.timed = h.calls < 2 || h.calls%16 == 0
+		h.calls++
+		if !h.own.process(it, idx) {
+			h.ended = true
+		}
+		if d := h.own.lastCall; d >= 0 {
+			if d > slowCall {
+				h.slowCalls++
+			} else {
+				h.slowCalls = 0
+			}
+		}
+	}
+	it := h.hands.take()
+	if h.slowCalls >= 2 && h.hands.idle() && !h.ended {
+		h.inline = false
+		h.fr.spawn(h.in)
+	}
+	return it, true
+}
+
+// done reports whether the stage has nothing more for this handle: its
+// queue has ended and it has no place to claim.
+func (h *fuseHandle[In, Out]) done() bool {
+	return h.in != nil || h.fr.batons.Load() == 0
+}
+
+func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
+	for {
+		h.claim()
+		if h.ownTurn() {
+			if it, ok := h.ownNext(); ok {
+				return it, h.fr.index(), true
+			}
+		}
+		it, _, ok := h.fr.out.pull()
+		switch {
+		case !ok:
+			if h.done() {
+				return it, 0, false
+			}
+		case !it.is(baton): // a baton only woke us: claim looks at the count
+			return it, h.fr.index(), true
+		}
+	}
+}
+
+// pullAll serves the sink: what is queued, or else an output of its own.
+func (h *fuseHandle[In, Out]) pullAll(dst []item[Out]) ([]item[Out], bool) {
+	for {
+		h.claim()
+		if h.ownTurn() {
+			// The sink has consumed its previous batch: its tokens go back.
+			if h.fr.out.releaseHeld() {
+				// A producer woke up on this processor, where it would wait
+				// behind the call we are about to make; let it go first, so
+				// that the scheduler moves one of us to the other processor.
+				runtime.Gosched()
+			}
+			if it, ok := h.ownNext(); ok {
+				return append(dst, it), true
+			}
+		}
+		n := len(dst)
+		var ok bool
+		dst, _, ok = h.fr.out.pullBatch(dst)
+		switch {
+		case !ok:
+			if h.done() {
+				return dst, false
+			}
+		case len(dst) > n:
+			return dst, true
+		}
+	}
+}
+
+// serialHandle is a Workers(1) fusable stage shared by every goroutine of
+// its consumer: they take turns under mu (the sequential path), which also
+// keeps the outputs in order and their indexes exact.
+type serialHandle[In, Out any] struct {
+	mu sync.Mutex
+	h  *fuseHandle[In, Out]
+}
+
+func (s *serialHandle[In, Out]) pull() (item[Out], int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.h.pull()
+}

@@ -1,0 +1,289 @@
+package stage
+
+import (
+	"context"
+	"time"
+)
+
+// processor is a stage's per-item logic in one run, shared by every
+// goroutine that runs the stage: its workers, and the consumer goroutines
+// that run it themselves (engine_fuse.go).
+type processor[In, Out any] struct {
+	r   *run
+	cfg config // the stage's configuration for this run (see forRun)
+	f   func(context.Context, In, func(Out) bool) error
+}
+
+func newProcessor[In, Out any](r *run, cfg config, f func(context.Context, In, func(Out) bool) error) *processor[In, Out] {
+	return &processor[In, Out]{r: r, cfg: cfg, f: f}
+}
+
+// outlet takes the outputs of one item at a time, in order, on their way
+// to the stage's consumer.
+type outlet[Out any] interface {
+	// begin starts the outputs of the item with index idx.
+	begin(idx int)
+	// put takes one output (or forwarded error) of the current item. It
+	// reports false when it dropped the output because the run is over;
+	// it then abandoned the output's acknowledgement.
+	put(it item[Out]) bool
+	// end says that the current item has no more outputs; it reports
+	// false when the goroutine should stop.
+	end() bool
+}
+
+// stepper is one goroutine's use of a processor: where its outputs go, and
+// the item it is working on.
+type stepper[In, Out any] struct {
+	p    *processor[In, Out]
+	out  outlet[Out]
+	emit func(Out) bool // the user's emit: an output of the current item
+
+	ack     *ackNode   // the current item's reference, or nil
+	members []*ackNode // Unbatch straight after Batch: one per element
+	next    int        // the next member to hand out
+	lost    bool       // an output of the current item was dropped
+
+	timed    bool          // time the next call (see fuseRun)
+	lastCall time.Duration // the last timed call's duration; -1: not timed
+}
+
+func (p *processor[In, Out]) stepper(out outlet[Out]) *stepper[In, Out] {
+	s := &stepper[In, Out]{p: p, out: out}
+	s.emit = func(v Out) bool {
+		a := s.ack
+		if s.members != nil {
+			a = nil
+			if s.next < len(s.members) {
+				a = s.members[s.next]
+				s.next++
+			}
+		} else {
+			a = a.ref()
+		}
+		if !s.out.put(item[Out]{v: v, ack: a}) {
+			s.lost = true
+			return false
+		}
+		return true
+	}
+	return s
+}
+
+// process runs the stage on one input item. It reports false when the
+// goroutine should stop: the run is ending.
+func (s *stepper[In, Out]) process(it item[In], idx int) bool { return s.step(it, idx, nil) }
+
+// processFailed handles an item that failed before its function could be
+// called (KeyBy's key function panicked): the policy gets err.
+func (s *stepper[In, Out]) processFailed(it item[In], idx int, err error) bool {
+	return s.step(it, idx, err)
+}
+
+func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
+	p := s.p
+	s.out.begin(idx)
+	s.lastCall = -1
+	if it.err != nil {
+		// A forwarded error passes through, with its acknowledgement.
+		s.out.put(item[Out]{err: it.err, ack: it.ack})
+		return s.out.end()
+	}
+	s.ack, s.lost = it.ack, false
+	if p.cfg.split {
+		s.members, s.next = it.ack.split(), 0
+	}
+	start := p.cfg.started()
+	if err == nil {
+		err = s.call(it.v)
+	}
+	if err == nil {
+		p.cfg.finished(start, nil)
+		s.settle(nil)
+		return s.out.end()
+	}
+	if p.r.cancelled() {
+		// The run is ending, and this failure is its consequence: the
+		// item's fate is unknown.
+		p.cfg.finished(start, err)
+		s.lost = true
+		s.settle(nil)
+		return false
+	}
+	e := p.cfg.itemError(idx, it.v, err)
+	p.cfg.finished(start, e)
+	fwd, end := p.cfg.failed(p.r, e)
+	if end != nil { // the policy ended the run at this item
+		s.settle(end)
+		return false
+	}
+	if fwd != nil && !s.out.put(item[Out]{err: fwd, ack: s.ack.ref()}) {
+		s.lost = true
+	}
+	s.settle(nil)
+	return s.out.end()
+}
+
+// call runs the user's function on v, timing it if asked to.
+func (s *stepper[In, Out]) call(v In) error {
+	if !s.timed {
+		return s.p.call(v, s.emit)
+	}
+	start := time.Now()
+	err := s.p.call(v, s.emit)
+	s.lastCall = time.Since(start)
+	return err
+}
+
+// settle lets go of the stepper's reference to the current item, which it
+// is done with: with err, if the item's way ended with it; abandoned, if
+// an output was dropped; else released (its outputs hold references of
+// their own). Members of a split batch that no element took go the same
+// way.
+func (s *stepper[In, Out]) settle(err error) {
+	for _, m := range s.members[s.next:] {
+		switch {
+		case err != nil:
+			m.release(err)
+		case s.lost:
+			m.abandon()
+		default:
+			m.release(nil)
+		}
+	}
+	switch {
+	case err != nil:
+		s.ack.release(err)
+	case s.lost:
+		s.ack.abandon()
+	default:
+		s.ack.release(nil)
+	}
+	s.ack, s.members = nil, nil
+}
+
+// queueOut is the outlet of an unordered stage's worker: the first output
+// of an item carries its token into the queue, further ones wait for room.
+type queueOut[Out any] struct {
+	q   *queue[Out]
+	tok bool // the current item's token is not spent yet
+}
+
+func (o *queueOut[Out]) begin(int) { o.tok = !o.q.unbounded }
+
+func (o *queueOut[Out]) put(it item[Out]) bool {
+	if o.q.r.cancelled() {
+		it.ack.abandon()
+		return false
+	}
+	if o.tok {
+		o.tok = false
+		it.flags |= tok
+		o.q.push(it)
+		return true
+	}
+	if !o.q.pushExtra(it) {
+		it.ack.abandon()
+		return false
+	}
+	return true
+}
+
+func (o *queueOut[Out]) end() bool {
+	if o.tok { // no output: the token goes back
+		o.tok = false
+		o.q.release(1)
+	}
+	return !o.q.r.cancelled()
+}
+
+// orderOut is the outlet of an Ordered stage's worker: an item's outputs
+// wait in its slot of the reorder window until the items before it have
+// left; once the item is the head of the window, they go straight to the
+// queue (it streams), so that an item may emit without bound.
+type orderOut[Out any] struct {
+	queueOut[Out]
+	ord       *reorder[Out]
+	idx       int
+	buf       []item[Out]
+	streaming bool
+}
+
+func (o *orderOut[Out]) begin(idx int) {
+	o.queueOut.begin(idx)
+	o.idx, o.streaming = idx, false
+}
+
+func (o *orderOut[Out]) put(it item[Out]) bool {
+	if o.streaming {
+		return o.queueOut.put(it)
+	}
+	if o.q.r.cancelled() {
+		it.ack.abandon()
+		return false
+	}
+	o.buf = append(o.buf, it)
+	// From the second output on, at 2, 4, 8, ... buffered outputs, see
+	// whether the item is the head and may stream: one output per item
+	// (Map) never pays for the look.
+	if n := len(o.buf); n < 2 || n&(n-1) != 0 || !o.ord.tryStream(o.idx) {
+		return true
+	}
+	o.streaming = true
+	ok := true
+	for i := range o.buf {
+		if ok {
+			ok = o.queueOut.put(o.buf[i])
+		} else {
+			o.buf[i].ack.abandon()
+		}
+	}
+	clear(o.buf)
+	o.buf = o.buf[:0]
+	return ok
+}
+
+func (o *orderOut[Out]) end() bool {
+	if o.streaming {
+		return o.ord.endStream()
+	}
+	var ok bool
+	o.buf, ok = o.ord.complete(o.idx, o.buf, o.tok)
+	o.tok = false
+	return ok
+}
+
+// handOut is the outlet of a stage run in its consumer's goroutine: the
+// outputs wait in items until the consumer takes them, one by one.
+type handOut[Out any] struct {
+	r     *run
+	items []item[Out]
+	pos   int // the next one to hand out
+}
+
+func (o *handOut[Out]) begin(int) {
+	clear(o.items)
+	o.items, o.pos = o.items[:0], 0
+}
+
+func (o *handOut[Out]) put(it item[Out]) bool {
+	if o.r.cancelled() {
+		it.ack.abandon()
+		return false
+	}
+	o.items = append(o.items, it)
+	return true
+}
+
+func (o *handOut[Out]) end() bool { return !o.r.cancelled() }
+
+// idle reports whether every output of the last item was handed out.
+func (o *handOut[Out]) idle() bool { return o.pos == len(o.items) }
+
+// take hands out the next output.
+func (o *handOut[Out]) take() item[Out] {
+	it := o.items[o.pos]
+	o.items[o.pos] = item[Out]{}
+	o.pos++
+	return it
+}

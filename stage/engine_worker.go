@@ -1,0 +1,194 @@
+package stage
+
+import "sync"
+
+// applier is a stage run by goroutines of its own in one run: Workers(n)
+// workers, or with Workers(-1) a dispatcher that starts one goroutine per
+// item. Each goroutine processes items through a stepper whose outlet is
+// the stage's queue (or, when Ordered, its reorder window).
+type applier[In, Out any] struct {
+	r   *run
+	p   *processor[In, Out]
+	out *queue[Out]
+	ord *reorder[Out] // nil unless Ordered
+
+	fuse *fuseRun[In, Out] // set when the stage's consumer may take workers' places
+
+	gate  gate[In]   // KeyBy: busy keys and waiting items
+	keyMu sync.Mutex // KeyBy: a pull and its admission are one step
+}
+
+// consumers is how many goroutines of the stage pull from its input.
+func (c *config) consumers(serial bool) int {
+	if serial || c.key != nil { // KeyBy: pulls are serialised by keyMu
+		return 1
+	}
+	return max(c.workers, 1) // Workers(-1): the dispatcher
+}
+
+// capacity is the number of tokens of the stage's queue: one per worker
+// (two when Ordered: the reorder window) plus the buffer; -1 (no bound)
+// with Workers(-1).
+func (c *config) capacity() int {
+	if c.workers < 0 {
+		return -1
+	}
+	n := c.workers + c.buffer
+	if c.ordered {
+		n += c.workers
+	}
+	return n
+}
+
+func newApplier[In, Out any](p *processor[In, Out]) *applier[In, Out] {
+	c := &p.cfg
+	s := &applier[In, Out]{r: p.r, p: p}
+	writers := max(c.workers, 1) // Workers(-1): the dispatcher, then one per item
+	s.out = newQueue[Out](p.r, c.capacity(), writers)
+	if c.ordered {
+		s.ord = newReorder(c.capacity(), s.out)
+	}
+	if c.key != nil {
+		s.gate = c.key.(keyer[In]).newGate()
+	}
+	return s
+}
+
+// start registers the stage's goroutines, each pulling through a handle of
+// its input; they start with the run.
+func (s *applier[In, Out]) start(handles func() puller[In]) puller[Out] {
+	if s.p.cfg.workers < 0 {
+		in := handles()
+		s.r.goroutine(func() { s.dispatch(in) })
+		return s.out
+	}
+	for range s.p.cfg.workers {
+		in := handles()
+		s.r.goroutine(func() { s.work(in) })
+	}
+	return s.out
+}
+
+// stepper returns a new goroutine's stepper.
+func (s *applier[In, Out]) stepper() *stepper[In, Out] {
+	if s.ord != nil {
+		return s.p.stepper(&orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord})
+	}
+	return s.p.stepper(&queueOut[Out]{q: s.out})
+}
+
+// work is one of Workers(n) goroutines: take a token, pull, process, repeat.
+func (s *applier[In, Out]) work(in puller[In]) {
+	defer s.out.closeWriter()
+	t := s.stepper()
+	calls, cheap := 0, 0 // calls sampled; timed calls in a row that were cheap (> 0) or slow (< 0)
+	for {
+		// Calls are cheap and a consumer goroutine wants a worker's place:
+		// this goroutine gives it its place (see fuseRun).
+		if s.fuse != nil && cheap >= 2 && s.fuse.retire(in) {
+			return
+		}
+		if !s.out.acquire() {
+			return
+		}
+		if s.gate != nil {
+			if !s.workKeyed(t, in) {
+				return
+			}
+			continue
+		}
+		it, idx, ok := in.pull()
+		if !ok {
+			s.out.release(1)
+			return
+		}
+		t.timed = s.fuse != nil && s.fuse.wanted.Load() > 0 && (calls < 2 || calls%16 == 0)
+		calls++
+		if !t.process(it, idx) {
+			return
+		}
+		switch d := t.lastCall; {
+		case d < 0: // not timed
+		case d < cheapCall:
+			cheap = max(cheap, 0) + 1
+		case d > slowCall:
+			if cheap = min(cheap, 0) - 1; cheap <= -2 && !s.out.slow.Load() {
+				s.out.slow.Store(true) // two slow calls in a row
+			}
+		default:
+			cheap = 0
+		}
+	}
+}
+
+// workKeyed is one step of a KeyBy worker that holds a token: pull an item
+// and run it, and then the items that waited for its key; or leave it
+// waiting, with the token, if its key is busy. It reports false when the
+// goroutine should stop.
+func (s *applier[In, Out]) workKeyed(t *stepper[In, Out], in puller[In]) bool {
+	s.keyMu.Lock()
+	it, idx, ok := in.pull()
+	admitted, err := true, error(nil)
+	if ok && it.err == nil {
+		admitted, err = s.gate.admit(it, idx)
+	}
+	s.keyMu.Unlock()
+	switch {
+	case !ok:
+		s.out.release(1)
+		return false
+	case err != nil: // the key function panicked: the item failed
+		return t.processFailed(it, idx, err)
+	case !admitted:
+		return true
+	}
+	return s.processKeyed(t, it, idx)
+}
+
+// processKeyed processes an admitted item, then every item that waited for
+// its key.
+func (s *applier[In, Out]) processKeyed(t *stepper[In, Out], it item[In], idx int) bool {
+	for {
+		if !t.process(it, idx) {
+			return false
+		}
+		if it.err != nil {
+			return true // a forwarded error has no key
+		}
+		var more bool
+		if it, idx, more = s.gate.done(idx); !more {
+			return true
+		}
+	}
+}
+
+// dispatch serves Workers(-1): one goroutine per item.
+func (s *applier[In, Out]) dispatch(in puller[In]) {
+	defer s.out.closeWriter()
+	for {
+		it, idx, ok := in.pull()
+		if !ok {
+			return
+		}
+		var err error
+		if s.gate != nil && it.err == nil {
+			var admitted bool
+			if admitted, err = s.gate.admit(it, idx); !admitted && err == nil {
+				continue // it waits for the goroutine of its key
+			}
+		}
+		s.out.addWriter()
+		s.r.goroutine(func() {
+			defer s.out.closeWriter()
+			t := s.stepper()
+			switch {
+			case err != nil:
+				t.processFailed(it, idx, err)
+			case s.gate != nil:
+				s.processKeyed(t, it, idx)
+			default:
+				t.process(it, idx)
+			}
+		})
+	}
+}
