@@ -74,8 +74,10 @@ func notPanic(err error) bool {
 // [Retry]) a context that expires d after the call starts. A function that
 // honours its ctx then returns an error for which
 // errors.Is(err, context.DeadlineExceeded) holds, which is retryable by
-// default. The run goes on: only that call's context expires. Cost: a timer
-// and a context per call. Timeout panics if d <= 0.
+// default. The run goes on: only that call's context expires. Timeout
+// cannot stop a function that ignores its ctx: the stage waits for it to
+// return, however long that takes, and only then fails or retries the item.
+// Cost: a timer and a context per call. Timeout panics if d <= 0.
 func Timeout(d time.Duration) Option {
 	if d <= 0 {
 		panic(fmt.Sprintf("sluice: stage.Timeout: d = %v, want more than 0", d))
