@@ -16,10 +16,10 @@ type noAck struct{}
 func (noAck) Done(error) {}
 
 // BenchmarkAck is the cost of acknowledgements: a no-op Map over a
-// generator without them (source.Func), over a Source that waits (no
-// acknowledgement either, so no stage runs in its consumer), and over an
-// AckSource whose every item carries one, beside the hand-written pool fed
-// by a function.
+// generator without them (stage.NeverWaits(source.Func)), over a Source
+// that may wait (no acknowledgement either, so no stage runs in its
+// consumer), and over an AckSource whose every item carries one, beside the
+// hand-written pool fed by a function.
 func BenchmarkAck(b *testing.B) {
 	want := sumOf(items, double)
 	next := func() func(context.Context) (int, error) {
@@ -39,7 +39,7 @@ func BenchmarkAck(b *testing.B) {
 			name string
 			s    func() stage.Stream[int]
 		}{
-			{"generator", func() stage.Stream[int] { return source.Func(next()) }},
+			{"generator", func() stage.Stream[int] { return stage.NeverWaits(source.Func(next())) }},
 			{"source", func() stage.Stream[int] {
 				return stage.Source(func(context.Context) (func(context.Context) (int, error), func()) { return next(), nil })
 			}},

@@ -21,7 +21,8 @@ func counter(n int) func() (int, bool) {
 	}
 }
 
-// BenchmarkSource: Map (four workers) over source.Func, source.Chan and
+// BenchmarkSource: Map (four workers) over source.Func (as a source that
+// may wait, and declared with stage.NeverWaits), source.Chan and
 // source.Slice, beside the hand-written pool fed the same way.
 func BenchmarkSource(b *testing.B) {
 	want := sumOf(items, double)
@@ -29,19 +30,28 @@ func BenchmarkSource(b *testing.B) {
 	b.Run("func/hand-written", func(b *testing.B) {
 		measure(b, items, func() { check(b, HandMap(FeedFunc(counter(items)), shapeWorkers, double), want, nil) })
 	})
-	b.Run("func/sluice", func(b *testing.B) {
-		measure(b, items, func() {
-			next := counter(items)
-			src := source.Func(func(context.Context) (int, error) {
-				if x, ok := next(); ok {
-					return x, nil
+	for _, neverWaits := range []bool{false, true} {
+		name := "func/sluice"
+		if neverWaits {
+			name = "func/sluice-neverwaits"
+		}
+		b.Run(name, func(b *testing.B) {
+			measure(b, items, func() {
+				next := counter(items)
+				src := source.Func(func(context.Context) (int, error) {
+					if x, ok := next(); ok {
+						return x, nil
+					}
+					return 0, io.EOF
+				})
+				if neverWaits {
+					src = stage.NeverWaits(src)
 				}
-				return 0, io.EOF
+				got, err := total(stage.Map(src, mapDouble, w))
+				check(b, got, want, err)
 			})
-			got, err := total(stage.Map(src, mapDouble, w))
-			check(b, got, want, err)
 		})
-	})
+	}
 	b.Run("chan/hand-written", func(b *testing.B) {
 		measure(b, items, func() { check(b, HandMap(FeedSlice(input), shapeWorkers, double), want, nil) })
 	})

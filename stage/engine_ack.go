@@ -49,9 +49,12 @@ func (n *ackNode) ref() *ackNode {
 // release lets go of one reference: its output was committed or dropped on
 // purpose (err == nil), or its way ended with err.
 func (n *ackNode) release(err error) {
-	if n == nil {
-		return
+	if n != nil { // inlined: an item without acknowledgement costs a comparison
+		n.drop(err)
 	}
+}
+
+func (n *ackNode) drop(err error) {
 	if err != nil {
 		n.fail(err)
 	}

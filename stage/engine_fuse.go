@@ -137,7 +137,7 @@ func (h *fuseHandle[In, Out]) claim() {
 	}
 	if in, ok := h.fr.claim(); ok {
 		h.in, h.inline = in, true
-		h.hands = &handOut[Out]{r: h.fr.p.r}
+		h.hands = &handOut[Out]{}
 		h.own = h.fr.p.stepper(h.hands)
 	}
 }

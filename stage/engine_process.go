@@ -99,7 +99,9 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 	}
 	if err == nil {
 		p.cfg.finished(start, nil)
-		s.settle(nil)
+		if s.ack != nil {
+			s.settle(nil)
+		}
 		return s.out.end()
 	}
 	if p.r.cancelled() {
@@ -194,7 +196,7 @@ func (o *queueOut[Out]) end() bool {
 		o.tok = false
 		o.q.release(1)
 	}
-	return !o.q.r.cancelled()
+	return true // the worker's next acquire or pull sees a cancelled run
 }
 
 // orderOut is the outlet of an Ordered stage's worker: an item's outputs
@@ -254,9 +256,11 @@ func (o *orderOut[Out]) end() bool {
 }
 
 // handOut is the outlet of a stage run in its consumer's goroutine: the
-// outputs wait in items until the consumer takes them, one by one.
+// outputs wait in items until the consumer takes them, one by one. It
+// takes every output: they are bounded by what one call of a fusable
+// function emits, and the consumer looks at the run before it takes the
+// next input.
 type handOut[Out any] struct {
-	r     *run
 	items []item[Out]
 	pos   int // the next one to hand out
 }
@@ -267,15 +271,11 @@ func (o *handOut[Out]) begin(int) {
 }
 
 func (o *handOut[Out]) put(it item[Out]) bool {
-	if o.r.cancelled() {
-		it.ack.abandon()
-		return false
-	}
 	o.items = append(o.items, it)
 	return true
 }
 
-func (o *handOut[Out]) end() bool { return !o.r.cancelled() }
+func (o *handOut[Out]) end() bool { return true }
 
 // idle reports whether every output of the last item was handed out.
 func (o *handOut[Out]) idle() bool { return o.pos == len(o.items) }

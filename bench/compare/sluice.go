@@ -37,7 +37,9 @@ func sluiceChain(in []int, workers int) int {
 	return sluiceTotal(stage.Map(s, func(_ context.Context, x int) (int, error) { return 3 * x, nil }, w))
 }
 
-func sluiceFuncMap(n, workers int) int {
+// sluiceFuncMap maps over a generator function; neverWaits says so to
+// sluice (stage.NeverWaits), which lets the stage run in its consumer.
+func sluiceFuncMap(n, workers int, neverWaits bool) int {
 	i := 0
 	src := source.Func(func(context.Context) (int, error) {
 		if i == n {
@@ -46,6 +48,9 @@ func sluiceFuncMap(n, workers int) int {
 		i++
 		return i - 1, nil
 	})
+	if neverWaits {
+		src = stage.NeverWaits(src)
+	}
 	return sluiceTotal(stage.Map(src, func(_ context.Context, x int) (int, error) { return double(x), nil }, stage.Workers(workers)))
 }
 

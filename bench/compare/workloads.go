@@ -98,9 +98,10 @@ func workloads(z sizes) []workload {
 		workload{
 			name: "Map over a generator function, 4 workers", items: n, want: sumDouble(n), baseline: "hand-written",
 			runs: map[string]func() int{
-				"sluice":       func() int { return sluiceFuncMap(n, 4) },
-				"rill":         func() int { return rillFuncMap(n, 4) },
-				"hand-written": func() int { return handFuncMap(n, 4) },
+				"sluice":           func() int { return sluiceFuncMap(n, 4, true) },
+				"sluice, may wait": func() int { return sluiceFuncMap(n, 4, false) },
+				"rill":             func() int { return rillFuncMap(n, 4) },
+				"hand-written":     func() int { return handFuncMap(n, 4) },
 			},
 		},
 		workload{
