@@ -75,9 +75,10 @@ func (n *ackNode) abandon() {
 	}
 }
 
-// fail tells the item's failure at once, if nothing was told yet.
+// fail tells the item's failure at once, if nothing was told yet. (A
+// batch's member is nil for an item without acknowledgement.)
 func (n *ackNode) fail(err error) {
-	if n.state.Or(told)&told != 0 {
+	if n == nil || n.state.Or(told)&told != 0 {
 		return
 	}
 	n.tell(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -56,7 +57,7 @@ type stageSpec struct {
 	// stage whose cheap calls ran in its consumer gives the place back
 	handles bool // failed items go to a Handle policy that drops them
 	keyed   bool // KeyBy(id % 3)
-	size    int  // batch: Unbatch(Batch(in, size, timeout))
+	size    int  // batch: Unbatch(Batch(in, size, timeout)); batchmap: a Map over the batches between
 	timeout time.Duration
 
 	gauge gauge
@@ -65,8 +66,8 @@ type stageSpec struct {
 }
 
 func (s *stageSpec) String() string {
-	if s.kind == "batch" {
-		return fmt.Sprintf("%s batch size=%d timeout=%v", s.name, s.size, s.timeout)
+	if s.kind == "batch" || s.kind == "batchmap" {
+		return fmt.Sprintf("%s %s size=%d timeout=%v workers=%d", s.name, s.kind, s.size, s.timeout, s.workers)
 	}
 	return fmt.Sprintf("%s %s workers=%d ordered=%v %v handles=%v keyed=%v buffer=%d errEvery=%d dropMod=%d slowFrom=%d",
 		s.name, s.kind, s.workers, s.ordered, s.policy, s.handles, s.keyed, s.buffer, s.errEvery, s.dropMod, s.slowFrom)
@@ -74,7 +75,7 @@ func (s *stageSpec) String() string {
 
 func (s *stageSpec) fails(id int) bool { return s.errEvery > 0 && id%s.errEvery == 1 }
 func (s *stageSpec) drops(id int) bool {
-	return (s.kind == "filter" || s.kind == "flatmap") && id%s.dropMod == 0
+	return (s.kind == "filter" || s.kind == "flatmap" || s.kind == "apply") && id%s.dropMod == 0
 }
 
 // branch is a source and the stages after it.
@@ -90,6 +91,7 @@ type branch struct {
 type pipeline struct {
 	branches []*branch    // one, or two that are merged
 	after    []*stageSpec // stages after the merge
+	tee      bool         // a Tee of two branches at the end, merged: every item twice
 	sinkKind string       // slice, count, all, first, break, foreach-error, cancel, drain
 	stopAt   int          // for break, foreach-error, cancel and drain
 	stop     context.Context
@@ -101,6 +103,9 @@ type pipeline struct {
 	acked    map[int][]error // ack sources: each Done call, per id
 	keyClash atomic.Bool     // two calls of one key ran at once in a keyed stage
 
+	failedCommit int  // foreach-error: the value whose callback failed (-1: none)
+	unknown      bool // count: which values the sink committed is not known
+
 	returned atomic.Bool // set when the sink returned
 	called   atomic.Bool // a user function ran after that
 	chans    []chan int  // channels fed to chan sources, drained afterwards
@@ -110,7 +115,7 @@ type pipeline struct {
 func randomStage(rng *rand.Rand, name string) *stageSpec {
 	s := &stageSpec{
 		name:    name,
-		kind:    []string{"map", "filter", "flatmap"}[rng.IntN(3)],
+		kind:    []string{"map", "filter", "flatmap", "apply"}[rng.IntN(4)],
 		workers: []int{1, 2, 4, -1}[rng.IntN(4)],
 		ordered: rng.IntN(2) == 0,
 		policy:  []stage.ErrorPolicy{stage.FailFast, stage.Forward}[rng.IntN(2)],
@@ -122,8 +127,12 @@ func randomStage(rng *rand.Rand, name string) *stageSpec {
 	}
 	s.handles = rng.IntN(4) == 0
 	s.keyed = rng.IntN(5) == 0
-	if rng.IntN(8) == 0 {
-		s.kind, s.errEvery, s.slowFrom, s.handles, s.keyed = "batch", 0, 0, false, false
+	if rng.IntN(6) == 0 {
+		// Unbatch(Batch(in)), or with a stage over whole batches between,
+		// which reverses each batch (named "batch", a name that must not
+		// fool Unbatch into splitting acknowledgements by position).
+		s.kind = []string{"batch", "batchmap"}[rng.IntN(2)]
+		s.errEvery, s.slowFrom, s.handles, s.keyed = 0, 0, false, false
 		s.size, s.timeout = 1+rng.IntN(5), []time.Duration{0, time.Millisecond}[rng.IntN(2)]
 		return s
 	}
@@ -162,10 +171,12 @@ func randomPipeline(rng *rand.Rand) *pipeline {
 			p.after = append(p.after, randomStage(rng, fmt.Sprintf("s%d", stages)))
 		}
 	}
+	p.tee = rng.IntN(5) == 0
 	p.sinkKind = []string{"slice", "slice", "count", "all", "first", "break", "foreach-error", "cancel", "drain", "drain"}[rng.IntN(10)]
 	p.stopAt = rng.IntN(40)
 	p.stop, p.drain = context.WithCancel(context.Background())
 	p.handled, p.produced, p.acked = map[string]bool{}, map[int]bool{}, map[int][]error{}
+	p.failedCommit = -1
 	return p
 }
 
@@ -257,8 +268,16 @@ func (b *branch) source(p *pipeline) stage.Stream[int] {
 }
 
 func (s *stageSpec) build(p *pipeline, in stage.Stream[int]) stage.Stream[int] {
-	if s.kind == "batch" {
+	switch s.kind {
+	case "batch":
 		return stage.Unbatch(stage.Batch(in, s.size, s.timeout))
+	case "batchmap":
+		b := stage.Map(stage.Batch(in, s.size, s.timeout), func(_ context.Context, b []int) ([]int, error) {
+			p.alive()
+			slices.Reverse(b)
+			return b, nil
+		}, stage.Name("batch"), stage.Workers(s.workers))
+		return stage.Unbatch(b)
 	}
 	policy := s.policy
 	if s.handles {
@@ -312,6 +331,20 @@ func (s *stageSpec) build(p *pipeline, in stage.Stream[int]) stage.Stream[int] {
 		return stage.Map(in, func(_ context.Context, id int) (int, error) { return id, enter(id) }, opts...)
 	case "filter":
 		return stage.Filter(in, func(_ context.Context, id int) (bool, error) { return !s.drops(id), enter(id) }, opts...)
+	case "apply":
+		// Emits before it returns, then lets others run: its item's output
+		// may be committed, and the run end, while the worker still holds
+		// the item.
+		return stage.Apply(in, func(_ context.Context, id int, emit func(int) bool) error {
+			if err := enter(id); err != nil || s.drops(id) {
+				return err
+			}
+			emit(id)
+			for range id % 4 {
+				runtime.Gosched()
+			}
+			return nil
+		}, opts...)
 	default:
 		return stage.FlatMap(in, func(_ context.Context, id int) ([]int, error) {
 			if err := enter(id); err != nil || s.drops(id) {
@@ -341,7 +374,24 @@ func (p *pipeline) build() stage.Stream[int] {
 	for _, st := range p.after {
 		s = st.build(p, s)
 	}
+	if p.tee {
+		// Copy 1 of every item is id + copyBase.
+		b := stage.Tee(s, 2)
+		second := stage.Map(b[1], func(_ context.Context, id int) (int, error) { return id + copyBase, nil }, stage.Workers(2))
+		s = stage.Merge(b[0], second)
+	}
 	return s
+}
+
+// copyBase marks the second copy of an item made by a pipeline's Tee.
+const copyBase = 1_000_000
+
+// copies is how many times each item reaches the sink.
+func (p *pipeline) copies() int {
+	if p.tee {
+		return 2
+	}
+	return 1
 }
 
 // model is what a run that is not cut short must deliver.
@@ -385,7 +435,7 @@ func (p *pipeline) model() model {
 }
 
 func (p *pipeline) describe() string {
-	s := fmt.Sprintf("sink %s(stop at %d)", p.sinkKind, p.stopAt)
+	s := fmt.Sprintf("sink %s(stop at %d) tee=%v", p.sinkKind, p.stopAt, p.tee)
 	for i, b := range p.branches {
 		s += fmt.Sprintf("\n branch %d: %s n=%d failAt=%d panics=%v", i, b.kind, b.n, b.failAt, b.panics)
 		for _, st := range b.stages {
@@ -441,6 +491,7 @@ func (p *pipeline) run() (values []int, forwarded []error, nfwd int, end error) 
 			return id, nil
 		}, stage.Workers(1))
 		n, err := sink.Count(ctx, s)
+		p.unknown = true // the spy saw values that a cut-short Count may not have
 		split(err)
 		if end == nil && n != len(values) {
 			end = fmt.Errorf("Count = %d, but %d values passed", n, len(values))
@@ -466,6 +517,7 @@ func (p *pipeline) run() (values []int, forwarded []error, nfwd int, end error) 
 		split(sink.ForEach(ctx, s, func(_ context.Context, id int) error {
 			values = append(values, id)
 			if len(values) > p.stopAt {
+				p.failedCommit = id
 				return errStopAt
 			}
 			return nil
@@ -562,7 +614,7 @@ func (p *pipeline) check(t *testing.T) {
 		seen[v] = true
 	}
 	for _, v := range values {
-		if !slices.Contains(m.values, v) {
+		if !slices.Contains(m.values, v%copyBase) {
 			fail("value %d delivered, the model drops it", v)
 		}
 	}
@@ -617,8 +669,8 @@ func (p *pipeline) check(t *testing.T) {
 	if len(p.handled) != len(m.handled) {
 		fail("%d items went to Handle policies, the model has %d", len(p.handled), len(m.handled))
 	}
-	if len(values) != len(m.values) || nfwd != len(m.forwarded) {
-		fail("got %d values and %d forwarded errors, the model has %d and %d", len(values), nfwd, len(m.values), len(m.forwarded))
+	if len(values) != len(m.values)*p.copies() || nfwd != len(m.forwarded)*p.copies() {
+		fail("got %d values and %d forwarded errors, the model has %d and %d", len(values), nfwd, len(m.values)*p.copies(), len(m.forwarded)*p.copies())
 	}
 	if m.srcErr != (srcErr != nil) {
 		fail("source error: got %v, the model has %v", srcErr != nil, m.srcErr)
@@ -651,7 +703,7 @@ func (p *pipeline) checkDrained(fail func(string, ...any), m model, values []int
 	}
 	out := map[int]bool{}
 	for _, v := range values {
-		out[v] = true
+		out[v%copyBase] = true
 	}
 	for _, e := range forwarded {
 		var se *stage.Error
@@ -690,39 +742,62 @@ func (a randomAck) Done(err error) {
 	a.p.acked[a.id] = append(a.p.acked[a.id], err)
 }
 
-// checkAcks checks the acknowledgements of ack sources: at most one per
-// item; an item acknowledged without error was delivered or dropped on
-// purpose; one with an error was forwarded or failed its commit; and in a
-// run that was not cut short, every item has its acknowledgement.
+// checkAcks checks the acknowledgements of ack sources against what the
+// sink committed, in every run, cut short or not:
+//   - an item is told at most once;
+//   - told nil only if it was dropped on purpose (a Filter, a Handle policy)
+//     or every copy of it reached the sink and was committed;
+//   - told an error only if it was forwarded, failed a FailFast stage, or a
+//     copy of it failed its commit;
+//   - an item every copy of which was committed is told nil, whatever cut
+//     the run short (unless a stage over whole batches ties it to items
+//     that were not committed);
+//   - in a run that was not cut short, every item is told.
 func (p *pipeline) checkAcks(fail func(string, ...any), m model, values []int, cut bool) {
-	got := map[int]bool{}
+	committed := map[int]int{} // copies committed, per id
 	for _, v := range values {
-		got[v] = true
+		if v != p.failedCommit {
+			committed[v%copyBase]++
+		}
 	}
 	delivered := map[int]bool{}
 	for _, v := range m.values {
 		delivered[v] = true
 	}
+	all := func(id int) bool { return committed[id] == p.copies() }
 	for id, dones := range p.acked {
+		failedCommit := p.failedCommit >= 0 && p.failedCommit%copyBase == id
 		switch {
 		case len(dones) > 1:
 			fail("item %d acknowledged %d times", id, len(dones))
-		case dones[0] == nil && !got[id] && (delivered[id] || m.fails(id)) && !m.handles(id):
-			fail("item %d acknowledged as done, but it never reached the sink", id)
-		case dones[0] != nil && !m.fails(id) && !has(m.fatal, id) && !errors.Is(dones[0], errStopAt):
+		case dones[0] == nil && delivered[id] && !all(id) && !p.unknown:
+			fail("item %d acknowledged as done, but %d of its %d copies were committed", id, committed[id], p.copies())
+		case dones[0] == nil && has(m.forwarded, id):
+			fail("item %d acknowledged as done, but its error was forwarded", id)
+		case dones[0] != nil && p.wholeBatches():
+			// A batch is settled as one: a member may be told the failure
+			// of another item of its batch, but only a failure that happened.
+			var se *stage.Error
+			if !errors.Is(dones[0], errStopAt) && (!errors.As(dones[0], &se) || !m.forwarded[fmt.Sprintf("%s/%v", se.Stage, se.Input)] && !m.fatal[fmt.Sprintf("%s/%v", se.Stage, se.Input)]) {
+				fail("item %d acknowledged with error %v, which is no failure the model has", id, dones[0])
+			}
+		case dones[0] != nil && !has(m.forwarded, id) && !has(m.fatal, id) && !failedCommit:
 			fail("item %d acknowledged with error %v, the model has none", id, dones[0])
+		case dones[0] != nil && failedCommit && !errors.Is(dones[0], errStopAt) && !has(m.forwarded, id) && !has(m.fatal, id):
+			fail("item %d acknowledged with %v, want its failed commit's error", id, dones[0])
 		}
-	}
-	if cut {
-		return
 	}
 	for _, b := range p.branches {
 		if b.kind != "ack" {
 			continue
 		}
 		for i := range b.n {
-			if len(p.acked[b.base+i]) != 1 {
-				fail("item %d was never acknowledged in a complete run", b.base+i)
+			id := b.base + i
+			switch {
+			case !cut && len(p.acked[id]) != 1:
+				fail("item %d was never acknowledged in a complete run", id)
+			case delivered[id] && all(id) && !p.unknown && !p.wholeBatches() && len(p.acked[id]) != 1:
+				fail("item %d: every copy was committed, but it was never acknowledged", id)
 			}
 		}
 	}
@@ -730,13 +805,27 @@ func (p *pipeline) checkAcks(fail func(string, ...any), m model, values []int, c
 
 // ordered reports whether the pipeline keeps source order end to end.
 func (p *pipeline) ordered() bool {
-	if len(p.branches) > 1 {
+	if len(p.branches) > 1 || p.tee {
 		return false
 	}
 	for _, st := range p.stages() {
-		if st.kind != "batch" && !st.ordered && st.workers != 1 {
+		switch {
+		case st.kind == "batchmap":
+			return false // it reverses each batch
+		case st.kind != "batch" && !st.ordered && st.workers != 1:
 			return false
 		}
 	}
 	return true
+}
+
+// wholeBatches reports whether a stage works on whole batches, so that an
+// item is acknowledged only with the rest of its batch.
+func (p *pipeline) wholeBatches() bool {
+	for _, st := range p.stages() {
+		if st.kind == "batchmap" {
+			return true
+		}
+	}
+	return false
 }
