@@ -2,12 +2,12 @@ package natsjs
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
 )
 
@@ -26,20 +26,16 @@ type Published struct {
 // committed (and its source message acknowledged) only once its publish is
 // acknowledged.
 //
-// A failed publish (or msg error) ends the run with that error, as a sink
-// callback error does; forwarded errors are collected and returned joined,
-// as the sinks of package sink do. Items are published one at a time. The
-// counters may be read while the run goes on.
+// Publish is written with sink.ForEach, and reports as it does: a failed
+// publish, or an error or panic in msg or id, ends the run with a
+// *stage.Error (Stage "foreach") wrapping it; forwarded errors come back in
+// a *sink.ForwardedError (a count and a sample). Items are published one at
+// a time. The counters may be read while the run goes on.
 func Publish[T any](ctx context.Context, js jetstream.JetStream, s stage.Stream[T], msg func(T) (*nats.Msg, error), id func(T) string, counts *Published) error {
 	if counts == nil {
 		counts = &Published{}
 	}
-	var forwarded []error
-	err := stage.Run(ctx, s, func(ctx context.Context, v T, err error) error {
-		if err != nil {
-			forwarded = append(forwarded, err)
-			return nil
-		}
+	return sink.ForEach(ctx, s, func(ctx context.Context, v T) error {
 		m, err := msg(v)
 		if err != nil {
 			return err
@@ -55,8 +51,4 @@ func Publish[T any](ctx context.Context, js jetstream.JetStream, s stage.Stream[
 		}
 		return nil
 	})
-	if err != nil {
-		return errors.Join(append([]error{err}, forwarded...)...)
-	}
-	return errors.Join(forwarded...)
 }

@@ -71,8 +71,9 @@ var ErrPermanent = errors.New("natsjs: permanent failure")
 // dead-lettered) instead of redelivered.
 func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
 
-// SourceOption configures [Source].
-type SourceOption func(*sourceConfig)
+// SourceOption configures [Source]; make one with [DeadLetter],
+// [KeepAlive], [Backoff] or [OnAckError].
+type SourceOption struct{ apply func(*sourceConfig) }
 
 type sourceConfig struct {
 	dlq       jetstream.JetStream
@@ -87,29 +88,43 @@ type sourceConfig struct {
 // stream must capture subject), with headers Sluice-Reason,
 // Sluice-Subject, Sluice-Stream-Seq and Sluice-Deliveries. If the publish
 // fails, the message is nak'ed instead, so that it is not lost.
+// DeadLetter panics if js is nil or subject is empty.
 func DeadLetter(js jetstream.JetStream, subject string) SourceOption {
-	return func(c *sourceConfig) { c.dlq, c.dlqSubj = js, subject }
+	if js == nil || subject == "" {
+		panic("sluice: natsjs.DeadLetter: nil JetStream or empty subject")
+	}
+	return SourceOption{func(c *sourceConfig) { c.dlq, c.dlqSubj = js, subject }}
 }
 
 // KeepAlive sends an in-progress acknowledgement every d for each message
 // still on its way through the pipeline, so that items that take longer
 // than the consumer's AckWait are not redelivered meanwhile. d should be
-// well under AckWait.
+// well under AckWait. KeepAlive panics if d <= 0.
 func KeepAlive(d time.Duration) SourceOption {
-	return func(c *sourceConfig) { c.keepAlive = d }
+	if d <= 0 {
+		panic(fmt.Sprintf("sluice: natsjs.KeepAlive: d = %v, want more than 0", d))
+	}
+	return SourceOption{func(c *sourceConfig) { c.keepAlive = d }}
 }
 
 // Backoff sets the redelivery delay of a nak'ed message: base·2^(n-1) after
 // its n-th delivery, capped at max. The default is 1 s, capped at 1 min.
+// Backoff panics if base < 0 or max < base.
 func Backoff(base, max time.Duration) SourceOption {
-	return func(c *sourceConfig) { c.backoff, c.maxDelay = base, max }
+	if base < 0 || max < base {
+		panic(fmt.Sprintf("sluice: natsjs.Backoff: base %v, max %v; want 0 <= base <= max", base, max))
+	}
+	return SourceOption{func(c *sourceConfig) { c.backoff, c.maxDelay = base, max }}
 }
 
 // OnAckError is called when an acknowledgement cannot be sent (the
 // connection is gone): the message will be redelivered. The default
-// ignores it.
+// ignores it. OnAckError panics if f is nil.
 func OnAckError(f func(error)) SourceOption {
-	return func(c *sourceConfig) { c.onAckErr = f }
+	if f == nil {
+		panic("sluice: natsjs.OnAckError: nil function")
+	}
+	return SourceOption{func(c *sourceConfig) { c.onAckErr = f }}
 }
 
 // Source returns a stream of the messages of the durable pull consumer
@@ -130,7 +145,10 @@ func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts
 	}
 	cfg := sourceConfig{backoff: time.Second, maxDelay: time.Minute}
 	for _, o := range opts {
-		o(&cfg)
+		if o.apply == nil {
+			panic("sluice: natsjs.Source: zero SourceOption")
+		}
+		o.apply(&cfg)
 	}
 	return stage.AckSource(func(context.Context) (func(context.Context) (Msg[T], stage.Ack, error), func()) {
 		s := &sourceRun{cfg: cfg, inFlight: map[*msgAck]struct{}{}}
