@@ -13,9 +13,11 @@
 //
 // A [Stream] is a description, not a running thing. Building one starts no
 // goroutine and calls no user function. A sink runs it: it derives the run's
-// context from the caller's, starts every stage's goroutines, consumes the
+// context from the caller's, opens the whole pipeline (observers meet every
+// stage) and checks it, then starts every stage's goroutines, consumes the
 // items, and returns once all of them have exited. Each sink call is a new
-// run; a slice source yields its items again.
+// run; a slice source yields its items again. Several sinks may run one
+// stream at the same time, as far as its source allows (see [Stream]).
 //
 // Within one pipeline a stream feeds one consumer. Using a stream twice
 // ([Merge] of a stream with itself, or with a stage built on it) panics when
@@ -26,7 +28,8 @@
 // A stage runs at most [Workers](n) calls of its function at once: n worker
 // goroutines, each taking the next item when it is free. The default is
 // [DefaultWorkers], min(NumCPU+4, 32). Workers(-1) starts one goroutine per
-// item with no limit. When calls are cheap, the goroutines of a stage's
+// item with no limit. When calls are cheap and the source never waits (a
+// slice, or a source marked with [NeverWaits]), the goroutines of a stage's
 // consumer may take workers' places and call the function themselves rather
 // than wait for an item (see [Workers]).
 //
@@ -66,8 +69,11 @@
 //     run at the (n+1)th failed item.
 //
 // Before the policy sees a failure, [Retry] may call the function again
-// (exponential backoff with jitter, [RetryIf] picks the retryable errors);
+// (exponential backoff with jitter; [RetryIf] picks the retryable errors);
 // [Timeout] bounds each call and [RateLimit] spaces them out.
+//
+// Stages are named by [Name], or by their kind and position in the run
+// ("map#1", "filter#2", ...): errors and observers carry the name.
 //
 // A source that fails ends the run with a *[SourceError] whatever the
 // policies: the source stops, the items it produced before still go through,
@@ -100,8 +106,10 @@
 // # Writing your own
 //
 // Small primitives are what the built-in pieces are written with: [Source]
-// for sources (a generator opened once per run), [Indexed] for sources whose
-// items are known by position, [Apply] for stages (a function that gets each
-// item and emits any number of outputs, under the usual options), and [Run]
-// for sinks (a callback for each item that reaches the end).
+// for sources (opened once per run; next may wait, or is marked with
+// [NeverWaits] when it never does), [AckSource] for sources whose items
+// carry an [Ack], [Indexed] for sources whose items are known by position,
+// [Apply] for stages (a function that gets each item and emits any number
+// of outputs, under the usual options), and [Run] for sinks (a callback for
+// each item that reaches the end).
 package stage

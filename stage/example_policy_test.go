@@ -37,6 +37,36 @@ func ExampleRetry() {
 	// Output: [page 1 page 2 page 3] <nil> 6 calls
 }
 
+// RetryIf retries only what may succeed later: here not a 404.
+func ExampleRetryIf() {
+	errNotFound := errors.New("404")
+	var calls atomic.Int64
+	fetch := func(_ context.Context, path string) (string, error) {
+		calls.Add(1)
+		if path == "/gone" {
+			return "", errNotFound
+		}
+		if calls.Load()%2 == 1 { // every other call is a 503
+			return "", errors.New("503")
+		}
+		return "page " + path, nil
+	}
+	transient := func(err error) bool { return !errors.Is(err, errNotFound) }
+	pages := stage.Map(source.Slice([]string{"/a", "/gone"}), fetch,
+		stage.Workers(1), stage.RetryIf(3, time.Millisecond, transient), stage.OnError(stage.Forward))
+	for page, err := range sink.All(context.Background(), pages) {
+		var se *stage.Error
+		if errors.As(err, &se) {
+			fmt.Println(se.Input, "failed after", se.Attempts, "attempt:", se.Err)
+			continue
+		}
+		fmt.Println(page)
+	}
+	// Output:
+	// page /a
+	// /gone failed after 1 attempt: 404
+}
+
 // A dead-letter queue: failed items go to the handler, the run goes on.
 func ExampleHandle() {
 	ctx := context.Background()

@@ -178,6 +178,24 @@ func ExampleSource() {
 	// [3 2 1] <nil>
 }
 
+// A generator that computes its items without waiting may say so, which
+// lets a cheap stage over it run in its consumer's goroutines.
+func ExampleNeverWaits() {
+	n := 0
+	squares := stage.NeverWaits(source.Func(func(context.Context) (int, error) {
+		if n == 5 {
+			return 0, io.EOF
+		}
+		n++
+		return n * n, nil
+	}))
+	sum, err := sink.Reduce(context.Background(), stage.Map(squares, func(_ context.Context, x int) (int, error) {
+		return x + 1, nil
+	}, stage.Workers(4)), 0, func(acc, x int) int { return acc + x })
+	fmt.Println(sum, err)
+	// Output: 60 <nil>
+}
+
 // Run is the primitive sinks are written with: here a sink that keeps the
 // largest value and counts the forwarded errors.
 func ExampleRun() {
