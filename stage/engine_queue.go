@@ -38,7 +38,6 @@ type queue[T any] struct {
 	// item pushed while a consumer waits is handed to it at once (see push).
 	slow    atomic.Bool
 	waiting int // consumer goroutines waiting for an item (under mu)
-	owed    int // items handed to waiting consumers and not yet taken
 	held    int // tokens travelling with the sink's current batch
 	writers int // producers that may still push; the queue ends at 0
 	taken   int // items taken so far: the index of the next one
@@ -78,7 +77,7 @@ func (p *queue[T]) acquire() bool {
 		// sees the other.
 		p.mu.Lock()
 		p.tokWait.Add(1)
-		for p.free.Load() == 0 && !p.r.cancelled() {
+		for p.free.Load() <= 0 && !p.r.cancelled() { // below 0: retireWorker took a token that is out
 			p.canTake.Wait()
 		}
 		p.tokWait.Add(-1)
@@ -120,7 +119,10 @@ func (p *queue[T]) give(n int) {
 // whose memory is already accounted for (an Ordered stage's parked outputs).
 func (p *queue[T]) push(it item[T]) {
 	p.mu.Lock()
-	handed := p.slow.Load() && it.is(tok) && p.owed < p.waiting
+	// Items are taken in order, and every waiting consumer takes one when
+	// it wakes: the item is in a consumer's hands if fewer items are queued
+	// ahead of it than consumers wait.
+	handed := p.slow.Load() && it.is(tok) && p.size < p.waiting
 	if handed {
 		// A consumer waits for this item: it is in its hands now, as an
 		// unbuffered send completes when a receiver waits, so the token goes
@@ -128,7 +130,6 @@ func (p *queue[T]) push(it item[T]) {
 		// wake, take it, and come back. The bound on what the stage runs
 		// ahead holds with the item in the consumer's hands.
 		it.flags = it.flags&^tok | owed
-		p.owed++
 		p.give(1)
 	}
 	p.put(it)
@@ -259,9 +260,6 @@ func (p *queue[T]) pull() (item[T], int, bool) {
 	if !it.is(baton) {
 		p.taken++
 	}
-	if it.is(owed) {
-		p.owed--
-	}
 	if it.is(tok) {
 		p.give(1)
 	}
@@ -313,8 +311,6 @@ func (p *queue[T]) pullBatch(dst []item[T]) ([]item[T], int, bool) {
 			continue
 		case it.is(tok):
 			p.held++
-		case it.is(owed):
-			p.owed--
 		}
 		dst = append(dst, it)
 		p.taken++
