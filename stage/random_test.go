@@ -680,9 +680,6 @@ func (p *pipeline) check(t *testing.T) {
 // fails reports whether id fails in a stage that forwards or handles it.
 func (m model) fails(id int) bool { return has(m.forwarded, id) || has(m.handled, id) }
 
-// handles reports whether id fails in a stage with a Handle policy.
-func (m model) handles(id int) bool { return has(m.handled, id) }
-
 // has reports whether a "stage/id" key of set names id.
 func has(set map[string]bool, id int) bool {
 	suffix := fmt.Sprintf("/%d", id)

@@ -3,7 +3,7 @@
 // every result, and prints a markdown table of medians and ratios.
 //
 //	go run ./bench/compare                    # print the table
-//	go run ./bench/compare -readme README.md  # also rewrite the README's table
+//	go run ./bench/compare -readme bench/README.md  # also rewrite bench/README.md
 //
 // Contenders are interleaved: each repetition runs every contender once, in
 // a new random order, so that a noisy machine slows them all alike.
@@ -152,7 +152,7 @@ func ratio(m time.Duration, base *result) string {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 const (
-	beginMarker = "<!-- compare:begin (go run ./bench/compare -readme README.md) -->"
+	beginMarker = "<!-- compare:begin (go run ./bench/compare -readme bench/README.md) -->"
 	endMarker   = "<!-- compare:end -->"
 )
 

@@ -13,13 +13,14 @@
 //   - committed by the sink (or a duplicate it recognised, or dropped on
 //     purpose by a Filter or a Handle policy): Ack;
 //   - failed with a retryable error (a forwarded *stage.Error, a failed
-//     commit): Nak with a delay that grows with the delivery count;
+//     commit, a FailFast error at this message): Nak with a delay that
+//     grows with the delivery count;
 //   - failed with an error wrapped by [Permanent], failed on its last
 //     allowed delivery (MaxDeliver), or not decodable: Term, after
 //     publishing it to the dead-letter subject if one is set
 //     ([DeadLetter]);
-//   - the run ended first (cancelled, FailFast, a crash): nothing; the
-//     server redelivers it once AckWait has passed.
+//   - the run ended first (cancelled, a FailFast error at another message,
+//     a crash): nothing; the server redelivers it once AckWait has passed.
 //
 // # Consumer settings
 //
