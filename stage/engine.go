@@ -56,9 +56,13 @@ package stage
 // dropped). The source's Ack.Done(err) is called at the first failure;
 // Done(nil) once every reference was released and none abandoned; never
 // otherwise. A reference still held when the run ends (an output left in a
-// queue) keeps its item unsettled, so that the source redelivers it. None
-// of this depends on the run's state when a reference is let go of, only
-// on what happened to that reference.
+// queue) keeps its item unsettled, so that the source redelivers it. What
+// becomes of a reference depends only on what happened to it, never on
+// the run's state at the moment it is let go of: an item whose function
+// returned nil with every output queued is released even if the run was
+// cancelled meanwhile (its outputs decide), and an item is abandoned only
+// when an output of it was really dropped or its call failed because the
+// run was ending.
 //
 // Ending. A queue ends when its last producer closes it; a stage's
 // producers close when their input has ended. Cancellation of the run's

@@ -13,8 +13,9 @@ import (
 // goroutines at once, once per position, and must be safe for that (reading a
 // slice is). Positions are claimed in order, and only when a stage is ready
 // for an item; at is not called after the run is cancelled or its input has
-// ended. A panic in at ends the run with a *[SourceError]. Indexed panics if
-// n < 0 or at is nil.
+// ended. at must not wait (it reads what is in hand): cheap stages over an
+// Indexed source may run in their consumer's goroutines. A panic in at ends
+// the run with a *[SourceError]. Indexed panics if n < 0 or at is nil.
 func Indexed[T any](n int, at func(i int) T) Stream[T] {
 	if n < 0 {
 		panic("sluice: stage.Indexed: negative length")
