@@ -14,6 +14,9 @@
 // with a *stage.SourceError: the items produced before it still go through,
 // then the sink returns the error.
 //
-// Every source here is written with [stage.Source], which user code can call
-// to write its own.
+// Every source here is written with [stage.Source] (or, for a slice,
+// [stage.Indexed]), which user code can call to write its own. Each
+// source's documentation says whether it may wait: a waiting source (a
+// channel, a reader, a function or iterator that may block) is always
+// safe; [stage.NeverWaits] declares one that never does, for speed.
 package source

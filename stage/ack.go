@@ -9,8 +9,10 @@ import "context"
 // Done is called at most once per item:
 //
 //   - Done(nil) when the item's way through the pipeline has ended well:
-//     the sink committed it (its callback returned nil or [ErrStop]), or
-//     every output it led to was committed; or it was dropped on purpose: a
+//     the sink committed it (its callback returned nil or [ErrStop]; the
+//     item sink.First returns, or the one before a break out of sink.All,
+//     counts), or every output it led to was committed; or it was dropped
+//     on purpose: a
 //     [Filter] that did not keep it, a FlatMap or Apply call with no output,
 //     a [Handle] policy that accepted its failure. An item that fans out
 //     ([FlatMap], [Tee]) is done when all its outputs are; an item in a
@@ -27,12 +29,15 @@ import "context"
 // a [FailFast] error at another item, a cancelled context, a sink that
 // stopped early, an item whose function was cut short. The source then
 // leaves the item unacknowledged, and a broker redelivers it. Whatever ends
-// the run, an item that was committed is told nil, and one whose commit
-// failed is told its error.
+// the run, an item whose outputs were all committed is told nil (unless it
+// shares the fate of a batch, see above, whose other items failed), and one
+// whose commit failed is told its error.
 //
 // Done is called from the goroutine that settled the item (a worker, or
 // the sink's) and must be safe for that; it should not block for long. A
-// panic in Done ends the run with a *[SourceError].
+// panic in Done ends the run with a *[SourceError], which the sink returns
+// unless its own result was decided first (its callback returned an error,
+// or ErrStop: see [Run]).
 type Ack interface {
 	Done(err error)
 }

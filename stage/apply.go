@@ -11,9 +11,10 @@ import "context"
 //
 // emit queues an output for the stage's consumer and returns true. The
 // first output of an item never waits: it takes the read-ahead place the
-// item took from upstream. Each further output waits while the stage has
-// as many outputs queued as its read-ahead bound (workers + buffer), until
-// the consumer takes some. emit returns false, and drops the output, once
+// item took from upstream. Each further output waits while the stage's
+// queue holds as many outputs as its read-ahead bound (workers + buffer),
+// until the consumer takes some (outputs the consumer has taken but not
+// finished with do not count). emit returns false, and drops the output, once
 // the run is cancelled; f should then return. With [Ordered], an item's
 // outputs wait in memory until the items before it have left; from then on
 // (once the item is the oldest in flight) emit queues them directly, so an
@@ -40,6 +41,7 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	checkFunc(f == nil, fn, "function")
 	cfg := newConfig(fn, kind, opts)
 	checkKey[In](&cfg, fn)
+	cfg.eager = !fusable // Apply's outputs may come while f runs, without bound
 	fusable = fusable && cfg.key == nil
 	st := Stream[Out]{
 		n: &node{kind: kind, inputs: []*node{in.n}, waits: in.n.waits},

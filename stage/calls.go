@@ -76,7 +76,8 @@ func notPanic(err error) bool {
 // errors.Is(err, context.DeadlineExceeded) holds, which is retryable by
 // default. The run goes on: only that call's context expires. Timeout
 // cannot stop a function that ignores its ctx: the stage waits for it to
-// return, however long that takes, and only then fails or retries the item.
+// return, however long that takes; what it returns then counts (nil is a
+// success, even after the deadline).
 // Cost: a timer and a context per call. Timeout panics if d <= 0.
 func Timeout(d time.Duration) Option {
 	if d <= 0 {

@@ -206,6 +206,7 @@ func (o *queueOut[Out]) end() bool {
 type orderOut[Out any] struct {
 	queueOut[Out]
 	ord       *reorder[Out]
+	eager     bool // the function emits while it runs (Apply): look for the head at every output
 	idx       int
 	buf       []item[Out]
 	streaming bool
@@ -225,10 +226,13 @@ func (o *orderOut[Out]) put(it item[Out]) bool {
 		return false
 	}
 	o.buf = append(o.buf, it)
-	// From the second output on, at 2, 4, 8, ... buffered outputs, see
-	// whether the item is the head and may stream: one output per item
-	// (Map) never pays for the look.
-	if n := len(o.buf); n < 2 || n&(n-1) != 0 || !o.ord.tryStream(o.idx) {
+	// An Apply's function emits while it runs: at every output, see whether
+	// the item is the head and may stream. The others (Map, FlatMap, ...)
+	// emit once their function returned: they look only at 2, 4, 8, ...
+	// buffered outputs, so that one output per item never pays for it.
+	n := len(o.buf)
+	look := o.eager && o.ord.isHead(o.idx) || n >= 2 && n&(n-1) == 0
+	if !look || !o.ord.tryStream(o.idx) {
 		return true
 	}
 	o.streaming = true

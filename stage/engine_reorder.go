@@ -1,6 +1,9 @@
 package stage
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // reorder is the window of an Ordered stage. Workers finish items in any
 // order and park their outputs in the item's slot; whichever worker finishes
@@ -17,8 +20,9 @@ type reorder[T any] struct {
 	mu        sync.Mutex
 	slots     []slot[T] // ring; len is a power of two; item i lives at i&mask
 	mask      int
-	next      int // index of the item to emit next
-	hi        int // one past the highest index parked
+	next      int          // index of the item to emit next
+	head      atomic.Int64 // next, readable without mu
+	hi        int          // one past the highest index parked
 	unbounded bool
 	emitting  bool      // a worker holds the emitter role
 	staged    []item[T] // the emitter's outputs on their way to the queue
@@ -59,6 +63,10 @@ func (o *reorder[T]) complete(idx int, items []item[T], tok bool) ([]item[T], bo
 	return spare, o.emitReady()
 }
 
+// isHead reports whether item idx is the head of the window, without the
+// lock (a hint: tryStream decides).
+func (o *reorder[T]) isHead(idx int) bool { return o.head.Load() == int64(idx) }
+
 // tryStream takes the emitter role for item idx if it is the head and no one
 // is emitting. The caller then queues idx's outputs as they come and ends
 // with endStream.
@@ -76,6 +84,7 @@ func (o *reorder[T]) tryStream(idx int) bool {
 func (o *reorder[T]) endStream() bool {
 	o.mu.Lock()
 	o.next++
+	o.head.Store(int64(o.next))
 	return o.emitReady()
 }
 
@@ -99,6 +108,7 @@ func (o *reorder[T]) emitReady() bool {
 			clear(s.items) // drop references the buffer would otherwise keep alive
 			s.items, s.tok, s.done = s.items[:0], false, false
 			o.next++
+			o.head.Store(int64(o.next))
 		}
 		if len(o.staged) == 0 && release == 0 {
 			break

@@ -72,7 +72,7 @@ func (s *applier[In, Out]) start(handles func() puller[In]) puller[Out] {
 // stepper returns a new goroutine's stepper.
 func (s *applier[In, Out]) stepper() *stepper[In, Out] {
 	if s.ord != nil {
-		return s.p.stepper(&orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord})
+		return s.p.stepper(&orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord, eager: s.p.cfg.eager})
 	}
 	return s.p.stepper(&queueOut[Out]{q: s.out})
 }

@@ -12,8 +12,9 @@ import (
 // stage, which item, what the input was. The user's error is Err, unchanged;
 // errors.Is and errors.As see through Error to it.
 type Error struct {
-	// Stage is the stage's name: the one given with [Name], or its kind
-	// ("map", "filter", "flatmap", "concurrent", "apply", "foreach", ...).
+	// Stage is the stage's name: the one given with [Name], or its kind and
+	// position ("map#1", "filter#2", ..., see [Name]); for a sink callback,
+	// the sink's kind ("foreach", "reduce").
 	Stage string
 	// Index is the item's 0-based position in the stage's input. Forwarded
 	// errors count as items. When the stage's input has no defined order

@@ -12,9 +12,10 @@ import (
 type Observer interface {
 	// Stage is called once per stage per run, when the run is opened, and
 	// returns what watches that stage in that run (nil: not watched). It
-	// is called from the sink's goroutine for every stage of the pipeline,
-	// upstream first, before any goroutine of the run starts and before any
-	// item is taken.
+	// is called from the sink's goroutine for every stage of the pipeline
+	// that calls a function (Map, Filter, FlatMap, Concurrent, Apply,
+	// Unbatch; not Batch, Tee, Merge or Until), upstream first, before any
+	// goroutine of the run starts and before any item is taken.
 	Stage(info Info) Watcher
 }
 

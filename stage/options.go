@@ -26,6 +26,7 @@ type config struct {
 	rateLimit rateLimit
 	key       any  // a keyer[In], set by KeyBy
 	split     bool // Unbatch straight after Batch: outputs take the members' acknowledgements
+	eager     bool // Apply: the function emits while it runs
 
 	// Per run, set by forRun.
 	handler *handler
@@ -80,10 +81,12 @@ func OnError(p ErrorPolicy) Option {
 
 // Name sets the stage's name: its *[Error] values and observers ([Info])
 // carry it. A stage left unnamed is called by its kind and its position in
-// the run, "map#1", "filter#2", ...: stages are numbered from 1 in the
-// order a run opens them, upstream first, so unnamed stages never share a
-// name within a pipeline, and the same pipeline gets the same names in
-// every run. Name panics if name is empty.
+// the run, "map#1", "filter#2", ...: the stages that call a function (Map,
+// Filter, FlatMap, Concurrent, Apply, Unbatch) are numbered from 1, named
+// or not, in the order a run opens them, upstream first, so unnamed stages
+// never share a name within a pipeline, and the same pipeline gets the same
+// names in every run. Names you give are yours to keep distinct. Name
+// panics if name is empty.
 func Name(name string) Option {
 	if name == "" {
 		panic("sluice: stage.Name: empty name")

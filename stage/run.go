@@ -20,17 +20,20 @@ import (
 // f returns nil to go on, [ErrStop] to end the run early without an error,
 // or any other error to end the run with it, as a [FailFast] item error does:
 // the run's context is cancelled with that error as its cause and Run
-// returns it. An item for which f returned nil or ErrStop is committed (its
-// acknowledgement, if any, is released); one for which f returned an error
-// failed with it. A panic in f is not recovered: Run cancels the run, waits
+// returns it (unless a FailFast error had cut the run short already: the
+// first error wins). An item for which f returned nil or ErrStop is
+// committed (its acknowledgement, if any, is released); one for which f
+// returned an error failed with it. A panic in f is not recovered: Run cancels the run, waits
 // for it, and lets the panic continue (the sinks that take user callbacks
 // turn their panics into errors themselves).
 //
 // Run returns only when every goroutine of the run has exited. Its result
 // depends only on what f saw and returned, never on timing:
 //
-//   - nil when f returned ErrStop, whatever else happened meanwhile;
-//   - the error f returned;
+//   - nil when f returned ErrStop, whatever else happened meanwhile (a
+//     failure of the run after that, such as a panic in an [Ack]'s Done,
+//     no longer changes the result);
+//   - the error f returned, or the error that had cut the run short before;
 //   - the error that cut the run short before f saw the end of s: the first
 //     [FailFast] *[Error] (or a [Handle] policy's error), or, when ctx was
 //     cancelled, an error for which errors.Is(err, context.Canceled) (or
@@ -48,7 +51,9 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	p := s.openFor(r, 1)()
 	r.start()
 	// deliver commits one item: its acknowledgement is released once f
-	// returned, with f's error or the forwarded error it carries.
+	// returned, with f's error or the forwarded error it carries. The run's
+	// outcome is decided before the release, so that a panic in an Ack's
+	// Done cannot take the place of what f decided.
 	deliver := func(it item[T]) bool {
 		failure := it.failure()
 		err := f(r.ctx, it.v, failure)
@@ -57,11 +62,11 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 			it.ack.release(failure)
 			return true
 		case errors.Is(err, ErrStop):
-			it.ack.release(failure)
 			r.stopped = true
+			it.ack.release(failure)
 		default:
-			it.ack.release(err)
 			r.fail(err)
+			it.ack.release(err)
 		}
 		return false
 	}
