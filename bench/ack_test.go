@@ -43,15 +43,8 @@ func BenchmarkAck(b *testing.B) {
 			{"source", func() stage.Stream[int] {
 				return stage.Source(func(context.Context) (func(context.Context) (int, error), func()) { return next(), nil })
 			}},
-			{"acksource", func() stage.Stream[int] {
-				return stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
-					gen := next()
-					return func(ctx context.Context) (int, stage.Ack, error) {
-						v, err := gen(ctx)
-						return v, noAck{}, err
-					}, nil
-				})
-			}},
+			{"acksource", func() stage.Stream[int] { return ackSource(next) }},
+			{"acksource-neverwaits", func() stage.Stream[int] { return stage.NeverWaits(ackSource(next)) }},
 		}
 		for _, src := range sources {
 			b.Run(fmt.Sprintf("workers=%d/%s", w, src.name), func(b *testing.B) {
@@ -62,4 +55,15 @@ func BenchmarkAck(b *testing.B) {
 			})
 		}
 	}
+}
+
+// ackSource is an AckSource over what next makes, each item with an Ack.
+func ackSource(next func() func(context.Context) (int, error)) stage.Stream[int] {
+	return stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
+		gen := next()
+		return func(ctx context.Context) (int, stage.Ack, error) {
+			v, err := gen(ctx)
+			return v, noAck{}, err
+		}, nil
+	})
 }

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 
 // startServer runs a real NATS server with JetStream on loopback, inside
 // the test, and returns its URL.
-func startServer(t *testing.T) string {
+func startServer(t testing.TB) string {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
@@ -53,7 +53,7 @@ func startServer(t *testing.T) string {
 	return s.ClientURL()
 }
 
-func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {

@@ -1,0 +1,111 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// msgAck is one message's acknowledgement.
+type msgAck struct {
+	s          *sourceRun
+	msg        jetstream.Msg
+	seq        uint64
+	deliveries uint64
+}
+
+func (s *sourceRun) track(m jetstream.Msg) *msgAck {
+	a := &msgAck{s: s, msg: m, deliveries: 1}
+	if meta, err := m.Metadata(); err == nil {
+		a.seq, a.deliveries = meta.Sequence.Stream, meta.NumDelivered
+	}
+	s.mu.Lock()
+	s.inFlight[a] = struct{}{}
+	s.mu.Unlock()
+	return a
+}
+
+// Done maps the item's outcome to an acknowledgement.
+func (a *msgAck) Done(err error) {
+	s := a.s
+	s.mu.Lock()
+	delete(s.inFlight, a)
+	s.mu.Unlock()
+	var ackErr error
+	switch {
+	case err == nil:
+		ackErr = a.msg.Ack()
+	case errors.Is(err, ErrPermanent) || s.maxDeliver > 0 && a.deliveries >= uint64(s.maxDeliver):
+		ackErr = a.terminate(err)
+	default:
+		delay := s.cfg.backoff << min(a.deliveries-1, 20)
+		ackErr = a.msg.NakWithDelay(min(delay, s.cfg.maxDelay))
+	}
+	if ackErr != nil && s.cfg.onAckErr != nil {
+		s.cfg.onAckErr(ackErr)
+	}
+}
+
+// terminate dead-letters the message, if a subject is set, and terms it.
+func (a *msgAck) terminate(reason error) error {
+	s := a.s
+	if s.cfg.dlq != nil {
+		dead := nats.NewMsg(s.cfg.dlqSubj)
+		dead.Data = a.msg.Data()
+		dead.Header.Set("Sluice-Reason", reason.Error())
+		dead.Header.Set("Sluice-Subject", a.msg.Subject())
+		dead.Header.Set("Sluice-Stream-Seq", strconv.FormatUint(a.seq, 10))
+		dead.Header.Set("Sluice-Deliveries", strconv.FormatUint(a.deliveries, 10))
+		if id := a.msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+			dead.Header.Set(jetstream.MsgIDHeader, "dead-"+id) // a retried dead-letter is not stored twice
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := s.cfg.dlq.PublishMsg(ctx, dead); err != nil {
+			return errors.Join(err, a.msg.Nak())
+		}
+	}
+	return a.msg.TermWithReason(reason.Error())
+}
+
+// startKeepAlive starts the in-progress ticker, if configured, and returns
+// the function that stops it (called once the run's goroutines have
+// exited).
+func (s *sourceRun) startKeepAlive() func() {
+	if s.cfg.keepAlive <= 0 {
+		return nil
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.cfg.keepAlive)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				s.mu.Lock()
+				msgs := make([]jetstream.Msg, 0, len(s.inFlight))
+				for a := range s.inFlight {
+					msgs = append(msgs, a.msg)
+				}
+				s.mu.Unlock()
+				for _, m := range msgs {
+					m.InProgress()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}

@@ -1,0 +1,46 @@
+// Package natsjs runs sluice pipelines on NATS JetStream: a source over a
+// durable pull consumer, whose messages are acknowledged only once the sink
+// has committed what they led to, and a sink that publishes with message
+// ids, so that the server drops duplicates. Run the same pipeline in N
+// processes on N machines against one consumer and they share the work,
+// with at-least-once delivery; make the sink idempotent (a message id, an
+// upsert, INSERT … ON CONFLICT DO NOTHING) and the effect is exactly once.
+//
+// # Outcomes
+//
+// Each message's fate maps to an acknowledgement (see stage.Ack):
+//
+//   - committed by the sink (or a duplicate it recognised, or dropped on
+//     purpose by a Filter or a Handle policy): Ack;
+//   - failed with a retryable error (a forwarded *stage.Error, a failed
+//     commit, a FailFast error at this message): Nak with a delay that
+//     grows with the delivery count;
+//   - failed with an error wrapped by [Permanent], failed on its last
+//     allowed delivery (MaxDeliver), or not decodable: Term, after
+//     publishing it to the dead-letter subject if one is set
+//     ([DeadLetter]);
+//   - the run ended first (cancelled, a FailFast error at another message,
+//     drained before the message was handed to the pipeline): Nak, when the
+//     run stops, so that another consumer gets it at once; after a crash,
+//     nothing: the server redelivers it once AckWait has passed.
+//
+// # Consumer settings
+//
+// The consumer is yours to create; these settings matter:
+//
+//   - AckPolicy: AckExplicitPolicy (required; the source checks).
+//   - AckWait: longer than an item takes from source to sink, or use
+//     [KeepAlive] to send in-progress acks while it is on its way;
+//     otherwise the server redelivers items still in flight. It is also how
+//     long a crashed replica's messages wait before another replica gets
+//     them.
+//   - MaxAckPending: at least the messages one replica holds (its
+//     [ReadAhead], 64 by default, plus the pipeline's own read-ahead: the
+//     first stage's workers and buffers, and batch sizes) times the number
+//     of replicas, or replicas starve. With replicas × ReadAhead well over
+//     MaxAckPending, the first replicas to pull take all the work.
+//   - MaxDeliver: the source terminates a message on its last delivery
+//     (to the dead-letter subject), so that poison does not circulate.
+//   - Retention: WorkQueuePolicy on the stream, so that acknowledged
+//     messages are deleted and the stream's size is the work left.
+package natsjs

@@ -1,0 +1,23 @@
+package natsjs
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Msg is a decoded message and its JetStream metadata.
+type Msg[T any] struct {
+	Value      T
+	Subject    string
+	Sequence   uint64 // the message's sequence in its stream
+	Deliveries uint64 // 1 on the first delivery
+	ID         string // its Nats-Msg-Id header, if it has one
+}
+
+// ErrPermanent marks an error that a redelivery cannot cure; wrap one with
+// [Permanent].
+var ErrPermanent = errors.New("natsjs: permanent failure")
+
+// Permanent wraps err so that the message it concerns is terminated (and
+// dead-lettered) instead of redelivered.
+func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }

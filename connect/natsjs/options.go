@@ -1,0 +1,85 @@
+package natsjs
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultReadAhead is the read-ahead of a [Source] unless told otherwise
+// with [ReadAhead].
+const DefaultReadAhead = 64
+
+// ReadAhead sets how many messages a [Source] may hold that the pipeline
+// has not taken yet: each run keeps one pull subscription, which asks the
+// server for up to n messages at a time (nats.go's PullMaxMessages) and
+// asks for more as the pipeline takes them. So one replica holds at most n
+// messages beyond what its pipeline works on. More read-ahead hides the
+// round trip to the server; it also counts against the consumer's
+// MaxAckPending, and a message held when the run stops is nak'ed, to be
+// redelivered at once. ReadAhead panics if n < 1.
+func ReadAhead(n int) SourceOption {
+	if n < 1 {
+		panic(fmt.Sprintf("sluice: natsjs.ReadAhead: n = %d, want 1 or more", n))
+	}
+	return SourceOption{func(c *sourceConfig) { c.readAhead = n }}
+}
+
+// SourceOption configures [Source]; make one with [ReadAhead],
+// [DeadLetter], [KeepAlive], [Backoff] or [OnAckError]. Options are checked
+// when they are made: an invalid one panics there.
+type SourceOption struct{ apply func(*sourceConfig) }
+
+type sourceConfig struct {
+	readAhead int
+	dlq       jetstream.JetStream
+	dlqSubj   string
+	keepAlive time.Duration
+	backoff   time.Duration
+	maxDelay  time.Duration
+	onAckErr  func(error)
+}
+
+// DeadLetter publishes each terminated message to subject through js (a
+// stream must capture subject), with headers Sluice-Reason,
+// Sluice-Subject, Sluice-Stream-Seq and Sluice-Deliveries. If the publish
+// fails, the message is nak'ed instead, so that it is not lost.
+// DeadLetter panics if js is nil or subject is empty.
+func DeadLetter(js jetstream.JetStream, subject string) SourceOption {
+	if js == nil || subject == "" {
+		panic("sluice: natsjs.DeadLetter: nil JetStream or empty subject")
+	}
+	return SourceOption{func(c *sourceConfig) { c.dlq, c.dlqSubj = js, subject }}
+}
+
+// KeepAlive sends an in-progress acknowledgement every d for each message
+// still on its way through the pipeline, so that items that take longer
+// than the consumer's AckWait are not redelivered meanwhile. d should be
+// well under AckWait. KeepAlive panics if d <= 0.
+func KeepAlive(d time.Duration) SourceOption {
+	if d <= 0 {
+		panic(fmt.Sprintf("sluice: natsjs.KeepAlive: d = %v, want more than 0", d))
+	}
+	return SourceOption{func(c *sourceConfig) { c.keepAlive = d }}
+}
+
+// Backoff sets the redelivery delay of a nak'ed message: base·2^(n-1) after
+// its n-th delivery, capped at max. The default is 1 s, capped at 1 min.
+// Backoff panics if base < 0 or max < base.
+func Backoff(base, max time.Duration) SourceOption {
+	if base < 0 || max < base {
+		panic(fmt.Sprintf("sluice: natsjs.Backoff: base %v, max %v; want 0 <= base <= max", base, max))
+	}
+	return SourceOption{func(c *sourceConfig) { c.backoff, c.maxDelay = base, max }}
+}
+
+// OnAckError is called when an acknowledgement cannot be sent (the
+// connection is gone): the message will be redelivered. The default
+// ignores it. OnAckError panics if f is nil.
+func OnAckError(f func(error)) SourceOption {
+	if f == nil {
+		panic("sluice: natsjs.OnAckError: nil function")
+	}
+	return SourceOption{func(c *sourceConfig) { c.onAckErr = f }}
+}
