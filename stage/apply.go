@@ -30,19 +30,35 @@ import "context"
 // default name is "apply" and its position (see [Name]). Apply panics if in
 // is the zero Stream or f is nil.
 func Apply[In, Out any](in Stream[In], f func(ctx context.Context, v In, emit func(Out) bool) error, opts ...Option) Stream[Out] {
-	return apply("stage.Apply", "apply", in, f, opts, false)
+	return apply("stage.Apply", "apply", in, f, opts, emitsWhileRunning)
 }
 
-// apply builds a stage; fusable says that f emits a bounded number of
-// outputs per item, so that the stage may run in its consumer's goroutines
-// (see fuseRun).
-func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, func(Out) bool) error, opts []Option, fusable bool) Stream[Out] {
+// shape is what the engine may assume of a stage's function.
+type shape uint8
+
+const (
+	// emitsWhileRunning: f emits any number of outputs while it runs
+	// (Apply): the stage never runs in its consumer's goroutines.
+	emitsWhileRunning shape = iota
+	// emitsAfter: f emits a bounded number of outputs once the user's
+	// function has returned (FlatMap, Unbatch): the stage may run in its
+	// consumer's goroutines (see fuseRun).
+	emitsAfter
+	// emitsOne: as emitsAfter, and at most one output (Map, Filter,
+	// Concurrent): the output takes over the item's acknowledgement
+	// reference instead of adding one.
+	emitsOne
+)
+
+// apply builds a stage whose function has the given shape.
+func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, func(Out) bool) error, opts []Option, sh shape) Stream[Out] {
 	in.check(fn)
 	checkFunc(f == nil, fn, "function")
 	cfg := newConfig(fn, kind, opts)
 	checkKey[In](&cfg, fn)
-	cfg.eager = !fusable // Apply's outputs may come while f runs, without bound
-	fusable = fusable && cfg.key == nil
+	cfg.eager = sh == emitsWhileRunning // its outputs may come while f runs, without bound
+	cfg.single = sh == emitsOne
+	fusable := sh != emitsWhileRunning && cfg.key == nil
 	st := Stream[Out]{
 		n: &node{kind: kind, inputs: []*node{in.n}, waits: in.n.waits},
 		open: func(r *run) puller[Out] {

@@ -168,5 +168,5 @@ func Unbatch[T any](in Stream[[]T]) Stream[T] {
 			}
 		}
 		return nil
-	}, opts, true)
+	}, opts, emitsAfter)
 }

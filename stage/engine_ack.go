@@ -12,28 +12,26 @@ import (
 // Ack of its own but members, the nodes of its items, each holding one
 // reference owned by the batch.
 type ackNode struct {
-	r       *run
-	ack     Ack        // nil for a Batch's node
-	members []*ackNode // a Batch's: settled with the batch
-	refs    atomic.Int32
-	state   atomic.Uint32 // told | abandoned
+	r     *run
+	ack   Ack    // nil for a Batch's node
+	group *group // a Batch's node: its members
+	refs  atomic.Int32
+	state atomic.Uint32 // told | abandoned
 }
+
+// group is the members of a Batch's node, apart so that an item's node
+// stays small (it is allocated per item).
+type group struct{ members []*ackNode }
 
 const (
 	told      = 1 << iota // Done was called (or, for a batch, its members told)
 	abandoned             // a reference was abandoned: never Done(nil)
 )
 
-func newAckNode(r *run, a Ack) *ackNode {
-	n := &ackNode{r: r, ack: a}
-	n.refs.Store(1)
-	return n
-}
-
 // newGroup is a Batch's node over its items' nodes, whose references it
 // takes over.
 func newGroup(r *run, members []*ackNode) *ackNode {
-	n := &ackNode{r: r, members: members}
+	n := &ackNode{r: r, group: &group{members}}
 	n.refs.Store(1)
 	return n
 }
@@ -78,12 +76,14 @@ func (n *ackNode) abandon() {
 // fail tells the item's failure at once, if nothing was told yet. (A
 // batch's member is nil for an item without acknowledgement.)
 func (n *ackNode) fail(err error) {
-	if n == nil || n.state.Or(told)&told != 0 {
+	if n == nil || err == nil || n.state.Or(told)&told != 0 {
 		return
 	}
 	n.tell(err)
-	for _, m := range n.members {
-		m.fail(err)
+	if n.group != nil {
+		for _, m := range n.group.members {
+			m.fail(err)
+		}
 	}
 }
 
@@ -92,11 +92,13 @@ func (n *ackNode) fail(err error) {
 // its failure was told.
 func (n *ackNode) last() {
 	gone := n.state.Load()&abandoned != 0
-	for _, m := range n.members {
-		if gone {
-			m.abandon()
-		} else {
-			m.release(nil)
+	if n.group != nil {
+		for _, m := range n.group.members {
+			if gone {
+				m.abandon()
+			} else {
+				m.release(nil)
+			}
 		}
 	}
 	if !gone && n.state.Or(told)&told == 0 {
@@ -119,10 +121,10 @@ func (n *ackNode) tell(err error) {
 // batch takes its item's reference back (Unbatch straight after Batch). It
 // returns nil unless the caller holds the only reference.
 func (n *ackNode) split() []*ackNode {
-	if n == nil || len(n.members) == 0 || n.refs.Load() != 1 {
+	if n == nil || n.group == nil || len(n.group.members) == 0 || n.refs.Load() != 1 {
 		return nil
 	}
-	m := n.members
-	n.members = nil
+	m := n.group.members
+	n.group.members = nil
 	return m
 }

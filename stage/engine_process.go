@@ -42,6 +42,7 @@ type stepper[In, Out any] struct {
 	ack     *ackNode   // the current item's reference, or nil
 	members []*ackNode // Unbatch straight after Batch: one per element
 	next    int        // the next member to hand out
+	moved   bool       // the item's only output took its reference (emitsOne)
 	lost    bool       // an output of the current item was dropped
 
 	timed    bool          // time the next call (see fuseRun)
@@ -51,15 +52,19 @@ type stepper[In, Out any] struct {
 func (p *processor[In, Out]) stepper(out outlet[Out]) *stepper[In, Out] {
 	s := &stepper[In, Out]{p: p, out: out}
 	s.emit = func(v Out) bool {
-		a := s.ack
-		if s.members != nil {
-			a = nil
+		var a *ackNode
+		switch {
+		case s.members != nil:
 			if s.next < len(s.members) {
 				a = s.members[s.next]
 				s.next++
 			}
-		} else {
-			a = a.ref()
+		case p.cfg.single && !s.moved:
+			// The function has returned and this is its only output: it
+			// takes over the item's reference, which saves two atomic adds.
+			a, s.moved = s.ack, true
+		default:
+			a = s.ack.ref()
 		}
 		if !s.out.put(item[Out]{v: v, ack: a}) {
 			s.lost = true
@@ -89,7 +94,7 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 		s.out.put(item[Out]{err: it.err, ack: it.ack})
 		return s.out.end()
 	}
-	s.ack, s.lost = it.ack, false
+	s.ack, s.lost, s.moved = it.ack, false, false
 	if p.cfg.split {
 		s.members, s.next = it.ack.split(), 0
 	}
@@ -154,6 +159,8 @@ func (s *stepper[In, Out]) settle(err error) {
 		}
 	}
 	switch {
+	case s.moved: // the output holds the item's reference (and let go of it if dropped)
+		s.ack.fail(err)
 	case err != nil:
 		s.ack.release(err)
 	case s.lost:
@@ -161,7 +168,7 @@ func (s *stepper[In, Out]) settle(err error) {
 	default:
 		s.ack.release(nil)
 	}
-	s.ack, s.members = nil, nil
+	s.ack, s.members, s.moved = nil, nil, false
 }
 
 // queueOut is the outlet of an unordered stage's worker: the first output

@@ -19,7 +19,7 @@ func Map[In, Out any](in Stream[In], f func(ctx context.Context, v In) (Out, err
 		}
 		emit(out)
 		return nil
-	}, opts, true))
+	}, opts, emitsOne))
 }
 
 // Filter calls keep for each item of in and emits the item when keep returns
@@ -36,7 +36,7 @@ func Filter[T any](in Stream[T], keep func(ctx context.Context, v T) (bool, erro
 			emit(v)
 		}
 		return nil
-	}, opts, true)
+	}, opts, emitsOne)
 }
 
 // FlatMap calls f for each item of in and emits the elements of the slice it
@@ -56,7 +56,7 @@ func FlatMap[In, Out any](in Stream[In], f func(ctx context.Context, v In) ([]Ou
 			}
 		}
 		return nil
-	}, opts, true)
+	}, opts, emitsAfter)
 }
 
 // Concurrent runs tasks, at most Workers(n) at a time, and emits their
@@ -75,5 +75,5 @@ func Concurrent[T any](tasks Stream[func(ctx context.Context) (T, error)], opts 
 		}
 		emit(v)
 		return nil
-	}, opts, true))
+	}, opts, emitsOne))
 }

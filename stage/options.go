@@ -27,6 +27,7 @@ type config struct {
 	key       any  // a keyer[In], set by KeyBy
 	split     bool // Unbatch straight after Batch: outputs take the members' acknowledgements
 	eager     bool // Apply: the function emits while it runs
+	single    bool // at most one output, emitted once the user's function returned
 
 	// Per run, set by forRun.
 	handler *handler

@@ -95,8 +95,27 @@ type sourcePuller[T any] struct {
 	stop    func()
 
 	mu    sync.Mutex
-	n     int  // items produced
-	ended bool // next returned an error or panicked
+	n     int       // items produced
+	ended bool      // next returned an error or panicked
+	slab  []ackNode // acknowledgement nodes not handed out yet (see newAck)
+}
+
+// ackSlab is how many acknowledgement nodes a source allocates at once:
+// one allocation per 64 items instead of one per item. A slab stays in
+// memory while any of its nodes is in use; the read-ahead bounds them.
+const ackSlab = 64
+
+// newAck returns a new node for a, taken from the puller's slab; called
+// with mu held.
+func (p *sourcePuller[T]) newAck(a Ack) *ackNode {
+	if len(p.slab) == 0 {
+		p.slab = make([]ackNode, ackSlab)
+	}
+	n := &p.slab[0]
+	p.slab = p.slab[1:]
+	n.r, n.ack = p.r, a
+	n.refs.Store(1)
+	return n
 }
 
 func (p *sourcePuller[T]) pull() (item[T], int, bool) {
@@ -130,7 +149,7 @@ func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 	p.n++
 	it := item[T]{v: v}
 	if a != nil {
-		it.ack = newAckNode(p.r, a)
+		it.ack = p.newAck(a)
 	}
 	return it, i, true
 }
