@@ -11,12 +11,13 @@ import (
 // A value is received only when a stage is ready to work on it, so a run that
 // stops early (an error, sink.First, a break) leaves the rest in ch: Chan never
 // closes ch and never drains it. A receive is abandoned when the run ends. It
-// is a waiting source. A nil ch panics.
+// is a waiting source, and [stage.Interruptible]: a cheap stage over it may
+// take values that are ready in its consumer's goroutines. A nil ch panics.
 func Chan[T any](ch <-chan T) stage.Stream[T] {
 	if ch == nil {
 		panic("sluice: source.Chan: nil channel")
 	}
-	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
+	return stage.Interruptible(stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
 		return func(ctx context.Context) (T, error) {
 			select { // a value ready: no need to look at ctx (cheaper)
 			case v, ok := <-ch:
@@ -37,5 +38,5 @@ func Chan[T any](ch <-chan T) stage.Stream[T] {
 				return zero, context.Cause(ctx)
 			}
 		}, nil
-	})
+	}))
 }

@@ -73,11 +73,15 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 			return newApplier(p).start(handles)
 		},
 	}
-	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && !in.n.waits {
+	// Over a source that may wait, only if its next can be asked for an
+	// item that is ready (Interruptible): a consumer goroutine must never
+	// wait in it.
+	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && (!in.n.waits || in.n.tries) {
 		st.fuseWorkers = cfg.workers
 		st.fuse = func(r *run) func() puller[Out] {
 			handles := in.openFor(r, cfg.workers)
 			fr := newFuseRun(newProcessor(r, cfg.forRun(r, in.n), f), handles)
+			fr.tries = in.n.waits
 			return func() puller[Out] { return fr.handle() }
 		}
 	}

@@ -120,6 +120,14 @@ type puller[T any] interface {
 	pull() (it item[T], idx int, ok bool)
 }
 
+// tryPuller is a puller that can also take an item without waiting:
+// tryPull returns ready == false, having taken nothing, when no item is
+// ready and the stream has not ended (see Interruptible).
+type tryPuller[T any] interface {
+	puller[T]
+	tryPull() (it item[T], idx int, ok, ready bool)
+}
+
 // batchPuller is a puller from which the sink can take every ready item at
 // once (see queue.pullAll).
 type batchPuller[T any] interface {

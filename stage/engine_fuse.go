@@ -37,6 +37,13 @@ type fuseRun[In, Out any] struct {
 	wanted atomic.Int64 // handles that still want a place
 	batons atomic.Int64 // places given up and not yet claimed
 
+	// tries: the input may wait (an Interruptible source). A handle then
+	// only takes items that are ready (tryPuller), and at least one place
+	// stays with a goroutine of the stage, which waits in the source: a
+	// consumer never sits in the source while outputs wait for it.
+	tries      bool
+	goroutines atomic.Int64 // places held by goroutines of the stage
+
 	mu     sync.Mutex
 	spares []puller[In] // input handles of retired goroutines
 }
@@ -55,6 +62,7 @@ func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In]) *
 	fr := &fuseRun[In, Out]{p: p}
 	fr.out = newQueue[Out](p.r, n, n)
 	fr.app = &applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
+	fr.goroutines.Store(int64(n))
 	for range n {
 		in := handles()
 		p.r.goroutine(func() { fr.app.work(in) })
@@ -72,14 +80,22 @@ func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
 // a handle that wants one, if any; it reports whether the goroutine should
 // exit.
 func (fr *fuseRun[In, Out]) retire(in puller[In]) bool {
+	floor := int64(0)
+	if fr.tries {
+		floor = 1 // one goroutine keeps waiting in the source
+	}
 	for {
-		w := fr.wanted.Load()
-		if w <= 0 {
+		g := fr.goroutines.Load()
+		if g <= floor {
 			return false
 		}
-		if fr.wanted.CompareAndSwap(w, w-1) {
+		if fr.goroutines.CompareAndSwap(g, g-1) {
 			break
 		}
+	}
+	if !fr.want() {
+		fr.goroutines.Add(1)
+		return false
 	}
 	fr.mu.Lock()
 	fr.spares = append(fr.spares, in)
@@ -87,6 +103,19 @@ func (fr *fuseRun[In, Out]) retire(in puller[In]) bool {
 	fr.batons.Add(1)
 	fr.out.retireWorker()
 	return true
+}
+
+// want takes one handle's want of a place, if any.
+func (fr *fuseRun[In, Out]) want() bool {
+	for {
+		w := fr.wanted.Load()
+		if w <= 0 {
+			return false
+		}
+		if fr.wanted.CompareAndSwap(w, w-1) {
+			return true
+		}
+	}
 }
 
 // claim takes a baton and the input handle that comes with it, if any.
@@ -109,6 +138,7 @@ func (fr *fuseRun[In, Out]) claim() (puller[In], bool) {
 
 // spawn gives a handle's place back to a new goroutine pulling through in.
 func (fr *fuseRun[In, Out]) spawn(in puller[In]) {
+	fr.goroutines.Add(1)
 	fr.out.addWorker()
 	fr.p.r.goroutine(func() { fr.app.work(in) })
 }
@@ -122,6 +152,7 @@ func (fr *fuseRun[In, Out]) index() int { return int(fr.count.Add(1) - 1) }
 type fuseHandle[In, Out any] struct {
 	fr        *fuseRun[In, Out]
 	in        puller[In]        // the place's input handle; nil while the handle wants one
+	try       tryPuller[In]     // in, when the input may wait: take only what is ready
 	own       *stepper[In, Out] // processes items into hands
 	hands     *handOut[Out]
 	inline    bool // holds a place: calls the function itself
@@ -137,6 +168,9 @@ func (h *fuseHandle[In, Out]) claim() {
 	}
 	if in, ok := h.fr.claim(); ok {
 		h.in, h.inline = in, true
+		if h.fr.tries {
+			h.try = in.(tryPuller[In])
+		}
 		h.hands = &handOut[Out]{}
 		h.own = h.fr.p.stepper(h.hands)
 	}
@@ -151,22 +185,33 @@ func (h *fuseHandle[In, Out]) ownTurn() bool {
 // ownNext takes the next output of the handle's own place, processing
 // input items until one has an output. It times the first two calls and
 // one in 16 after; after two slow ones in a row, it gives the place to a
-// new goroutine once the current item's outputs are out.
-func (h *fuseHandle[In, Out]) ownNext() (item[Out], bool) {
+// new goroutine once the current item's outputs are out. Over a source
+// that may wait, it takes only items that are ready: ready is false when
+// there was none (the handle keeps its place and waits on the queue).
+func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 	r := h.fr.p.r
 	for h.hands.idle() {
 		if h.ended || r.cancelled() {
 			h.inline = false
-			return item[Out]{}, false
+			return item[Out]{}, false, true
 		}
-		it, idx, ok := h.in.pull()
+		var in item[In]
+		var idx int
+		if h.try != nil {
+			in, idx, ok, ready = h.try.tryPull()
+			if !ready {
+				return item[Out]{}, false, false
+			}
+		} else {
+			in, idx, ok = h.in.pull()
+		}
 		if !ok {
 			h.ended, h.inline = true, false
-			return item[Out]{}, false
+			return item[Out]{}, false, true
 		}
 		h.own.timed = h.calls < 2 || h.calls%16 == 0
 		h.calls++
-		if !h.own.process(it, idx) {
+		if !h.own.process(in, idx) {
 			h.ended = true
 		}
 		if d := h.own.lastCall; d >= 0 {
@@ -177,12 +222,12 @@ func (h *fuseHandle[In, Out]) ownNext() (item[Out], bool) {
 			}
 		}
 	}
-	it := h.hands.take()
+	it = h.hands.take()
 	if h.slowCalls >= 2 && h.hands.idle() && !h.ended {
 		h.inline = false
 		h.fr.spawn(h.in)
 	}
-	return it, true
+	return it, true, true
 }
 
 // done reports whether the stage has nothing more for this handle: its
@@ -195,7 +240,7 @@ func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
 	for {
 		h.claim()
 		if h.ownTurn() {
-			if it, ok := h.ownNext(); ok {
+			if it, ok, _ := h.ownNext(); ok {
 				return it, h.fr.index(), true
 			}
 		}
@@ -223,7 +268,7 @@ func (h *fuseHandle[In, Out]) pullAll(dst []item[Out]) ([]item[Out], bool) {
 				// that the scheduler moves one of us to the other processor.
 				runtime.Gosched()
 			}
-			if it, ok := h.ownNext(); ok {
+			if it, ok, _ := h.ownNext(); ok {
 				return append(dst, it), true
 			}
 		}

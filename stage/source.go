@@ -63,6 +63,32 @@ func NeverWaits[T any](s Stream[T]) Stream[T] {
 	return s
 }
 
+// Interruptible returns s marked as a source whose next, called with a
+// context that is already done, returns at once: an item if one is ready
+// without waiting, else the context's error (source.Chan's next and a
+// select on a queue and ctx.Done() do; a next that blocks in a read does
+// not). Then a cheap unordered stage over it may run partly in its
+// consumer's goroutines, as over a source that never waits (see
+// [Workers]): a consumer goroutine asks next for an item that is ready,
+// and leaves the waiting to the stage's own workers, at least one of which
+// stays a goroutine of the stage. This saves the hand-off between
+// goroutines for every item that is ready when the consumer asks.
+//
+// The claim is yours to keep: a next that waits although its context is
+// done would hold a consumer goroutine, and with it the outputs the stage's
+// other workers have finished. Interruptible panics if s is not a stream
+// made by [Source] or [AckSource].
+func Interruptible[T any](s Stream[T]) Stream[T] {
+	s.check("stage.Interruptible")
+	if !s.n.source {
+		panic("sluice: stage.Interruptible: the stream is not a source made by stage.Source or stage.AckSource")
+	}
+	n := *s.n
+	n.tries = true
+	s.n = &n
+	return s
+}
+
 // sourceStream is a source primitive's stream: open sets the puller's next
 // (or nextAck) and stop, once per run; fn names the primitive.
 func sourceStream[T any](fn string, open func(p *sourcePuller[T])) Stream[T] {
@@ -94,10 +120,11 @@ type sourcePuller[T any] struct {
 	next    func(context.Context) (T, error)
 	stop    func()
 
-	mu    sync.Mutex
-	n     int       // items produced
-	ended bool      // next returned an error or panicked
-	slab  []ackNode // acknowledgement nodes not handed out yet (see newAck)
+	mu     sync.Mutex
+	tryCtx context.Context // done from the start: the context of a try (see tryPull)
+	n      int             // items produced
+	ended  bool            // next returned an error or panicked
+	slab   []ackNode       // acknowledgement nodes not handed out yet (see newAck)
 }
 
 // ackSlab is how many acknowledgement nodes a source allocates at once:
@@ -121,37 +148,69 @@ func (p *sourcePuller[T]) newAck(a Ack) *ackNode {
 func (p *sourcePuller[T]) pull() (item[T], int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	it, idx, ok, _ := p.take(p.ctx)
+	return it, idx, ok
+}
+
+// tryPull is pull for a goroutine that must not wait (see tryPuller): it
+// takes an item only if the source has one ready, asking next with a
+// context that is already done (Interruptible promises that next then
+// returns at once). ready is false when it took nothing and the stream
+// has not ended.
+func (p *sourcePuller[T]) tryPull() (it item[T], idx int, ok, ready bool) {
+	if !p.mu.TryLock() {
+		return item[T]{}, 0, false, false // someone waits in next
+	}
+	defer p.mu.Unlock()
+	if p.tryCtx == nil {
+		ctx, cancel := context.WithCancelCause(p.ctx)
+		cancel(errNotReady)
+		p.tryCtx = ctx
+	}
+	return p.take(p.tryCtx)
+}
+
+// errNotReady is the cause of the context of a try (see tryPull).
+var errNotReady = errors.New("sluice: no item ready")
+
+// take calls next with ctx and numbers the item; called with mu held.
+// Under a try (ctx is p.tryCtx), an error that ctx's end explains means
+// that no item was ready: ready is false.
+func (p *sourcePuller[T]) take(ctx context.Context) (it item[T], idx int, ok, ready bool) {
 	if p.ended || p.r.halted() || p.scope.stopped() {
-		return item[T]{}, 0, false
+		return item[T]{}, 0, false, true
 	}
 	var v T
 	var a Ack
 	var err error
 	if rec := guard.Call(func() {
 		if p.nextAck != nil {
-			v, a, err = p.nextAck(p.ctx)
+			v, a, err = p.nextAck(ctx)
 		} else {
-			v, err = p.next(p.ctx)
+			v, err = p.next(ctx)
 		}
 	}); rec != nil {
 		err = panicError(rec)
 	}
 	if err != nil {
+		if ctx == p.tryCtx && p.ctx.Err() == nil && (errors.Is(err, errNotReady) || errors.Is(err, context.Canceled)) {
+			return item[T]{}, 0, false, false
+		}
 		// At the end of its input, or drained (Until): the source's
 		// context ended, so its error is a consequence, not a failure.
 		if !errors.Is(err, io.EOF) && !(p.scope.stopped() && p.ctx.Err() != nil) {
 			p.fail(err)
 		}
 		p.ended = true
-		return item[T]{}, 0, false
+		return item[T]{}, 0, false, true
 	}
 	i := p.n
 	p.n++
-	it := item[T]{v: v}
+	it = item[T]{v: v}
 	if a != nil {
 		it.ack = p.newAck(a)
 	}
-	return it, i, true
+	return it, i, true, true
 }
 
 func (p *sourcePuller[T]) fail(err error) {

@@ -64,6 +64,10 @@ type node struct {
 	// source: the stream is a source made by Source or AckSource (see
 	// NeverWaits).
 	source bool
+	// tries: the stream's puller is a tryPuller (an Interruptible source,
+	// or Until over one): a consumer that must not wait may take an item
+	// that is ready.
+	tries bool
 }
 
 // expected is the number of items the stream will carry, or -1.

@@ -31,7 +31,7 @@ func Until[T any](in Stream[T], stop context.Context) Stream[T] {
 	in.check("stage.Until")
 	checkFunc(stop == nil, "stage.Until", "stop context")
 	out := Stream[T]{
-		n: &node{kind: "until", inputs: []*node{in.n}, known: in.n.known, total: in.n.total, waits: in.n.waits},
+		n: &node{kind: "until", inputs: []*node{in.n}, known: in.n.known, total: in.n.total, waits: in.n.waits, tries: in.n.tries},
 		open: func(r *run) puller[T] {
 			defer r.enterScope(stop)()
 			return in.open(r)

@@ -28,6 +28,7 @@ func TestMisuseAtBuildTimePanicsNamingTheFunction(t *testing.T) {
 		{"stage.RetryIf", func() { stage.RetryIf(2, 0, nil) }},
 		{"stage.RetryIf", func() { stage.RetryIf(0, 0, func(error) bool { return true }) }},
 		{"stage.NeverWaits", func() { stage.NeverWaits(source.Slice(ints(1))) }},
+		{"stage.Interruptible", func() { stage.Interruptible(source.Slice(ints(1))) }},
 		{"stage.NeverWaits", func() {
 			stage.NeverWaits(stage.Map(source.Func(func(context.Context) (int, error) { return 0, nil }), double))
 		}},
