@@ -61,6 +61,12 @@ func BenchmarkSource(b *testing.B) {
 			check(b, got, want, err)
 		})
 	})
+	b.Run("chan/sluice-ordered", func(b *testing.B) {
+		measure(b, items, func() {
+			got, err := total(stage.Map(source.Chan(FeedSlice(input)), mapDouble, w, stage.Ordered()))
+			check(b, got, want, err)
+		})
+	})
 	b.Run("slice/hand-written", func(b *testing.B) {
 		measure(b, items, func() { check(b, HandMap(FeedSlice(input), shapeWorkers, double), want, nil) })
 	})

@@ -368,9 +368,10 @@ func report(b *testing.B, results map[string][]float64, unit string, higherBette
 		b.ReportMetric(med[c.name], c.name+"-"+unit)
 	}
 	b.ReportMetric(med["sluice"]/best, "sluice/best-hand")
+	b.ReportMetric(med["sluice"]/med["hand-Messages"], "sluice/Messages")
 	var line string
 	for _, c := range consumers {
 		line += fmt.Sprintf("  %s %.0f %s", c.name, med[c.name], unit)
 	}
-	b.Logf("medians:%s; sluice / best hand-written = %.2f", line, med["sluice"]/best)
+	b.Logf("medians:%s; sluice / best hand-written = %.2f, / Messages loop = %.2f", line, med["sluice"]/best, med["sluice"]/med["hand-Messages"])
 }

@@ -35,7 +35,7 @@
 //     long a crashed replica's messages wait before another replica gets
 //     them.
 //   - MaxAckPending: at least the messages one replica holds (its
-//     [ReadAhead], 64 by default, plus the pipeline's own read-ahead: the
+//     [ReadAhead], 100 by default, plus the pipeline's own read-ahead: the
 //     first stage's workers and buffers, and batch sizes) times the number
 //     of replicas, or replicas starve. With replicas × ReadAhead well over
 //     MaxAckPending, the first replicas to pull take all the work.

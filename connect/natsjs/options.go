@@ -9,7 +9,7 @@ import (
 
 // DefaultReadAhead is the read-ahead of a [Source] unless told otherwise
 // with [ReadAhead].
-const DefaultReadAhead = 64
+const DefaultReadAhead = 100
 
 // ReadAhead sets how many messages a [Source] may hold that the pipeline
 // has not taken yet: each run keeps one pull subscription, which asks the

@@ -14,7 +14,7 @@ import (
 
 // Source returns a stream of the messages of the durable pull consumer
 // cons, decoded by decode. Each run keeps one pull subscription to cons,
-// which holds up to [ReadAhead] messages (64 by default) beyond what the
+// which holds up to [ReadAhead] messages (100 by default) beyond what the
 // pipeline has taken, and asks the server for more as the pipeline takes
 // them. A message's acknowledgement travels with it and is settled when the
 // sink has committed what it led to (see the package documentation,
@@ -30,7 +30,9 @@ import (
 // one and goes on. An error of the consumer ends the run with a
 // *stage.SourceError.
 //
-// Source is a waiting source: its next waits for the server.
+// Source is a waiting source (its next waits for the server) and
+// stage.Interruptible: a cheap stage over it takes messages the
+// subscription already holds in its consumer's goroutines.
 func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts ...SourceOption) stage.Stream[Msg[T]] {
 	if cons == nil || decode == nil {
 		panic("sluice: natsjs.Source: nil consumer or decode function")
@@ -42,7 +44,7 @@ func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts
 		}
 		o.apply(&cfg)
 	}
-	return stage.AckSource(func(context.Context) (func(context.Context) (Msg[T], stage.Ack, error), func()) {
+	return stage.Interruptible(stage.AckSource(func(context.Context) (func(context.Context) (Msg[T], stage.Ack, error), func()) {
 		s := &sourceRun{cfg: cfg, cons: cons, inFlight: map[*msgAck]struct{}{}}
 		if info := cons.CachedInfo(); info != nil {
 			s.maxDeliver = info.Config.MaxDeliver
@@ -77,7 +79,7 @@ func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts
 			s.close()
 		}
 		return next, stop
-	})
+	}))
 }
 
 // sourceRun is a Source in one run.
