@@ -1,0 +1,63 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// recordAck is a record's acknowledgement (see stage.Ack).
+type recordAck struct {
+	m *member
+	h *held
+}
+
+// Done settles the record (err == nil), or tries it again, or sends it to
+// the dead-letter topic once it failed Attempts times. A record of a
+// partition this member no longer owns changes nothing.
+func (a *recordAck) Done(err error) {
+	m, h := a.m, a.h
+	m.mu.Lock()
+	owned := h.part.owned
+	m.mu.Unlock()
+	switch {
+	case !owned:
+	case err == nil:
+		m.settle(h)
+	case h.attempts < m.cfg.attempts:
+		m.retry(h)
+	default:
+		m.deadLetter(h, err)
+	}
+}
+
+// deadLetterWait bounds the wait for the broker to confirm a dead letter.
+const deadLetterWait = 30 * time.Second
+
+// deadLetter sends h to the dead-letter topic and settles it, or, without
+// one (or if the broker refuses it), fails the run with reason.
+func (m *member) deadLetter(h *held, reason error) {
+	r := h.rec
+	where := fmt.Sprintf("%s/%d@%d", r.Topic, r.Partition, r.Offset)
+	if m.cfg.dlq == "" {
+		m.fail(fmt.Errorf("kafka: record %s failed after %d attempts, and there is no dead-letter topic: %w", where, h.attempts, reason))
+		return
+	}
+	headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
+		kgo.RecordHeader{Key: "sluice-reason", Value: []byte(reason.Error())},
+		kgo.RecordHeader{Key: "sluice-topic", Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: "sluice-partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
+		kgo.RecordHeader{Key: "sluice-offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		kgo.RecordHeader{Key: "sluice-attempts", Value: []byte(strconv.Itoa(h.attempts))})
+	dead := &kgo.Record{Topic: m.cfg.dlq, Key: r.Key, Value: r.Value, Headers: headers}
+	ctx, cancel := context.WithTimeout(context.Background(), deadLetterWait)
+	defer cancel()
+	if err := m.cl.ProduceSync(ctx, dead).FirstErr(); err != nil {
+		m.fail(fmt.Errorf("kafka: dead-lettering record %s: %w", where, err))
+		return
+	}
+	m.settle(h)
+}

@@ -1,0 +1,66 @@
+// Package kafka runs sluice pipelines on Kafka consumer groups: a source
+// whose records are processed concurrently, in key order if you like, with
+// offsets committed only when it is safe, and a sink that produces with
+// keys and counts an item done only once the broker confirmed it.
+//
+// # Offsets
+//
+// Kafka commits one offset per partition: "everything before this offset is
+// done". A consumer that processes a partition's records concurrently
+// finishes them out of order, so committing the offset of a finished record
+// could pass one still running, and a crash would lose it. The source
+// commits, per partition, the lowest offset whose record is not settled yet
+// (or one past the last record it took, when all are settled): a watermark
+// below which every record was acknowledged by the sink (see stage.Ack),
+// dropped on purpose (a Filter, a Handle policy), or sent to the dead-letter
+// topic. A record that failed (a forwarded *stage.Error or a failed commit
+// at the sink) holds the watermark: it is tried again, up to [Attempts]
+// times, then sent to the [DeadLetter] topic; without one, the run fails,
+// so that nothing is ever skipped silently. A record that does not decode
+// goes to the dead-letter topic at once (or fails the run).
+//
+// Commits happen every [CommitInterval] (1 s by default), when a partition
+// is revoked (before it is given up) and when the run stops. Each partition
+// holds at most [MaxPending] records that are not settled (taken by the
+// pipeline or polled and waiting); when it is full, its fetches pause, so
+// memory stays bounded however slow one record is.
+//
+// # Ordering
+//
+// Kafka orders records within a partition. A stage over the source chooses
+// what it keeps with stage.KeyBy:
+//
+//   - stage.KeyBy(kafka.ByKey[T]): records of one key (within a
+//     partition) one at a time, in offset order; different keys in
+//     parallel. The mode to use unless you know better: one slow record
+//     holds back only its key.
+//   - stage.KeyBy(kafka.ByPartition[T]): a partition's records one at a
+//     time, in offset order, as a classic consumer does.
+//   - no KeyBy: no order at all; the most parallel.
+//
+// A record that waits for its key holds one of the stage's read-ahead
+// places (see stage.KeyBy): give the stage a Buffer near [MaxPending], so
+// that the records of one slow key waiting behind it do not use up the
+// places the other keys need. A record tried again after a failure comes
+// back after the records taken meanwhile, so it is the one exception to the
+// order.
+//
+// # Rebalances
+//
+// When a partition is revoked, the source takes no more of its records,
+// commits its watermark, and never commits for it again: acknowledgements
+// of its records still in flight are ignored (the records may still finish;
+// the new owner gets them again from the watermark). A partition newly
+// assigned starts from its committed offset.
+//
+// # Guarantees and limits
+//
+// At-least-once: a record is committed only after what it led to was
+// committed, so a crash at any point loses nothing; with an idempotent
+// sink (a primary key, an upsert) the effect is exactly once. Records after
+// the watermark are processed again after a crash or a rebalance, so a
+// slow or failing record makes the next owner repeat up to MaxPending
+// records of its partition. Per-key order holds within one member; across
+// a rebalance, the new owner may process a key's record while the old one
+// still finishes an earlier one.
+package kafka

@@ -1,0 +1,46 @@
+package kafka
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/stage"
+)
+
+// Published counts what [Publish] did; it may be read while the run goes
+// on.
+type Published struct {
+	Records atomic.Int64 // records the brokers confirmed
+}
+
+// Publish is a sink: it runs s and produces each item with cl, as the
+// record that record makes of it (give it a Key to keep a key's items in
+// one partition, in order), waiting for the broker to confirm the write
+// before it takes the next item. An item is committed (and its source's
+// acknowledgement released) only once its record was confirmed. Publish is
+// written with sink.ForEach and reports as it does: a failed produce, or an
+// error or panic in record, ends the run with a *stage.Error (Stage
+// "foreach") wrapping it; forwarded errors come back in a
+// *sink.ForwardedError. counts may be nil.
+func Publish[T any](ctx context.Context, cl *kgo.Client, s stage.Stream[T], record func(T) (*kgo.Record, error), counts *Published) error {
+	if cl == nil || record == nil {
+		panic("sluice: kafka.Publish: nil client or record function")
+	}
+	if counts == nil {
+		counts = &Published{}
+	}
+	return sink.ForEach(ctx, s, func(ctx context.Context, v T) error {
+		r, err := record(v)
+		if err != nil {
+			return err
+		}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			return err
+		}
+		counts.Records.Add(1)
+		return nil
+	})
+}

@@ -1,0 +1,387 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicedev/sluice/stage"
+)
+
+// Source returns a stream of the records of a consumer group, decoded by
+// decode. Each run is one member of the group: it makes a client from
+// kopts (which name the seed brokers, the group with kgo.ConsumerGroup and
+// the topics with kgo.ConsumeTopics), joins, takes records as the pipeline
+// is ready for them, and commits offsets as the package documentation
+// says ("Offsets"); when the run ends, it commits what is settled, leaves
+// the group and closes the client. The source sets kgo.DisableAutoCommit
+// and the OnPartitions callbacks itself (options of kopts for them are
+// overridden).
+//
+// Every record carries an acknowledgement (see stage.Ack): settle it by
+// committing what it led to at the sink, or drop it on purpose. A record
+// that decode rejects goes to the [DeadLetter] topic at once (without one,
+// the run fails with a *stage.SourceError). It is a waiting source.
+func Source[T any](kopts []kgo.Opt, decode func(*kgo.Record) (T, error), opts ...Option) stage.Stream[Record[T]] {
+	if decode == nil {
+		panic("sluice: kafka.Source: nil decode function")
+	}
+	cfg := defaults()
+	for _, o := range opts {
+		if o.apply == nil {
+			panic("sluice: kafka.Source: zero Option")
+		}
+		o.apply(&cfg)
+	}
+	kopts = append([]kgo.Opt(nil), kopts...) // the caller may reuse its slice
+	return stage.AckSource(func(ctx context.Context) (func(context.Context) (Record[T], stage.Ack, error), func()) {
+		m := newMember(cfg)
+		m.open(kopts)
+		next := func(ctx context.Context) (Record[T], stage.Ack, error) {
+			for {
+				h, err := m.next(ctx)
+				if err != nil {
+					return Record[T]{}, nil, err
+				}
+				v, err := decode(h.rec)
+				if err != nil {
+					m.deadLetter(h, fmt.Errorf("decode: %w", err))
+					continue
+				}
+				r := h.rec
+				rec := Record[T]{Value: v, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key,
+					Headers: r.Headers, Timestamp: r.Timestamp, Attempts: h.attempts}
+				return rec, &recordAck{m: m, h: h}, nil
+			}
+		}
+		return next, m.close
+	})
+}
+
+// member is a Source in one run: one member of the group.
+type member struct {
+	cfg config
+	cl  *kgo.Client
+
+	mu    sync.Mutex
+	err   error         // the run fails with it: next returns it
+	parts map[tp]*part  // owned partitions
+	ready []*held       // polled, in order, not taken yet
+	again []*held       // failed, to be tried again first
+	wake  func()        // ends the poll in progress, if any
+	id    string        // the member id, once joined
+	done  chan struct{} // closed at close: stops the committer
+
+	commitMu  sync.Mutex // one commit at a time; a revoke's is the last for its partitions
+	committer sync.WaitGroup
+}
+
+func newMember(cfg config) *member {
+	return &member{cfg: cfg, parts: map[tp]*part{}, done: make(chan struct{})}
+}
+
+// open makes the client and starts the periodic committer.
+func (m *member) open(kopts []kgo.Opt) {
+	kopts = append(kopts,
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(m.assigned),
+		kgo.OnPartitionsRevoked(m.revoked),
+		kgo.OnPartitionsLost(m.lost))
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		m.err = fmt.Errorf("kafka: %w", err)
+		return
+	}
+	m.cl = cl
+	m.committer.Add(1)
+	go func() {
+		defer m.committer.Done()
+		t := time.NewTicker(m.cfg.interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				m.commit(context.Background(), nil)
+			case <-m.done:
+				return
+			}
+		}
+	}()
+}
+
+// next returns the next record to hand to the pipeline, polling as needed.
+func (m *member) next(ctx context.Context) (*held, error) {
+	for {
+		m.mu.Lock()
+		if m.err != nil {
+			err := m.err
+			m.mu.Unlock()
+			return nil, err
+		}
+		if h := m.take(); h != nil {
+			m.mu.Unlock()
+			return h, nil
+		}
+		poll, cancel := context.WithCancel(ctx)
+		m.wake = cancel
+		m.mu.Unlock()
+		fetches := m.cl.PollRecords(poll, 1000)
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if fetches.IsClientClosed() {
+			return nil, errors.New("kafka: client closed")
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && ferr == nil {
+				ferr = fmt.Errorf("kafka: fetching %s/%d: %w", t, p, err)
+			}
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+		m.mu.Lock()
+		m.wake = nil
+		var pause map[string][]int32
+		fetches.EachRecord(func(r *kgo.Record) {
+			p := m.parts[tp{r.Topic, r.Partition}]
+			if p == nil || !p.owned {
+				return // not ours (any more): its new owner reads it
+			}
+			m.ready = append(m.ready, p.add(r))
+			if p.pending >= m.cfg.maxPending && !p.paused {
+				p.paused = true
+				pause = addTP(pause, p.tp)
+			}
+		})
+		m.mu.Unlock()
+		if pause != nil {
+			m.cl.PauseFetchPartitions(pause)
+		}
+	}
+}
+
+// take hands out the next record: one to try again first, then the next
+// one polled; records of partitions no longer owned are skipped. Called
+// with mu held.
+func (m *member) take() *held {
+	for len(m.again) > 0 || len(m.ready) > 0 {
+		var h *held
+		if len(m.again) > 0 {
+			h, m.again = m.again[0], m.again[1:]
+		} else {
+			h, m.ready[0] = m.ready[0], nil
+			m.ready = m.ready[1:]
+		}
+		if h.part.owned && !h.settled {
+			h.attempts++
+			return h
+		}
+	}
+	return nil
+}
+
+// settle marks h settled, and resumes its partition's fetches once it has
+// room again.
+func (m *member) settle(h *held) {
+	m.mu.Lock()
+	p := h.part
+	p.settle(h)
+	resume := p.owned && p.paused && p.pending < m.cfg.maxPending
+	if resume {
+		p.paused = false
+	}
+	m.mu.Unlock()
+	if resume {
+		m.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.partition}})
+	}
+}
+
+// retry hands h to the pipeline again, before anything else.
+func (m *member) retry(h *held) {
+	m.mu.Lock()
+	m.again = append(m.again, h)
+	wake := m.wake
+	m.mu.Unlock()
+	if wake != nil {
+		wake() // a poll that waits for new records would hold it back
+	}
+}
+
+// fail makes the run fail with err.
+func (m *member) fail(err error) {
+	m.mu.Lock()
+	if m.err == nil {
+		m.err = err
+	}
+	wake := m.wake
+	m.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
+}
+
+// commit commits the watermark of every owned partition that moved (of
+// only those in only, if not nil), and reports it.
+func (m *member) commit(ctx context.Context, only map[tp]bool) {
+	m.commitMu.Lock()
+	defer m.commitMu.Unlock()
+	m.commitLocked(ctx, only)
+}
+
+// commitLocked is commit for a caller that holds commitMu.
+func (m *member) commitLocked(ctx context.Context, only map[tp]bool) {
+	m.mu.Lock()
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	var parts []*part
+	for t, p := range m.parts {
+		if !p.owned || only != nil && !only[t] {
+			continue
+		}
+		if eo, ok := p.watermark(); ok {
+			if offsets[t.topic] == nil {
+				offsets[t.topic] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[t.topic][t.partition] = eo
+			parts = append(parts, p)
+		}
+	}
+	m.mu.Unlock()
+	if len(offsets) == 0 {
+		return
+	}
+	var cerr error
+	m.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		cerr = commitError(resp, err)
+	})
+	if cerr == nil {
+		m.mu.Lock()
+		for _, p := range parts {
+			p.committed = offsets[p.tp.topic][p.tp.partition].Offset
+		}
+		m.mu.Unlock()
+	}
+	m.event(Event{Kind: Committed, Offsets: plain(offsets), Err: cerr})
+}
+
+// assigned starts owning the partitions given.
+func (m *member) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	m.mu.Lock()
+	m.id, _ = cl.GroupMetadata()
+	for topic, ps := range assigned {
+		for _, p := range ps {
+			m.parts[tp{topic, p}] = newPart(tp{topic, p})
+		}
+	}
+	m.mu.Unlock()
+	m.event(Event{Kind: Assigned, Partitions: assigned})
+}
+
+// revoked commits the watermarks of the partitions given, then lets them
+// go: nothing of theirs is taken or committed any more.
+func (m *member) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	only := map[tp]bool{}
+	for topic, ps := range revoked {
+		for _, p := range ps {
+			only[tp{topic, p}] = true
+		}
+	}
+	m.commitMu.Lock() // no periodic commit may come after the last one
+	m.commitLocked(ctx, only)
+	m.letGo(only)
+	m.commitMu.Unlock()
+	m.event(Event{Kind: Revoked, Partitions: revoked})
+}
+
+// lost lets the partitions given go without a commit: the group has them
+// already.
+func (m *member) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	only := map[tp]bool{}
+	for topic, ps := range lost {
+		for _, p := range ps {
+			only[tp{topic, p}] = true
+		}
+	}
+	m.commitMu.Lock()
+	m.letGo(only)
+	m.commitMu.Unlock()
+	m.event(Event{Kind: Lost, Partitions: lost})
+}
+
+// letGo stops owning the partitions in only.
+func (m *member) letGo(only map[tp]bool) {
+	m.mu.Lock()
+	for t := range only {
+		if p := m.parts[t]; p != nil {
+			p.owned = false
+			delete(m.parts, t)
+		}
+	}
+	m.mu.Unlock()
+}
+
+// close runs once every goroutine of the run has exited: it commits what
+// is settled, stops the committer, and closes the client (which leaves the
+// group).
+func (m *member) close() {
+	if m.cl == nil {
+		return
+	}
+	close(m.done)
+	m.committer.Wait()
+	m.commit(context.Background(), nil)
+	m.cl.Close()
+}
+
+func (m *member) event(e Event) {
+	if m.cfg.onEvent == nil {
+		return
+	}
+	m.mu.Lock()
+	e.Member = m.id
+	m.mu.Unlock()
+	m.cfg.onEvent(e)
+}
+
+func addTP(set map[string][]int32, t tp) map[string][]int32 {
+	if set == nil {
+		set = map[string][]int32{}
+	}
+	set[t.topic] = append(set[t.topic], t.partition)
+	return set
+}
+
+func plain(offsets map[string]map[int32]kgo.EpochOffset) map[string]map[int32]int64 {
+	out := map[string]map[int32]int64{}
+	for t, ps := range offsets {
+		out[t] = map[int32]int64{}
+		for p, eo := range ps {
+			out[t][p] = eo.Offset
+		}
+	}
+	return out
+}
+
+// commitError is the error of a commit: the request's, or the first
+// partition's.
+func commitError(resp *kmsg.OffsetCommitResponse, err error) error {
+	if err != nil {
+		return err
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("kafka: committing %s/%d: %w", t.Topic, p.Partition, err)
+			}
+		}
+	}
+	return nil
+}
