@@ -10,9 +10,15 @@ require (
 	github.com/sluicedev/sluice v0.0.0
 	github.com/sluicedev/sluice/connect/natsjs v0.0.0
 	github.com/sluicedev/sluice/metrics/prom v0.0.0
+	github.com/twmb/franz-go v1.22.3
+	github.com/twmb/franz-go/pkg/kadm v1.20.0
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	go.uber.org/goleak v1.3.0
 	modernc.org/sqlite v1.62.0
 )
+
+require github.com/pierrec/lz4/v4 v4.1.33 // indirect
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
@@ -35,6 +41,7 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
+	github.com/sluicedev/sluice/connect/kafka v0.0.0
 	github.com/sourcegraph/conc v0.3.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
@@ -51,3 +58,5 @@ replace github.com/sluicedev/sluice => ../
 replace github.com/sluicedev/sluice/metrics/prom => ../metrics/prom
 
 replace github.com/sluicedev/sluice/connect/natsjs => ../connect/natsjs
+
+replace github.com/sluicedev/sluice/connect/kafka => ../connect/kafka
