@@ -80,8 +80,11 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 		st.fuseWorkers = cfg.workers
 		st.fuse = func(r *run) func() puller[Out] {
 			handles := in.openFor(r, cfg.workers)
-			fr := newFuseRun(newProcessor(r, cfg.forRun(r, in.n), f), handles)
-			fr.tries = in.n.waits
+			p := newProcessor(r, cfg.forRun(r, in.n), f)
+			fr := newFuseRun(p, handles)
+			if in.n.waits {
+				fr = newFuseRunWaiting(p, handles)
+			}
 			return func() puller[Out] { return fr.handle() }
 		}
 	}

@@ -44,7 +44,11 @@ type fuseRun[In, Out any] struct {
 	tries      bool
 	goroutines atomic.Int64 // places held by goroutines of the stage
 
+	handles func() puller[In] // a new input handle for a place
+	started atomic.Bool       // the places no handle took were started
+
 	mu     sync.Mutex
+	idle   int          // places held by nobody yet (see newFuseRun)
 	spares []puller[In] // input handles of retired goroutines
 }
 
@@ -57,12 +61,28 @@ const (
 	slowCall = 20 * time.Microsecond
 )
 
+// newFuseRun starts a fused stage over an input that never waits. Its
+// places start as goroutines at the first pull, and only as many as the
+// input has items for (all when the input's size is unknown): a run of one
+// item starts one goroutine, not Workers(n).
 func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In]) *fuseRun[In, Out] {
+	fr := &fuseRun[In, Out]{p: p, handles: handles, idle: p.cfg.workers}
+	fr.out = newQueue[Out](p.r, 0, 0) // goroutines add their tokens as they start
+	fr.app = &applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
+	return fr
+}
+
+// newFuseRunWaiting starts a fused stage over a source that may wait
+// (tries): every place starts as a goroutine of the stage, and goes to a
+// consumer's handle only when calls prove cheap, one place staying with a
+// goroutine that waits in the source (see fuseRun).
+func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles func() puller[In]) *fuseRun[In, Out] {
 	n := p.cfg.workers
-	fr := &fuseRun[In, Out]{p: p}
+	fr := &fuseRun[In, Out]{p: p, handles: handles, tries: true}
 	fr.out = newQueue[Out](p.r, n, n)
 	fr.app = &applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
 	fr.goroutines.Store(int64(n))
+	fr.started.Store(true)
 	for range n {
 		in := handles()
 		p.r.goroutine(func() { fr.app.work(in) })
@@ -70,10 +90,49 @@ func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In]) *
 	return fr
 }
 
-// handle returns a new handle for one goroutine of the consumer.
+// handle returns a new handle for one goroutine of the consumer; it wants
+// a place (see retire).
 func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
 	fr.wanted.Add(1)
 	return &fuseHandle[In, Out]{fr: fr}
+}
+
+// takeIdle takes a place nobody holds, with a new input handle for it.
+func (fr *fuseRun[In, Out]) takeIdle() (puller[In], bool) {
+	fr.mu.Lock()
+	if fr.idle == 0 {
+		fr.mu.Unlock()
+		return nil, false
+	}
+	fr.idle--
+	fr.mu.Unlock()
+	return fr.handles(), true
+}
+
+// sizedPuller is a puller that knows how many items it has left.
+type sizedPuller interface{ remaining() int }
+
+// startIdle starts the stage's places as goroutines, once, at the first
+// pull: as many as there are items left (all, when the input's size is
+// unknown). (A sized input is a source's own puller, which every place
+// shares: taking a handle of it to look costs nothing.)
+func (fr *fuseRun[In, Out]) startIdle() {
+	if fr.started.Load() || !fr.started.CompareAndSwap(false, true) {
+		return
+	}
+	for k := 0; ; k++ {
+		in, ok := fr.takeIdle()
+		if !ok {
+			return
+		}
+		if s, sized := in.(sizedPuller); sized && s.remaining() <= k {
+			fr.mu.Lock()
+			fr.idle++ // no item for it: the place stays free
+			fr.mu.Unlock()
+			return
+		}
+		fr.spawn(in)
+	}
 }
 
 // retire gives the calling goroutine's place, with its input handle in, to
@@ -167,13 +226,18 @@ func (h *fuseHandle[In, Out]) claim() {
 		return
 	}
 	if in, ok := h.fr.claim(); ok {
-		h.in, h.inline = in, true
-		if h.fr.tries {
-			h.try = in.(tryPuller[In])
-		}
-		h.hands = &handOut[Out]{}
-		h.own = h.fr.p.stepper(h.hands)
+		h.hold(in)
 	}
+}
+
+// hold makes the handle hold a place, pulling through in.
+func (h *fuseHandle[In, Out]) hold(in puller[In]) {
+	h.in, h.inline = in, true
+	if h.fr.tries {
+		h.try = in.(tryPuller[In])
+	}
+	h.hands = &handOut[Out]{}
+	h.own = h.fr.p.stepper(h.hands)
 }
 
 // ownTurn reports whether the handle should call the function now: it holds
@@ -237,6 +301,7 @@ func (h *fuseHandle[In, Out]) done() bool {
 }
 
 func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
+	h.fr.startIdle()
 	for {
 		h.claim()
 		if h.ownTurn() {
@@ -258,6 +323,7 @@ func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
 
 // pullAll serves the sink: what is queued, or else an output of its own.
 func (h *fuseHandle[In, Out]) pullAll(dst []item[Out]) ([]item[Out], bool) {
+	h.fr.startIdle()
 	for {
 		h.claim()
 		if h.ownTurn() {

@@ -35,6 +35,9 @@ type indexPuller[T any] struct {
 	next  atomic.Int64
 }
 
+// remaining is how many items are left (see sizedPuller).
+func (p *indexPuller[T]) remaining() int { return max(p.n-int(p.next.Load()), 0) }
+
 func (p *indexPuller[T]) pull() (item[T], int, bool) {
 	if p.r.halted() || p.scope.stopped() {
 		return item[T]{}, 0, false

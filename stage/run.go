@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/sluicedev/sluice/internal/guard"
-	"github.com/sourcegraph/conc"
 )
 
 // Run is the primitive every sink is written with. It runs s and calls f,
@@ -94,7 +93,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 				r.sawEnd()
 				break
 			}
-			if !deliver(it) {
+			if r.cancelled() || !deliver(it) { // no item starts once the run is cancelled
 				break
 			}
 		}
@@ -121,8 +120,10 @@ type run struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	done   <-chan struct{}
-	wg     conc.WaitGroup
-	hooks  sync.WaitGroup // onCancel functions
+	wg     sync.WaitGroup // the run's goroutines
+	hooks  sync.WaitGroup // the cancellation hook and Until's
+	wakers []func()       // called once the run's context is done (see onCancel); under mu
+	bug    atomic.Value   // a library panic in a goroutine, re-raised by finish
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through.
@@ -200,21 +201,25 @@ func (r *run) sawEnd() { r.ended = r.ctx.Err() == nil }
 // goroutine runs f in the run's scope: at start, or at once once the run
 // has started. A panic in f (a library bug, never user code, which is
 // always recovered where it is called) cancels the run and is re-raised by
-// the sink when it waits.
+// the sink when it waits (see finish).
 func (r *run) goroutine(f func()) {
 	if !r.started {
 		r.pending = append(r.pending, f)
 		return
 	}
-	r.wg.Go(func() {
-		defer func() {
-			if p := recover(); p != nil {
-				r.cancel(fmt.Errorf("sluice: internal panic: %v", p))
-				panic(p)
-			}
-		}()
-		f()
-	})
+	r.wg.Add(1)
+	go r.run(f)
+}
+
+func (r *run) run(f func()) {
+	defer r.wg.Done()
+	defer func() {
+		if p := recover(); p != nil {
+			r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
+			r.cancel(fmt.Errorf("sluice: internal panic: %v", p))
+		}
+	}()
+	f()
 }
 
 // check registers f to run once the whole pipeline is opened, before any
@@ -250,14 +255,25 @@ func (r *run) onFinish(f func()) {
 	r.mu.Unlock()
 }
 
-// onCancel runs f (in its own goroutine) when the run's context is done,
-// which happens at the latest when the run finishes; finish waits for it.
+// onCancel calls f once the run's context is done, which happens at the
+// latest when the run finishes; finish waits for it. It is called while the
+// pipeline is opened; one hook per run calls them all.
 func (r *run) onCancel(f func()) {
-	r.hooks.Add(1)
-	context.AfterFunc(r.ctx, func() {
-		defer r.hooks.Done()
-		f()
-	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.wakers == nil {
+		r.hooks.Add(1)
+		context.AfterFunc(r.ctx, func() {
+			defer r.hooks.Done()
+			r.mu.Lock()
+			wakers := r.wakers
+			r.mu.Unlock()
+			for _, f := range wakers {
+				f()
+			}
+		})
+	}
+	r.wakers = append(r.wakers, f)
 }
 
 // finish cancels what is still running, waits for every goroutine, then runs
@@ -269,6 +285,9 @@ func (r *run) finish() {
 	r.finished = true
 	r.cancel(errFinished)
 	r.wg.Wait()
+	if bug := r.bug.Load(); bug != nil {
+		panic("sluice: internal panic: " + bug.(string))
+	}
 	for _, unhook := range r.unhooks {
 		if unhook() {
 			r.hooks.Done()
