@@ -53,14 +53,7 @@ func Source[T any](open func(ctx context.Context) (next func(ctx context.Context
 // (or a source of package source written with them, such as source.Func
 // or source.Seq).
 func NeverWaits[T any](s Stream[T]) Stream[T] {
-	s.check("stage.NeverWaits")
-	if !s.n.source {
-		panic("sluice: stage.NeverWaits: the stream is not a source made by stage.Source or stage.AckSource")
-	}
-	n := *s.n
-	n.waits = false
-	s.n = &n
-	return s
+	return markSource("stage.NeverWaits", s, func(n *node) { n.waits = false })
 }
 
 // Interruptible returns s marked as a source whose next, called with a
@@ -79,12 +72,19 @@ func NeverWaits[T any](s Stream[T]) Stream[T] {
 // other workers have finished. Interruptible panics if s is not a stream
 // made by [Source] or [AckSource].
 func Interruptible[T any](s Stream[T]) Stream[T] {
-	s.check("stage.Interruptible")
+	return markSource("stage.Interruptible", s, func(n *node) { n.tries = true })
+}
+
+// markSource returns s with a copy of its node changed by mark; fn names
+// the caller, which panics unless s is a source made by Source or
+// AckSource.
+func markSource[T any](fn string, s Stream[T], mark func(*node)) Stream[T] {
+	s.check(fn)
 	if !s.n.source {
-		panic("sluice: stage.Interruptible: the stream is not a source made by stage.Source or stage.AckSource")
+		panic("sluice: " + fn + ": the stream is not a source made by stage.Source or stage.AckSource")
 	}
 	n := *s.n
-	n.tries = true
+	mark(&n)
 	s.n = &n
 	return s
 }

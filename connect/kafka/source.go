@@ -288,12 +288,7 @@ func (m *member) assigned(_ context.Context, cl *kgo.Client, assigned map[string
 // revoked commits the watermarks of the partitions given, then lets them
 // go: nothing of theirs is taken or committed any more.
 func (m *member) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	only := map[tp]bool{}
-	for topic, ps := range revoked {
-		for _, p := range ps {
-			only[tp{topic, p}] = true
-		}
-	}
+	only := tpSet(revoked)
 	m.commitMu.Lock() // no periodic commit may come after the last one
 	m.commitLocked(ctx, only)
 	m.letGo(only)
@@ -304,12 +299,7 @@ func (m *member) revoked(ctx context.Context, _ *kgo.Client, revoked map[string]
 // lost lets the partitions given go without a commit: the group has them
 // already.
 func (m *member) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	only := map[tp]bool{}
-	for topic, ps := range lost {
-		for _, p := range ps {
-			only[tp{topic, p}] = true
-		}
-	}
+	only := tpSet(lost)
 	m.commitMu.Lock()
 	m.letGo(only)
 	m.commitMu.Unlock()
@@ -349,6 +339,17 @@ func (m *member) event(e Event) {
 	e.Member = m.id
 	m.mu.Unlock()
 	m.cfg.onEvent(e)
+}
+
+// tpSet is the set of the partitions given.
+func tpSet(parts map[string][]int32) map[tp]bool {
+	set := map[tp]bool{}
+	for topic, ps := range parts {
+		for _, p := range ps {
+			set[tp{topic, p}] = true
+		}
+	}
+	return set
 }
 
 func addTP(set map[string][]int32, t tp) map[string][]int32 {
