@@ -33,6 +33,19 @@ func Example() {
 	// Output: [4 16 36] <nil>
 }
 
+// Fan out per request: call a handful of backends, at most 3 at a time,
+// gather the answers in the order of the calls; the first error cancels the
+// calls still running (they see ctx.Done()) and is the run's error.
+func Example_fanOut() {
+	ctx := context.Background()
+	backends := []string{"users", "orders", "prices", "stock", "reviews"}
+	answers, err := sink.Slice(ctx, stage.Map(source.Slice(backends), func(ctx context.Context, name string) (string, error) {
+		return name + ": ok", nil // a real call takes ctx and returns its error
+	}, stage.Workers(3), stage.Ordered()))
+	fmt.Println(answers, err)
+	// Output: [users: ok orders: ok prices: ok stock: ok reviews: ok] <nil>
+}
+
 // With the default FailFast policy, the first failure ends the run and the
 // sink reports where it happened.
 func Example_failFast() {

@@ -33,3 +33,16 @@ func errgroupRun(in []int, workers int, f func(int) int) int {
 	}
 	return s
 }
+
+// errgroupSlice is the per-request fan-out as errgroup users write it:
+// SetLimit, one goroutine per item, each result in its slot.
+func errgroupSlice(in []int, workers int) []int {
+	out := make([]int, len(in))
+	var g errgroup.Group
+	g.SetLimit(workers)
+	for i, x := range in {
+		g.Go(func() error { out[i] = double(x); return nil })
+	}
+	_ = g.Wait()
+	return out
+}

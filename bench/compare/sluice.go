@@ -64,3 +64,25 @@ func sluiceSleep(in []int, workers int, d time.Duration) int {
 		return double(x), nil
 	}, stage.Workers(workers)))
 }
+
+// sluiceSliceMap is the per-request fan-out: a Map into sink.Slice.
+func sluiceSliceMap(in []int, workers int) []int {
+	out, err := sink.Slice(ctx, stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) { return double(x), nil }, stage.Workers(workers)))
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// sluiceSliceConcurrent is the same with Concurrent over tasks.
+func sluiceSliceConcurrent(in []int, workers int) []int {
+	tasks := make([]func(context.Context) (int, error), len(in))
+	for i, x := range in {
+		tasks[i] = func(context.Context) (int, error) { return double(x), nil }
+	}
+	out, err := sink.Slice(ctx, stage.Concurrent(source.Slice(tasks), stage.Workers(workers)))
+	if err != nil {
+		panic(err)
+	}
+	return out
+}

@@ -126,5 +126,37 @@ func workloads(z sizes) []workload {
 			"hand-written": func() int { return handSleep(lat, z.latWorkers, z.latSleep) },
 		},
 	})
+	ws = append(ws, smallRuns()...)
+	return ws
+}
+
+// smallRuns: the per-request fan-out, a run of n items with 4 workers into
+// a slice, repeated until 10,000 items went through; ns/item × n is the
+// cost of one run.
+func smallRuns() []workload {
+	var ws []workload
+	for _, n := range []int{1, 10, 100, 1000} {
+		in := ints(n)
+		reps := 10_000 / n
+		repeat := func(run func([]int) []int) func() int {
+			return func() int {
+				s := 0
+				for range reps {
+					for _, v := range run(in) {
+						s += v
+					}
+				}
+				return s
+			}
+		}
+		ws = append(ws, workload{
+			name: "Small runs: Map over " + itoa(n) + " items into a slice, 4 workers (× " + itoa(n) + " for a run's cost)", items: reps * n, want: reps * sumDouble(n), baseline: "errgroup",
+			runs: map[string]func() int{
+				"sluice Map":        repeat(func(in []int) []int { return sluiceSliceMap(in, 4) }),
+				"sluice Concurrent": repeat(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }),
+				"errgroup":          repeat(func(in []int) []int { return errgroupSlice(in, 4) }),
+			},
+		})
+	}
 	return ws
 }
