@@ -11,8 +11,10 @@ package stage
 // first, from the sink's goroutine, before anything runs. Opening builds
 // the run's queues, asks the observers for every stage, and registers the
 // goroutines to start, but starts none. run.start then checks the opened
-// pipeline (every Tee branch consumed) and only then starts the goroutines.
-// So no goroutine takes an item from a pipeline that could not run.
+// pipeline (every Tee branch consumed) and only then starts the goroutines;
+// a fused stage (engine_fuse.go) starts its own at its consumer's first
+// pull, as many as its input has items for. So no goroutine takes an item
+// from a pipeline that could not run.
 //
 // Taking. An item enters the run when a worker (or a consumer running a
 // stage in its own goroutine) pulls it from a source's puller. A pull is

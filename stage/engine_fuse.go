@@ -8,9 +8,10 @@ import (
 )
 
 // fuseRun is a fusable stage (an unordered Map, Filter, FlatMap or
-// Concurrent without Buffer, over a source that never waits; or any of them
-// with one worker) in one run. It starts as any stage does, with its
-// workers as goroutines of its own. When their calls prove cheap (two timed
+// Concurrent without Buffer, over a source that never waits or is
+// Interruptible; or any of them with one worker) in one run. Its workers
+// start as goroutines of its own (at the first pull, and only as many as
+// its input has items for: see newFuseRun). When their calls prove cheap (two timed
 // calls in a row under cheapCall), a goroutine gives its place to one of
 // the consumer's goroutines that wants one (each of the consumer's handles
 // wants one, once): it leaves its input handle in spares, counts a baton,
