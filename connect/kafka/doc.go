@@ -19,11 +19,18 @@
 // so that nothing is ever skipped silently. A record that does not decode
 // goes to the dead-letter topic at once (or fails the run).
 //
-// Commits happen every [CommitInterval] (1 s by default), when a partition
-// is revoked (before it is given up) and when the run stops. Each partition
-// holds at most [MaxPending] records that are not settled (taken by the
-// pipeline or polled and waiting); when it is full, its fetches pause, so
-// memory stays bounded however slow one record is.
+// Every [CommitInterval] (1 s by default) the source commits the
+// watermarks that moved; it also commits when a partition is revoked
+// (before it is given up) and when the run stops. Each partition holds at
+// most [MaxPending] records that are not settled (taken by the pipeline,
+// waiting to be tried again, or polled and waiting); when it is full, its
+// fetches pause, so memory stays bounded however slow one record is.
+//
+// A record that fails while the run drains (stage.Until) is not tried
+// again: the run takes nothing more. It stays uncommitted, and the next
+// owner of its partition gets it again. A dead letter is written with a
+// synchronous produce from the goroutine that settled the record (a worker
+// or the sink's), waiting up to 30 s for the broker.
 //
 // # Ordering
 //
@@ -50,8 +57,12 @@
 // When a partition is revoked, the source takes no more of its records,
 // commits its watermark, and never commits for it again: acknowledgements
 // of its records still in flight are ignored (the records may still finish;
-// the new owner gets them again from the watermark). A partition newly
-// assigned starts from its committed offset.
+// the new owner gets them again from the watermark). When the group session
+// is lost (the member was too slow to heartbeat), its partitions are let go
+// without a commit and the member joins again; the run goes on. A
+// partition newly assigned starts from its committed offset. With
+// cooperative rebalancing (franz-go's default), an [OnEvent] Assigned or
+// Revoked event may name no partition.
 //
 // # Guarantees and limits
 //

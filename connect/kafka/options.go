@@ -68,9 +68,10 @@ func DeadLetter(topic string) Option {
 }
 
 // OnEvent calls f for what the source does with the group: partitions
-// assigned, revoked or lost, and every commit (with its offsets). f is
-// called from the source's goroutines, one call at a time; it should be
-// quick. OnEvent panics if f is nil.
+// assigned, revoked or lost, and every commit (with its offsets). Within a
+// run, f is called from the source's goroutines one call at a time (runs
+// of one Source at the same time are several members: they may call f at
+// once); it should be quick. OnEvent panics if f is nil.
 func OnEvent(f func(Event)) Option {
 	if f == nil {
 		panic("sluice: kafka.OnEvent: nil function")

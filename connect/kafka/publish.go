@@ -24,7 +24,8 @@ type Published struct {
 // written with sink.ForEach and reports as it does: a failed produce, or an
 // error or panic in record, ends the run with a *stage.Error (Stage
 // "foreach") wrapping it; forwarded errors come back in a
-// *sink.ForwardedError. counts may be nil.
+// *sink.ForwardedError. counts may be nil. Publish panics if cl or record
+// is nil (and, as every sink, in stage.Run, if s is the zero Stream).
 func Publish[T any](ctx context.Context, cl *kgo.Client, s stage.Stream[T], record func(T) (*kgo.Record, error), counts *Published) error {
 	if cl == nil || record == nil {
 		panic("sluice: kafka.Publish: nil client or record function")

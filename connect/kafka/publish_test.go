@@ -2,9 +2,7 @@ package kafka_test
 
 import (
 	"context"
-	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -52,30 +50,6 @@ func TestPublishCommitsAfterTheWrite(t *testing.T) {
 	for i := range n {
 		if !seen[strconv.Itoa(i*i)] {
 			t.Fatalf("result %d missing", i*i)
-		}
-	}
-}
-
-// Invalid options and arguments panic when they are made, naming the
-// function.
-func TestMisusePanics(t *testing.T) {
-	cases := map[string]func(){
-		"kafka.MaxPending":     func() { kafka.MaxPending(0) },
-		"kafka.CommitInterval": func() { kafka.CommitInterval(0) },
-		"kafka.Attempts":       func() { kafka.Attempts(0) },
-		"kafka.DeadLetter":     func() { kafka.DeadLetter("") },
-		"kafka.OnEvent":        func() { kafka.OnEvent(nil) },
-		"kafka.Source":         func() { kafka.Source[int](nil, nil) },
-		"kafka.Publish":        func() { _ = kafka.Publish[int](context.Background(), nil, stage.Stream[int]{}, nil, nil) },
-	}
-	for name, f := range cases {
-		msg := func() (msg string) {
-			defer func() { msg = fmt.Sprint(recover()) }()
-			f()
-			return ""
-		}()
-		if !strings.HasPrefix(msg, "sluice: "+name+":") {
-			t.Errorf("%s: panic %q", name, msg)
 		}
 	}
 }

@@ -27,7 +27,13 @@ import (
 // Every record carries an acknowledgement (see stage.Ack): settle it by
 // committing what it led to at the sink, or drop it on purpose. A record
 // that decode rejects goes to the [DeadLetter] topic at once (without one,
-// the run fails with a *stage.SourceError). It is a waiting source.
+// the run fails with a *stage.SourceError); a panic in decode fails the run
+// with a *stage.SourceError wrapping a *stage.PanicError, and the record is
+// not committed. kopts without a consumer group fail the run the same way.
+// When the run ends while the member is joining the group, it returns once
+// the join has finished (at most the group's rebalance timeout). It is a
+// waiting source. Source panics if decode is nil or an option is the zero
+// Option.
 func Source[T any](kopts []kgo.Opt, decode func(*kgo.Record) (T, error), opts ...Option) stage.Stream[Record[T]] {
 	if decode == nil {
 		panic("sluice: kafka.Source: nil decode function")
@@ -80,6 +86,7 @@ type member struct {
 
 	commitMu  sync.Mutex // one commit at a time; a revoke's is the last for its partitions
 	committer sync.WaitGroup
+	eventMu   sync.Mutex // OnEvent calls one at a time
 }
 
 func newMember(cfg config) *member {
@@ -128,10 +135,19 @@ func (m *member) next(ctx context.Context) (*held, error) {
 			m.mu.Unlock()
 			return h, nil
 		}
+		room := m.room()
 		poll, cancel := context.WithCancel(ctx)
 		m.wake = cancel
 		m.mu.Unlock()
-		fetches := m.cl.PollRecords(poll, 1000)
+		if room == 0 { // every partition is full: wait for a settlement
+			<-poll.Done()
+			cancel()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		fetches := m.cl.PollRecords(poll, room)
 		cancel()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -141,7 +157,12 @@ func (m *member) next(ctx context.Context) (*held, error) {
 		}
 		var ferr error
 		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) && ferr == nil {
+			var session *kgo.ErrGroupSession
+			switch {
+			case errors.Is(err, context.Canceled), errors.As(err, &session):
+				// Our own wake-up; or the group session ended (its
+				// partitions are lost, see lost): the client joins again.
+			case ferr == nil:
 				ferr = fmt.Errorf("kafka: fetching %s/%d: %w", t, p, err)
 			}
 		})
@@ -167,6 +188,38 @@ func (m *member) next(ctx context.Context) (*held, error) {
 			m.cl.PauseFetchPartitions(pause)
 		}
 	}
+}
+
+// room is how many records a poll may bring: as many as the fullest
+// partition not paused still has room for, so that no partition goes past
+// MaxPending (a paused partition's records are not returned by polls); 0
+// when every owned partition is paused. Called with mu held.
+func (m *member) room() int {
+	room, owned := m.cfg.maxPending, 0
+	for _, p := range m.parts {
+		if !p.owned {
+			continue
+		}
+		owned++
+		if !p.paused {
+			room = min(room, m.cfg.maxPending-p.pending)
+		}
+	}
+	if owned > 0 && m.allPaused() {
+		return 0
+	}
+	return max(room, 1)
+}
+
+// allPaused reports whether every owned partition is paused. Called with mu
+// held.
+func (m *member) allPaused() bool {
+	for _, p := range m.parts {
+		if p.owned && !p.paused {
+			return false
+		}
+	}
+	return true
 }
 
 // take hands out the next record: one to try again first, then the next
@@ -202,6 +255,18 @@ func (m *member) settle(h *held) {
 	m.mu.Unlock()
 	if resume {
 		m.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.partition}})
+		m.nudge() // a poll sized for the partitions that had room
+	}
+}
+
+// nudge ends the poll in progress, if any, so that next looks again: at
+// records to try again, at a failure, at partitions that changed.
+func (m *member) nudge() {
+	m.mu.Lock()
+	wake := m.wake
+	m.mu.Unlock()
+	if wake != nil {
+		wake()
 	}
 }
 
@@ -209,11 +274,8 @@ func (m *member) settle(h *held) {
 func (m *member) retry(h *held) {
 	m.mu.Lock()
 	m.again = append(m.again, h)
-	wake := m.wake
 	m.mu.Unlock()
-	if wake != nil {
-		wake() // a poll that waits for new records would hold it back
-	}
+	m.nudge() // a poll that waits for new records would hold it back
 }
 
 // fail makes the run fail with err.
@@ -222,11 +284,8 @@ func (m *member) fail(err error) {
 	if m.err == nil {
 		m.err = err
 	}
-	wake := m.wake
 	m.mu.Unlock()
-	if wake != nil {
-		wake()
-	}
+	m.nudge()
 }
 
 // commit commits the watermark of every owned partition that moved (of
@@ -282,6 +341,7 @@ func (m *member) assigned(_ context.Context, cl *kgo.Client, assigned map[string
 		}
 	}
 	m.mu.Unlock()
+	m.nudge() // a member whose partitions were all full waits: it has new ones
 	m.event(Event{Kind: Assigned, Partitions: assigned})
 }
 
@@ -306,21 +366,32 @@ func (m *member) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	m.event(Event{Kind: Lost, Partitions: lost})
 }
 
-// letGo stops owning the partitions in only.
+// letGo stops owning the partitions in only. A paused one is resumed:
+// pauses outlive assignments in the client, and the partition may come
+// back to this member.
 func (m *member) letGo(only map[tp]bool) {
+	var resume map[string][]int32
 	m.mu.Lock()
 	for t := range only {
 		if p := m.parts[t]; p != nil {
+			if p.paused {
+				resume = addTP(resume, t)
+			}
 			p.owned = false
 			delete(m.parts, t)
 		}
 	}
 	m.mu.Unlock()
+	if resume != nil {
+		m.cl.ResumeFetchPartitions(resume)
+	}
+	m.nudge()
 }
 
 // close runs once every goroutine of the run has exited: it commits what
-// is settled, stops the committer, and closes the client (which leaves the
-// group).
+// is settled, stops the committer, and closes the client, which leaves the
+// group (after a join in progress has finished, which may take up to the
+// group's rebalance timeout).
 func (m *member) close() {
 	if m.cl == nil {
 		return
@@ -338,6 +409,8 @@ func (m *member) event(e Event) {
 	m.mu.Lock()
 	e.Member = m.id
 	m.mu.Unlock()
+	m.eventMu.Lock()
+	defer m.eventMu.Unlock()
 	m.cfg.onEvent(e)
 }
 
