@@ -84,7 +84,9 @@ type member struct {
 	id    string        // the member id, once joined
 	done  chan struct{} // closed at close: stops the committer
 
-	commitMu  sync.Mutex // one commit at a time; a revoke's is the last for its partitions
+	pauseMu   sync.Mutex  // applyPauses one at a time
+	paused    map[tp]bool // the partitions paused in the client (under pauseMu)
+	commitMu  sync.Mutex  // one commit at a time; a revoke's is the last for its partitions
 	committer sync.WaitGroup
 	eventMu   sync.Mutex // OnEvent calls one at a time
 }
@@ -171,7 +173,7 @@ func (m *member) next(ctx context.Context) (*held, error) {
 		}
 		m.mu.Lock()
 		m.wake = nil
-		var pause map[string][]int32
+		full := false
 		fetches.EachRecord(func(r *kgo.Record) {
 			p := m.parts[tp{r.Topic, r.Partition}]
 			if p == nil || !p.owned {
@@ -179,13 +181,12 @@ func (m *member) next(ctx context.Context) (*held, error) {
 			}
 			m.ready = append(m.ready, p.add(r))
 			if p.pending >= m.cfg.maxPending && !p.paused {
-				p.paused = true
-				pause = addTP(pause, p.tp)
+				p.paused, full = true, true
 			}
 		})
 		m.mu.Unlock()
-		if pause != nil {
-			m.cl.PauseFetchPartitions(pause)
+		if full {
+			m.applyPauses()
 		}
 	}
 }
@@ -254,9 +255,47 @@ func (m *member) settle(h *held) {
 	}
 	m.mu.Unlock()
 	if resume {
-		m.cl.ResumeFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.partition}})
+		m.applyPauses()
 		m.nudge() // a poll sized for the partitions that had room
 	}
+}
+
+// applyPauses makes the client's paused partitions what the member's
+// state says: the owned partitions that are full. Pausing and resuming
+// happen outside mu, so two changes could reach the client in the other
+// order than they were decided; applying the state as it stands, one apply
+// at a time, leaves the client as the last decision says. (Pauses outlive
+// assignments in the client, so a partition let go is resumed, in case it
+// comes back.)
+func (m *member) applyPauses() {
+	m.pauseMu.Lock()
+	defer m.pauseMu.Unlock()
+	want := map[tp]bool{}
+	m.mu.Lock()
+	for t, p := range m.parts {
+		if p.owned && p.paused {
+			want[t] = true
+		}
+	}
+	m.mu.Unlock()
+	var pause, resume map[string][]int32
+	for t := range want {
+		if !m.paused[t] {
+			pause = addTP(pause, t)
+		}
+	}
+	for t := range m.paused {
+		if !want[t] {
+			resume = addTP(resume, t)
+		}
+	}
+	if pause != nil {
+		m.cl.PauseFetchPartitions(pause)
+	}
+	if resume != nil {
+		m.cl.ResumeFetchPartitions(resume)
+	}
+	m.paused = want
 }
 
 // nudge ends the poll in progress, if any, so that next looks again: at
@@ -366,25 +405,18 @@ func (m *member) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	m.event(Event{Kind: Lost, Partitions: lost})
 }
 
-// letGo stops owning the partitions in only. A paused one is resumed:
-// pauses outlive assignments in the client, and the partition may come
-// back to this member.
+// letGo stops owning the partitions in only (and resumes those paused:
+// see applyPauses).
 func (m *member) letGo(only map[tp]bool) {
-	var resume map[string][]int32
 	m.mu.Lock()
 	for t := range only {
 		if p := m.parts[t]; p != nil {
-			if p.paused {
-				resume = addTP(resume, t)
-			}
 			p.owned = false
 			delete(m.parts, t)
 		}
 	}
 	m.mu.Unlock()
-	if resume != nil {
-		m.cl.ResumeFetchPartitions(resume)
-	}
+	m.applyPauses()
 	m.nudge()
 }
 
