@@ -129,20 +129,6 @@ func (l *ledger) verify(t *testing.T) {
 	}
 }
 
-// maxCommitted is the highest offset committed for topic/p seen at the
-// broker (-1: none).
-func (l *ledger) maxCommitted(topic string, p int32) int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	m := int64(-1)
-	for _, c := range l.commits {
-		if c.topic == topic && c.p == p && c.off > m {
-			m = c.off
-		}
-	}
-	return m
-}
-
 // committedEvents returns the offsets of successful Committed events for
 // topic/p, in order.
 func (l *ledger) committedEvents(topic string, p int32) []int64 {
