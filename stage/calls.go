@@ -114,9 +114,6 @@ func RateLimit(perSecond float64, burst int) Option {
 // limiter and error handler, and the stage's observer; in is its input.
 func (c config) forRun(r *run, in *node) config {
 	c.pos = r.nextStage()
-	if c.name == "" {
-		c.name = c.kind + "#" + strconv.Itoa(c.pos)
-	}
 	c.obs = r.observe(&c, in.expected())
 	if c.rateLimit.perSecond > 0 {
 		c.rateLimit.limiter = rate.NewLimiter(rate.Limit(c.rateLimit.perSecond), c.rateLimit.burst)
@@ -227,9 +224,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// stageName is the stage's name: the one given with Name, or its kind and
+// position (made when needed: most runs never need it).
+func (c *config) stageName() string {
+	if c.name != "" {
+		return c.name
+	}
+	return c.kind + "#" + strconv.Itoa(c.pos)
+}
+
 // itemError wraps a failed call's error for the stage's policy.
 func (c *config) itemError(idx int, v any, err error) *Error {
-	e := &Error{Stage: c.name, Index: idx, Input: v, Attempts: 1, Err: err}
+	e := &Error{Stage: c.stageName(), Index: idx, Input: v, Attempts: 1, Err: err}
 	if r, ok := err.(*retried); ok {
 		e.Attempts, e.Err = r.attempts, r.err
 	}

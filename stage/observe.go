@@ -113,7 +113,7 @@ func (r *run) observe(c *config, total int) Watcher {
 	if !ok {
 		return nil
 	}
-	so := o.Stage(Info{Name: c.name, Kind: c.kind, Workers: c.workers, Total: total})
+	so := o.Stage(Info{Name: c.stageName(), Kind: c.kind, Workers: c.workers, Total: total})
 	if so != nil {
 		r.onFinish(so.Closed)
 	}

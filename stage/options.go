@@ -12,7 +12,7 @@ import (
 type Option struct{ apply func(*config) }
 
 type config struct {
-	name    string // set by Name; per run, "kind#position" when not set
+	name    string // set by Name; else "kind#position" (see stageName)
 	kind    string
 	pos     int // per run: the stage's position, 1 for the first opened
 	workers int // >= 1, or -1 for unlimited

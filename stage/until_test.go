@@ -13,10 +13,14 @@ import (
 )
 
 // endless feeds 0, 1, 2, ... into the channel it returns until ctx is done,
-// and counts the values received from it.
-func endless(ctx context.Context, sent *atomic.Int64) <-chan int {
+// and counts the values received from it; the function it returns waits
+// for the feeder to exit, after which sent is final (a value received may
+// be counted a moment after the receive).
+func endless(ctx context.Context, sent *atomic.Int64) (<-chan int, func()) {
 	ch := make(chan int)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		for i := 0; ; i++ {
 			select {
 			case ch <- i:
@@ -26,7 +30,7 @@ func endless(ctx context.Context, sent *atomic.Int64) <-chan int {
 			}
 		}
 	}()
-	return ch
+	return ch, func() { <-done }
 }
 
 func TestUntilDrainsWhatWasTaken(t *testing.T) {
@@ -34,7 +38,7 @@ func TestUntilDrainsWhatWasTaken(t *testing.T) {
 		t.Run(m.String(), func(t *testing.T) {
 			feed, stopFeed := context.WithCancel(context.Background())
 			var sent atomic.Int64
-			ch := endless(feed, &sent)
+			ch, fed := endless(feed, &sent)
 			stop, drain := context.WithCancel(context.Background())
 			s := stage.Until(source.Chan(ch), stop)
 			s = stage.Map(s, double, m.opts()...)
@@ -52,6 +56,7 @@ func TestUntilDrainsWhatWasTaken(t *testing.T) {
 				}
 			})
 			stopFeed()
+			fed()
 			// Everything the source took arrived: 0..k-1, doubled.
 			slices.Sort(got)
 			k := int(sent.Load())
@@ -70,7 +75,7 @@ func TestCancelAbortsWhereUntilDrains(t *testing.T) {
 	feed, stopFeed := context.WithCancel(context.Background())
 	defer stopFeed()
 	var sent atomic.Int64
-	ch := endless(feed, &sent)
+	ch, _ := endless(feed, &sent)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := stage.Until(source.Chan(ch), context.Background())
 	hangGuard(t, func() {
@@ -104,7 +109,8 @@ func TestUntilDrainsOnlyItsBranch(t *testing.T) {
 	var sent atomic.Int64
 	feed, stopFeed := context.WithCancel(context.Background())
 	defer stopFeed()
-	drained := stage.Until(source.Chan(endless(feed, &sent)), stop)
+	ch, fed := endless(feed, &sent)
+	drained := stage.Until(source.Chan(ch), stop)
 	rest := source.Slice(ints(1000))
 	var fromRest, fromDrained int
 	hangGuard(t, func() {
@@ -123,6 +129,8 @@ func TestUntilDrainsOnlyItsBranch(t *testing.T) {
 			t.Errorf("err = %v, want nil", err)
 		}
 	})
+	stopFeed()
+	fed()
 	if fromRest != 1000 || int64(fromDrained) != sent.Load() {
 		t.Fatalf("%d from the other branch (want 1000), %d from the drained one (its source took %d)", fromRest, fromDrained, sent.Load())
 	}
