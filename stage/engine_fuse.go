@@ -68,7 +68,10 @@ const (
 // item starts one goroutine, not Workers(n).
 func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In]) *fuseRun[In, Out] {
 	fr := &fuseRun[In, Out]{p: p, handles: handles, idle: p.cfg.workers}
-	fr.out = newQueue[Out](p.r, 0, 0) // goroutines add their tokens as they start
+	// One writer stands for the places not started yet, so that a handle
+	// that pulls while another starts them waits instead of seeing the end;
+	// goroutines add their tokens as they start.
+	fr.out = newQueue[Out](p.r, 0, 1)
 	fr.app = &applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
 	return fr
 }
@@ -121,6 +124,7 @@ func (fr *fuseRun[In, Out]) startIdle() {
 	if fr.started.Load() || !fr.started.CompareAndSwap(false, true) {
 		return
 	}
+	defer fr.out.closeWriter() // every place is started: the writer that stood for them ends
 	for k := 0; ; k++ {
 		in, ok := fr.takeIdle()
 		if !ok {

@@ -213,7 +213,7 @@ func (o *queueOut[Out]) end() bool {
 type orderOut[Out any] struct {
 	queueOut[Out]
 	ord       *reorder[Out]
-	eager     bool // the function emits while it runs (Apply): look for the head at every output
+	eager     bool // the function emits while it runs (Apply): every output goes to the window at once
 	idx       int
 	buf       []item[Out]
 	streaming bool
@@ -232,14 +232,23 @@ func (o *orderOut[Out]) put(it item[Out]) bool {
 		it.ack.abandon()
 		return false
 	}
+	// An Apply's function emits while it runs, and may wait for its outputs
+	// to be consumed: each output goes to the window at once, so that an
+	// emitter that reaches the item moves it on (see reorder.park).
+	if o.eager {
+		if !o.ord.park(o.idx, it, o.tok) {
+			o.tok = false
+			return true
+		}
+		o.streaming = true
+		return o.queueOut.put(it)
+	}
+	// The others (Map, FlatMap, ...) emit once their function returned:
+	// they look for the head only at 2, 4, 8, ... buffered outputs, so that
+	// one output per item never pays for it.
 	o.buf = append(o.buf, it)
-	// An Apply's function emits while it runs: at every output, see whether
-	// the item is the head and may stream. The others (Map, FlatMap, ...)
-	// emit once their function returned: they look only at 2, 4, 8, ...
-	// buffered outputs, so that one output per item never pays for it.
 	n := len(o.buf)
-	look := o.eager && o.ord.isHead(o.idx) || n >= 2 && n&(n-1) == 0
-	if !look || !o.ord.tryStream(o.idx) {
+	if n < 2 || n&(n-1) != 0 || !o.ord.tryStream(o.idx) {
 		return true
 	}
 	o.streaming = true

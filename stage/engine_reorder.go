@@ -1,9 +1,6 @@
 package stage
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
 // reorder is the window of an Ordered stage. Workers finish items in any
 // order and park their outputs in the item's slot; whichever worker finishes
@@ -11,18 +8,19 @@ import (
 // and every finished item after it into the queue, in order, in one step. No
 // goroutine is dedicated to reordering.
 //
-// The window needs no bound of its own: every item from the head on holds a
-// token of the queue, so at most capacity items are in it. A capacity below
-// zero (Workers(-1)) is unbounded; the ring then grows as needed.
+// The window needs no bound of its own: every item after the head holds a
+// token of the queue until its first output leaves, so at most capacity+1
+// items are in it (the head's token may be out with its first output while
+// it still runs). A capacity below zero (Workers(-1)) is unbounded; the
+// ring then grows as needed.
 type reorder[T any] struct {
 	out *queue[T]
 
 	mu        sync.Mutex
 	slots     []slot[T] // ring; len is a power of two; item i lives at i&mask
 	mask      int
-	next      int          // index of the item to emit next
-	head      atomic.Int64 // next, readable without mu
-	hi        int          // one past the highest index parked
+	next      int // index of the item to emit next
+	hi        int // one past the highest index parked
 	unbounded bool
 	emitting  bool      // a worker holds the emitter role
 	staged    []item[T] // the emitter's outputs on their way to the queue
@@ -36,7 +34,7 @@ type slot[T any] struct {
 
 func newReorder[T any](capacity int, out *queue[T]) *reorder[T] {
 	size := 1
-	for size < max(capacity, 1) {
+	for size < capacity+1 { // the head may have given its token to its first output
 		size *= 2
 	}
 	return &reorder[T]{out: out, unbounded: capacity < 0, slots: make([]slot[T], size), mask: size - 1}
@@ -53,7 +51,13 @@ func (o *reorder[T]) complete(idx int, items []item[T], tok bool) ([]item[T], bo
 	}
 	s := &o.slots[idx&o.mask]
 	spare := s.items[:0]
-	s.items, s.tok, s.done = items, tok, true
+	if len(s.items) > 0 { // outputs parked while it ran (see park)
+		s.items = append(s.items, items...)
+		spare = items[:0]
+	} else {
+		s.items = items
+	}
+	s.tok, s.done = s.tok || tok, true
 	o.hi = max(o.hi, idx+1)
 	if o.emitting || idx != o.next {
 		o.mu.Unlock()
@@ -63,9 +67,29 @@ func (o *reorder[T]) complete(idx int, items []item[T], tok bool) ([]item[T], bo
 	return spare, o.emitReady()
 }
 
-// isHead reports whether item idx is the head of the window, without the
-// lock (a hint: tryStream decides).
-func (o *reorder[T]) isHead(idx int) bool { return o.head.Load() == int64(idx) }
+// park is an output of item idx, which is still running (an Apply's emit).
+// If idx is the head and no one emits, the caller takes the emitter role
+// and streams (park returns true and keeps nothing). Otherwise the output
+// waits in idx's slot, with the item's token if tok (the caller's token is
+// then spent): an emitter that reaches idx while it runs moves them to the
+// queue at once, so that an output never waits for its own item to return
+// once the items before it have left.
+func (o *reorder[T]) park(idx int, it item[T], tok bool) (stream bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.emitting && idx == o.next {
+		o.emitting = true
+		return true
+	}
+	if o.unbounded && idx-o.next >= len(o.slots) {
+		o.grow(idx - o.next + 1)
+	}
+	s := &o.slots[idx&o.mask]
+	s.items = append(s.items, it)
+	s.tok = s.tok || tok
+	o.hi = max(o.hi, idx+1)
+	return false
+}
 
 // tryStream takes the emitter role for item idx if it is the head and no one
 // is emitting. The caller then queues idx's outputs as they come and ends
@@ -84,7 +108,6 @@ func (o *reorder[T]) tryStream(idx int) bool {
 func (o *reorder[T]) endStream() bool {
 	o.mu.Lock()
 	o.next++
-	o.head.Store(int64(o.next))
 	return o.emitReady()
 }
 
@@ -108,7 +131,17 @@ func (o *reorder[T]) emitReady() bool {
 			clear(s.items) // drop references the buffer would otherwise keep alive
 			s.items, s.tok, s.done = s.items[:0], false, false
 			o.next++
-			o.head.Store(int64(o.next))
+		}
+		// The head is still running, and has parked outputs (see park):
+		// they go now. Its later ones are parked for this loop, or streamed
+		// by its worker once the role is free.
+		if s := &o.slots[o.next&o.mask]; len(s.items) > 0 {
+			for i, it := range s.items {
+				it.flags |= tokIf(s.tok && i == 0)
+				o.staged = append(o.staged, it)
+			}
+			clear(s.items)
+			s.items, s.tok = s.items[:0], false
 		}
 		if len(o.staged) == 0 && release == 0 {
 			break
