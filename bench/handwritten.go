@@ -154,3 +154,23 @@ func ParallelLoop(xs []int, workers int, f func(int) int) int {
 	}
 	return total
 }
+
+// FanOut is the per-request fan-out as it is written by hand: at most
+// workers goroutines at once (a semaphore channel), one per item, each
+// result in its slot, a WaitGroup to wait for them. It is what errgroup
+// with SetLimit does, without the error.
+func FanOut(xs []int, workers int, f func(int) int) []int {
+	out := make([]int, len(xs))
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for i, x := range xs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i] = f(x)
+		}()
+	}
+	wg.Wait()
+	return out
+}

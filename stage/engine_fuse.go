@@ -116,25 +116,39 @@ func (fr *fuseRun[In, Out]) takeIdle() (puller[In], bool) {
 // sizedPuller is a puller that knows how many items it has left.
 type sizedPuller interface{ remaining() int }
 
-// startIdle starts the stage's places as goroutines, once, at the first
-// pull: as many as there are items left (all, when the input's size is
-// unknown). (A sized input is a source's own puller, which every place
-// shares: taking a handle of it to look costs nothing.)
-func (fr *fuseRun[In, Out]) startIdle() {
+// startIdle starts the stage's places, once, at the first pull: as many as
+// there are items left (all, when the input's size is unknown), as
+// goroutines; when one item is left, its place goes to h, the handle that
+// pulls, so that a run of one item starts no goroutine at all. (Only then:
+// a function may wait for the consumer to take another item's output,
+// which a consumer inside a call cannot do. A sized input is a source's own
+// puller, which every place shares: taking a handle of it to look costs
+// nothing.)
+func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 	if fr.started.Load() || !fr.started.CompareAndSwap(false, true) {
 		return
 	}
 	defer fr.out.closeWriter() // every place is started: the writer that stood for them ends
+	items := -1 // items left when the first place starts (the goroutines then take some); -1: unknown
 	for k := 0; ; k++ {
 		in, ok := fr.takeIdle()
 		if !ok {
 			return
 		}
-		if s, sized := in.(sizedPuller); sized && s.remaining() <= k {
+		if s, sized := in.(sizedPuller); sized && k == 0 {
+			items = s.remaining()
+		}
+		if items >= 0 && k >= items {
 			fr.mu.Lock()
 			fr.idle++ // no item for it: the place stays free
 			fr.mu.Unlock()
 			return
+		}
+		// A single item: the handle calls the function itself, which can
+		// wait for nothing else of the run's.
+		if items == 1 && h.in == nil && fr.want() {
+			h.hold(in)
+			continue
 		}
 		fr.spawn(in)
 	}
@@ -204,7 +218,12 @@ func (fr *fuseRun[In, Out]) claim() (puller[In], bool) {
 func (fr *fuseRun[In, Out]) spawn(in puller[In]) {
 	fr.goroutines.Add(1)
 	fr.out.addWorker()
-	fr.p.r.goroutine(func() { fr.app.work(in) })
+	r := fr.p.r
+	r.wg.Add(1) // the run has started: a handle pulled
+	go func() {
+		defer r.exit()
+		fr.app.work(in)
+	}()
 }
 
 // index gives the next output its position in the stage's output.
@@ -215,10 +234,10 @@ func (fr *fuseRun[In, Out]) index() int { return int(fr.count.Add(1) - 1) }
 // own stepper when nothing is queued.
 type fuseHandle[In, Out any] struct {
 	fr        *fuseRun[In, Out]
-	in        puller[In]        // the place's input handle; nil while the handle wants one
-	try       tryPuller[In]     // in, when the input may wait: take only what is ready
-	own       *stepper[In, Out] // processes items into hands
-	hands     *handOut[Out]
+	in        puller[In]       // the place's input handle; nil while the handle wants one
+	try       tryPuller[In]    // in, when the input may wait: take only what is ready
+	own       stepper[In, Out] // processes items into hands, once the handle first holds a place
+	hands     handOut[Out]
 	inline    bool // holds a place: calls the function itself
 	ended     bool // the place's input ended, or the run stopped
 	calls     int  // items processed through own, for sampling their cost
@@ -241,8 +260,9 @@ func (h *fuseHandle[In, Out]) hold(in puller[In]) {
 	if h.fr.tries {
 		h.try = in.(tryPuller[In])
 	}
-	h.hands = &handOut[Out]{}
-	h.own = h.fr.p.stepper(h.hands)
+	if h.own.p == nil {
+		h.fr.p.initStepper(&h.own, &h.hands)
+	}
 }
 
 // ownTurn reports whether the handle should call the function now: it holds
@@ -306,7 +326,7 @@ func (h *fuseHandle[In, Out]) done() bool {
 }
 
 func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
-	h.fr.startIdle()
+	h.fr.startIdle(h)
 	for {
 		h.claim()
 		if h.ownTurn() {
@@ -328,7 +348,7 @@ func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
 
 // pullAll serves the sink: what is queued, or else an output of its own.
 func (h *fuseHandle[In, Out]) pullAll(dst []item[Out]) ([]item[Out], bool) {
-	h.fr.startIdle()
+	h.fr.startIdle(h)
 	for {
 		h.claim()
 		if h.ownTurn() {

@@ -49,8 +49,10 @@ type stepper[In, Out any] struct {
 	lastCall time.Duration // the last timed call's duration; -1: not timed
 }
 
-func (p *processor[In, Out]) stepper(out outlet[Out]) *stepper[In, Out] {
-	s := &stepper[In, Out]{p: p, out: out}
+// initStepper makes s a stepper of p whose outputs go to out. (s and out
+// usually live in one struct: see applier.stepper.)
+func (p *processor[In, Out]) initStepper(s *stepper[In, Out], out outlet[Out]) {
+	*s = stepper[In, Out]{p: p, out: out}
 	s.emit = func(v Out) bool {
 		var a *ackNode
 		switch {
@@ -72,7 +74,6 @@ func (p *processor[In, Out]) stepper(out outlet[Out]) *stepper[In, Out] {
 		}
 		return true
 	}
-	return s
 }
 
 // process runs the stage on one input item. It reports false when the

@@ -29,8 +29,9 @@ type queue[T any] struct {
 	free     atomic.Int64 // tokens not taken
 	tokWait  atomic.Int64 // producers waiting for a token
 	mu       sync.Mutex
-	capacity int       // guarded by mu; grows when a fused stage adds a worker
-	ring     []item[T] // the queue: size items from head, len is a power of two
+	capacity int        // guarded by mu; grows when a fused stage adds a worker
+	ring     []item[T]  // the queue: size items from head, len is a power of two
+	first    [8]item[T] // the ring until it grows
 	head     int
 	size     int
 	ready    atomic.Int64 // size, readable without mu
@@ -47,17 +48,21 @@ type queue[T any] struct {
 }
 
 func newQueue[T any](r *run, capacity, writers int) *queue[T] {
-	p := &queue[T]{r: r, unbounded: capacity < 0, capacity: capacity, writers: writers, ring: make([]item[T], 8)}
+	p := &queue[T]{r: r, unbounded: capacity < 0, capacity: capacity, writers: writers}
+	p.ring = p.first[:]
 	p.free.Store(int64(capacity))
 	p.canPop.L, p.canTake.L, p.canPush.L = &p.mu, &p.mu, &p.mu
-	r.onCancel(func() {
-		p.mu.Lock()
-		p.canPop.Broadcast()
-		p.canTake.Broadcast()
-		p.canPush.Broadcast()
-		p.mu.Unlock()
-	})
+	r.onCancel(p)
 	return p
+}
+
+// wake wakes every waiter: the run is cancelled.
+func (p *queue[T]) wake() {
+	p.mu.Lock()
+	p.canPop.Broadcast()
+	p.canTake.Broadcast()
+	p.canPush.Broadcast()
+	p.mu.Unlock()
 }
 
 // acquire takes a token, waiting for one; false means the run was cancelled.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
@@ -181,4 +182,40 @@ func TestEngineOrderedEmitBeforeHeadWaitsForReturn(t *testing.T) {
 	}
 }
 
-
+// TestEngineLazyStartEveryItemGetsAPlace: Workers(n) over n items promises
+// n calls at once. Each call waits until all n are in (a watchdog stops it
+// when they never are). The places of a fused stage start lazily at the
+// first pull, as many as there are items; the goroutines started first
+// take items meanwhile, and that must not make the stage start fewer.
+func TestEngineLazyStartEveryItemGetsAPlace(t *testing.T) {
+	for n := 2; n <= 4; n++ {
+		short := 0
+		for range 100 {
+			var in atomic.Int32
+			all := make(chan struct{})
+			var missed atomic.Bool
+			s := stage.Map(source.Slice(make([]int, n)), func(ctx context.Context, v int) (int, error) {
+				if int(in.Add(1)) == n {
+					close(all)
+				}
+				select {
+				case <-all:
+				case <-time.After(10 * time.Second): // a watchdog: with the bug, the last call never comes
+					missed.Store(true)
+				}
+				return v, nil
+			}, stage.Workers(n))
+			hangGuard(t, func() {
+				if _, err := sink.Slice(context.Background(), s); err != nil {
+					t.Error(err)
+				}
+			})
+			if missed.Load() {
+				short++
+			}
+		}
+		if short > 0 {
+			t.Errorf("n=%d: %d of 100 runs never had %d calls at once", n, short, n)
+		}
+	}
+}

@@ -72,9 +72,19 @@ func (s *applier[In, Out]) start(handles func() puller[In]) puller[Out] {
 // stepper returns a new goroutine's stepper.
 func (s *applier[In, Out]) stepper() *stepper[In, Out] {
 	if s.ord != nil {
-		return s.p.stepper(&orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord, eager: s.p.cfg.eager})
+		t := &struct {
+			stepper[In, Out]
+			out orderOut[Out]
+		}{out: orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord, eager: s.p.cfg.eager}}
+		s.p.initStepper(&t.stepper, &t.out)
+		return &t.stepper
 	}
-	return s.p.stepper(&queueOut[Out]{q: s.out})
+	t := &struct { // one allocation for the stepper and its outlet
+		stepper[In, Out]
+		out queueOut[Out]
+	}{out: queueOut[Out]{q: s.out}}
+	s.p.initStepper(&t.stepper, &t.out)
+	return &t.stepper
 }
 
 // work is one of Workers(n) goroutines: take a token, pull, process, repeat.

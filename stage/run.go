@@ -117,13 +117,14 @@ var errFinished = errors.New("sluice: run finished")
 // cancellation hooks, then runs the cleanups (sources' stop, observers'
 // Closed); result says what the sink returns.
 type run struct {
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	done   <-chan struct{}
-	wg     sync.WaitGroup // the run's goroutines
-	hooks  sync.WaitGroup // the cancellation hook and Until's
-	wakers []func()       // called once the run's context is done (see onCancel); under mu
-	bug    atomic.Value   // a library panic in a goroutine, re-raised by finish
+	ctx        context.Context
+	cancel     context.CancelCauseFunc
+	done       <-chan struct{}
+	wg         sync.WaitGroup // the run's goroutines
+	hooks      sync.WaitGroup // the cancellation hook and Until's
+	wakers     []waker        // woken once the run's context is done (see onCancel); under mu
+	unhookWake func() bool    // stops the hook that wakes them (see finish)
+	bug        atomic.Value   // a library panic in a goroutine, re-raised by finish
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through.
@@ -208,18 +209,21 @@ func (r *run) goroutine(f func()) {
 		return
 	}
 	r.wg.Add(1)
-	go r.run(f)
+	go func() {
+		defer r.exit()
+		f()
+	}()
 }
 
-func (r *run) run(f func()) {
-	defer r.wg.Done()
-	defer func() {
-		if p := recover(); p != nil {
-			r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
-			r.cancel(fmt.Errorf("sluice: internal panic: %v", p))
-		}
-	}()
-	f()
+// exit ends a goroutine of the run: it is deferred first thing in every
+// one (after r.wg.Add(1) in the goroutine that starts it). It recovers a
+// library panic (see goroutine).
+func (r *run) exit() {
+	if p := recover(); p != nil {
+		r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
+		r.cancel(fmt.Errorf("sluice: internal panic: %v", p))
+	}
+	r.wg.Done()
 }
 
 // check registers f to run once the whole pipeline is opened, before any
@@ -255,25 +259,36 @@ func (r *run) onFinish(f func()) {
 	r.mu.Unlock()
 }
 
-// onCancel calls f once the run's context is done, which happens at the
+// waker is woken once the run's context is done: a queue, whose waiters
+// then see the run cancelled.
+type waker interface{ wake() }
+
+// onCancel wakes w once the run's context is done, which happens at the
 // latest when the run finishes; finish waits for it. It is called while the
-// pipeline is opened; one hook per run calls them all.
-func (r *run) onCancel(f func()) {
+// pipeline is opened. One hook per run wakes them all: a goroutine that
+// context.AfterFunc starts when the run is cancelled before it finished,
+// or else finish itself, which then starts no goroutine.
+func (r *run) onCancel(w waker) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.wakers == nil {
+	if r.unhookWake == nil {
 		r.hooks.Add(1)
-		context.AfterFunc(r.ctx, func() {
+		r.unhookWake = context.AfterFunc(r.ctx, func() {
 			defer r.hooks.Done()
-			r.mu.Lock()
-			wakers := r.wakers
-			r.mu.Unlock()
-			for _, f := range wakers {
-				f()
-			}
+			r.wake()
 		})
 	}
-	r.wakers = append(r.wakers, f)
+	r.wakers = append(r.wakers, w)
+}
+
+// wake wakes every waker.
+func (r *run) wake() {
+	r.mu.Lock()
+	wakers := r.wakers
+	r.mu.Unlock()
+	for _, w := range wakers {
+		w.wake()
+	}
 }
 
 // finish cancels what is still running, waits for every goroutine, then runs
@@ -283,7 +298,15 @@ func (r *run) finish() {
 		return
 	}
 	r.finished = true
-	r.cancel(errFinished)
+	if r.unhookWake != nil && r.unhookWake() {
+		// The run was live until now (or its hook had not started yet):
+		// wake the waiters here rather than in a goroutine of the hook's.
+		r.cancel(errFinished)
+		r.wake()
+		r.hooks.Done()
+	} else {
+		r.cancel(errFinished)
+	}
 	r.wg.Wait()
 	if bug := r.bug.Load(); bug != nil {
 		panic("sluice: internal panic: " + bug.(string))
