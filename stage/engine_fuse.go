@@ -129,7 +129,7 @@ func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 		return
 	}
 	defer fr.out.closeWriter() // every place is started: the writer that stood for them ends
-	items := -1 // items left when the first place starts (the goroutines then take some); -1: unknown
+	items := -1                // items left when the first place starts (the goroutines then take some); -1: unknown
 	for k := 0; ; k++ {
 		in, ok := fr.takeIdle()
 		if !ok {

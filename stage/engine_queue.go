@@ -83,6 +83,7 @@ func (p *queue[T]) acquire() bool {
 		p.mu.Lock()
 		p.tokWait.Add(1)
 		for p.free.Load() <= 0 && !p.r.cancelled() { // below 0: retireWorker took a token that is out
+			p.r.armWake()
 			p.canTake.Wait()
 		}
 		p.tokWait.Add(-1)
@@ -172,6 +173,7 @@ func (p *queue[T]) pushExtra(it item[T]) bool {
 			p.mu.Unlock()
 			return false
 		}
+		p.r.armWake()
 		p.canPush.Wait()
 	}
 	p.put(it)
@@ -242,6 +244,7 @@ func (p *queue[T]) wait() bool {
 			return false
 		}
 		p.waiting++
+		p.r.armWake()
 		p.canPop.Wait()
 		p.waiting--
 	}

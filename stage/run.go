@@ -123,7 +123,8 @@ type run struct {
 	wg         sync.WaitGroup // the run's goroutines
 	hooks      sync.WaitGroup // the cancellation hook and Until's
 	wakers     []waker        // woken once the run's context is done (see onCancel); under mu
-	unhookWake func() bool    // stops the hook that wakes them (see finish)
+	unhookWake func() bool    // stops the hook that wakes them (see finish); under mu
+	armed      atomic.Bool    // unhookWake is set
 	bug        atomic.Value   // a library panic in a goroutine, re-raised by finish
 
 	// draining is set when a source failed: sources take no new items, the
@@ -263,12 +264,26 @@ func (r *run) onFinish(f func()) {
 // then see the run cancelled.
 type waker interface{ wake() }
 
-// onCancel wakes w once the run's context is done, which happens at the
-// latest when the run finishes; finish waits for it. It is called while the
-// pipeline is opened. One hook per run wakes them all: a goroutine that
-// context.AfterFunc starts when the run is cancelled before it finished,
-// or else finish itself, which then starts no goroutine.
+// onCancel wakes w once the run's context is done, if anybody waits in it
+// by then (see armWake); finish waits for it. It is called while the
+// pipeline is opened.
 func (r *run) onCancel(w waker) {
+	r.mu.Lock()
+	r.wakers = append(r.wakers, w)
+	r.mu.Unlock()
+}
+
+// armWake makes sure that the wakers are woken when the run's context is
+// done; a goroutine calls it before it sleeps in a waker (with the
+// waker's lock held, before it looks at the run's context one last time).
+// One hook per run: a goroutine that context.AfterFunc starts when the run
+// is cancelled before it finished, or else finish itself. A run in which
+// nobody ever sleeps (a run of one item in the sink's goroutine) makes no
+// hook at all.
+func (r *run) armWake() {
+	if r.armed.Load() {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.unhookWake == nil {
@@ -277,8 +292,8 @@ func (r *run) onCancel(w waker) {
 			defer r.hooks.Done()
 			r.wake()
 		})
+		r.armed.Store(true)
 	}
-	r.wakers = append(r.wakers, w)
 }
 
 // wake wakes every waker.
@@ -298,7 +313,10 @@ func (r *run) finish() {
 		return
 	}
 	r.finished = true
-	if r.unhookWake != nil && r.unhookWake() {
+	r.mu.Lock()
+	unhook := r.unhookWake // nil: nobody slept so far, and nobody will once the run is cancelled
+	r.mu.Unlock()
+	if unhook != nil && unhook() {
 		// The run was live until now (or its hook had not started yet):
 		// wake the waiters here rather than in a goroutine of the hook's.
 		r.cancel(errFinished)
