@@ -10,8 +10,13 @@ import (
 // errors it returns every value that succeeded and a *[ForwardedError]
 // (their count and the first few). When the run fails it returns the values
 // received before it ended and the error (joined with the forwarded ones).
+// When s knows its length ([stage.Stream.Len]), the slice is made with room
+// for that many values (at most 4096) before the run.
 func Slice[T any](ctx context.Context, s stage.Stream[T]) ([]T, error) {
 	var out []T
+	if n := s.Len(); n > 0 {
+		out = make([]T, 0, min(n, maxPresize)) // a hint: a huge n must not allocate before a run
+	}
 	var fwd forwarded
 	err := stage.Run(ctx, s, func(_ context.Context, v T, err error) error {
 		if err != nil {
@@ -23,6 +28,9 @@ func Slice[T any](ctx context.Context, s stage.Stream[T]) ([]T, error) {
 	})
 	return out, fwd.result(err)
 }
+
+// maxPresize bounds the room Slice makes before a run, from Stream.Len.
+const maxPresize = 4096
 
 // Count runs s and returns how many values reached the end (forwarded errors
 // are not counted but returned in a *[ForwardedError]).
