@@ -56,39 +56,60 @@ const (
 func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, func(Out) bool) error, opts []Option, sh shape) Stream[Out] {
 	in.check(fn)
 	checkFunc(f == nil, fn, "function")
-	cfg := newConfig(fn, kind, opts)
-	checkKey[In](&cfg, fn)
+	d := &applyStage[In, Out]{cfg: newConfig(fn, kind, opts), in: in, f: f}
+	cfg := &d.cfg
+	checkKey[In](cfg, fn)
 	cfg.eager = sh == emitsWhileRunning // its outputs may come while f runs, without bound
 	cfg.single = sh == emitsOne
-	fusable := sh != emitsWhileRunning && cfg.key == nil
-	st := Stream[Out]{
-		n: &node{kind: kind, inputs: []*node{in.n}, waits: in.n.waits},
-		open: func(r *run) puller[Out] {
-			// Upstream first, so that observers meet the stages in order.
-			serial := fusable && cfg.workers == 1 && cfg.buffer == 0
-			handles := in.openFor(r, cfg.consumers(serial))
-			p := newProcessor(r, cfg.forRun(r, in.n), f)
-			if serial {
-				// The sequential path: consumers take turns calling f.
-				return &serialHandle[In, Out]{h: newFuseRun(p, handles).handle()}
-			}
-			return newApplier(p).start(handles)
-		},
-	}
+	d.fusable = sh != emitsWhileRunning && cfg.key == nil
+	d.inputs[0] = in.n
+	d.node = node{kind: kind, inputs: d.inputs[:], waits: in.n.waits}
+	st := Stream[Out]{n: &d.node, open: d.open}
 	// Over a source that may wait, only if its next can be asked for an
 	// item that is ready (Interruptible): a consumer goroutine must never
 	// wait in it.
-	if fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && (!in.n.waits || in.n.tries) {
+	if d.fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && (!in.n.waits || in.n.tries) {
 		st.fuseWorkers = cfg.workers
-		st.fuse = func(r *run) func() puller[Out] {
-			handles := in.openFor(r, cfg.workers)
-			p := newProcessor(r, cfg.forRun(r, in.n), f)
-			fr := newFuseRun(p, handles)
-			if in.n.waits {
-				fr = newFuseRunWaiting(p, handles)
-			}
-			return func() puller[Out] { return fr.handle() }
-		}
+		st.fuse = d.fuse
 	}
 	return st
+}
+
+// applyStage is a stage as built: one allocation for its configuration,
+// its node and its input, whatever the stage's kind.
+type applyStage[In, Out any] struct {
+	cfg     config
+	in      Stream[In]
+	f       func(context.Context, In, func(Out) bool) error
+	fusable bool
+	node    node
+	inputs  [1]*node
+}
+
+// open opens the stage for a consumer that pulls from any number of
+// goroutines.
+func (d *applyStage[In, Out]) open(r *run) puller[Out] {
+	// Upstream first, so that observers meet the stages in order.
+	serial := d.fusable && d.cfg.workers == 1 && d.cfg.buffer == 0
+	handles := d.in.openFor(r, d.cfg.consumers(serial))
+	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)
+	if serial {
+		// The sequential path: consumers take turns calling f.
+		return &serialHandle[In, Out]{h: newFuseRun(p, handles).handle()}
+	}
+	return newApplier(p).start(handles)
+}
+
+// fuse opens the stage for a consumer whose goroutines may take its worker
+// places (see fuseRun).
+func (d *applyStage[In, Out]) fuse(r *run) func() puller[Out] {
+	handles := d.in.openFor(r, d.cfg.workers)
+	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)
+	var fr *fuseRun[In, Out]
+	if d.in.n.waits {
+		fr = newFuseRunWaiting(p, handles)
+	} else {
+		fr = newFuseRun(p, handles)
+	}
+	return fr.newHandle
 }

@@ -101,6 +101,10 @@ func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
 	return &fuseHandle[In, Out]{fr: fr}
 }
 
+// newHandle is handle, as the function that opening a fused stream gives
+// its consumer (see Stream.fuse).
+func (fr *fuseRun[In, Out]) newHandle() puller[Out] { return fr.handle() }
+
 // takeIdle takes a place nobody holds, with a new input handle for it.
 func (fr *fuseRun[In, Out]) takeIdle() (puller[In], bool) {
 	fr.mu.Lock()
