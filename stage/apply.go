@@ -32,7 +32,10 @@ import "context"
 // default name is "apply" and its position (see [Name]). Apply panics if in
 // is the zero Stream or f is nil.
 func Apply[In, Out any](in Stream[In], f func(ctx context.Context, v In, emit func(Out) bool) error, opts ...Option) Stream[Out] {
-	return apply("stage.Apply", "apply", in, f, opts, emitsWhileRunning)
+	checkFunc(f == nil, "stage.Apply", "function")
+	return apply("stage.Apply", "apply", in, func(ctx context.Context, v In, e emitter[Out]) error {
+		return f(ctx, v, e.emitFunc())
+	}, opts, emitsWhileRunning)
 }
 
 // shape is what the engine may assume of a stage's function.
@@ -53,7 +56,7 @@ const (
 )
 
 // apply builds a stage whose function has the given shape.
-func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, func(Out) bool) error, opts []Option, sh shape) Stream[Out] {
+func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, emitter[Out]) error, opts []Option, sh shape) Stream[Out] {
 	in.check(fn)
 	checkFunc(f == nil, fn, "function")
 	d := &applyStage[In, Out]{cfg: newConfig(fn, kind, opts), in: in, f: f}
@@ -80,7 +83,7 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 type applyStage[In, Out any] struct {
 	cfg     config
 	in      Stream[In]
-	f       func(context.Context, In, func(Out) bool) error
+	f       func(context.Context, In, emitter[Out]) error
 	fusable bool
 	node    node
 	inputs  [1]*node

@@ -161,9 +161,9 @@ func Unbatch[T any](in Stream[[]T]) Stream[T] {
 		// Element i of a Batch's slice is the batch's item i.
 		opts = append(opts, Option{func(c *config) { c.split = true }})
 	}
-	return apply("stage.Unbatch", "unbatch", in, func(_ context.Context, batch []T, emit func(T) bool) error {
+	return apply("stage.Unbatch", "unbatch", in, func(_ context.Context, batch []T, e emitter[T]) error {
 		for _, v := range batch {
-			if !emit(v) {
+			if !e.emit(v) {
 				return nil
 			}
 		}

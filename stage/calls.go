@@ -136,7 +136,7 @@ func (e *retried) Error() string { return e.err.Error() }
 // call runs the user's function on v under the stage's Retry, Timeout and
 // RateLimit. Each attempt recovers its own panic, which becomes a
 // *PanicError that Retry's predicate sees like any error.
-func (p *processor[In, Out]) call(v In, emit func(Out) bool) error {
+func (p *processor[In, Out]) call(v In, emit emitter[Out]) error {
 	c := &p.cfg
 	if c.retry.attempts <= 1 && c.timeout == 0 && c.rateLimit.limiter == nil {
 		return p.attempt(p.r.ctx, v, emit) // a plain stage pays for nothing else
@@ -157,7 +157,7 @@ func (p *processor[In, Out]) call(v In, emit func(Out) bool) error {
 }
 
 // limited is one attempt, after its rate-limit token, under its timeout.
-func (p *processor[In, Out]) limited(ctx context.Context, v In, emit func(Out) bool) error {
+func (p *processor[In, Out]) limited(ctx context.Context, v In, emit emitter[Out]) error {
 	c := &p.cfg
 	if l := c.rateLimit.limiter; l != nil {
 		if err := waitToken(ctx, l); err != nil {
@@ -173,7 +173,7 @@ func (p *processor[In, Out]) limited(ctx context.Context, v In, emit func(Out) b
 }
 
 // attempt is one call of the user's function, its panic recovered.
-func (p *processor[In, Out]) attempt(ctx context.Context, v In, emit func(Out) bool) (err error) {
+func (p *processor[In, Out]) attempt(ctx context.Context, v In, emit emitter[Out]) (err error) {
 	if rec := guard.Call(func() { err = p.f(ctx, v, emit) }); rec != nil {
 		err = panicError(rec)
 	}

@@ -11,10 +11,10 @@ import (
 type processor[In, Out any] struct {
 	r   *run
 	cfg config // the stage's configuration for this run (see forRun)
-	f   func(context.Context, In, func(Out) bool) error
+	f   func(context.Context, In, emitter[Out]) error
 }
 
-func newProcessor[In, Out any](r *run, cfg config, f func(context.Context, In, func(Out) bool) error) *processor[In, Out] {
+func newProcessor[In, Out any](r *run, cfg config, f func(context.Context, In, emitter[Out]) error) *processor[In, Out] {
 	return &processor[In, Out]{r: r, cfg: cfg, f: f}
 }
 
@@ -35,9 +35,9 @@ type outlet[Out any] interface {
 // stepper is one goroutine's use of a processor: where its outputs go, and
 // the item it is working on.
 type stepper[In, Out any] struct {
-	p    *processor[In, Out]
-	out  outlet[Out]
-	emit func(Out) bool // the user's emit: an output of the current item
+	p      *processor[In, Out]
+	out    outlet[Out]
+	emitFn func(Out) bool // emit as a function (Apply's), made at its first use
 
 	ack     *ackNode   // the current item's reference, or nil
 	members []*ackNode // Unbatch straight after Batch: one per element
@@ -49,31 +49,49 @@ type stepper[In, Out any] struct {
 	lastCall time.Duration // the last timed call's duration; -1: not timed
 }
 
+// emitter takes the outputs of the item being processed: a stepper. The
+// stages' functions take it as an interface, which costs no allocation;
+// Apply, whose user takes a func, asks for emitFunc.
+type emitter[Out any] interface {
+	emit(v Out) bool
+	emitFunc() func(Out) bool
+}
+
 // initStepper makes s a stepper of p whose outputs go to out. (s and out
 // usually live in one struct: see applier.stepper.)
 func (p *processor[In, Out]) initStepper(s *stepper[In, Out], out outlet[Out]) {
 	*s = stepper[In, Out]{p: p, out: out}
-	s.emit = func(v Out) bool {
-		var a *ackNode
-		switch {
-		case s.members != nil:
-			if s.next < len(s.members) {
-				a = s.members[s.next]
-				s.next++
-			}
-		case p.cfg.single && !s.moved:
-			// The function has returned and this is its only output: it
-			// takes over the item's reference, which saves two atomic adds.
-			a, s.moved = s.ack, true
-		default:
-			a = s.ack.ref()
+}
+
+// emit is an output of the current item.
+func (s *stepper[In, Out]) emit(v Out) bool {
+	var a *ackNode
+	switch {
+	case s.members != nil:
+		if s.next < len(s.members) {
+			a = s.members[s.next]
+			s.next++
 		}
-		if !s.out.put(item[Out]{v: v, ack: a}) {
-			s.lost = true
-			return false
-		}
-		return true
+	case s.p.cfg.single && !s.moved:
+		// The function has returned and this is its only output: it
+		// takes over the item's reference, which saves two atomic adds.
+		a, s.moved = s.ack, true
+	default:
+		a = s.ack.ref()
 	}
+	if !s.out.put(item[Out]{v: v, ack: a}) {
+		s.lost = true
+		return false
+	}
+	return true
+}
+
+// emitFunc is emit as a function value, made once per stepper.
+func (s *stepper[In, Out]) emitFunc() func(Out) bool {
+	if s.emitFn == nil {
+		s.emitFn = s.emit
+	}
+	return s.emitFn
 }
 
 // process runs the stage on one input item. It reports false when the
@@ -135,10 +153,10 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 // call runs the user's function on v, timing it if asked to.
 func (s *stepper[In, Out]) call(v In) error {
 	if !s.timed {
-		return s.p.call(v, s.emit)
+		return s.p.call(v, s)
 	}
 	start := time.Now()
-	err := s.p.call(v, s.emit)
+	err := s.p.call(v, s)
 	s.lastCall = time.Since(start)
 	return err
 }

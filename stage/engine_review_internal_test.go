@@ -33,8 +33,8 @@ func TestEngineLazyStartSecondHandleSeesEnd(t *testing.T) {
 	}
 	cfg := newConfig("stage.Map", "map", []Option{Workers(2)})
 	cfg.single = true
-	p := newProcessor(r, cfg.forRun(r, &node{}), func(_ context.Context, v int, emit func(int) bool) error {
-		emit(v)
+	p := newProcessor(r, cfg.forRun(r, &node{}), func(_ context.Context, v int, e emitter[int]) error {
+		e.emit(v)
 		return nil
 	})
 	fr := newFuseRun(p, handles)

@@ -12,12 +12,12 @@ import "context"
 // none once cheap calls run in the consumer's goroutines (see [Workers]).
 func Map[In, Out any](in Stream[In], f func(ctx context.Context, v In) (Out, error), opts ...Option) Stream[Out] {
 	checkFunc(f == nil, "stage.Map", "function")
-	return keepTotal(in, apply("stage.Map", "map", in, func(ctx context.Context, v In, emit func(Out) bool) error {
+	return keepTotal(in, apply("stage.Map", "map", in, func(ctx context.Context, v In, e emitter[Out]) error {
 		out, err := f(ctx, v)
 		if err != nil {
 			return err
 		}
-		emit(out)
+		e.emit(out)
 		return nil
 	}, opts, emitsOne))
 }
@@ -27,13 +27,13 @@ func Map[In, Out any](in Stream[In], f func(ctx context.Context, v In) (Out, err
 // in is the zero Stream or keep is nil.
 func Filter[T any](in Stream[T], keep func(ctx context.Context, v T) (bool, error), opts ...Option) Stream[T] {
 	checkFunc(keep == nil, "stage.Filter", "function")
-	return apply("stage.Filter", "filter", in, func(ctx context.Context, v T, emit func(T) bool) error {
+	return apply("stage.Filter", "filter", in, func(ctx context.Context, v T, e emitter[T]) error {
 		ok, err := keep(ctx, v)
 		if err != nil {
 			return err
 		}
 		if ok {
-			emit(v)
+			e.emit(v)
 		}
 		return nil
 	}, opts, emitsOne)
@@ -45,13 +45,13 @@ func Filter[T any](in Stream[T], keep func(ctx context.Context, v T) (bool, erro
 // panics if in is the zero Stream or f is nil.
 func FlatMap[In, Out any](in Stream[In], f func(ctx context.Context, v In) ([]Out, error), opts ...Option) Stream[Out] {
 	checkFunc(f == nil, "stage.FlatMap", "function")
-	return apply("stage.FlatMap", "flatmap", in, func(ctx context.Context, v In, emit func(Out) bool) error {
+	return apply("stage.FlatMap", "flatmap", in, func(ctx context.Context, v In, e emitter[Out]) error {
 		outs, err := f(ctx, v)
 		if err != nil {
 			return err
 		}
 		for _, o := range outs {
-			if !emit(o) {
+			if !e.emit(o) {
 				return nil
 			}
 		}
@@ -65,7 +65,7 @@ func FlatMap[In, Out any](in Stream[In], f func(ctx context.Context, v In) ([]Ou
 // wrapping [ErrNilTask]. This is the Python original's concurrent(): see the
 // package documentation. Concurrent panics if tasks is the zero Stream.
 func Concurrent[T any](tasks Stream[func(ctx context.Context) (T, error)], opts ...Option) Stream[T] {
-	return keepTotal(tasks, apply("stage.Concurrent", "concurrent", tasks, func(ctx context.Context, task func(context.Context) (T, error), emit func(T) bool) error {
+	return keepTotal(tasks, apply("stage.Concurrent", "concurrent", tasks, func(ctx context.Context, task func(context.Context) (T, error), e emitter[T]) error {
 		if task == nil {
 			return ErrNilTask
 		}
@@ -73,7 +73,7 @@ func Concurrent[T any](tasks Stream[func(ctx context.Context) (T, error)], opts 
 		if err != nil {
 			return err
 		}
-		emit(v)
+		e.emit(v)
 		return nil
 	}, opts, emitsOne))
 }
