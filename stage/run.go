@@ -71,7 +71,11 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	}
 	if bp, ok := p.(batchPuller[T]); ok {
 		// Take every ready item at once; f sees them one at a time.
-		var batch []item[T]
+		room := 16 // grows to the most ever ready at once
+		if n := s.Len(); n >= 0 {
+			room = max(min(n, room), 1)
+		}
+		batch := make([]item[T], 0, room)
 	batches:
 		for {
 			var ok bool
