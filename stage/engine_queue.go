@@ -82,8 +82,8 @@ func (p *queue[T]) acquire() bool {
 		// sees the other.
 		p.mu.Lock()
 		p.tokWait.Add(1)
+		p.r.armWake()                                // before the last look at the run (see armWake)
 		for p.free.Load() <= 0 && !p.r.cancelled() { // below 0: retireWorker took a token that is out
-			p.r.armWake()
 			p.canTake.Wait()
 		}
 		p.tokWait.Add(-1)
@@ -169,11 +169,11 @@ func (p *queue[T]) pushBatch(items []item[T], release int) {
 func (p *queue[T]) pushExtra(it item[T]) bool {
 	p.mu.Lock()
 	for p.capacity > 0 && p.size >= p.capacity {
+		p.r.armWake() // before the last look at the run (see armWake)
 		if p.r.cancelled() {
 			p.mu.Unlock()
 			return false
 		}
-		p.r.armWake()
 		p.canPush.Wait()
 	}
 	p.put(it)
@@ -240,11 +240,11 @@ func (p *queue[T]) retireWorker() {
 // queue has ended or the run was cancelled.
 func (p *queue[T]) wait() bool {
 	for p.size == 0 {
+		p.r.armWake() // before the last look at the run (see armWake)
 		if p.writers == 0 || p.r.cancelled() {
 			return false
 		}
 		p.waiting++
-		p.r.armWake()
 		p.canPop.Wait()
 		p.waiting--
 	}

@@ -31,8 +31,11 @@ type qtest struct {
 // newQTest makes a test's run. When the test ends the run is finished,
 // which cancels it and so wakes every wait of its queues, and the test's
 // goroutines are waited for, so that none is left behind.
-func newQTest(t *testing.T) *qtest {
-	h := &qtest{t: t, r: newRun(context.Background())}
+func newQTest(t *testing.T) *qtest { return newQTestIn(t, context.Background()) }
+
+// newQTestIn is newQTest with a run whose parent context is parent.
+func newQTestIn(t *testing.T, parent context.Context) *qtest {
+	h := &qtest{t: t, r: newRun(parent)}
 	t.Cleanup(func() {
 		h.r.finish()
 		done := make(chan struct{})
@@ -723,15 +726,18 @@ func TestQueueWakeUps(t *testing.T) {
 // ok=false even with items queued.
 func TestQueueCancelWakesEveryWaiter(t *testing.T) {
 	errX := errors.New("x")
+	parent, cancelParent := context.WithCancel(context.Background())
+	defer cancelParent()
 	for _, tc := range []struct {
 		name   string
 		cancel func(r *run)
 	}{
-		{"cancel", func(r *run) { r.cancel(errX) }},
+		{"cancel", func(r *run) { r.cancelRun(errX) }},
 		{"fail", func(r *run) { r.fail(errX) }},
+		{"parent", func(*run) { cancelParent() }}, // the run is not told: its parent's hook wakes them
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newQTest(t)
+			h := newQTestIn(t, parent)
 			qa := newQueue[int](h.r, 1, 1)
 			now(h, "acquire", qa.acquire)
 			acquire := parkedAcquire(h, qa)
@@ -773,8 +779,12 @@ func TestQueueCancelWakesEveryWaiter(t *testing.T) {
 			if tc.name == "fail" && h.r.failure != errX {
 				t.Errorf("run failure = %v, want %v", h.r.failure, errX)
 			}
-			if cause := context.Cause(h.r.ctx); cause != errX {
-				t.Errorf("cause = %v, want %v", cause, errX)
+			want := errX
+			if tc.name == "parent" {
+				want = context.Canceled
+			}
+			if cause := context.Cause(h.r.ctx); cause != want {
+				t.Errorf("cause = %v, want %v", cause, want)
 			}
 		})
 	}
@@ -819,7 +829,7 @@ func TestQueueUnbounded(t *testing.T) {
 		}
 	}
 	wantFree(t, q, -1)
-	h.r.cancel(errors.New("x"))
+	h.r.cancelRun(errors.New("x"))
 	if now(h, "acquire", q.acquire) {
 		t.Fatal("acquire returned true on a cancelled run")
 	}

@@ -121,15 +121,18 @@ var errFinished = errors.New("sluice: run finished")
 // cancellation hooks, then runs the cleanups (sources' stop, observers'
 // Closed); result says what the sink returns.
 type run struct {
-	ctx        context.Context
-	cancel     context.CancelCauseFunc
-	done       <-chan struct{}
-	wg         sync.WaitGroup // the run's goroutines
-	hooks      sync.WaitGroup // the cancellation hook and Until's
-	wakers     []waker        // woken once the run's context is done (see onCancel); under mu
-	unhookWake func() bool    // stops the hook that wakes them (see finish); under mu
-	armed      atomic.Bool    // unhookWake is set
-	bug        atomic.Value   // a library panic in a goroutine, re-raised by finish
+	ctx          context.Context
+	cancelCtx    context.CancelCauseFunc // only through cancelRun, or in finish: both wake the sleepers
+	done         <-chan struct{}
+	wg           sync.WaitGroup // the run's goroutines
+	hooks        sync.WaitGroup // the cancellation hook and Until's
+	wakers       []waker        // woken once the run's context is done (see onCancel); under mu
+	parent       context.Context
+	armed        bool         // a goroutine may sleep in a waker (see armWake); under mu
+	woken        bool         // the wakers were woken; under mu
+	armedFast    atomic.Bool  // armed, without mu
+	unhookParent func() bool  // stops the parent's hook (see armWake); under mu
+	bug          atomic.Value // a library panic in a goroutine, re-raised by finish
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through.
@@ -160,7 +163,7 @@ func newRun(parent context.Context) *run {
 		panic("sluice: nil context")
 	}
 	ctx, cancel := context.WithCancelCause(parent)
-	return &run{ctx: ctx, cancel: cancel, done: ctx.Done()}
+	return &run{ctx: ctx, cancelCtx: cancel, done: ctx.Done(), parent: parent}
 }
 
 // halted reports whether the run takes no new items from its sources.
@@ -186,7 +189,7 @@ func (r *run) fail(err error) {
 		r.failure = err
 	}
 	r.mu.Unlock()
-	r.cancel(err)
+	r.cancelRun(err)
 }
 
 // sourceFailed ends the run's input with err: sources stop, the rest drains.
@@ -226,7 +229,7 @@ func (r *run) goroutine(f func()) {
 func (r *run) exit() {
 	if p := recover(); p != nil {
 		r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
-		r.cancel(fmt.Errorf("sluice: internal panic: %v", p))
+		r.cancelRun(fmt.Errorf("sluice: internal panic: %v", p))
 	}
 	r.wg.Done()
 }
@@ -277,26 +280,50 @@ func (r *run) onCancel(w waker) {
 	r.mu.Unlock()
 }
 
-// armWake makes sure that the wakers are woken when the run's context is
-// done; a goroutine calls it before it sleeps in a waker (with the
-// waker's lock held, before it looks at the run's context one last time).
-// One hook per run: a goroutine that context.AfterFunc starts when the run
-// is cancelled before it finished, or else finish itself. A run in which
-// nobody ever sleeps (a run of one item in the sink's goroutine) makes no
-// hook at all.
+// armWake says that a goroutine may sleep in a waker from now on; it calls
+// it with the waker's lock held, before it looks at the run's context one
+// last time and sleeps. From then on, whatever cancels the run wakes the
+// wakers (see cancelRun, finish), once: either the canceller sees armed, or
+// the sleeper sees the run cancelled (both look under mu). A parent context
+// that can be cancelled gets its hook here, so a run in which nobody ever
+// sleeps (a run of one item in the sink's goroutine) makes none.
 func (r *run) armWake() {
-	if r.armed.Load() {
+	if r.armedFast.Load() {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.unhookWake == nil {
+	if r.armed {
+		return
+	}
+	r.armed = true
+	r.armedFast.Store(true)
+	if parent := r.parent; parent.Done() != nil {
 		r.hooks.Add(1)
-		r.unhookWake = context.AfterFunc(r.ctx, func() {
+		r.unhookParent = context.AfterFunc(parent, func() {
+			defer r.hooks.Done()
+			r.cancelRun(context.Cause(parent))
+		})
+	}
+}
+
+// cancelRun cancels the run's context with cause. If a goroutine may sleep
+// in a waker and none was woken yet, a goroutine wakes them all (the caller
+// may hold locks that the wakers' are taken after). finish waits for it.
+func (r *run) cancelRun(cause error) {
+	r.cancelCtx(cause)
+	r.mu.Lock()
+	wake := r.armed && !r.woken
+	r.woken = r.woken || wake
+	if wake {
+		r.hooks.Add(1)
+	}
+	r.mu.Unlock()
+	if wake {
+		go func() {
 			defer r.hooks.Done()
 			r.wake()
-		})
-		r.armed.Store(true)
+		}()
 	}
 }
 
@@ -317,17 +344,17 @@ func (r *run) finish() {
 		return
 	}
 	r.finished = true
+	r.cancelCtx(errFinished)
 	r.mu.Lock()
-	unhook := r.unhookWake // nil: nobody slept so far, and nobody will once the run is cancelled
+	wake := r.armed && !r.woken // else nobody sleeps, or a goroutine of cancelRun's wakes them
+	r.woken = true
+	stop := r.unhookParent
 	r.mu.Unlock()
-	if unhook != nil && unhook() {
-		// The run was live until now (or its hook had not started yet):
-		// wake the waiters here rather than in a goroutine of the hook's.
-		r.cancel(errFinished)
+	if wake {
 		r.wake()
+	}
+	if stop != nil && stop() {
 		r.hooks.Done()
-	} else {
-		r.cancel(errFinished)
 	}
 	r.wg.Wait()
 	if bug := r.bug.Load(); bug != nil {
