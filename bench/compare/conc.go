@@ -45,3 +45,13 @@ func concPoolSleep(in []int, workers int, d time.Duration) int {
 	}
 	return s
 }
+
+// concSlice is the per-request fan-out with conc's result pool: at most
+// workers goroutines, results collected into a slice.
+func concSlice(in []int, workers int) []int {
+	p := pool.NewWithResults[int]().WithMaxGoroutines(workers)
+	for _, x := range in {
+		p.Go(func() int { return double(x) })
+	}
+	return p.Wait()
+}

@@ -63,3 +63,7 @@ func handOrderedMap(in []int, workers int) int {
 	}
 	return s
 }
+
+// handSlice is the per-request fan-out as written by hand: a semaphore
+// channel, a goroutine per item, a WaitGroup.
+func handSlice(in []int, workers int) []int { return bench.FanOut(in, workers, double) }

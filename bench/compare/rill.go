@@ -47,3 +47,13 @@ func rillSleep(in []int, workers int, d time.Duration) int {
 		return double(x), nil
 	}))
 }
+
+// rillSlice is the per-request fan-out with rill: Map over the slice, the
+// results collected with ToSlice (in completion order).
+func rillSlice(in []int, workers int) []int {
+	out, err := rill.ToSlice(rill.Map(rill.FromSlice(in, nil), workers, func(x int) (int, error) { return double(x), nil }))
+	if err != nil {
+		panic(err)
+	}
+	return out
+}

@@ -155,6 +155,9 @@ func smallRuns() []workload {
 				"sluice Map":        repeat(func(in []int) []int { return sluiceSliceMap(in, 4) }),
 				"sluice Concurrent": repeat(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }),
 				"errgroup":          repeat(func(in []int) []int { return errgroupSlice(in, 4) }),
+				"conc pool":         repeat(func(in []int) []int { return concSlice(in, 4) }),
+				"rill":              repeat(func(in []int) []int { return rillSlice(in, 4) }),
+				"hand-written":      repeat(func(in []int) []int { return handSlice(in, 4) }),
 			},
 		})
 	}
