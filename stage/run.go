@@ -298,7 +298,10 @@ func (r *run) armWake() {
 	}
 	r.armed = true
 	r.armedFast.Store(true)
-	if parent := r.parent; parent.Done() != nil {
+	// Once woken (the run cancelled, or finishing: finish has looked for
+	// the hook already), a sleeper sees the run cancelled and does not
+	// sleep; a hook made now would outlive the run.
+	if parent := r.parent; parent.Done() != nil && !r.woken {
 		r.hooks.Add(1)
 		r.unhookParent = context.AfterFunc(parent, func() {
 			defer r.hooks.Done()
