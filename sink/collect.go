@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"unsafe"
 
 	"github.com/sluicedev/sluice/stage"
 )
@@ -11,11 +12,13 @@ import (
 // (their count and the first few). When the run fails it returns the values
 // received before it ended and the error (joined with the forwarded ones).
 // When s knows its length ([stage.Stream.Len]), the slice is made with room
-// for that many values (at most 4096) before the run.
+// for that many values before the run (at most 4096 values and 64 KiB).
 func Slice[T any](ctx context.Context, s stage.Stream[T]) ([]T, error) {
 	var out []T
 	if n := s.Len(); n > 0 {
-		out = make([]T, 0, min(n, maxPresize)) // a hint: a huge n must not allocate before a run
+		// A hint: a huge n, or huge values, must not allocate before a run.
+		var zero T
+		out = make([]T, 0, min(n, maxPresize, max(maxPresizeBytes/int(max(unsafe.Sizeof(zero), 1)), 1)))
 	}
 	var fwd forwarded
 	err := stage.Run(ctx, s, func(_ context.Context, v T, err error) error {
@@ -29,8 +32,12 @@ func Slice[T any](ctx context.Context, s stage.Stream[T]) ([]T, error) {
 	return out, fwd.result(err)
 }
 
-// maxPresize bounds the room Slice makes before a run, from Stream.Len.
-const maxPresize = 4096
+// maxPresize and maxPresizeBytes bound the room Slice makes before a run,
+// from Stream.Len.
+const (
+	maxPresize      = 4096
+	maxPresizeBytes = 64 << 10
+)
 
 // Count runs s and returns how many values reached the end (forwarded errors
 // are not counted but returned in a *[ForwardedError]).

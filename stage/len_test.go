@@ -25,6 +25,7 @@ func TestLen(t *testing.T) {
 		{"map of map", stage.Map(stage.Map(src, keep), keep), 3},
 		{"filter", stage.Filter(src, func(context.Context, int) (bool, error) { return true, nil }), -1},
 		{"flatmap", stage.FlatMap(src, func(_ context.Context, x int) ([]int, error) { return []int{x}, nil }), -1},
+		{"tee branch", stage.Tee(source.Slice([]int{1, 2, 3}), 1)[0], -1},
 		{"huge indexed", stage.Indexed(math.MaxInt, func(i int) int { return i }), math.MaxInt},
 		{"func", source.Func(func(context.Context) (int, error) { return 0, nil }), -1},
 	}
@@ -46,19 +47,24 @@ func (o totalObserver) Stage(i stage.Info) stage.Watcher {
 	return nil
 }
 
-// TestLenIsTheLastStagesTotal: what Len says is what the Observer is told.
-func TestLenIsTheLastStagesTotal(t *testing.T) {
+// TestLenIsTheTotalOfAStageBuiltOnIt: Len of a stream is the Total that
+// the Observer is told for a stage built on it, whatever the stream's last
+// stage (Info.Total counts the items a stage takes in).
+func TestLenIsTheTotalOfAStageBuiltOnIt(t *testing.T) {
 	keep := func(_ context.Context, x int) (int, error) { return x, nil }
+	src := func() stage.Stream[int] { return source.Slice([]int{1, 2, 3}) }
 	for _, s := range []stage.Stream[int]{
-		stage.Map(source.Slice([]int{1, 2, 3}), keep, stage.Name("last")),
-		stage.Map(stage.Filter(source.Slice([]int{1}), func(context.Context, int) (bool, error) { return true, nil }), keep, stage.Name("last")),
+		src(),
+		stage.Map(src(), keep),
+		stage.Filter(src(), func(context.Context, int) (bool, error) { return true, nil }),
+		stage.FlatMap(src(), func(_ context.Context, x int) ([]int, error) { return []int{x, x}, nil }),
 	} {
 		o := totalObserver{map[string]int{}}
-		if _, err := sink.Slice(stage.Observe(context.Background(), o), s); err != nil {
+		if _, err := sink.Slice(stage.Observe(context.Background(), o), stage.Map(s, keep, stage.Name("next"))); err != nil {
 			t.Fatal(err)
 		}
-		if o.totals["last"] != s.Len() {
-			t.Errorf("Info.Total %d, Len %d", o.totals["last"], s.Len())
+		if o.totals["next"] != s.Len() {
+			t.Errorf("Info.Total of the stage built on it %d, Len %d", o.totals["next"], s.Len())
 		}
 	}
 }

@@ -46,10 +46,10 @@ func (s Stream[T]) openFor(r *run, consumers int) func() puller[T] {
 
 // Len reports how many items s carries when that is known from how it was
 // built, and -1 otherwise: a source.Slice or [Indexed] source of n items,
-// through stages that give one item per item (Map, Concurrent, Timeout,
-// Tee's branches, ...), carries n; a Filter, FlatMap, Apply, Batch or
-// Merge makes it unknown. It is what [Info].Total reports for the stream's
-// last stage. Forwarded errors count as items, and a run that ends early
+// through stages that give one item per item (Map, Concurrent), carries n;
+// a Filter, FlatMap, Apply, Batch, Merge or Tee makes it unknown. It is
+// what [Info].Total reports for a stage built on s (Total counts the items
+// a stage takes in). Forwarded errors count as items, and a run that ends early
 // carries fewer; sinks use it only to size what they collect. Len calls no
 // user code and costs nothing. The zero Stream's Len is -1 (a sink that is
 // given it panics when it runs it).
