@@ -39,7 +39,9 @@ type config struct {
 func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 
 // Workers sets how many calls of the stage's function may run at once.
-// n >= 1: at most n, and with enough input exactly n. 0: [DefaultWorkers].
+// n >= 1: at most n, and with enough input and a consumer that keeps up
+// exactly n (see below for a consumer that runs calls itself). 0:
+// [DefaultWorkers].
 // -1: no limit, one goroutine per item (memory then grows with the number of
 // items in flight). Workers panics if n < -1.
 //
@@ -51,11 +53,20 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // worker goroutine gives its place to a consumer goroutine, which from then
 // on calls the function itself whenever nothing is ready for it, instead of
 // waiting. A hand-off between goroutines costs far more than a cheap
-// function, so this is where sluice's speed comes from. If calls turn slow,
+// function, so this is where sluice's speed comes from. A run whose input
+// holds a single item calls the function in its consumer's goroutine from
+// the start: it starts no goroutine at all. Once a slow call has returned,
 // the place goes back to a goroutine of the stage's own. With one worker
 // this is the sequential path: the stage's calls then take turns with its
-// consumer's work instead of overlapping it. Add Buffer(1) to keep every
-// worker a goroutine of the stage's own.
+// consumer's work instead of overlapping it.
+//
+// While a consumer goroutine is inside a call, it takes no output: the
+// stage's other workers stop once the outputs they finished fill the
+// stage's read-ahead, and a function that waits for the consumer to take
+// another output of the same stage (in the sink's callback, or the next
+// stage's function) waits for ever. Add Buffer(1) to keep every worker a
+// goroutine of the stage's own: the stage's function may then wait for its
+// consumer.
 func Workers(n int) Option {
 	if n < -1 {
 		panic(fmt.Sprintf("sluice: stage.Workers: n = %d, want -1 (unlimited), 0 (default) or more", n))
