@@ -257,10 +257,9 @@ func TestFuseSlowCallInConsumer(t *testing.T) {
 // r2AckSource is an AckSource (NeverWaits: a fusable input of unknown size)
 // of the items 0..n-1 that counts each item's Done calls.
 type r2AckSource struct {
-	mu    sync.Mutex
-	nils  []int
-	errs  []error
-	extra int
+	mu   sync.Mutex
+	nils []int
+	errs []error
 }
 
 type r2Ack struct {
