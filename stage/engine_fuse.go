@@ -11,8 +11,9 @@ import (
 // Concurrent without Buffer, over a source that never waits or is
 // Interruptible; or any of them with one worker) in one run. Its workers
 // start as goroutines of its own (at the first pull, and only as many as
-// its input has items for: see newFuseRun). When their calls prove cheap (two timed
-// calls in a row under cheapCall), a goroutine gives its place to one of
+// its input has items for; a single item's place goes to the handle that
+// pulls: see startIdle). When their calls prove cheap (two timed calls in
+// a row under cheapCall), a goroutine gives its place to one of
 // the consumer's goroutines that wants one (each of the consumer's handles
 // wants one, once): it leaves its input handle in spares, counts a baton,
 // queues a baton item to wake a waiting handle, and exits. The handle that
@@ -21,7 +22,9 @@ import (
 // hand-off between goroutines that dominates the cost of a cheap function.
 // If the calls turn slow (two timed calls in a row over slowCall), the
 // handle gives its place back to a new goroutine: the consumer has its own
-// work, and a hand-off then costs nothing next to the call.
+// work, and a hand-off then costs nothing next to the call. (A handle
+// inside a call takes no output meanwhile: the Workers doc says what that
+// costs, and that Buffer(1) opts out.)
 //
 // At any moment each of the stage's n places is held by one goroutine, one
 // handle, or one unclaimed baton, so at most n calls run. A handle only
@@ -63,9 +66,9 @@ const (
 )
 
 // newFuseRun starts a fused stage over an input that never waits. Its
-// places start as goroutines at the first pull, and only as many as the
-// input has items for (all when the input's size is unknown): a run of one
-// item starts one goroutine, not Workers(n).
+// places start at the first pull, and only as many as the input has items
+// for (all when the input's size is unknown): a run of one item starts no
+// goroutine, not Workers(n) (see startIdle).
 func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In]) *fuseRun[In, Out] {
 	fr := &fuseRun[In, Out]{p: p, handles: handles, idle: p.cfg.workers}
 	// One writer stands for the places not started yet, so that a handle
