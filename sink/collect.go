@@ -13,6 +13,7 @@ import (
 // received before it ended and the error (joined with the forwarded ones).
 // When s knows its length ([stage.Stream.Len]), the slice is made with room
 // for that many values before the run (at most 4096 values and 64 KiB).
+// Without any value it returns a nil slice.
 func Slice[T any](ctx context.Context, s stage.Stream[T]) ([]T, error) {
 	var out []T
 	if n := s.Len(); n > 0 {
@@ -29,6 +30,9 @@ func Slice[T any](ctx context.Context, s stage.Stream[T]) ([]T, error) {
 		}
 		return nil
 	})
+	if len(out) == 0 {
+		out = nil // no value: nil, as without the room made before the run
+	}
 	return out, fwd.result(err)
 }
 

@@ -98,7 +98,7 @@ func (d *applyStage[In, Out]) open(r *run) puller[Out] {
 	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)
 	if serial {
 		// The sequential path: consumers take turns calling f.
-		return &serialHandle[In, Out]{h: newFuseRun(p, handles).handle()}
+		return &serialHandle[In, Out]{h: newFuseRun(p, handles, d.in.n.expected()).handle()}
 	}
 	return newApplier(p).start(handles)
 }
@@ -112,7 +112,7 @@ func (d *applyStage[In, Out]) fuse(r *run) func() puller[Out] {
 	if d.in.n.waits {
 		fr = newFuseRunWaiting(p, handles)
 	} else {
-		fr = newFuseRun(p, handles)
+		fr = newFuseRun(p, handles, d.in.n.expected())
 	}
 	return fr.newHandle
 }

@@ -49,6 +49,7 @@ type fuseRun[In, Out any] struct {
 	goroutines atomic.Int64 // places held by goroutines of the stage
 
 	handles func() puller[In] // a new input handle for a place
+	items   int               // at most this many input items (Stream.Len), or -1
 	started atomic.Bool       // the places no handle took were started
 
 	mu     sync.Mutex
@@ -69,8 +70,11 @@ const (
 // places start at the first pull, and only as many as the input has items
 // for (all when the input's size is unknown): a run of one item starts no
 // goroutine, not Workers(n) (see startIdle).
-func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In]) *fuseRun[In, Out] {
-	fr := &fuseRun[In, Out]{p: p, handles: handles, idle: p.cfg.workers}
+//
+// items is what the stream's build says the input holds (Stream.Len), or
+// -1: an upper bound, since a run may end early.
+func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In], items int) *fuseRun[In, Out] {
+	fr := &fuseRun[In, Out]{p: p, handles: handles, idle: p.cfg.workers, items: items}
 	// One writer stands for the places not started yet, so that a handle
 	// that pulls while another starts them waits instead of seeing the end;
 	// goroutines add their tokens as they start.
@@ -126,7 +130,7 @@ type sizedPuller interface{ remaining() int }
 // startIdle starts the stage's places, once, at the first pull: as many as
 // there are items left (all, when the input's size is unknown), as
 // goroutines; when one item is left, its place goes to h, the handle that
-// pulls, so that a run of one item starts no goroutine at all. (Only then:
+// pulls, so that the stage starts no goroutine at all. (Only then:
 // a function may wait for the consumer to take another item's output,
 // which a consumer inside a call cannot do. A sized input is a source's own
 // puller, which every place shares: taking a handle of it to look costs
@@ -136,13 +140,19 @@ func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 		return
 	}
 	defer fr.out.closeWriter() // every place is started: the writer that stood for them ends
-	items := -1                // items left when the first place starts (the goroutines then take some); -1: unknown
+	if fr.p.r.cancelled() {
+		return // the run failed its checks, or is over: nothing starts
+	}
+	// The items left when the first place starts (the goroutines then take
+	// some): the stream's build says at most fr.items, a source's puller
+	// says how many it has left; -1: unknown.
+	items := fr.items
 	for k := 0; ; k++ {
 		in, ok := fr.takeIdle()
 		if !ok {
 			return
 		}
-		if s, sized := in.(sizedPuller); sized && k == 0 {
+		if s, sized := in.(sizedPuller); sized && k == 0 && (items < 0 || s.remaining() < items) {
 			items = s.remaining()
 		}
 		if items >= 0 && k >= items {
@@ -226,7 +236,7 @@ func (fr *fuseRun[In, Out]) spawn(in puller[In]) {
 	fr.goroutines.Add(1)
 	fr.out.addWorker()
 	r := fr.p.r
-	r.wg.Add(1) // the run has started: a handle pulled
+	r.wg.Add(1) // the run has started: startIdle or ownNext saw it live
 	go func() {
 		defer r.exit()
 		fr.app.work(in)

@@ -37,7 +37,7 @@ func TestEngineLazyStartSecondHandleSeesEnd(t *testing.T) {
 		e.emit(v)
 		return nil
 	})
-	fr := newFuseRun(p, handles)
+	fr := newFuseRun(p, handles, -1)
 	a, b := fr.handle(), fr.handle()
 	r.start()
 

@@ -152,6 +152,32 @@ func TestFuseOneItemInConsumer(t *testing.T) {
 	}
 }
 
+// TestFuseOneItemByLenInConsumer: the Workers doc: a stage whose input is
+// known to hold a single item (its Stream.Len is 1) calls its function in
+// its consumer's goroutine, whatever the input is built of.
+func TestFuseOneItemByLenInConsumer(t *testing.T) {
+	keep := func(_ context.Context, x int) (int, error) { return x, nil }
+	for rep := range 20 {
+		var fg atomic.Int64
+		f := func(_ context.Context, x int) (int, error) { fg.Store(int64(r2Gid())); return x, nil }
+		for name, in := range map[string]stage.Stream[int]{
+			"Map over Map over a slice": stage.Map(source.Slice([]int{7}), keep, stage.Workers(4)),
+			"Map over Until":            stage.Until(source.Slice([]int{7}), context.Background()),
+			"Map over Indexed":          stage.Indexed(1, func(int) int { return 7 }),
+		} {
+			if in.Len() != 1 {
+				t.Fatalf("%s: Len %d, want 1", name, in.Len())
+			}
+			var sg int
+			err := stage.Run(context.Background(), stage.Map(in, f, stage.Workers(4)),
+				func(context.Context, int, error) error { sg = r2Gid(); return nil })
+			if err != nil || int(fg.Load()) != sg {
+				t.Fatalf("rep %d, %s: err %v; f ran in goroutine %d, the sink is %d", rep, name, err, fg.Load(), sg)
+			}
+		}
+	}
+}
+
 // TestFuseWaitsForSink: with Buffer(1), a stage's function may wait
 // for the sink to receive another item's output (Workers' doc: without a
 // Buffer, a consumer goroutine may be inside a call and such a function
