@@ -29,9 +29,8 @@ type queue[T any] struct {
 	free     atomic.Int64 // tokens not taken
 	tokWait  atomic.Int64 // producers waiting for a token
 	mu       sync.Mutex
-	capacity int        // guarded by mu; grows when a fused stage adds a worker
-	ring     []item[T]  // the queue: size items from head, len is a power of two
-	first    [8]item[T] // the ring until it grows
+	capacity int       // guarded by mu; grows when a fused stage adds a worker
+	ring     []item[T] // the queue: size items from head, len is a power of two
 	head     int
 	size     int
 	ready    atomic.Int64 // size, readable without mu
@@ -45,6 +44,10 @@ type queue[T any] struct {
 	canPop  sync.Cond
 	canTake sync.Cond
 	canPush sync.Cond
+
+	// first is the ring until it grows; last, away from the fields that
+	// producers and consumers touch without mu (free, ready).
+	first [8]item[T]
 }
 
 func newQueue[T any](r *run, capacity, writers int) *queue[T] {
