@@ -353,17 +353,29 @@ func TestContractForwardedJoinedWithFailure(t *testing.T) {
 		}
 		return x, nil
 	}, stage.Workers(1))
+	// Items 0..7 come in order (one worker each: 0, error 1, 2, error 3,
+	// ...). The sink returns what it received before item 8 ended the run:
+	// a prefix of them. How long a prefix depends on how far the sink got
+	// when the run was cancelled (outputs still queued then are dropped),
+	// which no event of the test decides.
+	prefix := func(values, errs int) bool {
+		return errs == values || errs == values-1 // 0, e1, 2, e3, ...: errors trail values by at most one
+	}
 	var got []int
 	var err error
 	hangGuard(t, func() { got, err = sink.Slice(context.Background(), s) })
 	var fe *sink.ForwardedError
-	if !errors.Is(err, errEnd) || !errors.As(err, &fe) || fe.Count != 4 || !slices.Equal(got, []int{0, 2, 4, 6}) {
-		t.Errorf("Slice: %v, %v (fe %+v)", got, err, fe)
+	count := 0
+	if errors.As(err, &fe) {
+		count = fe.Count
+	}
+	if !errors.Is(err, errEnd) || len(got) > 4 || !slices.Equal(got, []int{0, 2, 4, 6}[:min(len(got), 4)]) || !prefix(len(got), count) {
+		t.Errorf("Slice: %v, %v (forwarded %d): want the end, joined with the forwarded errors received, after a prefix of 0, 2, 4, 6", got, err, count)
 	}
 	var acc int
 	hangGuard(t, func() { acc, err = sink.Reduce(context.Background(), s, 0, func(a, v int) int { return a + v }) })
-	if !errors.Is(err, errEnd) || !errors.As(err, &fe) || acc != 12 {
-		t.Errorf("Reduce: %d, %v", acc, err)
+	if !errors.Is(err, errEnd) || !slices.Contains([]int{0, 2, 6, 12}, acc) {
+		t.Errorf("Reduce: %d, %v: want the end after the sum of a prefix of 0, 2, 4, 6", acc, err)
 	}
 }
 
