@@ -341,3 +341,29 @@ func (l *ledger) dumpOnFailure(t *testing.T) {
 		}
 	})
 }
+
+// twoPartitions starts a cluster whose topic "jobs" has two partitions,
+// watched by a new ledger, with n records produced: the first half to
+// partition 0, the second to partition 1.
+func twoPartitions(t *testing.T, n int) ([]string, *ledger) {
+	t.Helper()
+	c, addrs := newCluster(t, 2, "jobs")
+	l := newLedger()
+	l.watch(c)
+	produceTo(t, addrs, "jobs", 0, 0, n/2)
+	produceTo(t, addrs, "jobs", 1, n/2, n/2)
+	return addrs, l
+}
+
+// finishAttack drains a run of group "g", waits for it to return without
+// an error, and checks that the group committed "jobs" to its end and that
+// the ledger saw no broken promise.
+func finishAttack(t *testing.T, drain func(), errc <-chan error, addrs []string, l *ledger) {
+	t.Helper()
+	drain()
+	if err := waitErr(t, "the run", errc); err != nil {
+		t.Fatal(err)
+	}
+	checkCommitted(t, addrs, "g", "jobs")
+	l.verify(t)
+}

@@ -74,11 +74,7 @@ func TestAttackRetryTwiceThenSucceeds(t *testing.T) {
 // a record that was neither dropped nor stored.
 func TestAttackFilterDropsSettle(t *testing.T) {
 	const n = 200
-	c, addrs := newCluster(t, 2, "jobs")
-	l := newLedger()
-	l.watch(c)
-	produceTo(t, addrs, "jobs", 0, 0, n/2)
-	produceTo(t, addrs, "jobs", 1, n/2, n/2)
+	addrs, l := twoPartitions(t, n)
 	stop, drain := context.WithCancel(context.Background())
 	defer drain()
 	var mu sync.Mutex
@@ -107,12 +103,7 @@ func TestAttackFilterDropsSettle(t *testing.T) {
 		defer mu.Unlock()
 		return len(seen) == n && st.len() == n/2
 	})
-	drain()
-	if err := waitErr(t, "the run", errc); err != nil {
-		t.Fatal(err)
-	}
-	checkCommitted(t, addrs, "g", "jobs")
-	l.verify(t)
+	finishAttack(t, drain, errc, addrs, l)
 }
 
 // "an item in a Batch is done when its batch is": records go through Map,
@@ -120,11 +111,7 @@ func TestAttackFilterDropsSettle(t *testing.T) {
 // record whose batch was not stored, and the watermark reaches the end.
 func TestAttackBatchThenSink(t *testing.T) {
 	const n = 300
-	c, addrs := newCluster(t, 2, "jobs")
-	l := newLedger()
-	l.watch(c)
-	produceTo(t, addrs, "jobs", 0, 0, n/2)
-	produceTo(t, addrs, "jobs", 1, n/2, n/2)
+	addrs, l := twoPartitions(t, n)
 	stop, drain := context.WithCancel(context.Background())
 	defer drain()
 	recs := kafka.Source(memberOpts(addrs, "g", "jobs"), decodeInt, kafka.CommitInterval(5*time.Millisecond), l.option())
@@ -143,12 +130,7 @@ func TestAttackBatchThenSink(t *testing.T) {
 		})
 	})
 	waitFor(t, "every record stored", func() bool { return st.len() == n })
-	drain()
-	if err := waitErr(t, "the run", errc); err != nil {
-		t.Fatal(err)
-	}
-	checkCommitted(t, addrs, "g", "jobs")
-	l.verify(t)
+	finishAttack(t, drain, errc, addrs, l)
 }
 
 // "a failed commit at the sink" fails the record: the sink callback fails
@@ -300,12 +282,7 @@ func TestAttackFlatMapFanOut(t *testing.T) {
 		defer mu.Unlock()
 		return got[x] == 3
 	})
-	drain()
-	if err := waitErr(t, "the run", errc); err != nil {
-		t.Fatal(err)
-	}
-	checkCommitted(t, addrs, "g", "jobs")
-	l.verify(t)
+	finishAttack(t, drain, errc, addrs, l)
 }
 
 // "dropped on purpose (... a Handle policy)": records that fail are
@@ -313,11 +290,7 @@ func TestAttackFlatMapFanOut(t *testing.T) {
 // the end.
 func TestAttackHandlePolicyDrops(t *testing.T) {
 	const n = 200
-	c, addrs := newCluster(t, 2, "jobs")
-	l := newLedger()
-	l.watch(c)
-	produceTo(t, addrs, "jobs", 0, 0, n/2)
-	produceTo(t, addrs, "jobs", 1, n/2, n/2)
+	addrs, l := twoPartitions(t, n)
 	stop, drain := context.WithCancel(context.Background())
 	defer drain()
 	var handled sync.Map
@@ -346,12 +319,7 @@ func TestAttackHandlePolicyDrops(t *testing.T) {
 		handled.Range(func(any, any) bool { h++; return true })
 		return st.len()+h == n
 	})
-	drain()
-	if err := waitErr(t, "the run", errc); err != nil {
-		t.Fatal(err)
-	}
-	checkCommitted(t, addrs, "g", "jobs")
-	l.verify(t)
+	finishAttack(t, drain, errc, addrs, l)
 }
 
 // A Handle policy that returns an error ends the run with it; the record
