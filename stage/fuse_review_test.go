@@ -435,3 +435,34 @@ func TestFuseAckExactlyOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestFuseStartsAtMostKGoroutines: the Workers doc: a stage whose input
+// holds k items starts at most k goroutines of its own. Both calls of a
+// Workers(8) stage over 2 items wait until both are in; meanwhile the
+// process has at most 2 goroutines more than before the run.
+func TestFuseStartsAtMostKGoroutines(t *testing.T) {
+	for range 20 {
+		before := runtime.NumGoroutine()
+		var in atomic.Int32
+		all := make(chan struct{})
+		var extra atomic.Int64
+		s := stage.Map(source.Slice([]int{1, 2}), func(_ context.Context, x int) (int, error) {
+			if in.Add(1) == 2 {
+				extra.Store(int64(runtime.NumGoroutine() - before))
+				close(all)
+			}
+			select {
+			case <-all:
+			case <-time.After(10 * time.Second): // a watchdog: two calls must run at once
+				return 0, errors.New("the second call never came")
+			}
+			return x, nil
+		}, stage.Workers(8))
+		if _, err := sink.Slice(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		if e := extra.Load(); e > 2 {
+			t.Fatalf("%d goroutines more than before the run while its 2 items ran, want at most 2", e)
+		}
+	}
+}
