@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
@@ -29,5 +30,27 @@ func TestNoAllocationPerItem(t *testing.T) {
 		if perItem := (large - small) / float64(items-items/100); perItem > 0.01 {
 			t.Errorf("%d options: %.0f allocations over %d items, %.0f over %d: %.3f per item, want 0", len(opts), small, items/100, large, items, perItem)
 		}
+	}
+}
+
+// TestSmallRunAllocations checks the cost of a whole small run that the
+// README states (a per-request fan-out: the pipeline built, run into
+// sink.Slice, and its result): at most 13 allocations for one item and 18
+// for ten, with four workers. Allocation counts do not depend on timing
+// except where a goroutine gives its place away, so the bounds keep a
+// margin of two.
+func TestSmallRunAllocations(t *testing.T) {
+	for _, c := range []struct{ n, max int }{{1, 13 + 2}, {10, 18 + 2}} {
+		in := input[:c.n]
+		got := testing.AllocsPerRun(200, func() {
+			out, err := sink.Slice(context.Background(), stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
+			if err != nil || len(out) != c.n {
+				t.Fatalf("%d items: %d outputs, %v", c.n, len(out), err)
+			}
+		})
+		if got > float64(c.max) {
+			t.Errorf("a run of %d items: %.1f allocations, want at most %d", c.n, got, c.max)
+		}
+		t.Logf("a run of %d items: %.1f allocations", c.n, got)
 	}
 }

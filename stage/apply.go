@@ -59,21 +59,22 @@ const (
 func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, In, emitter[Out]) error, opts []Option, sh shape) Stream[Out] {
 	in.check(fn)
 	checkFunc(f == nil, fn, "function")
-	d := &applyStage[In, Out]{cfg: newConfig(fn, kind, opts), in: in, f: f}
+	d := &applyStage[In, Out]{in: in, f: f}
 	cfg := &d.cfg
+	cfg.set(fn, kind, opts)
 	checkKey[In](cfg, fn)
 	cfg.eager = sh == emitsWhileRunning // its outputs may come while f runs, without bound
 	cfg.single = sh == emitsOne
 	d.fusable = sh != emitsWhileRunning && cfg.key == nil
 	d.inputs[0] = in.n
 	d.node = node{kind: kind, inputs: d.inputs[:], waits: in.n.waits}
-	st := Stream[Out]{n: &d.node, open: d.open}
+	st := Stream[Out]{n: &d.node, open: d}
 	// Over a source that may wait, only if its next can be asked for an
 	// item that is ready (Interruptible): a consumer goroutine must never
 	// wait in it.
 	if d.fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && (!in.n.waits || in.n.tries) {
 		st.fuseWorkers = cfg.workers
-		st.fuse = d.fuse
+		st.fuse = d
 	}
 	return st
 }
@@ -94,25 +95,25 @@ type applyStage[In, Out any] struct {
 func (d *applyStage[In, Out]) open(r *run) puller[Out] {
 	// Upstream first, so that observers meet the stages in order.
 	serial := d.fusable && d.cfg.workers == 1 && d.cfg.buffer == 0
-	handles := d.in.openFor(r, d.cfg.consumers(serial))
+	in := d.in.openFor(r, d.cfg.consumers(serial))
 	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)
 	if serial {
 		// The sequential path: consumers take turns calling f.
-		return &serialHandle[In, Out]{h: newFuseRun(p, handles, d.in.n.expected()).handle()}
+		return &serialHandle[In, Out]{h: newFuseRun(p, in, d.in.n.expected()).handle()}
 	}
-	return newApplier(p).start(handles)
+	return newApplier(p).start(in)
 }
 
 // fuse opens the stage for a consumer whose goroutines may take its worker
 // places (see fuseRun).
-func (d *applyStage[In, Out]) fuse(r *run) func() puller[Out] {
-	handles := d.in.openFor(r, d.cfg.workers)
+func (d *applyStage[In, Out]) fuse(r *run) handles[Out] {
+	in := d.in.openFor(r, d.cfg.workers)
 	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)
 	var fr *fuseRun[In, Out]
 	if d.in.n.waits {
-		fr = newFuseRunWaiting(p, handles)
+		fr = newFuseRunWaiting(p, in)
 	} else {
-		fr = newFuseRun(p, handles, d.in.n.expected())
+		fr = newFuseRun(p, in, d.in.n.expected())
 	}
-	return fr.newHandle
+	return handles[Out]{fused: fr}
 }

@@ -31,13 +31,13 @@ func Batch[T any](in Stream[T], size int, timeout time.Duration) Stream[[]T] {
 	return Stream[[]T]{
 		// The number of batches depends on timing: the total is unknown.
 		n: &node{kind: "batch", inputs: []*node{in.n}, waits: in.n.waits, batches: true},
-		open: func(r *run) puller[[]T] {
-			b := &batcher[T]{r: r, size: size, timeout: timeout, in: in.openFor(r, 1)(), items: make(chan item[T])}
+		open: openFunc[[]T](func(r *run) puller[[]T] {
+			b := &batcher[T]{r: r, size: size, timeout: timeout, in: in.openFor(r, 1).next(), items: make(chan item[T])}
 			b.out = newQueue[[]T](r, 1, 1)
 			r.goroutine(b.read)
 			r.goroutine(b.fill)
 			return b.out
-		},
+		}),
 	}
 }
 
@@ -159,7 +159,7 @@ func Unbatch[T any](in Stream[[]T]) Stream[T] {
 	opts := []Option{Workers(1)}
 	if in.n.batches {
 		// Element i of a Batch's slice is the batch's item i.
-		opts = append(opts, Option{func(c *config) { c.split = true }})
+		opts = append(opts, Option{apply: func(c *config, _ int) { c.split = true }})
 	}
 	return apply("stage.Unbatch", "unbatch", in, func(_ context.Context, batch []T, e emitter[T]) error {
 		for _, v := range batch {

@@ -61,7 +61,7 @@ func retryOption(fn string, attempts int, backoff time.Duration, retryable func(
 	if backoff < 0 {
 		panic(fmt.Sprintf("sluice: %s: negative backoff %v", fn, backoff))
 	}
-	return Option{func(c *config) { c.retry = retry{attempts: attempts, backoff: backoff, retryable: retryable} }}
+	return Option{apply: func(c *config, _ int) { c.retry = retry{attempts: attempts, backoff: backoff, retryable: retryable} }}
 }
 
 // notPanic is Retry's predicate: every error but a panic.
@@ -83,7 +83,7 @@ func Timeout(d time.Duration) Option {
 	if d <= 0 {
 		panic(fmt.Sprintf("sluice: stage.Timeout: d = %v, want more than 0", d))
 	}
-	return Option{func(c *config) { c.timeout = d }}
+	return Option{apply: func(c *config, _ int) { c.timeout = d }}
 }
 
 // rateLimit is the configuration set by RateLimit.
@@ -107,7 +107,7 @@ func RateLimit(perSecond float64, burst int) Option {
 	if burst < 1 {
 		panic(fmt.Sprintf("sluice: stage.RateLimit: burst = %d, want 1 or more", burst))
 	}
-	return Option{func(c *config) { c.rateLimit = rateLimit{perSecond: perSecond, burst: burst} }}
+	return Option{apply: func(c *config, _ int) { c.rateLimit = rateLimit{perSecond: perSecond, burst: burst} }}
 }
 
 // forRun returns the stage's configuration for one run: a fresh rate

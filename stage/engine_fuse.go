@@ -34,9 +34,11 @@ import (
 // reports the end, so that no input handle (and what it holds) is left
 // behind.
 type fuseRun[In, Out any] struct {
-	p      *processor[In, Out]
-	app    *applier[In, Out]
-	out    *queue[Out]
+	p      *processor[In, Out] // &proc
+	proc   processor[In, Out]
+	app    applier[In, Out] // the state of the stage's goroutines
+	out    *queue[Out]      // queue, the stage's output
+	queue  queue[Out]
 	count  atomic.Int64 // outputs handed out through every handle
 	wanted atomic.Int64 // handles that still want a place
 	batons atomic.Int64 // places given up and not yet claimed
@@ -48,13 +50,17 @@ type fuseRun[In, Out any] struct {
 	tries      bool
 	goroutines atomic.Int64 // places held by goroutines of the stage
 
-	handles func() puller[In] // a new input handle for a place
-	items   int               // at most this many input items (Stream.Len), or -1
-	started atomic.Bool       // the places no handle took were started
+	handles handles[In] // a new input handle for a place
+	items   int         // at most this many input items (Stream.Len), or -1
+	started atomic.Bool // the places no handle took were started
+
+	first       fuseHandle[In, Out] // the first handle: most consumers have one goroutine
+	handedFirst atomic.Bool
 
 	mu     sync.Mutex
-	idle   int          // places held by nobody yet (see newFuseRun)
-	spares []puller[In] // input handles of retired goroutines
+	idle   int           // places held by nobody yet (see newFuseRun)
+	spares []puller[In]  // input handles of retired goroutines
+	spare  [1]puller[In] // spares' first room: one handle wants a place
 }
 
 const (
@@ -73,13 +79,17 @@ const (
 //
 // items is what the stream's build says the input holds (Stream.Len), or
 // -1: an upper bound, since a run may end early.
-func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In], items int) *fuseRun[In, Out] {
-	fr := &fuseRun[In, Out]{p: p, handles: handles, idle: p.cfg.workers, items: items}
+func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items int) *fuseRun[In, Out] {
+	fr := &fuseRun[In, Out]{proc: *p, handles: handles, idle: p.cfg.workers, items: items}
+	fr.p = &fr.proc
+	p = fr.p
 	// One writer stands for the places not started yet, so that a handle
 	// that pulls while another starts them waits instead of seeing the end;
 	// goroutines add their tokens as they start.
-	fr.out = newQueue[Out](p.r, 0, 1)
-	fr.app = &applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
+	fr.spares = fr.spare[:0]
+	fr.out = &fr.queue
+	fr.out.init(p.r, 0, 1)
+	fr.app = applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
 	return fr
 }
 
@@ -87,16 +97,21 @@ func newFuseRun[In, Out any](p *processor[In, Out], handles func() puller[In], i
 // (tries): every place starts as a goroutine of the stage, and goes to a
 // consumer's handle only when calls prove cheap, one place staying with a
 // goroutine that waits in the source (see fuseRun).
-func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles func() puller[In]) *fuseRun[In, Out] {
+func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles handles[In]) *fuseRun[In, Out] {
 	n := p.cfg.workers
-	fr := &fuseRun[In, Out]{p: p, handles: handles, tries: true}
-	fr.out = newQueue[Out](p.r, n, n)
-	fr.app = &applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
+	fr := &fuseRun[In, Out]{proc: *p, handles: handles, tries: true}
+	fr.p = &fr.proc
+	p = fr.p
+	fr.spares = fr.spare[:0]
+	fr.out = &fr.queue
+	fr.out.init(p.r, n, n)
+	fr.app = applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
 	fr.goroutines.Store(int64(n))
 	fr.started.Store(true)
-	for range n {
-		in := handles()
-		p.r.goroutine(func() { fr.app.work(in) })
+	steppers := fr.app.steppers(n)
+	for i := range n {
+		in, t := handles.next(), steppers.at(i)
+		p.r.goroutine(func() { fr.app.work(in, t) })
 	}
 	return fr
 }
@@ -105,10 +120,14 @@ func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles func() puller
 // a place (see retire).
 func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
 	fr.wanted.Add(1)
+	if fr.handedFirst.CompareAndSwap(false, true) {
+		fr.first.fr = fr
+		return &fr.first
+	}
 	return &fuseHandle[In, Out]{fr: fr}
 }
 
-// newHandle is handle, as the function that opening a fused stream gives
+// newHandle is handle, as what opening a fused stream gives
 // its consumer (see Stream.fuse).
 func (fr *fuseRun[In, Out]) newHandle() puller[Out] { return fr.handle() }
 
@@ -121,7 +140,7 @@ func (fr *fuseRun[In, Out]) takeIdle() (puller[In], bool) {
 	}
 	fr.idle--
 	fr.mu.Unlock()
-	return fr.handles(), true
+	return fr.handles.next(), true
 }
 
 // sizedPuller is a puller that knows how many items it has left.
@@ -147,6 +166,8 @@ func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 	// some): the stream's build says at most fr.items, a source's puller
 	// says how many it has left; -1: unknown.
 	items := fr.items
+	var steppers stepperSlab[In, Out] // for the goroutines started here
+	spawned := 0
 	for k := 0; ; k++ {
 		in, ok := fr.takeIdle()
 		if !ok {
@@ -167,7 +188,17 @@ func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 			h.hold(in)
 			continue
 		}
-		fr.spawn(in)
+		if spawned == 0 { // this place and every one still idle, up to the items left
+			fr.mu.Lock()
+			n := fr.idle + 1
+			fr.mu.Unlock()
+			if items >= 0 {
+				n = min(n, items-k)
+			}
+			steppers = fr.app.steppers(n)
+		}
+		fr.spawn(in, steppers.at(spawned))
+		spawned++
 	}
 }
 
@@ -231,15 +262,16 @@ func (fr *fuseRun[In, Out]) claim() (puller[In], bool) {
 	return in, true
 }
 
-// spawn gives a handle's place back to a new goroutine pulling through in.
-func (fr *fuseRun[In, Out]) spawn(in puller[In]) {
+// spawn gives a place to a new goroutine pulling through in and
+// processing with t.
+func (fr *fuseRun[In, Out]) spawn(in puller[In], t *stepper[In, Out]) {
 	fr.goroutines.Add(1)
 	fr.out.addWorker()
 	r := fr.p.r
 	r.wg.Add(1) // the run has started: startIdle or ownNext saw it live
 	go func() {
 		defer r.exit()
-		fr.app.work(in)
+		fr.app.work(in, t)
 	}()
 }
 
@@ -278,6 +310,7 @@ func (h *fuseHandle[In, Out]) hold(in puller[In]) {
 		h.try = in.(tryPuller[In])
 	}
 	if h.own.p == nil {
+		h.hands.items = h.hands.one[:0]
 		h.fr.p.initStepper(&h.own, &h.hands)
 	}
 }
@@ -331,7 +364,7 @@ func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 	it = h.hands.take()
 	if h.slowCalls >= 2 && h.hands.idle() && !h.ended {
 		h.inline = false
-		h.fr.spawn(h.in)
+		h.fr.spawn(h.in, h.fr.app.stepper())
 	}
 	return it, true, true
 }

@@ -301,7 +301,8 @@ func (o *orderOut[Out]) end() bool {
 // next input.
 type handOut[Out any] struct {
 	items []item[Out]
-	pos   int // the next one to hand out
+	pos   int          // the next one to hand out
+	one   [1]item[Out] // items' first room: most items have one output
 }
 
 func (o *handOut[Out]) begin(int) {

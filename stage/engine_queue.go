@@ -51,12 +51,19 @@ type queue[T any] struct {
 }
 
 func newQueue[T any](r *run, capacity, writers int) *queue[T] {
-	p := &queue[T]{r: r, unbounded: capacity < 0, capacity: capacity, writers: writers}
+	p := new(queue[T])
+	p.init(r, capacity, writers)
+	return p
+}
+
+// init makes p, a zero queue, a new queue (see newQueue) in place: a queue
+// may live inside what owns it.
+func (p *queue[T]) init(r *run, capacity, writers int) {
+	p.r, p.unbounded, p.capacity, p.writers = r, capacity < 0, capacity, writers
 	p.ring = p.first[:]
 	p.free.Store(int64(capacity))
 	p.canPop.L, p.canTake.L, p.canPush.L = &p.mu, &p.mu, &p.mu
 	r.onCancel(p)
-	return p
 }
 
 // wake wakes every waiter: the run is cancelled.

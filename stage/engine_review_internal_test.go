@@ -16,22 +16,28 @@ import (
 // yet (newFuseRun made it with writers 0): out.pull reports the end, done()
 // agrees, and B tells its consumer that the stream has ended although every
 // item is still in the input.
+// handlesFunc makes a function the source of a stream's handles.
+type handlesFunc[T any] func() puller[T]
+
+func (f handlesFunc[T]) newHandle() puller[T] { return f() }
+
 func TestEngineLazyStartSecondHandleSeesEnd(t *testing.T) {
 	r := newRun(context.Background())
 	defer r.finish()
-	src := Indexed(100, func(i int) int { return i }).open(r)
+	src := Indexed(100, func(i int) int { return i }).open.open(r)
 
 	inHandles := make(chan struct{})
 	gate := make(chan struct{})
 	var once sync.Once
-	handles := func() puller[int] {
+	handles := handles[int]{fused: handlesFunc[int](func() puller[int] {
 		once.Do(func() {
 			close(inHandles) // A is inside startIdle, past the CompareAndSwap
 			<-gate
 		})
 		return src
-	}
-	cfg := newConfig("stage.Map", "map", []Option{Workers(2)})
+	})}
+	var cfg config
+	cfg.set("stage.Map", "map", []Option{Workers(2)})
 	cfg.single = true
 	p := newProcessor(r, cfg.forRun(r, &node{}), func(_ context.Context, v int, e emitter[int]) error {
 		e.emit(v)

@@ -56,41 +56,77 @@ func newApplier[In, Out any](p *processor[In, Out]) *applier[In, Out] {
 
 // start registers the stage's goroutines, each pulling through a handle of
 // its input; they start with the run.
-func (s *applier[In, Out]) start(handles func() puller[In]) puller[Out] {
+func (s *applier[In, Out]) start(handles handles[In]) puller[Out] {
 	if s.p.cfg.workers < 0 {
-		in := handles()
+		in := handles.next()
 		s.r.goroutine(func() { s.dispatch(in) })
 		return s.out
 	}
-	for range s.p.cfg.workers {
-		in := handles()
-		s.r.goroutine(func() { s.work(in) })
+	steppers := s.steppers(s.p.cfg.workers)
+	for i := range s.p.cfg.workers {
+		in, t := handles.next(), steppers.at(i)
+		s.r.goroutine(func() { s.work(in, t) })
 	}
 	return s.out
 }
 
-// stepper returns a new goroutine's stepper.
-func (s *applier[In, Out]) stepper() *stepper[In, Out] {
-	if s.ord != nil {
-		t := &struct {
-			stepper[In, Out]
-			out orderOut[Out]
-		}{out: orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord, eager: s.p.cfg.eager}}
-		s.p.initStepper(&t.stepper, &t.out)
-		return &t.stepper
-	}
-	t := &struct { // one allocation for the stepper and its outlet
+// queueStepper is a stepper whose outlet is the stage's queue, and
+// orderStepper one whose outlet is its reorder window: each is one
+// allocation for a goroutine's stepper and its outlet.
+type (
+	queueStepper[In, Out any] struct {
 		stepper[In, Out]
 		out queueOut[Out]
-	}{out: queueOut[Out]{q: s.out}}
-	s.p.initStepper(&t.stepper, &t.out)
-	return &t.stepper
+	}
+	orderStepper[In, Out any] struct {
+		stepper[In, Out]
+		out orderOut[Out]
+	}
+)
+
+// stepperSlab is the steppers of goroutines of the stage that start
+// together, made in one allocation.
+type stepperSlab[In, Out any] struct {
+	queue []queueStepper[In, Out]
+	order []orderStepper[In, Out]
 }
 
-// work is one of Workers(n) goroutines: take a token, pull, process, repeat.
-func (s *applier[In, Out]) work(in puller[In]) {
+// steppers returns n new steppers for goroutines of the stage.
+func (s *applier[In, Out]) steppers(n int) stepperSlab[In, Out] {
+	var b stepperSlab[In, Out]
+	if s.ord != nil {
+		b.order = make([]orderStepper[In, Out], n)
+		for i := range b.order {
+			t := &b.order[i]
+			t.out = orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord, eager: s.p.cfg.eager}
+			s.p.initStepper(&t.stepper, &t.out)
+		}
+		return b
+	}
+	b.queue = make([]queueStepper[In, Out], n)
+	for i := range b.queue {
+		t := &b.queue[i]
+		t.out = queueOut[Out]{q: s.out}
+		s.p.initStepper(&t.stepper, &t.out)
+	}
+	return b
+}
+
+// at is the i-th stepper of the slab.
+func (b stepperSlab[In, Out]) at(i int) *stepper[In, Out] {
+	if b.order != nil {
+		return &b.order[i].stepper
+	}
+	return &b.queue[i].stepper
+}
+
+// stepper returns a new goroutine's stepper.
+func (s *applier[In, Out]) stepper() *stepper[In, Out] { return s.steppers(1).at(0) }
+
+// work is one of Workers(n) goroutines: take a token, pull through in,
+// process with t, repeat.
+func (s *applier[In, Out]) work(in puller[In], t *stepper[In, Out]) {
 	defer s.out.closeWriter()
-	t := s.stepper()
 	calls, cheap := 0, 0 // calls sampled; timed calls in a row that were cheap (> 0) or slow (< 0)
 	for {
 		// Calls are cheap and a consumer goroutine wants a worker's place:

@@ -21,10 +21,19 @@ func Indexed[T any](n int, at func(i int) T) Stream[T] {
 		panic("sluice: stage.Indexed: negative length")
 	}
 	checkFunc(at == nil, "stage.Indexed", "function")
-	return Stream[T]{
-		n:    &node{kind: "source", known: true, total: n},
-		open: func(r *run) puller[T] { return &indexPuller[T]{r: r, scope: r.scope, n: n, at: at} },
-	}
+	d := &indexed[T]{node: node{kind: "source", known: true, total: n}, n: n, at: at}
+	return Stream[T]{n: &d.node, open: d}
+}
+
+// indexed is an Indexed stream as built: one allocation.
+type indexed[T any] struct {
+	node node
+	n    int
+	at   func(int) T
+}
+
+func (d *indexed[T]) open(r *run) puller[T] {
+	return &indexPuller[T]{r: r, scope: r.scope, n: d.n, at: d.at}
 }
 
 type indexPuller[T any] struct {

@@ -28,7 +28,7 @@ import (
 // not T; KeyBy panics if key is nil.
 func KeyBy[T any, K comparable](key func(T) K) Option {
 	checkFunc(key == nil, "stage.KeyBy", "key function")
-	return Option{func(c *config) { c.key = keyFunc[T, K](key) }}
+	return Option{apply: func(c *config, _ int) { c.key = keyFunc[T, K](key) }}
 }
 
 // keyer is a KeyBy key function for input type T, with its key type hidden.

@@ -22,10 +22,10 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 	ins = append([]Stream[T](nil), ins...) // the caller may reuse its slice
 	return Stream[T]{
 		n: &node{kind: "merge", inputs: nodes, waits: waits},
-		open: func(r *run) puller[T] {
+		open: openFunc[T](func(r *run) puller[T] {
 			out := newQueue[T](r, len(ins), len(ins))
 			for _, in := range ins {
-				p := in.openFor(r, 1)()
+				p := in.openFor(r, 1).next()
 				r.goroutine(func() {
 					defer out.closeWriter()
 					for out.acquire() {
@@ -40,6 +40,6 @@ func Merge[T any](ins ...Stream[T]) Stream[T] {
 				})
 			}
 			return out
-		},
+		}),
 	}
 }

@@ -9,7 +9,12 @@ import (
 // Option configures a stage; make one with [Workers], [Ordered], [OnError],
 // [Name] or [Buffer]. Options are checked when they are made and when the
 // stage is built: an invalid one panics there, never during a run.
-type Option struct{ apply func(*config) }
+type Option struct {
+	// apply sets the option; n is its number, for the options that have
+	// one, so that making them makes no closure.
+	apply func(c *config, n int)
+	n     int
+}
 
 type config struct {
 	name    string // set by Name; else "kind#position" (see stageName)
@@ -77,7 +82,7 @@ func Workers(n int) Option {
 	if n == 0 {
 		n = DefaultWorkers()
 	}
-	return Option{func(c *config) { c.workers = n }}
+	return Option{apply: setWorkers, n: n}
 }
 
 // Ordered makes the stage emit its outputs in the order of its input.
@@ -96,12 +101,12 @@ func Workers(n int) Option {
 // Buffer(640) keeps Ordered at the unordered throughput (without it, a
 // third of it; see bench/README.md). The buffer costs memory only for the
 // items it holds.
-func Ordered() Option { return Option{func(c *config) { c.ordered = true }} }
+func Ordered() Option { return Option{apply: func(c *config, _ int) { c.ordered = true }} }
 
 // OnError sets the stage's error policy: [FailFast] (the default, and the
 // zero ErrorPolicy), [Forward], or one made by [Handle] or [Budget].
 func OnError(p ErrorPolicy) Option {
-	return Option{func(c *config) { c.policy = p }}
+	return Option{apply: func(c *config, _ int) { c.policy = p }}
 }
 
 // Name sets the stage's name: its *[Error] values and observers ([Info])
@@ -116,7 +121,7 @@ func Name(name string) Option {
 	if name == "" {
 		panic("sluice: stage.Name: empty name")
 	}
-	return Option{func(c *config) { c.name = name }}
+	return Option{apply: func(c *config, _ int) { c.name = name }}
 }
 
 // Buffer lets the stage run n more items ahead of its consumer (default 0):
@@ -128,18 +133,22 @@ func Buffer(n int) Option {
 	if n < 0 {
 		panic(fmt.Sprintf("sluice: stage.Buffer: n = %d, want 0 or more", n))
 	}
-	return Option{func(c *config) { c.buffer = n }}
+	return Option{apply: setBuffer, n: n}
 }
 
-// newConfig applies opts for the stage built by fn (e.g. "stage.Map"),
-// whose kind is its default name.
-func newConfig(fn, kind string, opts []Option) config {
-	c := config{kind: kind, workers: DefaultWorkers()}
+func setWorkers(c *config, n int) { c.workers = n }
+func setBuffer(c *config, n int)  { c.buffer = n }
+
+// set makes c the configuration that opts give the stage built by fn
+// (e.g. "stage.Map"), whose kind is its default name. It works in place
+// (c is the stage's own), so that building a stage makes no copy of it on
+// the heap.
+func (c *config) set(fn, kind string, opts []Option) {
+	*c = config{kind: kind, workers: DefaultWorkers()}
 	for _, o := range opts {
 		if o.apply == nil {
 			panic("sluice: " + fn + ": zero Option")
 		}
-		o.apply(&c)
+		o.apply(c, o.n)
 	}
-	return c
 }

@@ -47,7 +47,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	checkFunc(f == nil, "stage.Run", "function")
 	r := newRun(ctx)
 	defer r.finish() // also when f panics
-	p := s.openFor(r, 1)()
+	p := s.openFor(r, 1).next()
 	r.start()
 	// deliver commits one item: its acknowledgement is released once f
 	// returned, with f's error or the forwarded error it carries. The run's
@@ -127,6 +127,7 @@ type run struct {
 	wg           sync.WaitGroup // the run's goroutines
 	hooks        sync.WaitGroup // the cancellation hook and Until's
 	wakers       []waker        // woken once the run's context is done (see onCancel); under mu
+	wakerSlots   [2]waker       // wakers' first room: a small run makes no slice for them
 	parent       context.Context
 	armed        bool         // a goroutine may sleep in a waker (see armWake); under mu
 	woken        bool         // the wakers were woken; under mu
@@ -163,7 +164,9 @@ func newRun(parent context.Context) *run {
 		panic("sluice: nil context")
 	}
 	ctx, cancel := context.WithCancelCause(parent)
-	return &run{ctx: ctx, cancelCtx: cancel, done: ctx.Done(), parent: parent}
+	r := &run{ctx: ctx, cancelCtx: cancel, done: ctx.Done(), parent: parent}
+	r.wakers = r.wakerSlots[:0]
+	return r
 }
 
 // halted reports whether the run takes no new items from its sources.

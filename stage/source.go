@@ -94,7 +94,7 @@ func markSource[T any](fn string, s Stream[T], mark func(*node)) Stream[T] {
 func sourceStream[T any](fn string, open func(p *sourcePuller[T])) Stream[T] {
 	return Stream[T]{
 		n: &node{kind: "source", waits: true, source: true},
-		open: func(r *run) puller[T] {
+		open: openFunc[T](func(r *run) puller[T] {
 			p := &sourcePuller[T]{r: r, scope: r.scope, ctx: r.scope.context(r)}
 			rec := guard.Call(func() { open(p) })
 			switch {
@@ -107,7 +107,7 @@ func sourceStream[T any](fn string, open func(p *sourcePuller[T])) Stream[T] {
 				r.onFinish(p.stop)
 			}
 			return p
-		},
+		}),
 	}
 }
 

@@ -21,7 +21,7 @@ import "fmt"
 // (not safe: do not run a Lines stream twice at once).
 type Stream[T any] struct {
 	n    *node
-	open func(r *run) puller[T]
+	open opener[T]
 
 	// fuse, when set, opens the stream for a consumer that pulls from at
 	// most fuseWorkers goroutines, each through a handle of its own that may
@@ -30,18 +30,53 @@ type Stream[T any] struct {
 	// hold the consumer's own calls back, so the stream is then opened
 	// plainly. It is set for unordered Map, Filter, FlatMap and Concurrent
 	// stages of more than one worker and no Buffer.
-	fuse        func(r *run) func() puller[T]
+	fuse        fuser[T]
 	fuseWorkers int
 }
 
+// opener opens a stream in a run: it builds the run's state of the
+// stream's last step (opening its inputs first) and returns the puller
+// its consumer pulls from. A stage's build implements it (and fuser) with
+// its own methods, so that a stream costs no closure; openFunc adapts a
+// function.
+type opener[T any] interface{ open(r *run) puller[T] }
+
+// fuser opens a fused stream for a consumer whose goroutines may take its
+// worker places (see Stream.fuse); fuseFunc adapts a function.
+type fuser[T any] interface{ fuse(r *run) handles[T] }
+
+type (
+	openFunc[T any] func(r *run) puller[T]
+	fuseFunc[T any] func(r *run) handles[T]
+)
+
+func (f openFunc[T]) open(r *run) puller[T]  { return f(r) }
+func (f fuseFunc[T]) fuse(r *run) handles[T] { return f(r) }
+
 // openFor opens s for a consumer that pulls from consumers goroutines, and
-// returns the function that gives each of them its handle.
-func (s Stream[T]) openFor(r *run, consumers int) func() puller[T] {
+// returns what gives each of them its handle.
+func (s Stream[T]) openFor(r *run, consumers int) handles[T] {
 	if s.fuse != nil && consumers <= s.fuseWorkers {
-		return s.fuse(r)
+		return s.fuse.fuse(r)
 	}
-	p := s.open(r)
-	return func() puller[T] { return p }
+	return handles[T]{shared: s.open.open(r)}
+}
+
+// handles gives each goroutine of a consumer its handle on an opened
+// stream: the stream's one puller, which they share, or a new handle of a
+// fused stage for each (see fuseRun). It is a value, so that opening a
+// stream makes no closure for it.
+type handles[T any] struct {
+	shared puller[T]
+	fused  interface{ newHandle() puller[T] } // set for a fused stage
+}
+
+// next returns the handle of one more goroutine of the consumer.
+func (h handles[T]) next() puller[T] {
+	if h.fused != nil {
+		return h.fused.newHandle()
+	}
+	return h.shared
 }
 
 // Len reports how many items s carries when that is known from how it was

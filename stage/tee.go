@@ -40,7 +40,7 @@ func Tee[T any](in Stream[T], n int) []Stream[T] {
 		for range n {
 			t.outs = append(t.outs, newQueue[T](r, 1, 1))
 		}
-		in := in.openFor(r, 1)()
+		in := in.openFor(r, 1).next()
 		r.share(shared, t)
 		r.check(func() error {
 			for i, ok := range t.opened {
@@ -57,11 +57,11 @@ func Tee[T any](in Stream[T], n int) []Stream[T] {
 	for i := range branches {
 		branches[i] = Stream[T]{
 			n: &node{kind: fmt.Sprintf("tee[%d]", i), inputs: []*node{shared}, waits: in.n.waits},
-			open: func(r *run) puller[T] {
+			open: openFunc[T](func(r *run) puller[T] {
 				t := open(r)
 				t.opened[i] = true
 				return t.outs[i]
-			},
+			}),
 		}
 	}
 	return branches

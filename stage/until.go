@@ -32,17 +32,17 @@ func Until[T any](in Stream[T], stop context.Context) Stream[T] {
 	checkFunc(stop == nil, "stage.Until", "stop context")
 	out := Stream[T]{
 		n: &node{kind: "until", inputs: []*node{in.n}, known: in.n.known, total: in.n.total, waits: in.n.waits, tries: in.n.tries},
-		open: func(r *run) puller[T] {
+		open: openFunc[T](func(r *run) puller[T] {
 			defer r.enterScope(stop)()
-			return in.open(r)
-		},
+			return in.open.open(r)
+		}),
 	}
 	if in.fuse != nil {
 		out.fuseWorkers = in.fuseWorkers
-		out.fuse = func(r *run) func() puller[T] {
+		out.fuse = fuseFunc[T](func(r *run) handles[T] {
 			defer r.enterScope(stop)()
-			return in.fuse(r)
-		}
+			return in.fuse.fuse(r)
+		})
 	}
 	return out
 }
