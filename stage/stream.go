@@ -20,6 +20,7 @@ import "fmt"
 // runs (it must be safe for that) and source.Lines reads the same reader
 // (not safe: do not run a Lines stream twice at once).
 type Stream[T any] struct {
+	_    [0]func() // not comparable: open may hold a function
 	n    *node
 	open opener[T]
 
