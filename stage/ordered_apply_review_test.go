@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,7 +67,12 @@ func r2OrderedRun(t *testing.T, n, w, b int, mode string, end r2OrdEnd, stopAt, 
 		}
 	}
 	type out struct{ x, j int }
-	f := func(ctx context.Context, x int, emit func(out) bool) error {
+	// returned[x]: item x's call returned nil. A call that a cancellation
+	// cut short (waitSeen gave up just before the sink marked the output
+	// seen) failed because the run was ending: its item is abandoned even
+	// if the sink took every output.
+	returned := make([]atomic.Bool, n)
+	body := func(ctx context.Context, x int, emit func(out) bool) error {
 		for j := range outs(x) {
 			if !emit(out{x, j}) {
 				return ctx.Err()
@@ -84,6 +90,11 @@ func r2OrderedRun(t *testing.T, n, w, b int, mode string, end r2OrdEnd, stopAt, 
 			return waitSeen(ctx, x, outs(x)-1)
 		}
 		return nil
+	}
+	f := func(ctx context.Context, x int, emit func(out) bool) error {
+		err := body(ctx, x, emit)
+		returned[x].Store(err == nil)
+		return err
 	}
 	src := &r2AckSource{}
 	opts := []stage.Option{stage.Workers(w), stage.Ordered()}
@@ -151,10 +162,11 @@ func r2OrderedRun(t *testing.T, n, w, b int, mode string, end r2OrdEnd, stopAt, 
 		}
 	}
 	// Acknowledgements: Done(nil) once for each item whose last output the
-	// sink received, for no other; Done(err) only for the failed item.
+	// sink received and whose call returned nil, for no other; Done(err)
+	// only for the failed item.
 	full := map[int]bool{}
 	for _, v := range got {
-		if v.j == outs(v.x)-1 {
+		if v.j == outs(v.x)-1 && returned[v.x].Load() {
 			full[v.x] = true
 		}
 	}
@@ -164,9 +176,9 @@ func r2OrderedRun(t *testing.T, n, w, b int, mode string, end r2OrdEnd, stopAt, 
 	for x, c := range src.nils {
 		switch {
 		case full[x] && c != 1 && !(end == r2OrdFailFast && x == failAt):
-			msgs = append(msgs, fmt.Sprintf("item %d, all outputs committed: %d Done(nil)", x, c))
+			msgs = append(msgs, fmt.Sprintf("item %d, all outputs committed and its call returned nil: %d Done(nil)", x, c))
 		case !full[x] && c != 0:
-			msgs = append(msgs, fmt.Sprintf("item %d, not all outputs committed: %d Done(nil)", x, c))
+			msgs = append(msgs, fmt.Sprintf("item %d, not all outputs committed or its call cut short: %d Done(nil)", x, c))
 		}
 	}
 	for _, e := range src.errs {
