@@ -138,7 +138,7 @@ func TestLenHugeIndexedEarlyEnd(t *testing.T) {
 
 // TestLenHugeElementsPresize: sink.Slice's room is bounded in values
 // (4096), not in bytes: a stream of Len math.MaxInt of 16 KiB values that
-// fails at its third item makes sink.Slice allocate 64 MiB before the run.
+// fails at its third item made sink.Slice allocate 64 MiB before the run.
 // ("a huge n must not allocate before a run", says sink.Slice's code.)
 func TestLenHugeElementsPresize(t *testing.T) {
 	type big [16 << 10]byte
@@ -151,7 +151,10 @@ func TestLenHugeElementsPresize(t *testing.T) {
 	var got []big
 	var err error
 	bytes := r2Allocated(func() { got, err = sink.Slice(context.Background(), s) })
-	if !errors.Is(err, errR2) || len(got) != 2 {
+	// The failure cancels the run: outputs still queued are dropped, so the
+	// sink received at most the two values before it (how many depends on
+	// timing, which this test is not about).
+	if !errors.Is(err, errR2) || len(got) > 2 {
 		t.Fatalf("%d values, err %v", len(got), err)
 	}
 	if bytes > 8<<20 {
