@@ -44,6 +44,12 @@ type stepper[In, Out any] struct {
 	next    int        // the next member to hand out
 	moved   bool       // the item's only output took its reference (emitsOne)
 	lost    bool       // an output of the current item was dropped
+	// held: the only output of an emitsOne stage's item, which its function
+	// emits as it returns; step queues it once the call has returned, so
+	// that queueing (and waking the consumer) runs on a shallow stack: a
+	// worker goroutine then need not grow its first stack.
+	held    item[Out]
+	holding bool
 
 	timed    bool          // time the next call (see fuseRun)
 	lastCall time.Duration // the last timed call's duration; -1: not timed
@@ -78,6 +84,10 @@ func (s *stepper[In, Out]) emit(v Out) bool {
 		a, s.moved = s.ack, true
 	default:
 		a = s.ack.ref()
+	}
+	if s.p.cfg.single {
+		s.held, s.holding = item[Out]{v: v, ack: a}, true
+		return true // its function returns now: nothing looks at the result
 	}
 	if !s.out.put(item[Out]{v: v, ack: a}) {
 		s.lost = true
@@ -120,6 +130,13 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 	start := p.cfg.started()
 	if err == nil {
 		err = s.call(it.v)
+		if s.holding {
+			s.holding = false
+			if !s.out.put(s.held) {
+				s.lost = true
+			}
+			s.held = item[Out]{}
+		}
 	}
 	if err == nil {
 		p.cfg.finished(start, nil)
