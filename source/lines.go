@@ -2,10 +2,13 @@ package source
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	"github.com/sluicedev/sluice/stage"
 )
@@ -59,10 +62,15 @@ func (e *LineTooLongError) Error() string {
 // that stops early may have read past the last line it delivered. Two runs
 // must not read one r at the same time.
 //
-// Lines is a waiting source: a Read may block (a pipe, a socket). A blocked
-// Read cannot be abandoned: when the run is cancelled, the sink waits for
-// it to return. To stop a run blocked on a read, close the reader (or set
-// a deadline on it). A nil r panics.
+// Over an in-memory reader (*bytes.Reader, *strings.Reader, *bytes.Buffer)
+// or a regular file, Lines is a source that never waits (see
+// [stage.NeverWaits]: a cheap stage over it may run in its consumer's
+// goroutines), since a read then completes without waiting for another
+// party. Over anything else (a pipe, a socket, a wrapper such as a gzip
+// reader) it is a waiting source: a Read may block. A blocked Read cannot
+// be abandoned: when the run is cancelled, the sink waits for it to return.
+// To stop a run blocked on a read, close the reader (or set a deadline on
+// it). A nil r panics.
 func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	if r == nil {
 		panic("sluice: source.Lines: nil reader")
@@ -75,7 +83,7 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 		o.apply(&c)
 	}
 	maxLen := c.max
-	return stage.Source(func(context.Context) (func(context.Context) (string, error), func()) {
+	s := stage.Source(func(context.Context) (func(context.Context) (string, error), func()) {
 		br := bufio.NewReaderSize(r, 4096)
 		var buf []byte // the current line, when it spans several reads
 		n := 0         // lines read
@@ -111,6 +119,23 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 			}
 		}, nil
 	})
+	if readsWithoutWaiting(r) {
+		s = stage.NeverWaits(s)
+	}
+	return s
+}
+
+// readsWithoutWaiting reports whether a Read of r completes without waiting
+// for another party: r holds its data in memory, or is a regular file.
+func readsWithoutWaiting(r io.Reader) bool {
+	switch r := r.(type) {
+	case *bytes.Reader, *strings.Reader, *bytes.Buffer:
+		return true
+	case *os.File:
+		fi, err := r.Stat()
+		return err == nil && fi.Mode().IsRegular()
+	}
+	return false
 }
 
 // finish drops the line's '\r' and checks its length.

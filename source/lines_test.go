@@ -4,11 +4,17 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -176,5 +182,85 @@ func TestLineTooLongReadsABoundedAmount(t *testing.T) {
 	}
 	if r.read > 100_000+8<<10 {
 		t.Fatalf("read %d bytes of an endless line, want at most the maximum plus the buffer", r.read)
+	}
+}
+
+// TestLinesOverAPipeWaits: over a pipe, Lines is a waiting source, so no
+// consumer goroutine sits in its Read while outputs wait for it. The sink
+// writes the next line only once it has received the previous line's
+// output (a feedback loop): were the pipe read in the sink's own goroutine,
+// the sink would wait in Read for a line it has not written yet while the
+// output that makes it write that line waited in the stage's queue.
+func TestLinesOverAPipeWaits(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	const n = 300
+	if _, err := fmt.Fprintln(pw, 0); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	closeWriter := func() { once.Do(func() { pw.Close() }) }
+	defer closeWriter()
+	hung := make(chan struct{})
+	watchdog := time.AfterFunc(20*time.Second, func() { close(hung); closeWriter() }) // hang watchdog only: ends a blocked Read
+	defer watchdog.Stop()
+	parse := func(_ context.Context, line string) (int, error) { return strconv.Atoi(line) }
+	got := 0
+	err = stage.Run(context.Background(), stage.Map(source.Lines(pr), parse, stage.Workers(2)), func(_ context.Context, v int, err error) error {
+		if err != nil {
+			return err
+		}
+		if v != got {
+			return fmt.Errorf("got %d, want %d", v, got)
+		}
+		if got++; got == n {
+			closeWriter()
+			return nil
+		}
+		_, err = fmt.Fprintln(pw, got)
+		return err
+	})
+	select {
+	case <-hung:
+		t.Fatalf("the run hung after %d of %d lines: a consumer goroutine waited in the pipe's Read", got, n)
+	default:
+	}
+	if err != nil || got != n {
+		t.Fatalf("%d of %d lines, err %v", got, n, err)
+	}
+}
+
+// TestLinesOverARegularFile: Lines over a regular file (a source that never
+// waits) reads every line, with a stage of several workers over it.
+func TestLinesOverARegularFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lines.txt")
+	var b strings.Builder
+	for i := range 5000 {
+		fmt.Fprintln(&b, i)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	parse := func(_ context.Context, line string) (int, error) { return strconv.Atoi(line) }
+	got, err := sink.Slice(context.Background(), stage.Map(source.Lines(f), parse, stage.Workers(4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("line %d: got %d", i, v)
+		}
+	}
+	if len(got) != 5000 {
+		t.Fatalf("%d lines, want 5000", len(got))
 	}
 }
