@@ -2,16 +2,19 @@ package source_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -262,5 +265,82 @@ func TestLinesOverARegularFile(t *testing.T) {
 	}
 	if len(got) != 5000 {
 		t.Fatalf("%d lines, want 5000", len(got))
+	}
+}
+
+// goid is the current goroutine's id, from its stack header.
+func goid() string {
+	var buf [64]byte
+	s := string(buf[:runtime.Stack(buf[:], false)])
+	s = strings.TrimPrefix(s, "goroutine ")
+	return s[:strings.IndexByte(s, ' ')]
+}
+
+// callsInSink runs Map (4 workers, a cheap function) over lines into
+// stage.Run and counts the calls made in the sink's own goroutine, among
+// one in 64 of them.
+func callsInSink(t *testing.T, lines stage.Stream[string]) (inSink, all int) {
+	t.Helper()
+	var sinkID atomic.Value
+	sinkID.Store("")
+	var in, n atomic.Int64
+	parse := func(_ context.Context, line string) (int, error) {
+		// Only one call in 64 looks at its goroutine (runtime.Stack is
+		// slow): the others stay cheap, as a stage's calls must be for
+		// its consumer to take places.
+		if n.Add(1)%64 == 0 && goid() == sinkID.Load().(string) {
+			in.Add(1)
+		}
+		return strconv.Atoi(line)
+	}
+	err := stage.Run(context.Background(), stage.Map(lines, parse, stage.Workers(4)), func(context.Context, int, error) error {
+		sinkID.Store(goid()) // the first output comes from a goroutine of the stage
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(in.Load()), int(n.Load())
+}
+
+// TestLinesNeverWaitsOverMemoryAndFiles: over an in-memory reader or a
+// regular file, Lines never waits, so a cheap stage over it runs calls in
+// its consumer's goroutine too; over a pipe it waits, so it never does.
+func TestLinesNeverWaitsOverMemoryAndFiles(t *testing.T) {
+	var b strings.Builder
+	for i := range 20000 {
+		fmt.Fprintln(&b, i)
+	}
+	text := b.String()
+	path := filepath.Join(t.TempDir(), "lines.txt")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for name, r := range map[string]io.Reader{
+		"strings.Reader": strings.NewReader(text),
+		"bytes.Reader":   bytes.NewReader([]byte(text)),
+		"bytes.Buffer":   bytes.NewBufferString(text),
+		"regular file":   f,
+	} {
+		if in, all := callsInSink(t, source.Lines(r)); in == 0 || all != 20000 {
+			t.Errorf("%s: %d of %d calls in the sink's goroutine, want some of 20000", name, in, all)
+		}
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	go func() {
+		defer pw.Close()
+		io.WriteString(pw, text)
+	}()
+	if in, all := callsInSink(t, source.Lines(pr)); in != 0 || all != 20000 {
+		t.Errorf("pipe: %d of %d calls in the sink's goroutine, want none of 20000", in, all)
 	}
 }
