@@ -66,11 +66,13 @@ func (e *LineTooLongError) Error() string {
 // or a regular file, Lines is a source that never waits (see
 // [stage.NeverWaits]: a cheap stage over it may run in its consumer's
 // goroutines), since a read then completes without waiting for another
-// party. Over anything else (a pipe, a socket, a wrapper such as a gzip
-// reader) it is a waiting source: a Read may block. A blocked Read cannot
-// be abandoned: when the run is cancelled, the sink waits for it to return.
-// To stop a run blocked on a read, close the reader (or set a deadline on
-// it). A nil r panics.
+// party. (A few regular files can still block a read: FUSE and NFS files,
+// /proc and tracefs pipes. To read one as a waiting source, hide its type:
+// Lines(struct{ io.Reader }{f}).) Over anything else (a pipe, a socket, a
+// terminal, a wrapper such as a gzip reader) it is a waiting source: a Read
+// may block. A blocked Read cannot be abandoned: when the run is cancelled,
+// the sink waits for it to return. To stop a run blocked on a read, close
+// the reader (or set a deadline on it). A nil r panics.
 func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	if r == nil {
 		panic("sluice: source.Lines: nil reader")

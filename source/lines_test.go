@@ -305,7 +305,8 @@ func callsInSink(t *testing.T, lines stage.Stream[string]) (inSink, all int) {
 
 // TestLinesNeverWaitsOverMemoryAndFiles: over an in-memory reader or a
 // regular file, Lines never waits, so a cheap stage over it runs calls in
-// its consumer's goroutine too; over a pipe it waits, so it never does.
+// its consumer's goroutine too; over a pipe, or a file whose type is
+// hidden, it waits, so it never does.
 func TestLinesNeverWaitsOverMemoryAndFiles(t *testing.T) {
 	var b strings.Builder
 	for i := range 20000 {
@@ -342,5 +343,14 @@ func TestLinesNeverWaitsOverMemoryAndFiles(t *testing.T) {
 	}()
 	if in, all := callsInSink(t, source.Lines(pr)); in != 0 || all != 20000 {
 		t.Errorf("pipe: %d of %d calls in the sink's goroutine, want none of 20000", in, all)
+	}
+	// A regular file whose type is hidden is read as a waiting source.
+	g, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if in, all := callsInSink(t, source.Lines(struct{ io.Reader }{g})); in != 0 || all != 20000 {
+		t.Errorf("hidden regular file: %d of %d calls in the sink's goroutine, want none of 20000", in, all)
 	}
 }
