@@ -80,16 +80,24 @@ const (
 // items is what the stream's build says the input holds (Stream.Len), or
 // -1: an upper bound, since a run may end early.
 func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items int) *fuseRun[In, Out] {
-	fr := &fuseRun[In, Out]{proc: *p, handles: handles, idle: p.cfg.workers, items: items}
-	fr.p = &fr.proc
-	p = fr.p
 	// One writer stands for the places not started yet, so that a handle
 	// that pulls while another starts them waits instead of seeing the end;
 	// goroutines add their tokens as they start.
+	fr := allocFuseRun(p, handles, 0, 1)
+	fr.idle, fr.items = p.cfg.workers, items
+	return fr
+}
+
+// allocFuseRun makes a fused stage's state in one allocation: a copy of p,
+// the queue (with capacity tokens and writers), the applier of its
+// goroutines, and room for one spare handle.
+func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capacity, writers int) *fuseRun[In, Out] {
+	fr := &fuseRun[In, Out]{proc: *p, handles: handles}
+	fr.p = &fr.proc
 	fr.spares = fr.spare[:0]
 	fr.out = &fr.queue
-	fr.out.init(p.r, 0, 1)
-	fr.app = applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
+	fr.out.init(fr.p.r, capacity, writers)
+	fr.app = applier[In, Out]{r: fr.p.r, p: fr.p, out: fr.out, fuse: fr}
 	return fr
 }
 
@@ -99,19 +107,14 @@ func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items i
 // goroutine that waits in the source (see fuseRun).
 func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles handles[In]) *fuseRun[In, Out] {
 	n := p.cfg.workers
-	fr := &fuseRun[In, Out]{proc: *p, handles: handles, tries: true}
-	fr.p = &fr.proc
-	p = fr.p
-	fr.spares = fr.spare[:0]
-	fr.out = &fr.queue
-	fr.out.init(p.r, n, n)
-	fr.app = applier[In, Out]{r: p.r, p: p, out: fr.out, fuse: fr}
+	fr := allocFuseRun(p, handles, n, n)
+	fr.tries = true
 	fr.goroutines.Store(int64(n))
 	fr.started.Store(true)
 	steppers := fr.app.steppers(n)
 	for i := range n {
 		in, t := handles.next(), steppers.at(i)
-		p.r.goroutine(func() { fr.app.work(in, t) })
+		fr.p.r.goroutine(func() { fr.app.work(in, t) })
 	}
 	return fr
 }
@@ -127,8 +130,7 @@ func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
 	return &fuseHandle[In, Out]{fr: fr}
 }
 
-// newHandle is handle, as what opening a fused stream gives
-// its consumer (see Stream.fuse).
+// newHandle is handle, for the handles of the opened stream (see handles).
 func (fr *fuseRun[In, Out]) newHandle() puller[Out] { return fr.handle() }
 
 // takeIdle takes a place nobody holds, with a new input handle for it.
