@@ -516,17 +516,18 @@ func rhCollect(s stage.Stream[int]) ([]int, error) {
 
 // rhBig is an output large enough not to come from the tiny allocator.
 type rhBig struct {
-	id  int
-	pad [256]byte
-	p   *int
+	id int
+	_  [256]byte
+	p  *int
 }
 
 // TestReviewHeldNotRetained: once the sink is done with an output, nothing
 // of the stage keeps it alive: not the stepper's held slot (cleared after
 // the put), not the outlet. The sink's callback for output i collects
 // garbage and checks that every output delivered before is gone (Run
-// clears its batch slot once delivered; the callback keeps nothing). Sequential (handOut), goroutine (queueOut), fused, ordered
-// and KeyBy steppers.
+// clears its batch slot once delivered; the callback keeps nothing).
+// Sequential (handOut), goroutine (queueOut), fused, ordered and KeyBy
+// steppers.
 func TestReviewHeldNotRetained(t *testing.T) {
 	cases := []struct {
 		name  string
