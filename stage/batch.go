@@ -81,7 +81,7 @@ func (b *batcher[T]) fill() {
 		case it, ok := <-b.items:
 			switch {
 			case !ok: // the input ended: flush the last batch
-				if b.r.ctx.Err() == nil {
+				if !b.r.cancelled() {
 					b.flush()
 				}
 				return

@@ -139,6 +139,11 @@ type run struct {
 	// items already taken still go through.
 	draining atomic.Bool
 
+	// over: the run is cancelled, or being cancelled (see cancelled); it
+	// stands for the context when only the run can cancel it (ownOnly).
+	over    atomic.Bool
+	ownOnly bool
+
 	// Opening, from the sink's goroutine only.
 	scope       *drainScope   // the drain scope of the sources being opened (see Until)
 	unhooks     []func() bool // deregister Until's functions at finish
@@ -164,7 +169,7 @@ func newRun(parent context.Context) *run {
 		panic("sluice: nil context")
 	}
 	ctx, cancel := context.WithCancelCause(parent)
-	r := &run{ctx: ctx, cancelCtx: cancel, done: ctx.Done(), parent: parent}
+	r := &run{ctx: ctx, cancelCtx: cancel, done: ctx.Done(), parent: parent, ownOnly: parent.Done() == nil}
 	r.wakers = r.wakerSlots[:0]
 	return r
 }
@@ -174,8 +179,18 @@ func (r *run) halted() bool {
 	return r.draining.Load() || r.cancelled()
 }
 
-// cancelled reports whether the run's context is done.
+// cancelled reports whether the run is cancelled: its context is done, or
+// is being cancelled by cancelRun or finish. When only the run can cancel
+// its context (the parent never ends: context.Background), that is the
+// over flag, which every cancellation sets before it closes the context's
+// channel: one atomic load instead of a receive on a channel every
+// goroutine of the run looks at. The run's decisions (fail, sourceFailed,
+// sawEnd) look here too, never at ctx.Err(), so that they agree with what
+// its goroutines saw.
 func (r *run) cancelled() bool {
+	if r.ownOnly {
+		return r.over.Load()
+	}
 	select {
 	case <-r.done:
 		return true
@@ -188,7 +203,7 @@ func (r *run) cancelled() bool {
 // sink returns if it is the first and the run was still live.
 func (r *run) fail(err error) {
 	r.mu.Lock()
-	if r.failure == nil && r.ctx.Err() == nil {
+	if r.failure == nil && !r.cancelled() {
 		r.failure = err
 	}
 	r.mu.Unlock()
@@ -198,7 +213,7 @@ func (r *run) fail(err error) {
 // sourceFailed ends the run's input with err: sources stop, the rest drains.
 func (r *run) sourceFailed(err error) {
 	r.mu.Lock()
-	if r.srcErr == nil && r.ctx.Err() == nil {
+	if r.srcErr == nil && !r.cancelled() {
 		r.srcErr = err
 	}
 	r.mu.Unlock()
@@ -208,7 +223,7 @@ func (r *run) sourceFailed(err error) {
 // sawEnd records that the sink's stream ended; it ended the run's way only
 // if the run was still live (a stream ends early only when the run was
 // cancelled).
-func (r *run) sawEnd() { r.ended = r.ctx.Err() == nil }
+func (r *run) sawEnd() { r.ended = !r.cancelled() }
 
 // goroutine runs f in the run's scope: at start, or at once once the run
 // has started. A panic in f (a library bug, never user code, which is
@@ -317,6 +332,7 @@ func (r *run) armWake() {
 // in a waker and none was woken yet, a goroutine wakes them all (the caller
 // may hold locks that the wakers' are taken after). finish waits for it.
 func (r *run) cancelRun(cause error) {
+	r.over.Store(true) // before the channel closes: whoever sees it closed sees this
 	r.cancelCtx(cause)
 	r.mu.Lock()
 	wake := r.armed && !r.woken
@@ -350,6 +366,7 @@ func (r *run) finish() {
 		return
 	}
 	r.finished = true
+	r.over.Store(true)
 	r.cancelCtx(errFinished)
 	r.mu.Lock()
 	wake := r.armed && !r.woken // else nobody sleeps, or a goroutine of cancelRun's wakes them
