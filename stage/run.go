@@ -182,9 +182,11 @@ func (r *run) halted() bool {
 // cancelled reports whether the run is cancelled: its context is done, or
 // is being cancelled by cancelRun or finish. When only the run can cancel
 // its context (the parent never ends: context.Background), that is the
-// over flag, which every cancellation sets before it closes the context's
-// channel: one atomic load instead of a receive on a channel every
-// goroutine of the run looks at. The run's decisions (fail, sourceFailed,
+// over flag, which cancelRun and finish (then the only cancellations) set
+// before they close the context's channel: one atomic load instead of a
+// receive on a channel every goroutine of the run looks at. With a parent
+// that can end, the parent may close the channel without setting over, so
+// the channel decides. The run's decisions (fail, sourceFailed,
 // sawEnd) look here too, never at ctx.Err(), so that they agree with what
 // its goroutines saw.
 func (r *run) cancelled() bool {
