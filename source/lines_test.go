@@ -189,30 +189,53 @@ func TestLineTooLongReadsABoundedAmount(t *testing.T) {
 }
 
 // TestLinesOverAPipeWaits: over a pipe, Lines is a waiting source, so no
-// consumer goroutine sits in its Read while outputs wait for it. The sink
-// writes the next line only once it has received the previous line's
-// output (a feedback loop): were the pipe read in the sink's own goroutine,
-// the sink would wait in Read for a line it has not written yet while the
-// output that makes it write that line waited in the stage's queue.
+// consumer goroutine sits in its Read while outputs wait for it (see
+// feedback).
 func TestLinesOverAPipeWaits(t *testing.T) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pr.Close()
+	feedAll(t, "pipe", pr, pw)
+}
+
+// feedAll runs feedback over 300 lines, writing to w and closing it at
+// the end, and fails the test unless every line arrived without a hang.
+func feedAll(t *testing.T, what string, r io.Reader, w io.WriteCloser) {
+	t.Helper()
+	var once sync.Once
+	closeW := func() { once.Do(func() { w.Close() }) }
+	defer closeW()
 	const n = 300
-	if _, err := fmt.Fprintln(pw, 0); err != nil {
+	got, err, hung := feedback(t, r, w, closeW, n)
+	if hung {
+		t.Fatalf("the run hung after %d of %d lines: a consumer goroutine waited in the %s's Read", got, n, what)
+	}
+	if err != nil || got != n {
+		t.Fatalf("%s: %d of %d lines, err %v", what, got, n, err)
+	}
+}
+
+// feedback runs Map(Lines(r), parse, Workers(2)) with a sink that writes
+// the next line to w only once it has received the previous line's output
+// (a feedback loop): over a waiting source this completes; were a consumer
+// goroutine to wait in r's Read, it would wait for a line the sink has not
+// written yet while the output that makes it write that line waited in the
+// stage's queue, and hang. closeW ends the input (and the hang watchdog uses
+// it to end a blocked Read). It returns how many lines arrived, the run's
+// error, and whether the watchdog fired.
+func feedback(t *testing.T, r io.Reader, w io.Writer, closeW func(), n int) (int, error, bool) {
+	t.Helper()
+	if _, err := fmt.Fprintln(w, 0); err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	closeWriter := func() { once.Do(func() { pw.Close() }) }
-	defer closeWriter()
 	hung := make(chan struct{})
-	watchdog := time.AfterFunc(20*time.Second, func() { close(hung); closeWriter() }) // hang watchdog only: ends a blocked Read
+	watchdog := time.AfterFunc(20*time.Second, func() { close(hung); closeW() }) // hang watchdog only
 	defer watchdog.Stop()
 	parse := func(_ context.Context, line string) (int, error) { return strconv.Atoi(line) }
 	got := 0
-	err = stage.Run(context.Background(), stage.Map(source.Lines(pr), parse, stage.Workers(2)), func(_ context.Context, v int, err error) error {
+	err := stage.Run(context.Background(), stage.Map(source.Lines(r), parse, stage.Workers(2)), func(_ context.Context, v int, err error) error {
 		if err != nil {
 			return err
 		}
@@ -220,19 +243,17 @@ func TestLinesOverAPipeWaits(t *testing.T) {
 			return fmt.Errorf("got %d, want %d", v, got)
 		}
 		if got++; got == n {
-			closeWriter()
+			closeW()
 			return nil
 		}
-		_, err = fmt.Fprintln(pw, got)
+		_, err = fmt.Fprintln(w, got)
 		return err
 	})
 	select {
 	case <-hung:
-		t.Fatalf("the run hung after %d of %d lines: a consumer goroutine waited in the pipe's Read", got, n)
+		return got, err, true
 	default:
-	}
-	if err != nil || got != n {
-		t.Fatalf("%d of %d lines, err %v", got, n, err)
+		return got, err, false
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
@@ -34,42 +35,6 @@ import (
 const rlWatchdog = 20 * time.Second // hang watchdog only
 
 func rlParse(_ context.Context, line string) (int, error) { return strconv.Atoi(line) }
-
-// rlFeedback runs Map(Lines(r), parse, Workers(2)) with a sink that writes
-// the next line to w only once it has received the previous line's output:
-// over a waiting source this completes; were a consumer goroutine to wait
-// in r's Read, it would hang. closeW ends the input (and the watchdog uses
-// it to end a hung Read). It returns how many lines arrived, and the error.
-func rlFeedback(t *testing.T, r io.Reader, w io.Writer, closeW func(), n int) (int, error, bool) {
-	t.Helper()
-	if _, err := fmt.Fprintln(w, 0); err != nil {
-		t.Fatal(err)
-	}
-	hung := make(chan struct{})
-	watchdog := time.AfterFunc(rlWatchdog, func() { close(hung); closeW() })
-	defer watchdog.Stop()
-	got := 0
-	err := stage.Run(context.Background(), stage.Map(source.Lines(r), rlParse, stage.Workers(2)), func(_ context.Context, v int, err error) error {
-		if err != nil {
-			return err
-		}
-		if v != got {
-			return fmt.Errorf("got %d, want %d", v, got)
-		}
-		if got++; got == n {
-			closeW()
-			return nil
-		}
-		_, err = fmt.Fprintln(w, got)
-		return err
-	})
-	select {
-	case <-hung:
-		return got, err, true
-	default:
-		return got, err, false
-	}
-}
 
 // TestReviewLinesTypedNilReaders: a typed nil reader is not a nil r (the
 // interface is not nil), so Lines does not panic; a run over it must end
@@ -91,7 +56,7 @@ func TestReviewLinesTypedNilReaders(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() {
-				_, err := rlCollect(stage.Map(s, rlParse, stage.Workers(4)))
+				_, err := sink.Slice(context.Background(), stage.Map(s, rlParse, stage.Workers(4)))
 				done <- err
 			}()
 			select {
@@ -106,18 +71,6 @@ func TestReviewLinesTypedNilReaders(t *testing.T) {
 			}
 		})
 	}
-}
-
-func rlCollect(s stage.Stream[int]) ([]int, error) {
-	var got []int
-	err := stage.Run(context.Background(), s, func(_ context.Context, v int, err error) error {
-		if err != nil {
-			return err
-		}
-		got = append(got, v)
-		return nil
-	})
-	return got, err
 }
 
 func rlFile(t *testing.T, n int) string {
@@ -153,7 +106,7 @@ func TestReviewLinesClosedFile(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() {
-			_, err := rlCollect(stage.Map(s, rlParse, stage.Workers(4)))
+			_, err := sink.Slice(context.Background(), stage.Map(s, rlParse, stage.Workers(4)))
 			done <- err
 		}()
 		select {
@@ -193,17 +146,7 @@ func TestReviewLinesFIFOFeedback(t *testing.T) {
 	if w == nil {
 		t.FailNow()
 	}
-	var once sync.Once
-	closeW := func() { once.Do(func() { w.Close() }) }
-	defer closeW()
-	const n = 300
-	got, err, hung := rlFeedback(t, r, w, closeW, n)
-	if hung {
-		t.Fatalf("the run hung after %d of %d lines: a consumer goroutine waited in the FIFO's Read", got, n)
-	}
-	if err != nil || got != n {
-		t.Fatalf("%d of %d lines, err %v", got, n, err)
-	}
+	feedAll(t, "FIFO", r, w)
 }
 
 // TestReviewLinesSocketFeedback: one end of a Unix socket pair, as a
@@ -216,17 +159,7 @@ func TestReviewLinesSocketFeedback(t *testing.T) {
 	r := os.NewFile(uintptr(fds[0]), "sock-r")
 	w := os.NewFile(uintptr(fds[1]), "sock-w")
 	defer r.Close()
-	var once sync.Once
-	closeW := func() { once.Do(func() { w.Close() }) }
-	defer closeW()
-	const n = 300
-	got, err, hung := rlFeedback(t, r, w, closeW, n)
-	if hung {
-		t.Fatalf("the run hung after %d of %d lines: a consumer goroutine waited in the socket's Read", got, n)
-	}
-	if err != nil || got != n {
-		t.Fatalf("%d of %d lines, err %v", got, n, err)
-	}
+	feedAll(t, "socket", r, w)
 }
 
 // TestReviewLinesTerminalFeedback: the terminal side of a pseudo-terminal
@@ -266,7 +199,7 @@ func TestReviewLinesTerminalFeedback(t *testing.T) {
 		t.Fatalf("the terminal's Stat: %v, %v", fi, err)
 	}
 	const n = 200
-	got, err, hung := rlFeedback(t, slave, master, closeMaster, n)
+	got, err, hung := feedback(t, slave, master, closeMaster, n)
 	if hung {
 		t.Fatalf("the run hung after %d of %d lines: a consumer goroutine waited in the terminal's Read", got, n)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
 )
 
@@ -456,7 +457,7 @@ func TestReviewHeldTimeoutIgnored(t *testing.T) {
 		var got []int
 		var err error
 		rhGuard(t, func() {
-			got, err = rhCollect(out)
+			got, err = sink.Slice(context.Background(), out)
 		})
 		slices.Sort(got)
 		if err != nil || !slices.Equal(got, []int{0, 1, 2, 3, 4, 5, 6, 7}) {
@@ -486,7 +487,7 @@ func TestReviewHeldRetryPanic(t *testing.T) {
 		}, stage.Workers(4), stage.RetryIf(2, 0, func(error) bool { return true }))
 		var got []int
 		var err error
-		rhGuard(t, func() { got, err = rhCollect(out) })
+		rhGuard(t, func() { got, err = sink.Slice(context.Background(), out) })
 		slices.Sort(got)
 		if err != nil || len(got) != 50 || attempts.Load() != 100 {
 			t.Fatalf("never=%v: %d outputs, %d attempts, %v", never, len(got), attempts.Load(), err)
@@ -500,18 +501,6 @@ func TestReviewHeldRetryPanic(t *testing.T) {
 			}
 		}
 	}
-}
-
-func rhCollect(s stage.Stream[int]) ([]int, error) {
-	var got []int
-	err := stage.Run(context.Background(), s, func(_ context.Context, v int, err error) error {
-		if err != nil {
-			return err
-		}
-		got = append(got, v)
-		return nil
-	})
-	return got, err
 }
 
 // rhBig is an output large enough not to come from the tiny allocator.
