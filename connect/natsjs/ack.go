@@ -19,15 +19,44 @@ type msgAck struct {
 	deliveries uint64
 }
 
+// track makes m's acknowledgement and counts it as in flight until it is
+// settled.
 func (s *sourceRun) track(m jetstream.Msg) *msgAck {
-	a := &msgAck{s: s, msg: m, deliveries: 1}
-	if meta, err := m.Metadata(); err == nil {
-		a.seq, a.deliveries = meta.Sequence.Stream, meta.NumDelivered
-	}
+	a := s.ackOf(m)
 	s.mu.Lock()
 	s.inFlight[a] = struct{}{}
 	s.mu.Unlock()
 	return a
+}
+
+// ackOf makes m's acknowledgement.
+func (s *sourceRun) ackOf(m jetstream.Msg) *msgAck {
+	a := &msgAck{s: s, msg: m, deliveries: 1}
+	if meta, err := m.Metadata(); err == nil {
+		a.seq, a.deliveries = meta.Sequence.Stream, meta.NumDelivered
+	}
+	return a
+}
+
+// lastDelivery reports whether this is the message's last allowed
+// delivery (MaxDeliver): the server will not deliver it again.
+func (a *msgAck) lastDelivery() bool {
+	return a.s.maxDeliver > 0 && a.deliveries >= uint64(a.s.maxDeliver)
+}
+
+// errUnprocessed is the dead-letter reason of a message that a run held
+// on its last allowed delivery and ended without processing.
+var errUnprocessed = errors.New("natsjs: the run ended before the message was processed, on its last allowed delivery")
+
+// giveBack returns a message the run held but did not settle: nak'ed, so
+// that another consumer gets it at once; on its last allowed delivery,
+// which a Nak would leave in the stream undelivered, dead-lettered
+// instead, if a dead-letter subject is set.
+func (a *msgAck) giveBack() error {
+	if a.lastDelivery() && a.s.cfg.dlq != nil {
+		return a.terminate(errUnprocessed)
+	}
+	return a.msg.Nak()
 }
 
 // Done maps the item's outcome to an acknowledgement.
@@ -40,7 +69,7 @@ func (a *msgAck) Done(err error) {
 	switch {
 	case err == nil:
 		ackErr = a.msg.Ack()
-	case errors.Is(err, ErrPermanent) || s.maxDeliver > 0 && a.deliveries >= uint64(s.maxDeliver):
+	case errors.Is(err, ErrPermanent) || a.lastDelivery():
 		ackErr = a.terminate(err)
 	default:
 		delay := s.cfg.backoff << min(a.deliveries-1, 20)

@@ -22,7 +22,10 @@
 //   - the run ended first (cancelled, a FailFast error at another message,
 //     drained before the message was handed to the pipeline): Nak, when the
 //     run stops, so that another consumer gets it at once; after a crash,
-//     nothing: the server redelivers it once AckWait has passed.
+//     nothing: the server redelivers it once AckWait has passed. A message
+//     on its last allowed delivery (MaxDeliver) is not delivered again
+//     after a Nak, so it goes to the dead-letter subject instead (Term), if
+//     one is set; without one it stays in the stream, undelivered.
 //
 // # Consumer settings
 //
@@ -39,8 +42,11 @@
 //     first stage's workers and buffers, and batch sizes) times the number
 //     of replicas, or replicas starve. With replicas × ReadAhead well over
 //     MaxAckPending, the first replicas to pull take all the work.
-//   - MaxDeliver: the source terminates a message on its last delivery
-//     (to the dead-letter subject), so that poison does not circulate.
+//   - MaxDeliver: the source terminates a message that fails on its last
+//     delivery (to the dead-letter subject), so that poison does not
+//     circulate. With MaxDeliver, set a dead-letter subject: a message
+//     whose last delivery a run ends before processing goes there too;
+//     without one it stays in the stream, undelivered.
 //   - Retention: WorkQueuePolicy on the stream, so that acknowledged
 //     messages are deleted and the stream's size is the work left.
 package natsjs

@@ -44,7 +44,9 @@ type sourceConfig struct {
 // DeadLetter publishes each terminated message to subject through js (a
 // stream must capture subject), with headers Sluice-Reason,
 // Sluice-Subject, Sluice-Stream-Seq and Sluice-Deliveries. If the publish
-// fails, the message is nak'ed instead, so that it is not lost.
+// fails, the message is nak'ed instead, so that it is not lost: it is
+// delivered again, unless that was its last allowed delivery (MaxDeliver);
+// then it stays in the stream, undelivered.
 // DeadLetter panics if js is nil or subject is empty.
 func DeadLetter(js jetstream.JetStream, subject string) SourceOption {
 	if js == nil || subject == "" {

@@ -2,7 +2,6 @@ package natsjs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -25,10 +24,14 @@ import (
 // no more messages and settles what it took; every message the run held
 // but did not settle (received and not yet taken, or taken and cut short
 // by a cancellation) is nak'ed once the run's goroutines have exited, so
-// that another consumer gets it at once rather than after AckWait. If the
-// subscription stops receiving (a missed heartbeat), the source makes a new
-// one and goes on. An error of the consumer ends the run with a
-// *stage.SourceError.
+// that another consumer gets it at once rather than after AckWait. (One
+// on its last allowed delivery, which the server would not deliver again,
+// goes to the dead-letter subject instead, if one is set; see the package
+// documentation, "Outcomes".) If the subscription misses its heartbeats (a
+// stalled connection or pull request), the source asks the server again
+// on the same subscription and goes on, and messages the server delivered
+// into the stall are taken when they arrive. An error of the consumer ends
+// the run with a *stage.SourceError.
 //
 // Source is a waiting source (its next waits for the server) and
 // stage.Interruptible: a cheap stage over it takes messages the
@@ -90,17 +93,20 @@ type sourceRun struct {
 	err        error // the subscription could not be made: every next fails
 
 	// Only next (never called concurrently) and close (once every
-	// goroutine of the run has exited) touch these.
-	it      jetstream.MessagesContext
-	pending []jetstream.Msg // received by a subscription that was replaced
+	// goroutine of the run has exited) touch it.
+	it jetstream.MessagesContext
 
 	mu       sync.Mutex
 	inFlight map[*msgAck]struct{} // taken by the pipeline, not settled
 }
 
 // pullExpiry is how long one pull request waits at the server; the
-// subscription sends heartbeats at half of it, and a subscription that
-// misses two in a row is replaced.
+// server sends heartbeats at half of it. A subscription that misses two in
+// a row (the connection or the pull request stalled) asks the server
+// again, on the same subscription (nats.go does, within Next), so that
+// messages the server delivered into the stall are still taken when they
+// arrive. (A new subscription would leave them to an abandoned one, to
+// wait out AckWait.)
 const pullExpiry = 5 * time.Second
 
 // subscribe starts the run's pull subscription.
@@ -108,55 +114,44 @@ func (s *sourceRun) subscribe() (jetstream.MessagesContext, error) {
 	return s.cons.Messages(
 		jetstream.PullMaxMessages(s.cfg.readAhead),
 		jetstream.PullExpiry(pullExpiry),
-		jetstream.WithMessagesErrOnMissingHeartbeat(true))
+		jetstream.WithMessagesErrOnMissingHeartbeat(false)) // asks again itself
 }
 
 // next waits for the next message, or for ctx to end.
 func (s *sourceRun) next(ctx context.Context) (jetstream.Msg, error) {
-	for {
-		if s.err != nil {
-			return nil, s.err
-		}
-		if len(s.pending) > 0 {
-			m := s.pending[0]
-			s.pending = s.pending[1:]
-			return m, nil
-		}
-		m, err := s.it.Next(jetstream.NextContext(ctx))
-		switch {
-		case err == nil:
-			return m, nil // even if ctx ended meanwhile: the run settles or naks it
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case errors.Is(err, jetstream.ErrNoHeartbeat):
-			// The subscription stopped receiving: keep what it had, and
-			// make a new one.
-			s.pending = append(s.pending, drain(s.it)...)
-			s.it, s.err = s.subscribe()
-		default:
-			return nil, err
-		}
+	if s.err != nil {
+		return nil, s.err
+	}
+	m, err := s.it.Next(jetstream.NextContext(ctx))
+	switch {
+	case err == nil:
+		return m, nil // even if ctx ended meanwhile: the run settles or naks it
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		return nil, err
 	}
 }
 
-// close ends the run's subscription and naks every message the run held
-// but did not settle: received and never taken, or taken and left by a
-// run that ended first. It runs once every goroutine of the run has
-// exited, so no acknowledgement can come any more.
+// close ends the run's subscription and gives back every message the run
+// held but did not settle: received and never taken, or taken and left by
+// a run that ended first (see giveBack). It runs once every goroutine of
+// the run has exited, so no acknowledgement can come any more.
 func (s *sourceRun) close() {
-	var left []jetstream.Msg
+	var left []*msgAck
 	if s.it != nil {
-		left = drain(s.it)
+		for _, m := range drain(s.it) {
+			left = append(left, s.ackOf(m))
+		}
 	}
-	left = append(left, s.pending...)
 	s.mu.Lock()
 	for a := range s.inFlight {
-		left = append(left, a.msg)
+		left = append(left, a)
 	}
 	clear(s.inFlight)
 	s.mu.Unlock()
-	for _, m := range left {
-		if err := m.Nak(); err != nil && s.cfg.onAckErr != nil {
+	for _, a := range left {
+		if err := a.giveBack(); err != nil && s.cfg.onAckErr != nil {
 			s.cfg.onAckErr(err)
 		}
 	}
