@@ -56,6 +56,7 @@ type batcher[T any] struct {
 // read moves the input's items to fill.
 func (b *batcher[T]) read() {
 	defer close(b.items)
+	done := b.r.ctx.Done()
 	for {
 		it, _, ok := b.in.pull()
 		if !ok {
@@ -63,7 +64,7 @@ func (b *batcher[T]) read() {
 		}
 		select {
 		case b.items <- it:
-		case <-b.r.done:
+		case <-done:
 			return
 		}
 	}
@@ -76,6 +77,7 @@ func (b *batcher[T]) fill() {
 	timer.Stop()
 	defer timer.Stop()
 	var expired <-chan time.Time // timer.C while a batch waits for more
+	done := b.r.ctx.Done()
 	for {
 		select {
 		case it, ok := <-b.items:
@@ -117,7 +119,7 @@ func (b *batcher[T]) fill() {
 			if !b.flush() {
 				return
 			}
-		case <-b.r.done:
+		case <-done:
 			return
 		}
 	}

@@ -99,11 +99,12 @@ func TestReviewCancelFlagInvariant(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
+				done := r.ctx.Done()
 				for {
 					errSeen := r.ctx.Err() != nil
 					var closed bool
 					select {
-					case <-r.done:
+					case <-done:
 						closed = true
 					default:
 					}

@@ -123,11 +123,11 @@ var errFinished = errors.New("sluice: run finished")
 type run struct {
 	ctx          context.Context
 	cancelCtx    context.CancelCauseFunc // only through cancelRun, or in finish: both wake the sleepers
-	done         <-chan struct{}
-	wg           sync.WaitGroup // the run's goroutines
-	hooks        sync.WaitGroup // the cancellation hook and Until's
-	wakers       []waker        // woken once the run's context is done (see onCancel); under mu
-	wakerSlots   [2]waker       // wakers' first room: a small run makes no slice for them
+	done         <-chan struct{}         // ctx.Done(), for cancelled, unless ownOnly
+	wg           sync.WaitGroup          // the run's goroutines
+	hooks        sync.WaitGroup          // the cancellation hook and Until's
+	wakers       []waker                 // woken once the run's context is done (see onCancel); under mu
+	wakerSlots   [2]waker                // wakers' first room: a small run makes no slice for them
 	parent       context.Context
 	armed        bool         // a goroutine may sleep in a waker (see armWake); under mu
 	woken        bool         // the wakers were woken; under mu
@@ -169,7 +169,12 @@ func newRun(parent context.Context) *run {
 		panic("sluice: nil context")
 	}
 	ctx, cancel := context.WithCancelCause(parent)
-	r := &run{ctx: ctx, cancelCtx: cancel, done: ctx.Done(), parent: parent, ownOnly: parent.Done() == nil}
+	r := &run{ctx: ctx, cancelCtx: cancel, parent: parent, ownOnly: parent.Done() == nil}
+	if !r.ownOnly {
+		// Only then does cancelled look at the channel; else it is made
+		// only if something asks for it (a user's function, a Batch).
+		r.done = ctx.Done()
+	}
 	r.wakers = r.wakerSlots[:0]
 	return r
 }

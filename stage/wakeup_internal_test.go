@@ -23,8 +23,8 @@ func TestFirstArmAfterFinish(t *testing.T) {
 	r := newRun(parent)
 	q := newQueue[int](r, 0, 1) // no token free: acquire must wait
 	r.goroutine(func() {
-		<-r.done // the sink has stopped: finish cancelled the run
-		for {    // ... and finish has looked at armed and unhookParent
+		<-r.ctx.Done() // the sink has stopped: finish cancelled the run
+		for {          // ... and finish has looked at armed and unhookParent
 			r.mu.Lock()
 			w := r.woken
 			r.mu.Unlock()
