@@ -2,7 +2,13 @@ package stage
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"time"
+
+	"github.com/sourcegraph/conc/panics"
+
+	"github.com/sluicedev/sluice/internal/guard"
 )
 
 // Observer watches the stages of the runs it is attached to (see
@@ -22,6 +28,13 @@ type Observer interface {
 // Watcher watches one stage in one run. Its methods are called from
 // the stage's workers, several at once, on the hot path: they must be safe
 // for concurrent use and cheap (an atomic add, not a lock and a log line).
+//
+// An observer is user code: a panic in Stage or in a Watcher's method
+// fails the run, and the process goes on. The sink returns an error
+// wrapping a *[PanicError] (unless the run had failed already; a panic in
+// Closed, which comes once the run is over, is returned unless the run
+// failed or the sink's callback stopped it with ErrStop). After a panic,
+// the watcher is told nothing more in that run but its Closed.
 type Watcher interface {
 	// Received: the stage took an item and is about to call its function
 	// on it. Forwarded errors, which pass through without a call, are not
@@ -58,7 +71,8 @@ type observerKey struct{}
 // attached by several calls all see every stage. Observe panics if o is nil.
 //
 // Cost: nothing per item when no observer is attached; with one, two reads
-// of the clock and the observer's two calls per item, and no allocation.
+// of the clock and the observer's two calls per item, each behind a panic
+// guard, and no allocation.
 func Observe(ctx context.Context, o Observer) context.Context {
 	checkFunc(o == nil, "stage.Observe", "observer")
 	if prev, ok := ctx.Value(observerKey{}).(Observer); ok {
@@ -107,17 +121,73 @@ func (s watchers) Closed() {
 }
 
 // observe returns the watcher of a stage in run r, or nil, and arranges
-// for its Closed call.
+// for its Closed call. The observer is user code: a panic in it fails the
+// run (see guardedWatcher).
 func (r *run) observe(c *config, total int) Watcher {
 	o, ok := r.ctx.Value(observerKey{}).(Observer)
 	if !ok {
 		return nil
 	}
-	so := o.Stage(Info{Name: c.stageName(), Kind: c.kind, Workers: c.workers, Total: total})
-	if so != nil {
-		r.onFinish(so.Closed)
+	info := Info{Name: c.stageName(), Kind: c.kind, Workers: c.workers, Total: total}
+	var so Watcher
+	if rec := guard.Call(func() { so = o.Stage(info) }); rec != nil {
+		r.fail(observerPanic(info.Name, rec))
+		return nil
 	}
-	return so
+	if so == nil {
+		return nil
+	}
+	g := &guardedWatcher{w: so, r: r, name: info.Name}
+	r.onFinish(g.closed)
+	return g
+}
+
+// observerPanic is the error of a run whose observer panicked.
+func observerPanic(name string, rec *panics.Recovered) error {
+	return fmt.Errorf("sluice: the observer of stage %q panicked: %w", name, panicError(rec))
+}
+
+// guardedWatcher calls a stage's watcher so that its panics end the run,
+// not the process: the first fails the run with an error wrapping a
+// *PanicError, and from then on the watcher is told nothing more but its
+// Closed (see the Watcher doc).
+type guardedWatcher struct {
+	w      Watcher
+	r      *run
+	name   string
+	broken atomic.Bool
+}
+
+func (g *guardedWatcher) Received() {
+	if !g.broken.Load() {
+		if rec := guard.Call(g.w.Received); rec != nil {
+			g.panicked(rec)
+		}
+	}
+}
+
+func (g *guardedWatcher) Finished(d time.Duration, err error) {
+	if !g.broken.Load() {
+		if rec := guard.Call(func() { g.w.Finished(d, err) }); rec != nil {
+			g.panicked(rec)
+		}
+	}
+}
+
+func (g *guardedWatcher) Closed() { g.w.Closed() }
+
+// closed calls Closed once every goroutine of the run has exited (see
+// run.finish).
+func (g *guardedWatcher) closed() {
+	if rec := guard.Call(g.w.Closed); rec != nil {
+		g.r.lateFail(observerPanic(g.name, rec))
+	}
+}
+
+func (g *guardedWatcher) panicked(rec *panics.Recovered) {
+	if g.broken.CompareAndSwap(false, true) {
+		g.r.fail(observerPanic(g.name, rec))
+	}
 }
 
 // started reports a received item and returns its start time (zero when

@@ -227,6 +227,17 @@ func (r *run) sourceFailed(err error) {
 	r.draining.Store(true)
 }
 
+// lateFail records err, a failure once the run's goroutines have exited
+// (an observer's Closed panicked): the sink returns it unless the run
+// failed otherwise.
+func (r *run) lateFail(err error) {
+	r.mu.Lock()
+	if r.srcErr == nil {
+		r.srcErr = err
+	}
+	r.mu.Unlock()
+}
+
 // sawEnd records that the sink's stream ended; it ended the run's way only
 // if the run was still live (a stream ends early only when the run was
 // cancelled).

@@ -1,0 +1,93 @@
+package stage_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+// panickyObserver panics in the one method named by where ("stage",
+// "received", "finished", "closed"), at its third call for the per-item
+// methods.
+type panickyObserver struct{ where string }
+
+func (o panickyObserver) Stage(stage.Info) stage.Watcher {
+	if o.where == "stage" {
+		panic("observer: Stage")
+	}
+	return &panickyWatcher{where: o.where}
+}
+
+type panickyWatcher struct {
+	where string
+	calls atomic.Int32
+}
+
+func (w *panickyWatcher) Received() {
+	if w.where == "received" && w.calls.Add(1) == 3 {
+		panic("observer: Received")
+	}
+}
+
+func (w *panickyWatcher) Finished(time.Duration, error) {
+	if w.where == "finished" && w.calls.Add(1) == 3 {
+		panic("observer: Finished")
+	}
+}
+
+func (w *panickyWatcher) Closed() {
+	if w.where == "closed" {
+		panic("observer: Closed")
+	}
+}
+
+// TestObserverPanicBecomesAnError pins the Observer doc: a panic in any
+// method of an observer or its watchers does not crash the process or hang
+// the sink; the sink returns an error in which errors.As finds a
+// *stage.PanicError. Each case runs in a child process (a crash there fails
+// one case), over the three ways a stage runs: the sequential path, the
+// fused path (a slice source, calls partly in the sink's goroutine), and
+// goroutines of the stage's own (a source that may wait).
+func TestObserverPanicBecomesAnError(t *testing.T) {
+	for _, where := range []string{"stage", "received", "finished", "closed"} {
+		for _, shape := range []string{"sequential", "fused", "waiting"} {
+			t.Run(where+"/"+shape, func(t *testing.T) {
+				out, parent := inChild(t, func() string {
+					var in stage.Stream[int]
+					workers := 4
+					switch shape {
+					case "sequential":
+						in, workers = source.Slice(ints(50)), 1
+					case "fused":
+						in = source.Slice(ints(50))
+					case "waiting":
+						ch := make(chan int, 50)
+						for i := range 50 {
+							ch <- i
+						}
+						close(ch)
+						in = source.Chan(ch)
+					}
+					ctx := stage.Observe(context.Background(), panickyObserver{where})
+					_, err := sink.Count(ctx, stage.Map(in, double, stage.Workers(workers)))
+					var pe *stage.PanicError
+					return fmt.Sprintf("failed=%v panicError=%v (err: %v)", err != nil, errors.As(err, &pe), err)
+				})
+				if !parent {
+					return
+				}
+				if !strings.HasPrefix(out, "failed=true panicError=true") {
+					t.Fatalf("child outcome %q, want the run failed with a *stage.PanicError", out)
+				}
+			})
+		}
+	}
+}
