@@ -148,7 +148,7 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 	if p.r.cancelled() {
 		// The run is ending, and this failure is its consequence: the
 		// item's fate is unknown.
-		p.cfg.finished(start, err)
+		p.cfg.finished(start, cutShort(p.r))
 		s.lost = true
 		s.settle(nil)
 		return false

@@ -41,9 +41,14 @@ type Watcher interface {
 	// reported.
 	Received()
 	// Finished: the call (all its attempts under [Retry]) ended after
-	// latency. err is nil on success, or the *[Error] that the stage's
-	// [ErrorPolicy] is about to handle, or the cause of the run's
-	// cancellation when the call ended because the run did.
+	// latency. err is nil on success; the *[Error] that the stage's
+	// [ErrorPolicy] is about to handle (of that type, not wrapped): the
+	// item failed; or, when the call ended because the run did (a failure
+	// elsewhere, the caller's cancellation, an early stop), an error for
+	// which errors.Is(err, context.Canceled) holds and that neither is nor
+	// wraps an *Error, whatever the function returned: the call neither
+	// succeeded nor failed. Its message names the run's cause
+	// (context.Cause of the run's context).
 	Finished(latency time.Duration, err error)
 	// Closed: the run is over and every goroutine of it has exited; the
 	// stage reports nothing more. Called once, from the sink's goroutine.
@@ -189,6 +194,26 @@ func (g *guardedWatcher) panicked(rec *panics.Recovered) {
 		g.r.fail(observerPanic(g.name, rec))
 	}
 }
+
+// cutShortError is what a watcher's Finished gets for a call that ended
+// because the run did: context.Canceled, naming the run's cause, and never
+// an *Error, so that a call cut short by another stage's failure is not
+// counted as a failure of this one (see Watcher).
+type cutShortError struct{ cause error }
+
+func cutShort(r *run) error {
+	cause := context.Cause(r.ctx)
+	if cause == nil { // over is set an instant before the context is cancelled
+		cause = context.Canceled
+	}
+	return &cutShortError{cause: cause}
+}
+
+func (e *cutShortError) Error() string {
+	return "sluice: the call was cut short by the end of the run: " + e.cause.Error()
+}
+
+func (e *cutShortError) Is(target error) bool { return target == context.Canceled }
 
 // started reports a received item and returns its start time (zero when
 // not observed).
