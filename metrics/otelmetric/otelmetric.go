@@ -37,6 +37,10 @@ type Observer struct {
 //	sluice.stage.finished   calls ended                      {..., sluice.outcome = ok | error}
 //	sluice.stage.in_flight  items taken and not finished     {sluice.stage, sluice.kind}
 //	sluice.stage.duration   call durations, in seconds       {sluice.stage, sluice.kind}
+//
+// A call's outcome is error when its item failed (the stage's error policy
+// handles it) and ok otherwise: a call cut short by the end of the run
+// (another stage's failure, a cancellation) did not fail.
 func New(meter metric.Meter) (*Observer, error) {
 	var o Observer
 	var err, e error
@@ -88,8 +92,7 @@ func (m *stageMetrics) Received() {
 func (m *stageMetrics) Finished(d time.Duration, err error) {
 	m.o.inFlight.Add(bg, -1, m.add...)
 	m.o.duration.Record(bg, d.Seconds(), m.record...)
-	var se *stage.Error
-	if err != nil && errors.As(err, &se) {
+	if _, failed := err.(*stage.Error); failed { // see stage.Watcher
 		m.o.finished.Add(bg, 1, m.failed...)
 		return
 	}

@@ -12,7 +12,7 @@
 package prom
 
 import (
-	"errors"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +36,12 @@ type Observer struct {
 //	sluice_stage_finished_total{stage,kind,outcome}  calls ended; outcome "ok" or "error"
 //	sluice_stage_in_flight{stage,kind}               calls running or waiting to be counted
 //	sluice_stage_duration_seconds{stage,kind}        call durations (all attempts)
+//
+// A call's outcome is "error" when its item failed (the stage's error
+// policy handles it) and "ok" otherwise: a call cut short by the end of the
+// run (another stage's failure, a cancellation) did not fail. A stage name
+// that is not valid UTF-8, which a label cannot hold, is recorded with
+// each invalid byte sequence replaced by U+FFFD.
 //
 // It returns reg's error if a metric is already registered (New was called
 // twice on one registry: share the observer instead).
@@ -67,12 +73,13 @@ func New(reg prometheus.Registerer) (*Observer, error) {
 // Stage implements stage.Observer: it resolves the stage's series once, so
 // that an item costs a few atomic adds.
 func (o *Observer) Stage(info stage.Info) stage.Watcher {
+	name, kind := strings.ToValidUTF8(info.Name, "\uFFFD"), strings.ToValidUTF8(info.Kind, "\uFFFD")
 	return &stageMetrics{
-		received: o.received.WithLabelValues(info.Name, info.Kind),
-		ok:       o.finished.WithLabelValues(info.Name, info.Kind, "ok"),
-		failed:   o.finished.WithLabelValues(info.Name, info.Kind, "error"),
-		inFlight: o.inFlight.WithLabelValues(info.Name, info.Kind),
-		duration: o.duration.WithLabelValues(info.Name, info.Kind),
+		received: o.received.WithLabelValues(name, kind),
+		ok:       o.finished.WithLabelValues(name, kind, "ok"),
+		failed:   o.finished.WithLabelValues(name, kind, "error"),
+		inFlight: o.inFlight.WithLabelValues(name, kind),
+		duration: o.duration.WithLabelValues(name, kind),
 	}
 }
 
@@ -90,8 +97,7 @@ func (m *stageMetrics) Received() {
 func (m *stageMetrics) Finished(d time.Duration, err error) {
 	m.inFlight.Dec()
 	m.duration.Observe(d.Seconds())
-	var se *stage.Error
-	if err != nil && errors.As(err, &se) {
+	if _, failed := err.(*stage.Error); failed { // see stage.Watcher
 		m.failed.Inc()
 		return
 	}
