@@ -44,7 +44,8 @@ type Observer struct {
 // each invalid byte sequence replaced by U+FFFD.
 //
 // It returns reg's error if a metric is already registered (New was called
-// twice on one registry: share the observer instead).
+// twice on one registry: share the observer instead), and then leaves none
+// of its metrics registered.
 func New(reg prometheus.Registerer) (*Observer, error) {
 	labels := []string{"stage", "kind"}
 	o := &Observer{
@@ -62,8 +63,12 @@ func New(reg prometheus.Registerer) (*Observer, error) {
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12), // 1µs .. ~4s
 		}, labels),
 	}
-	for _, c := range []prometheus.Collector{o.received, o.finished, o.inFlight, o.duration} {
+	all := []prometheus.Collector{o.received, o.finished, o.inFlight, o.duration}
+	for i, c := range all {
 		if err := reg.Register(c); err != nil {
+			for _, done := range all[:i] { // all or nothing: a later New may succeed
+				reg.Unregister(done)
+			}
 			return nil, err
 		}
 	}

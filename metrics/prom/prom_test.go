@@ -105,3 +105,21 @@ func value(t *testing.T, reg *prometheus.Registry, metric string, labels map[str
 	t.Fatalf("no series %s%v", metric, labels)
 	return 0
 }
+
+// TestFailedNewRegistersNothing: when one of the metrics clashes with one
+// already on the registry, New registers none of them, so that a New after
+// the clash is removed succeeds.
+func TestFailedNewRegistersNothing(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	clash := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_stage_in_flight", Help: "someone else's"})
+	reg.MustRegister(clash)
+	if _, err := prom.New(reg); err == nil {
+		t.Fatal("New succeeded over a clashing metric")
+	}
+	if !reg.Unregister(clash) {
+		t.Fatal("the clashing metric was not registered")
+	}
+	if _, err := prom.New(reg); err != nil {
+		t.Fatalf("New after the clash was removed: %v (the first New left some metrics registered)", err)
+	}
+}
