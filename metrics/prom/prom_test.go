@@ -111,7 +111,11 @@ func value(t *testing.T, reg *prometheus.Registry, metric string, labels map[str
 // the clash is removed succeeds.
 func TestFailedNewRegistersNothing(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	clash := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_stage_in_flight", Help: "someone else's"})
+	// The same metric as New's third (a registry keeps a name's labels and
+	// help for its lifetime, so only an equal one can come back later).
+	clash := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_stage_in_flight", Help: "Items a sluice stage has taken and not finished.",
+	}, []string{"stage", "kind"})
 	reg.MustRegister(clash)
 	if _, err := prom.New(reg); err == nil {
 		t.Fatal("New succeeded over a clashing metric")
