@@ -47,8 +47,9 @@ func Retry(attempts int, backoff time.Duration) Option {
 // RetryIf is [Retry] for the errors for which retryable returns true: it
 // sees each failed attempt's error, a panic included (as a *[PanicError],
 // so that a predicate may retry one). retryable is called from the stage's
-// workers, possibly at the same time. RetryIf panics if attempts < 1,
-// backoff < 0 or retryable is nil.
+// workers, possibly at the same time; if it panics, the item fails at once
+// with that panic's *PanicError, not retried. RetryIf panics if
+// attempts < 1, backoff < 0 or retryable is nil.
 func RetryIf(attempts int, backoff time.Duration, retryable func(err error) bool) Option {
 	checkFunc(retryable == nil, "stage.RetryIf", "function")
 	return retryOption("stage.RetryIf", attempts, backoff, retryable)
@@ -133,6 +134,16 @@ type retried struct {
 
 func (e *retried) Error() string { return e.err.Error() }
 
+// again reports whether *err is to be retried. The predicate is user code:
+// if it panics, *err becomes the *PanicError, which is not retried.
+func (r retry) again(err *error) (yes bool) {
+	if rec := guard.Call(func() { yes = r.retryable(*err) }); rec != nil {
+		*err = panicError(rec)
+		return false
+	}
+	return yes
+}
+
 // call runs the user's function on v under the stage's Retry, Timeout and
 // RateLimit. Each attempt recovers its own panic, which becomes a
 // *PanicError that Retry's predicate sees like any error.
@@ -147,7 +158,7 @@ func (p *processor[In, Out]) call(v In, emit emitter[Out]) error {
 		if err == nil {
 			return nil
 		}
-		if n >= c.retry.attempts || ctx.Err() != nil || !c.retry.retryable(err) || !sleep(ctx, c.backoff(n)) {
+		if n >= c.retry.attempts || ctx.Err() != nil || !c.retry.again(&err) || !sleep(ctx, c.backoff(n)) {
 			if n > 1 {
 				return &retried{attempts: n, err: err}
 			}

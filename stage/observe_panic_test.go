@@ -91,3 +91,37 @@ func TestObserverPanicBecomesAnError(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryIfPredicatePanicBecomesAnError pins RetryIf's doc: a panic in
+// the retryable predicate (user code) does not crash the process; the item
+// fails, not retried, with a *stage.PanicError that the stage's policy
+// (FailFast here) returns inside its *stage.Error. Over goroutines of the
+// stage's own and the sequential path, in a child process.
+func TestRetryIfPredicatePanicBecomesAnError(t *testing.T) {
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprint(workers), func(t *testing.T) {
+			out, parent := inChild(t, func() string {
+				var calls atomic.Int32
+				f := func(_ context.Context, x int) (int, error) {
+					if x == 5 {
+						calls.Add(1)
+						return 0, errors.New("fails")
+					}
+					return x, nil
+				}
+				pred := func(error) bool { panic("predicate") }
+				_, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(20)), f,
+					stage.Workers(workers), stage.RetryIf(3, 0, pred)))
+				var se *stage.Error
+				var pe *stage.PanicError
+				return fmt.Sprintf("stageError=%v panicError=%v calls=%d (err: %v)", errors.As(err, &se), errors.As(err, &pe), calls.Load(), err)
+			})
+			if !parent {
+				return
+			}
+			if !strings.HasPrefix(out, "stageError=true panicError=true calls=1 ") {
+				t.Fatalf("child outcome %q, want a *stage.Error wrapping a *stage.PanicError after one call", out)
+			}
+		})
+	}
+}
