@@ -66,6 +66,15 @@ package stage
 // when an output of it was really dropped or its call failed because the
 // run was ending.
 //
+// User code. Every call of a function the user gave goes through
+// guard.Call, so that its panic becomes an error and never unwinds a
+// goroutine of the run: a stage's function (processor.attempt), RetryIf's
+// predicate (retry.again), a KeyBy key, a Handle or Budget handler, an
+// Indexed function, a source's open, next and stop, an Ack's Done, an
+// observer and its watchers (guardedWatcher), and the sinks' callbacks. A
+// new kind of callback joins this list, and a child-process test of its
+// panic (promises_crash_test.go, observe_panic_test.go).
+//
 // Ending. A queue ends when its last producer closes it; a stage's
 // producers close when their input has ended. Cancellation of the run's
 // context wakes every wait. The sink's Run returns after run.finish has
