@@ -143,7 +143,7 @@ func (r *run) observe(c *config, total int) Watcher {
 		return nil
 	}
 	g := &guardedWatcher{w: so, r: r, name: info.Name}
-	r.onFinish(g.closed)
+	r.onFinish(g.Closed)
 	return g
 }
 
@@ -179,11 +179,9 @@ func (g *guardedWatcher) Finished(d time.Duration, err error) {
 	}
 }
 
-func (g *guardedWatcher) Closed() { g.w.Closed() }
-
-// closed calls Closed once every goroutine of the run has exited (see
+// Closed is called once every goroutine of the run has exited (see
 // run.finish).
-func (g *guardedWatcher) closed() {
+func (g *guardedWatcher) Closed() {
 	if rec := guard.Call(g.w.Closed); rec != nil {
 		g.r.lateFail(observerPanic(g.name, rec))
 	}
