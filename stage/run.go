@@ -136,8 +136,13 @@ type run struct {
 	bug          atomic.Value // a library panic in a goroutine, re-raised by finish
 
 	// draining is set when a source failed: sources take no new items, the
-	// items already taken still go through.
-	draining atomic.Bool
+	// items already taken still go through. srcCtx, the context of the
+	// sources (made at the first source's open, see sourcesContext), ends
+	// with it, so that a source waiting in next (another input of a Merge)
+	// is woken too.
+	draining  atomic.Bool
+	srcCtx    context.Context
+	srcCancel context.CancelCauseFunc
 
 	// over: the run is cancelled, or being cancelled (see cancelled); it
 	// stands for the context when only the run can cancel it (ownOnly).
@@ -217,7 +222,8 @@ func (r *run) fail(err error) {
 	r.cancelRun(err)
 }
 
-// sourceFailed ends the run's input with err: sources stop, the rest drains.
+// sourceFailed ends the run's input with err: sources stop (one waiting in
+// next is woken through the sources' context), the rest drains.
 func (r *run) sourceFailed(err error) {
 	r.mu.Lock()
 	if r.srcErr == nil && !r.cancelled() {
@@ -225,6 +231,27 @@ func (r *run) sourceFailed(err error) {
 	}
 	r.mu.Unlock()
 	r.draining.Store(true)
+	if r.srcCancel != nil {
+		r.srcCancel(errInputFailed)
+	}
+}
+
+// errInputFailed is the cause with which the sources' context ends when a
+// source failed.
+var errInputFailed = errors.New("sluice: a source of the run failed")
+
+// sourcesContext is the context that the run's sources (outside any Until)
+// are given: the run's, ended also when a source fails. It is made when the
+// first source is opened, from the sink's goroutine, so that a run without
+// a source primitive (a slice) pays nothing for it.
+func (r *run) sourcesContext() context.Context {
+	if r.srcCtx == nil {
+		r.srcCtx, r.srcCancel = context.WithCancelCause(r.ctx)
+		if r.draining.Load() { // a source failed while the pipeline was opened
+			r.srcCancel(errInputFailed)
+		}
+	}
+	return r.srcCtx
 }
 
 // lateFail records err, a failure once the run's goroutines have exited

@@ -17,9 +17,10 @@ import (
 //
 // The run calls next only when a stage (or the sink) is ready to work on an
 // item, never concurrently, and never once the run is cancelled or its input
-// has ended. The ctx given to open and next is the run's context; under
-// [Until], it also ends when the stop context does, and an error next then
-// returns ends the stream quietly. next returns io.EOF to end the stream; any
+// has ended. The ctx given to open and next is the run's context; it also
+// ends when another source of the run fails, and under [Until] when the
+// stop context is done: an error next then returns ends the stream
+// quietly. next returns io.EOF to end the stream; any
 // other error (or a panic in open, next or stop) becomes a *[SourceError]
 // that ends the run: items produced before it still go through, then the
 // sink returns it. stop is called once every goroutine of the run has
@@ -196,9 +197,10 @@ func (p *sourcePuller[T]) take(ctx context.Context) (it item[T], idx int, ok, re
 		if ctx == p.tryCtx && p.ctx.Err() == nil && (errors.Is(err, errNotReady) || errors.Is(err, context.Canceled)) {
 			return item[T]{}, 0, false, false
 		}
-		// At the end of its input, or drained (Until): the source's
-		// context ended, so its error is a consequence, not a failure.
-		if !errors.Is(err, io.EOF) && !(p.scope.stopped() && p.ctx.Err() != nil) {
+		// At the end of its input, or drained (Until, or another source
+		// failed): the source's context ended, so its error is a
+		// consequence, not a failure.
+		if !errors.Is(err, io.EOF) && !((p.scope.stopped() || p.r.draining.Load()) && p.ctx.Err() != nil) {
 			p.fail(err)
 		}
 		p.ended = true

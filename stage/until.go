@@ -76,7 +76,7 @@ func (s *drainScope) stopped() bool {
 // context is the context for the sources of the scope.
 func (s *drainScope) context(r *run) context.Context {
 	if s == nil {
-		return r.ctx
+		return r.sourcesContext()
 	}
 	return s.ctx
 }
