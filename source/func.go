@@ -8,8 +8,10 @@ import (
 
 // Func returns a stream of the values next produces. The run calls next only
 // when a stage is ready for an item, never concurrently, and with the run's
-// context. next returns io.EOF to end the stream; any other error ends the
-// run with a *stage.SourceError after the items produced before it went
+// context. next returns io.EOF to end the stream (io.EOF itself, as an
+// io.Reader does: an error that wraps it is a failure, so that a truncated
+// input is never taken for a complete one); any other error ends the run
+// with a *stage.SourceError after the items produced before it went
 // through. A panic in next becomes a *stage.PanicError in a
 // *stage.SourceError. Each run calls the same next (runs at the same time
 // call it concurrently): a generator that should restart per run belongs in

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"iter"
 
@@ -49,6 +50,9 @@ func Seq2[T any](seq iter.Seq2[T, error]) stage.Stream[T] {
 			v, err, ok := next()
 			if !ok {
 				return v, io.EOF
+			}
+			if err == io.EOF { // an error like any other here, not the end
+				err = fmt.Errorf("source.Seq2: the iterator yielded %w", err)
 			}
 			return v, err
 		}, stop

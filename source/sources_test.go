@@ -110,17 +110,28 @@ func TestChanEndsWhenClosed(t *testing.T) {
 	}
 }
 
+// TestFuncEOFAndErrors pins Func's doc: io.EOF itself ends the stream; an
+// error that wraps it is a failure (a truncated input is not a complete
+// one), after the items before it.
 func TestFuncEOFAndErrors(t *testing.T) {
-	i := 0
-	eof := source.Func(func(context.Context) (int, error) {
-		if i == 3 {
-			return 0, errors.Join(errors.New("done"), io.EOF) // a wrapped io.EOF ends the stream too
+	for _, end := range []error{io.EOF, errors.Join(errors.New("page 3"), io.EOF)} {
+		i := 0
+		s := source.Func(func(context.Context) (int, error) {
+			if i == 3 {
+				return 0, end
+			}
+			i++
+			return i, nil
+		})
+		got, err := sink.Slice(context.Background(), s)
+		var se *stage.SourceError
+		switch {
+		case !slices.Equal(got, []int{1, 2, 3}):
+			t.Fatalf("%v: got %v, %v; want [1 2 3]", end, got, err)
+		case end == io.EOF && err != nil:
+			t.Fatalf("io.EOF: %v, want nil", err)
+		case end != io.EOF && !(errors.As(err, &se) && errors.Is(err, end)):
+			t.Fatalf("a wrapped io.EOF: %v, want a *stage.SourceError wrapping it", err)
 		}
-		i++
-		return i, nil
-	})
-	got, err := sink.Slice(context.Background(), eof)
-	if err != nil || !slices.Equal(got, []int{1, 2, 3}) {
-		t.Fatalf("got %v, %v; want [1 2 3], nil", got, err)
 	}
 }

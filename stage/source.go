@@ -20,7 +20,8 @@ import (
 // has ended. The ctx given to open and next is the run's context; it also
 // ends when another source of the run fails, and under [Until] when the
 // stop context is done: an error next then returns ends the stream
-// quietly. next returns io.EOF to end the stream; any
+// quietly. next returns io.EOF (itself, not an error wrapping it) to end
+// the stream; any
 // other error (or a panic in open, next or stop) becomes a *[SourceError]
 // that ends the run: items produced before it still go through, then the
 // sink returns it. stop is called once every goroutine of the run has
@@ -200,7 +201,9 @@ func (p *sourcePuller[T]) take(ctx context.Context) (it item[T], idx int, ok, re
 		// At the end of its input, or drained (Until, or another source
 		// failed): the source's context ended, so its error is a
 		// consequence, not a failure.
-		if !errors.Is(err, io.EOF) && !((p.scope.stopped() || p.r.draining.Load()) && p.ctx.Err() != nil) {
+		// io.EOF itself ends the stream, as io.Reader's contract has it;
+		// an error that wraps it, or a panic with it, is a failure.
+		if err != io.EOF && !((p.scope.stopped() || p.r.draining.Load()) && p.ctx.Err() != nil) {
 			p.fail(err)
 		}
 		p.ended = true
