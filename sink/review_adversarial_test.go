@@ -20,144 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
 
-const advWatchdog = 30 * time.Second
-
-// advGoroutines returns the id of the calling goroutine and the stacks of
-// every goroutine, by id. Goroutine ids are never reused, so a goroutine
-// that is in a later snapshot and not in an earlier one started in between.
-func advGoroutines() (int64, map[int64]string) {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var cur int64 = -1
-	all := map[int64]string{}
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		var id int64
-		if _, err := fmt.Sscanf(g, "goroutine %d ", &id); err != nil {
-			continue
-		}
-		if cur < 0 {
-			cur = id // runtime.Stack puts the calling goroutine first
-		}
-		all[id] = g
-	}
-	return cur, all
-}
-
-// advExiting reports whether a goroutine may be on its way out: it is not
-// parked (runnable or running). A goroutine that has done its deferred
-// wg.Done() and only has its return left looks like that: the sink's wait
-// has returned, the goroutine has not quite ended. advLeakedSince gives such
-// a goroutine a grace of many yields of the processor to end; a parked one
-// is a leak at once.
-func advExiting(st string) bool {
-	head, _, _ := strings.Cut(st, "\n")
-	return strings.Contains(head, "[runnable]") || strings.Contains(head, "[running]")
-}
-
-// advEnded reports whether a goroutine has returned from its function and
-// only the runtime's exit remains (runtime.goexit frames alone).
-func advEnded(st string) bool {
-	lines := strings.Split(st, "\n")
-	for i := 1; i < len(lines); i += 2 {
-		fn := lines[i]
-		if strings.HasPrefix(fn, "created by ") || fn == "" {
-			break
-		}
-		if !strings.HasPrefix(fn, "runtime.goexit") {
-			return false
-		}
-	}
-	return advExiting(st)
-}
-
-// advExited counts goroutines that advCheckRun found on their way out (see
-// advExiting) when a sink returned, and that exited soon after.
-var advExited atomic.Int32
-
-// advLeakedSince returns the stacks of the goroutines alive now that were
-// not in before, but the caller's. A parked goroutine is returned at once;
-// one that is not parked (advExiting) is returned if it is still there
-// after the caller yielded the processor many times, or if it is seen
-// parked meanwhile.
-func advLeakedSince(before map[int64]string) []string {
-	cur, after := advGoroutines()
-	var leaked []string
-	exiting := map[int64]string{}
-	for id, st := range after {
-		if _, ok := before[id]; !ok && id != cur && !advEnded(st) {
-			if advExiting(st) {
-				exiting[id] = st
-			} else {
-				leaked = append(leaked, st)
-			}
-		}
-	}
-	for i := 0; i < 20000 && len(exiting) > 0; i++ {
-		runtime.Gosched()
-		if i%100 == 99 {
-			_, now := advGoroutines()
-			for id := range exiting {
-				st, alive := now[id]
-				switch {
-				case !alive || advEnded(st):
-					delete(exiting, id)
-					advExited.Add(1)
-				case !advExiting(st):
-					delete(exiting, id)
-					leaked = append(leaked, st)
-				}
-			}
-		}
-	}
-	for _, st := range exiting {
-		leaked = append(leaked, st)
-	}
-	return leaked
-}
-
-// advCheckRun runs run in a goroutine of its own and fails the test if a
-// goroutine that started during run is still alive when run returns: run
-// calls a sink, and a sink returns only when every goroutine of its run has
-// exited. The snapshot is taken right after run returns (see
-// advLeakedSince for the grace given to a goroutine that is not parked:
-// one that only has its return left). A hang (advWatchdog) fails the test; no duration is asserted.
-func advCheckRun(t *testing.T, label string, run func()) {
-	t.Helper()
-	var leaked []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, before := advGoroutines()
-		run()
-		leaked = advLeakedSince(before)
-	}()
-	select {
-	case <-done:
-	case <-time.After(advWatchdog):
-		_, all := advGoroutines()
-		var sts []string
-		for _, st := range all {
-			sts = append(sts, st)
-		}
-		t.Fatalf("%s: hung; goroutines:\n%s", label, strings.Join(sts, "\n\n"))
-	}
-	if len(leaked) > 0 {
-		t.Errorf("%s: %d goroutine(s) started by the run still alive when the sink returned:\n%s",
-			label, len(leaked), strings.Join(leaked, "\n\n"))
-	}
-}
+const advWatchdog = runcheck.Watchdog
 
 // TestReviewAdvCheckerSeesALeak checks the instrument: a goroutine that a
 // run leaves parked, or busy, is reported; none is reported for a run that
@@ -165,7 +34,7 @@ func advCheckRun(t *testing.T, label string, run func()) {
 func TestReviewAdvCheckerSeesALeak(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
-	_, before := advGoroutines()
+	_, before := runcheck.Goroutines()
 	go func() { <-release }()
 	spin := make(chan struct{})
 	go func() {
@@ -179,17 +48,17 @@ func TestReviewAdvCheckerSeesALeak(t *testing.T) {
 			}
 		}
 	}()
-	if leaked := advLeakedSince(before); len(leaked) != 2 {
+	if leaked := runcheck.LeakedSince(before); len(leaked) != 2 {
 		t.Fatalf("the checker saw %d leaked goroutines, want 2:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 	}
-	_, before = advGoroutines()
+	_, before = runcheck.Goroutines()
 	done := make(chan struct{})
 	go func() { close(done) }()
 	<-done
 	for range 100 {
 		runtime.Gosched()
 	}
-	if leaked := advLeakedSince(before); len(leaked) != 0 {
+	if leaked := runcheck.LeakedSince(before); len(leaked) != 0 {
 		t.Fatalf("the checker saw a leak where there was none:\n%s", strings.Join(leaked, "\n\n"))
 	}
 }
@@ -556,9 +425,9 @@ func TestReviewAdvSinksLeaveNothingRunning(t *testing.T) {
 	if testing.Short() {
 		reps = 1
 	}
-	exited := advExited.Load()
+	exited := runcheck.Exited.Load()
 	defer func() {
-		t.Logf("%d goroutines were not parked yet still alive when a sink returned, and exited soon after", advExited.Load()-exited)
+		t.Logf("%d goroutines were not parked yet still alive when a sink returned, and exited soon after", runcheck.Exited.Load()-exited)
 	}()
 	for _, pipe := range advPipes() {
 		for _, end := range advEndings() {
@@ -567,7 +436,7 @@ func TestReviewAdvSinksLeaveNothingRunning(t *testing.T) {
 				p := &advProbe{}
 				s := pipe.build(p)
 				var msg string
-				advCheckRun(t, label, func() { msg = end.run(p, s) })
+				runcheck.Run(t, label, func() { msg = end.run(p, s) })
 				if msg != "" {
 					t.Errorf("%s: %s", label, msg)
 				}
@@ -628,7 +497,7 @@ func TestReviewAdvSinkWaitsForCallsThatOutliveTheCancellation(t *testing.T) {
 		for range 10 {
 			var running atomic.Int32
 			s := build(&running)
-			advCheckRun(t, name, func() { end(s) })
+			runcheck.Run(t, name, func() { end(s) })
 			if r := running.Load(); r != 0 {
 				t.Fatalf("%s: %d stage calls still running when the sink returned", name, r)
 			}
@@ -683,7 +552,7 @@ func TestReviewAdvAllBreakAtEveryPosition(t *testing.T) {
 			s := advOrdered(n, &running)
 			var got []pair
 			var msg string
-			advCheckRun(t, fmt.Sprintf("break@%d", k), func() {
+			runcheck.Run(t, fmt.Sprintf("break@%d", k), func() {
 				for v, err := range sink.All(context.Background(), s) {
 					if err != nil {
 						var ie *stage.Error
@@ -839,7 +708,7 @@ func TestReviewAdvAllPanicInBody(t *testing.T) {
 				boom := mkv()
 				var got any
 				panicked := false
-				advCheckRun(t, label, func() {
+				runcheck.Run(t, label, func() {
 					defer func() {
 						got = recover()
 					}()
@@ -880,10 +749,10 @@ func TestReviewAdvAllGoexitInBody(t *testing.T) {
 			var running, opens, stops int32
 			done := make(chan struct{})
 			go func() {
-				_, before := advGoroutines()
+				_, before := runcheck.Goroutines()
 				defer close(done)
 				defer func() {
-					leaked = advLeakedSince(before)
+					leaked = runcheck.LeakedSince(before)
 					running, opens, stops = p.running.Load(), p.opens.Load(), p.stops.Load()
 				}()
 				i := 0
@@ -914,7 +783,7 @@ func TestReviewAdvAllNestedAndConcurrentRanges(t *testing.T) {
 	s := stage.Map(source.Slice(advInts(6)), func(_ context.Context, x int) (int, error) { return x, nil },
 		stage.Workers(2), stage.Ordered())
 	it := sink.All(context.Background(), s)
-	advCheckRun(t, "nested", func() {
+	runcheck.Run(t, "nested", func() {
 		var outer []int
 		for v, err := range it {
 			if err != nil {
@@ -1093,7 +962,7 @@ func TestReviewAdvResultIgnoresFailuresAfterTheEnd(t *testing.T) {
 		outcomes := map[string]int{}
 		for range 30 {
 			var msg string
-			advCheckRun(t, name, func() { msg = sc() })
+			runcheck.Run(t, name, func() { msg = sc() })
 			outcomes[msg]++
 		}
 		for msg, n := range outcomes {
@@ -1128,7 +997,7 @@ func TestReviewAdvForEachCauseIsItsError(t *testing.T) {
 				return x, nil
 			}, stage.Workers(2), stage.Buffer(1))
 			var err error
-			advCheckRun(t, "foreach-cause", func() {
+			runcheck.Run(t, "foreach-cause", func() {
 				err = sink.ForEach(context.Background(), s, func(context.Context, int) error {
 					<-started
 					if panics {
@@ -1315,7 +1184,7 @@ func TestReviewAdvChanSinkNeverClosesOut(t *testing.T) {
 		for range 5 {
 			out := make(chan int, 100)
 			var err error
-			advCheckRun(t, sc.name, func() { err = sink.Chan(sc.ctx, sc.s(), out) })
+			runcheck.Run(t, sc.name, func() { err = sink.Chan(sc.ctx, sc.s(), out) })
 			if !sc.want(err) {
 				t.Fatalf("%s: Chan = %v", sc.name, err)
 			}
@@ -1353,7 +1222,7 @@ func TestReviewAdvChanSinkNeverClosesOut(t *testing.T) {
 			return calls, nil
 		}), func(_ context.Context, x int) (int, error) { return x, nil }, stage.Workers(2), stage.Buffer(2))
 		var err error
-		advCheckRun(t, "full-out", func() { err = sink.Chan(ctx, src, out) })
+		runcheck.Run(t, "full-out", func() { err = sink.Chan(ctx, src, out) })
 		cancel()
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("full out, cancelled: Chan = %v", err)
@@ -1544,7 +1413,7 @@ func TestReviewAdvCallbacksGetTheRunsContext(t *testing.T) {
 		var err error
 		var val any
 		var cause error
-		advCheckRun(t, "foreach-ctx", func() {
+		runcheck.Run(t, "foreach-ctx", func() {
 			calls := 0
 			err = sink.ForEach(ctx, s, func(fctx context.Context, v int) error {
 				if calls++; calls > 1 {
@@ -1621,7 +1490,7 @@ func TestReviewAdvCancellationWithACause(t *testing.T) {
 			taken := 0
 			src := source.Func(func(context.Context) (int, error) { taken++; return taken, nil })
 			var err error
-			advCheckRun(t, sname+"/"+cname, func() { err = run(ctx, src) })
+			runcheck.Run(t, sname+"/"+cname, func() { err = run(ctx, src) })
 			cancel()
 			if !errors.Is(err, kind) || taken != 0 {
 				t.Errorf("%s/%s: err %v after %d items taken, want errors.Is(err, %v) and none taken", sname, cname, err, taken, kind)
@@ -1640,7 +1509,7 @@ func TestReviewAdvCancellationWithACause(t *testing.T) {
 				return taken, nil
 			}), func(_ context.Context, x int) (int, error) { return x, nil }, stage.Workers(2))
 			var err error
-			advCheckRun(t, sname+"/"+cname, func() { err = run(ctx, src) })
+			runcheck.Run(t, sname+"/"+cname, func() { err = run(ctx, src) })
 			if !errors.Is(err, kind) {
 				t.Errorf("%s/%s: err %v, want errors.Is(err, %v)", sname, cname, err, kind)
 			}
@@ -1696,7 +1565,7 @@ func TestReviewAdvEOFFromUserCodeIsAnError(t *testing.T) {
 	for name, c := range cases {
 		var err error
 		var stageName string
-		advCheckRun(t, name, func() { stageName, err = c() })
+		runcheck.Run(t, name, func() { stageName, err = c() })
 		var ie *stage.Error
 		if !errors.As(err, &ie) || ie.Stage != stageName || !errors.Is(err, io.EOF) {
 			t.Errorf("%s: %v; want a *stage.Error of stage %q wrapping io.EOF", name, err, stageName)

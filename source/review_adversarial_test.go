@@ -20,144 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
 
-const advWatchdog = 30 * time.Second
-
-// advGoroutines returns the id of the calling goroutine and the stacks of
-// every goroutine, by id. Goroutine ids are never reused, so a goroutine
-// that is in a later snapshot and not in an earlier one started in between.
-func advGoroutines() (int64, map[int64]string) {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var cur int64 = -1
-	all := map[int64]string{}
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		var id int64
-		if _, err := fmt.Sscanf(g, "goroutine %d ", &id); err != nil {
-			continue
-		}
-		if cur < 0 {
-			cur = id // runtime.Stack puts the calling goroutine first
-		}
-		all[id] = g
-	}
-	return cur, all
-}
-
-// advExiting reports whether a goroutine may be on its way out: it is not
-// parked (runnable or running). A goroutine that has done its deferred
-// wg.Done() and only has its return left looks like that: the sink's wait
-// has returned, the goroutine has not quite ended. advLeakedSince gives such
-// a goroutine a grace of many yields of the processor to end; a parked one
-// is a leak at once.
-func advExiting(st string) bool {
-	head, _, _ := strings.Cut(st, "\n")
-	return strings.Contains(head, "[runnable]") || strings.Contains(head, "[running]")
-}
-
-// advEnded reports whether a goroutine has returned from its function and
-// only the runtime's exit remains (runtime.goexit frames alone).
-func advEnded(st string) bool {
-	lines := strings.Split(st, "\n")
-	for i := 1; i < len(lines); i += 2 {
-		fn := lines[i]
-		if strings.HasPrefix(fn, "created by ") || fn == "" {
-			break
-		}
-		if !strings.HasPrefix(fn, "runtime.goexit") {
-			return false
-		}
-	}
-	return advExiting(st)
-}
-
-// advExited counts goroutines that advCheckRun found on their way out (see
-// advExiting) when a sink returned, and that exited soon after.
-var advExited atomic.Int32
-
-// advLeakedSince returns the stacks of the goroutines alive now that were
-// not in before, but the caller's. A parked goroutine is returned at once;
-// one that is not parked (advExiting) is returned if it is still there
-// after the caller yielded the processor many times, or if it is seen
-// parked meanwhile.
-func advLeakedSince(before map[int64]string) []string {
-	cur, after := advGoroutines()
-	var leaked []string
-	exiting := map[int64]string{}
-	for id, st := range after {
-		if _, ok := before[id]; !ok && id != cur && !advEnded(st) {
-			if advExiting(st) {
-				exiting[id] = st
-			} else {
-				leaked = append(leaked, st)
-			}
-		}
-	}
-	for i := 0; i < 20000 && len(exiting) > 0; i++ {
-		runtime.Gosched()
-		if i%100 == 99 {
-			_, now := advGoroutines()
-			for id := range exiting {
-				st, alive := now[id]
-				switch {
-				case !alive || advEnded(st):
-					delete(exiting, id)
-					advExited.Add(1)
-				case !advExiting(st):
-					delete(exiting, id)
-					leaked = append(leaked, st)
-				}
-			}
-		}
-	}
-	for _, st := range exiting {
-		leaked = append(leaked, st)
-	}
-	return leaked
-}
-
-// advCheckRun runs run in a goroutine of its own and fails the test if a
-// goroutine that started during run is still alive when run returns: run
-// calls a sink, and a sink returns only when every goroutine of its run has
-// exited. The snapshot is taken right after run returns (see
-// advLeakedSince for the grace given to a goroutine that is not parked:
-// one that only has its return left). A hang (advWatchdog) fails the test; no duration is asserted.
-func advCheckRun(t *testing.T, label string, run func()) {
-	t.Helper()
-	var leaked []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, before := advGoroutines()
-		run()
-		leaked = advLeakedSince(before)
-	}()
-	select {
-	case <-done:
-	case <-time.After(advWatchdog):
-		_, all := advGoroutines()
-		var sts []string
-		for _, st := range all {
-			sts = append(sts, st)
-		}
-		t.Fatalf("%s: hung; goroutines:\n%s", label, strings.Join(sts, "\n\n"))
-	}
-	if len(leaked) > 0 {
-		t.Errorf("%s: %d goroutine(s) started by the run still alive when the sink returned:\n%s",
-			label, len(leaked), strings.Join(leaked, "\n\n"))
-	}
-}
+const advWatchdog = runcheck.Watchdog
 
 // advHang runs f and fails the test if it does not return within
 // advWatchdog (a hang detector; no duration is asserted).
@@ -450,7 +319,7 @@ func TestReviewAdvPreCancelledRunTakesNothing(t *testing.T) {
 				label := tk.name + "/" + sh.name + "/" + sname
 				s, taken := tk.make()
 				var err error
-				advCheckRun(t, label, func() { err = run(ctx, sh.wrap(s)) })
+				runcheck.Run(t, label, func() { err = run(ctx, sh.wrap(s)) })
 				if n := taken(); n != 0 || !errors.Is(err, context.Canceled) {
 					t.Errorf("%s: %d items taken, err %v; want none taken and context.Canceled", label, n, err)
 				}
@@ -479,7 +348,7 @@ func TestReviewAdvNothingTakenAfterCancellationInAStep(t *testing.T) {
 							}
 						}, nil)
 						var err error
-						advCheckRun(t, label, func() { err = advSinks()[sname](ctx, sh.wrap(s)) })
+						runcheck.Run(t, label, func() { err = advSinks()[sname](ctx, sh.wrap(s)) })
 						cancel()
 						if !errors.Is(err, context.Canceled) {
 							t.Errorf("%s: err %v, want context.Canceled", label, err)
@@ -524,7 +393,7 @@ func TestReviewAdvEndAndErrorAreFinal(t *testing.T) {
 						s, st := src.make(k, nil, end)
 						var got []int
 						var err error
-						advCheckRun(t, label, func() { got, err = sink.Slice(context.Background(), sh.wrap(s)) })
+						runcheck.Run(t, label, func() { got, err = sink.Slice(context.Background(), sh.wrap(s)) })
 						slices.Sort(got)
 						if !slices.Equal(got, advInts(k)) {
 							t.Errorf("%s: got %v, want every item before the end, 0..%d", label, got, k-1)
@@ -588,7 +457,7 @@ func TestReviewAdvFuncNeverConcurrent(t *testing.T) {
 			ctx := context.WithValue(context.Background(), key{}, "caller")
 			var n int
 			var err error
-			advCheckRun(t, name, func() { n, err = sink.Count(ctx, stage.Map(fs, id, o...)) })
+			runcheck.Run(t, name, func() { n, err = sink.Count(ctx, stage.Map(fs, id, o...)) })
 			if n != 300 || err != nil || st.maxInflight.Load() != 1 || badCtx.Load() != 0 {
 				t.Errorf("%s neverwaits=%v: Count %d, %v; %d calls of next at once; %d calls without the caller's ctx values",
 					name, nw, n, err, st.maxInflight.Load(), badCtx.Load())
@@ -631,7 +500,7 @@ func TestReviewAdvStepsOnlyWhenAStageIsReady(t *testing.T) {
 				bound := 1 + sh.ahead
 				var maxSeen int32
 				var err error
-				advCheckRun(t, label, func() {
+				runcheck.Run(t, label, func() {
 					err = stage.Run(context.Background(), sh.wrap(s), func(context.Context, int, error) error {
 						for range 300 {
 							maxSeen = max(maxSeen, taken())
@@ -780,7 +649,7 @@ func TestReviewAdvIteratorStoppedBeforeTheSinkReturns(t *testing.T) {
 					label := iname + "/" + sh.name + "/" + ename
 					s, st := mk()
 					var msg string
-					advCheckRun(t, label, func() { msg = end(sh.wrap(s)) })
+					runcheck.Run(t, label, func() { msg = end(sh.wrap(s)) })
 					if msg != "" {
 						t.Errorf("%s: %s", label, msg)
 					}
@@ -843,7 +712,7 @@ func TestReviewAdvSourcePanicsAreSourceErrors(t *testing.T) {
 					label := fmt.Sprintf("%s/%s/after-%d", name, sh.name, after)
 					var got []int
 					var err error
-					advCheckRun(t, label, func() { got, err = sink.Slice(context.Background(), sh.wrap(mk(after))) })
+					runcheck.Run(t, label, func() { got, err = sink.Slice(context.Background(), sh.wrap(mk(after))) })
 					slices.Sort(got)
 					var se *stage.SourceError
 					var pe *stage.PanicError
@@ -956,7 +825,7 @@ func TestReviewAdvChanLeavesWhatItDidNotNeed(t *testing.T) {
 					ch <- i
 				}
 				var err error
-				advCheckRun(t, name, func() { err = stop(source.Chan(ch), k) })
+				runcheck.Run(t, name, func() { err = stop(source.Chan(ch), k) })
 				if err != nil || len(ch) != 20-(k+1) {
 					t.Fatalf("%s@%d: %d values left of 20 (want %d); %v", name, k, len(ch), 20-(k+1), err)
 				}
@@ -982,7 +851,7 @@ func TestReviewAdvChanLeavesWhatItDidNotNeed(t *testing.T) {
 				}
 			}()
 			var err error
-			advCheckRun(t, name+"-unbuffered", func() { err = stop(source.Chan(ch), k) })
+			runcheck.Run(t, name+"-unbuffered", func() { err = stop(source.Chan(ch), k) })
 			close(release)
 			if n := <-sent; err != nil || n != k+1 {
 				t.Fatalf("%s@%d unbuffered: %d values handed over, want %d; %v", name, k, n, k+1, err)
@@ -1008,7 +877,7 @@ func TestReviewAdvChanClosedAndBlocked(t *testing.T) {
 	close(closed)
 	for name, run := range advSinks() {
 		var err error
-		advCheckRun(t, "closed-empty/"+name, func() { err = run(bg, source.Chan(closed)) })
+		runcheck.Run(t, "closed-empty/"+name, func() { err = run(bg, source.Chan(closed)) })
 		if err != nil {
 			t.Errorf("closed empty channel, %s: %v", name, err)
 		}
@@ -1050,7 +919,7 @@ func TestReviewAdvChanClosedAndBlocked(t *testing.T) {
 						stopNow()
 					}
 				}()
-				advCheckRun(t, how+"/"+sh.name, func() { got, err = sink.Slice(ctx, sh.wrap(s)) })
+				runcheck.Run(t, how+"/"+sh.name, func() { got, err = sink.Slice(ctx, sh.wrap(s)) })
 				<-fed
 				cancel()
 				stopNow()
@@ -1084,7 +953,7 @@ func TestReviewAdvSliceSourceEdges(t *testing.T) {
 		}
 		for name, run := range advSinks() {
 			var err error
-			advCheckRun(t, "empty/"+name, func() { err = run(bg, s) })
+			runcheck.Run(t, "empty/"+name, func() { err = run(bg, s) })
 			if err != nil {
 				t.Errorf("Slice(%#v), %s: %v", items, name, err)
 			}
@@ -1117,7 +986,7 @@ func TestReviewAdvSliceSourceEdges(t *testing.T) {
 	}
 	var gotBig []big
 	var err error
-	advCheckRun(t, "big", func() {
+	runcheck.Run(t, "big", func() {
 		gotBig, err = sink.Slice(bg, stage.Map(source.Slice(bigs), func(_ context.Context, b big) (big, error) { return b, nil }, stage.Workers(3), stage.Ordered()))
 	})
 	if err != nil || len(gotBig) != 5 {
@@ -1131,14 +1000,14 @@ func TestReviewAdvSliceSourceEdges(t *testing.T) {
 	var huge [][1 << 17]byte = make([][1 << 17]byte, 3)
 	huge[2][5] = 7
 	var n int
-	advCheckRun(t, "huge", func() {
+	runcheck.Run(t, "huge", func() {
 		n, err = sink.Count(bg, stage.Map(source.Slice(huge), func(_ context.Context, b [1 << 17]byte) (int, error) { return int(b[5]), nil }, stage.Workers(2)))
 	})
 	if n != 3 || err != nil {
 		t.Fatalf("128 KiB elements: Count = %d, %v", n, err)
 	}
 	zeros := make([]struct{}, 200_000)
-	advCheckRun(t, "zero-size", func() { n, err = sink.Count(bg, source.Slice(zeros)) })
+	runcheck.Run(t, "zero-size", func() { n, err = sink.Count(bg, source.Slice(zeros)) })
 	if n != len(zeros) || err != nil {
 		t.Fatalf("zero-size elements: Count = %d, %v", n, err)
 	}
@@ -1206,7 +1075,7 @@ func advSourceFails(t *testing.T, makers map[string]func() stage.Stream[int], pa
 			label := name + "/" + sh.name
 			var got []int
 			var err error
-			advCheckRun(t, label, func() { got, err = sink.Slice(context.Background(), sh.wrap(mk())) })
+			runcheck.Run(t, label, func() { got, err = sink.Slice(context.Background(), sh.wrap(mk())) })
 			slices.Sort(got)
 			var se *stage.SourceError
 			var pe *stage.PanicError
@@ -1288,7 +1157,7 @@ func TestReviewAdvFirstTakesExactlyOneFromEveryBareSource(t *testing.T) {
 			var v int
 			var ok bool
 			var err error
-			advCheckRun(t, src.name, func() { v, ok, err = sink.First(context.Background(), s) })
+			runcheck.Run(t, src.name, func() { v, ok, err = sink.First(context.Background(), s) })
 			if v != 0 || !ok || err != nil || st.calls.Load() != 1 {
 				t.Fatalf("%s: First = (%d, %v, %v) after %d items taken, want (0, true, nil) after 1", src.name, v, ok, err, st.calls.Load())
 			}
@@ -1299,7 +1168,7 @@ func TestReviewAdvFirstTakesExactlyOneFromEveryBareSource(t *testing.T) {
 		s := stage.Indexed(50, func(i int) int { calls.Add(1); return i })
 		var v int
 		var ok bool
-		advCheckRun(t, "indexed", func() { v, ok, _ = sink.First(context.Background(), s) })
+		runcheck.Run(t, "indexed", func() { v, ok, _ = sink.First(context.Background(), s) })
 		if v != 0 || !ok || calls.Load() != 1 {
 			t.Fatalf("Indexed: First = (%d, %v) after %d calls of at, want (0, true) after 1", v, ok, calls.Load())
 		}
@@ -1376,7 +1245,7 @@ func TestReviewAdvLinesNoReadAfterCancellation(t *testing.T) {
 				}}
 				s := stage.Map(source.Lines(r), func(_ context.Context, l string) (int, error) { return len(l), nil }, stage.Workers(1))
 				var err error
-				advCheckRun(t, sh.name, func() { _, err = sink.Count(ctx, sh.wrap(s)) })
+				runcheck.Run(t, sh.name, func() { _, err = sink.Count(ctx, sh.wrap(s)) })
 				cancel()
 				if !errors.Is(err, context.Canceled) || r.reads.Load() != int32(k+1) {
 					t.Fatalf("%s/cancel@%d: %d Reads, want %d; err %v", sh.name, k, r.reads.Load(), k+1, err)
@@ -1434,7 +1303,7 @@ func TestReviewAdvContextErrorFromNextIsAFailure(t *testing.T) {
 					label := fmt.Sprintf("%s/%s/%v", name, sh.name, cause)
 					var got []int
 					var err error
-					advCheckRun(t, label, func() { got, err = sink.Slice(context.Background(), sh.wrap(mk())) })
+					runcheck.Run(t, label, func() { got, err = sink.Slice(context.Background(), sh.wrap(mk())) })
 					slices.Sort(got)
 					var se *stage.SourceError
 					if !slices.Equal(got, []int{0, 1}) || !errors.As(err, &se) || !errors.Is(se, cause) {
