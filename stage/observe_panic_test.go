@@ -125,3 +125,37 @@ func TestRetryIfPredicatePanicBecomesAnError(t *testing.T) {
 		})
 	}
 }
+
+// countingPanicker panics in Received at its third call and counts every
+// call it gets.
+type countingPanicker struct {
+	received, finished, closed atomic.Int32
+}
+
+func (o *countingPanicker) Stage(stage.Info) stage.Watcher { return o }
+func (o *countingPanicker) Received() {
+	if o.received.Add(1) == 3 {
+		panic("observer: Received")
+	}
+}
+func (o *countingPanicker) Finished(time.Duration, error) { o.finished.Add(1) }
+func (o *countingPanicker) Closed()                       { o.closed.Add(1) }
+
+// TestObserverSilencedAfterItsPanic pins the Watcher doc: after a panic,
+// the watcher is told nothing more in that run but its Closed (once). Over
+// one worker, whose calls are in order: the third Received panics, so the
+// watcher saw exactly 3 Received and the 2 Finished before it.
+func TestObserverSilencedAfterItsPanic(t *testing.T) {
+	out, parent := inChild(t, func() string {
+		o := &countingPanicker{}
+		_, err := sink.Count(stage.Observe(context.Background(), o), stage.Map(source.Slice(ints(50)), double, stage.Workers(1)))
+		var pe *stage.PanicError
+		return fmt.Sprintf("panicError=%v received=%d finished=%d closed=%d", errors.As(err, &pe), o.received.Load(), o.finished.Load(), o.closed.Load())
+	})
+	if !parent {
+		return
+	}
+	if out != "panicError=true received=3 finished=2 closed=1" {
+		t.Fatalf("child outcome %q, want the run failed with a *stage.PanicError, 3 Received, 2 Finished and 1 Closed", out)
+	}
+}
