@@ -65,8 +65,9 @@ var ErrBudget = errors.New("sluice: error budget exceeded")
 
 // Budget returns the policy "fail after n errors": the first n failed items
 // of a run are dropped after being passed to h (which may be nil), and the
-// (n+1)th fails the run with an error that wraps both [ErrBudget] and that
-// item's *[Error] (errors.Is and errors.As find each). The count is per
+// (n+1)th, which h does not see, fails the run with an error that wraps
+// both [ErrBudget] and that item's *[Error] (errors.Is and errors.As find
+// each). The count is per
 // stage and per run: each run starts with a full budget. If h returns an
 // error, the run fails with it at once, as with [Handle]. Calls of h never
 // overlap within a stage. Budget panics if n < 0.
