@@ -45,8 +45,9 @@ func Retry(attempts int, backoff time.Duration) Option {
 }
 
 // RetryIf is [Retry] for the errors for which retryable returns true: it
-// sees each failed attempt's error, a panic included (as a *[PanicError],
-// so that a predicate may retry one). retryable is called from the stage's
+// sees the error of each failed attempt that another could follow (not the
+// last allowed one's), a panic included (as a *[PanicError], so that a
+// predicate may retry one). retryable is called from the stage's
 // workers, possibly at the same time; if it panics, the item fails at once
 // with that panic's *PanicError, not retried. RetryIf panics if
 // attempts < 1, backoff < 0 or retryable is nil.

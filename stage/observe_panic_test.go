@@ -159,3 +159,17 @@ func TestObserverSilencedAfterItsPanic(t *testing.T) {
 		t.Fatalf("child outcome %q, want the run failed with a *stage.PanicError, 3 Received, 2 Finished and 1 Closed", out)
 	}
 }
+
+// TestRetryIfNotAskedAfterTheLastAttempt pins RetryIf's doc: the predicate
+// sees the error of each attempt that another could follow, not the last
+// allowed one's: 3 attempts, 2 questions.
+func TestRetryIfNotAskedAfterTheLastAttempt(t *testing.T) {
+	var asked, calls atomic.Int32
+	f := func(context.Context, int) (int, error) { calls.Add(1); return 0, errors.New("fails") }
+	pred := func(error) bool { asked.Add(1); return true }
+	_, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(1)), f, stage.RetryIf(3, 0, pred)))
+	var se *stage.Error
+	if !errors.As(err, &se) || se.Attempts != 3 || calls.Load() != 3 || asked.Load() != 2 {
+		t.Fatalf("err %v, %d calls, predicate asked %d times; want a *stage.Error after 3 attempts and 2 questions", err, calls.Load(), asked.Load())
+	}
+}
