@@ -73,7 +73,7 @@ package stage
 // Indexed function, a source's open, next and stop, an Ack's Done, an
 // observer and its watchers (guardedWatcher), and the sinks' callbacks. A
 // new kind of callback joins this list, and a child-process test of its
-// panic (promises_crash_test.go, observe_panic_test.go).
+// panic (promises_crash_test.go, usercode_test.go).
 //
 // Ending. A queue ends when its last producer closes it; a stage's
 // producers close when their input has ended. Cancellation of the run's
