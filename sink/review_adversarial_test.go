@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -1241,7 +1239,7 @@ func TestReviewAdvChanSinkNeverClosesOut(t *testing.T) {
 // each, must not make the sink allocate more than that bound (nor crash).
 // Run in a child process: a violation may exhaust memory.
 func TestReviewAdvSliceHostileLength(t *testing.T) {
-	out, parent := advInChild(t, func() string {
+	out, parent := runcheck.InChild(t, func() string {
 		var res []string
 		measure := func(f func()) uint64 {
 			var a, b runtime.MemStats
@@ -1302,7 +1300,7 @@ func TestReviewAdvSliceHostileLength(t *testing.T) {
 // a panic of the caller's goroutine (a panic in a goroutine of the run would crash the
 // process: the scenario runs in a child process).
 func TestReviewAdvNilArgumentsPanicInTheCaller(t *testing.T) {
-	out, parent := advInChild(t, func() string {
+	out, parent := runcheck.InChild(t, func() string {
 		try := func(f func() error) (r string) {
 			defer func() {
 				if p := recover(); p != nil {
@@ -1343,54 +1341,6 @@ func TestReviewAdvNilArgumentsPanicInTheCaller(t *testing.T) {
 	if out != want {
 		t.Fatalf("outcomes (Chan, ForEach, Reduce) × (empty, 3 items) × (ctx, cancelled ctx), then Count, Slice, First, All of the zero Stream:\n %s\nwant every one a panic", out)
 	}
-}
-
-const advChildEnv = "SLUICE_REVIEW_ADV_SINK_CHILD"
-const advChildMarker = "ADV-CHILD-OUTCOME: "
-
-// advInChild runs scenario in a child process (the test binary run again
-// for this test only), so that a crash or a deadlock fails this test alone.
-// In the child it prints the outcome and returns ok false; in the parent it
-// returns the child's outcome.
-func advInChild(t *testing.T, scenario func() string) (outcome string, ok bool) {
-	t.Helper()
-	if os.Getenv(advChildEnv) == t.Name() {
-		done := make(chan string, 1)
-		go func() { done <- scenario() }()
-		select {
-		case out := <-done:
-			fmt.Printf("%s%s\n", advChildMarker, out)
-		case <-time.After(advWatchdog):
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			fmt.Printf("ADV-CHILD-HUNG\n%s\n", buf)
-			os.Exit(3)
-		}
-		return "", false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*advWatchdog)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), advChildEnv+"="+t.Name())
-	raw, err := cmd.CombinedOutput()
-	out := string(raw)
-	shown := out
-	if len(shown) > 6000 {
-		shown = shown[:6000] + "\n[... clipped]"
-	}
-	if ctx.Err() != nil || strings.Contains(out, "ADV-CHILD-HUNG") {
-		t.Fatalf("the child process hung; its output:\n%s", shown)
-	}
-	if err != nil {
-		t.Fatalf("the child process failed (%v); its output:\n%s", err, shown)
-	}
-	for line := range strings.Lines(out) {
-		if rest, found := strings.CutPrefix(line, advChildMarker); found {
-			return strings.TrimRight(rest, "\n"), true
-		}
-	}
-	t.Fatalf("the child process reported no outcome; its output:\n%s", shown)
-	return "", false
 }
 
 // TestReviewAdvCallbacksGetTheRunsContext attacks "calls f ... with the

@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -42,54 +40,6 @@ func advHang(t *testing.T, label string, f func()) {
 	case <-time.After(advWatchdog):
 		t.Fatalf("%s: hung", label)
 	}
-}
-
-const advChildEnv = "SLUICE_REVIEW_ADV_SOURCE_CHILD"
-const advChildMarker = "ADV-CHILD-OUTCOME: "
-
-// advInChild runs scenario in a child process (the test binary run again
-// for this test only), so that a crash or a deadlock fails this test alone.
-// In the child it prints the outcome and returns ok false; in the parent it
-// returns the child's outcome.
-func advInChild(t *testing.T, scenario func() string) (outcome string, ok bool) {
-	t.Helper()
-	if os.Getenv(advChildEnv) == t.Name() {
-		done := make(chan string, 1)
-		go func() { done <- scenario() }()
-		select {
-		case out := <-done:
-			fmt.Printf("%s%s\n", advChildMarker, out)
-		case <-time.After(advWatchdog):
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			fmt.Printf("ADV-CHILD-HUNG\n%s\n", buf)
-			os.Exit(3)
-		}
-		return "", false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*advWatchdog)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), advChildEnv+"="+t.Name())
-	raw, err := cmd.CombinedOutput()
-	out := string(raw)
-	shown := out
-	if len(shown) > 6000 {
-		shown = shown[:6000] + "\n[... clipped]"
-	}
-	if ctx.Err() != nil || strings.Contains(out, "ADV-CHILD-HUNG") {
-		t.Fatalf("the child process hung; its output:\n%s", shown)
-	}
-	if err != nil {
-		t.Fatalf("the child process failed (%v); its output:\n%s", err, shown)
-	}
-	for line := range strings.Lines(out) {
-		if rest, found := strings.CutPrefix(line, advChildMarker); found {
-			return strings.TrimRight(rest, "\n"), true
-		}
-	}
-	t.Fatalf("the child process reported no outcome; its output:\n%s", shown)
-	return "", false
 }
 
 var (
@@ -734,7 +684,7 @@ func TestReviewAdvSourcePanicsAreSourceErrors(t *testing.T) {
 // FailFast error that ended the run first is what Slice returns; a panic at
 // the natural end comes after every item, as a SourceError.
 func TestReviewAdvIteratorPanicsWhenStopped(t *testing.T) {
-	out, parent := advInChild(t, func() string {
+	out, parent := runcheck.InChild(t, func() string {
 		seq := func(n int) stage.Stream[int] {
 			return source.Seq(func(yield func(int) bool) {
 				defer func() { panic("cleanup") }()
@@ -1019,7 +969,7 @@ func TestReviewAdvSliceSourceEdges(t *testing.T) {
 // runs it), not hang and not crash the process in a goroutine of the run.
 // In a child process.
 func TestReviewAdvNilArgumentsPanic(t *testing.T) {
-	out, parent := advInChild(t, func() string {
+	out, parent := runcheck.InChild(t, func() string {
 		try := func(build func() stage.Stream[int]) (r string) {
 			defer func() {
 				if p := recover(); p != nil && r == "" {

@@ -5,75 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
 
-// childEnv names the environment variable that tells a re-executed test
-// binary which scenario to run.
-const childEnv = "SLUICE_PROMISE_CHILD"
-
-// childMarker starts the line on which a child reports its scenario's outcome.
-const childMarker = "CHILD-OUTCOME: "
-
-// inChild runs scenario in a child process, so that a scenario that crashes
-// the process or deadlocks fails this test only, not the whole suite. The
-// test binary is run again with -test.run selecting the calling test and
-// childEnv set; there inChild runs scenario (under a hang watchdog) and prints
-// its outcome. In the parent, inChild returns that outcome after checking that
-// the child exited 0; a crash, a hang or a missing outcome fails the test.
-// In the child inChild returns ok false, and the caller returns at once; in
-// the parent the caller asserts on the outcome.
+// inChild runs scenario in a child process (see runcheck.InChild), so
+// that a scenario that crashes the process or deadlocks fails the calling
+// test only.
 func inChild(t *testing.T, scenario func() string) (outcome string, ok bool) {
 	t.Helper()
-	if os.Getenv(childEnv) == t.Name() {
-		done := make(chan string, 1)
-		go func() { done <- scenario() }()
-		select {
-		case out := <-done:
-			fmt.Printf("%s%s\n", childMarker, out)
-		case <-time.After(20 * time.Second):
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			fmt.Printf("CHILD-HUNG: the scenario did not return\n%s\n", buf)
-			os.Exit(3)
-		}
-		return "", false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), childEnv+"="+t.Name())
-	raw, err := cmd.CombinedOutput()
-	out := string(raw)
-	shown := out
-	if len(shown) > 6000 {
-		shown = shown[:6000] + "\n[... output clipped]"
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("the child process hung and was killed; its output:\n%s", shown)
-	}
-	if strings.Contains(out, "CHILD-HUNG") {
-		t.Fatalf("the scenario hung in the child process; its output:\n%s", shown)
-	}
-	if err != nil {
-		t.Fatalf("the child process failed (%v): the scenario crashed it or broke a check; its output:\n%s", err, shown)
-	}
-	for line := range strings.Lines(out) {
-		if rest, ok := strings.CutPrefix(line, childMarker); ok {
-			return strings.TrimRight(rest, "\n"), true
-		}
-	}
-	t.Fatalf("the child process reported no outcome; its output:\n%s", shown)
-	return "", false
+	return runcheck.InChild(t, scenario)
 }
 
 // TestKeyByKeyPanicBecomesAnError pins: a panic in a KeyBy key function is a
