@@ -61,22 +61,6 @@ func TestReviewAdvCheckerSeesALeak(t *testing.T) {
 	}
 }
 
-// advHang runs f and fails the test if it does not return within
-// advWatchdog (a hang detector; no duration is asserted).
-func advHang(t *testing.T, label string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(advWatchdog):
-		t.Fatalf("%s: hung", label)
-	}
-}
-
 // advProbe instruments the user functions of a pipeline: how many run now,
 // how many were called, how many sources were opened and stopped, and an
 // optional hook run at each call (with the call's 1-based number).
@@ -808,7 +792,7 @@ func TestReviewAdvAllNestedAndConcurrentRanges(t *testing.T) {
 			t.Errorf("outer %v", outer)
 		}
 	})
-	advHang(t, "concurrent", func() {
+	runcheck.NoHang(t, "concurrent", func() {
 		var wg sync.WaitGroup
 		results := make([][]int, 4)
 		for g := range results {
@@ -1628,7 +1612,7 @@ func TestReviewAdvCallbacksRunInTheCallersGoroutine(t *testing.T) {
 			mu.Unlock()
 			inFlight.Add(-1)
 		}
-		advHang(t, name, func() {
+		runcheck.NoHang(t, name, func() {
 			caller := advGoid()
 			_ = stage.Run(context.Background(), mk(), func(context.Context, int, error) error { check("Run", caller); return nil })
 			_ = sink.ForEach(context.Background(), mk(), func(context.Context, int) error { check("ForEach", caller); return nil })

@@ -24,24 +24,6 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-const advWatchdog = runcheck.Watchdog
-
-// advHang runs f and fails the test if it does not return within
-// advWatchdog (a hang detector; no duration is asserted).
-func advHang(t *testing.T, label string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(advWatchdog):
-		t.Fatalf("%s: hung", label)
-	}
-}
-
 var (
 	errAdvSrc = errors.New("adv: source failed")
 	errAdvCb  = errors.New("adv: callback failed")
@@ -1142,7 +1124,7 @@ func TestReviewAdvSeqRunsAnewAtTheSameTime(t *testing.T) {
 	})
 	m := stage.Map(s, func(_ context.Context, x int) (int, error) { return x, nil }, stage.Workers(3), stage.Ordered())
 	results := make([][]int, 4)
-	advHang(t, "concurrent", func() {
+	runcheck.NoHang(t, "concurrent", func() {
 		var wg sync.WaitGroup
 		for g := range results {
 			wg.Go(func() { results[g], _ = sink.Slice(context.Background(), m) })

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicedev/sluice/internal/runcheck"
 )
 
 const rcfHang = 20 * time.Second
@@ -23,22 +25,6 @@ const rcfHang = 20 * time.Second
 const rcfReps = 60
 
 var errRCF = errors.New("review: boom")
-
-// rcfGuard runs f and fails the test if it does not return: a deadlock
-// detector, no duration asserted.
-func rcfGuard(t *testing.T, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(rcfHang):
-		t.Fatalf("hang: %s", what)
-	}
-}
 
 type rcfMode struct {
 	workers int
@@ -156,7 +142,7 @@ func TestReviewCancelFlagWakeRace(t *testing.T) {
 				} else {
 					r.finish()
 				}
-				rcfGuard(t, "a sleeper missed the cancellation", func() {
+				runcheck.NoHang(t, "a sleeper missed the cancellation", func() {
 					for range 3 {
 						if s := <-res; s[len(s)-4:] == "true" {
 							t.Errorf("rep %d: %s after the run was cancelled", rep, s)
@@ -180,7 +166,7 @@ func TestReviewCancelFlagWakeAsleep(t *testing.T) {
 		res := make(chan bool, 2)
 		go func() { res <- qTok.acquire() }()
 		go func() { _, _, ok := qPop.pull(); res <- ok }()
-		rcfGuard(t, "the sleepers never slept", func() {
+		runcheck.NoHang(t, "the sleepers never slept", func() {
 			for {
 				qTok.mu.Lock()
 				a := qTok.tokWait.Load()
@@ -195,7 +181,7 @@ func TestReviewCancelFlagWakeAsleep(t *testing.T) {
 			}
 		})
 		r.fail(errRCF)
-		rcfGuard(t, "a sleeper was not woken", func() {
+		runcheck.NoHang(t, "a sleeper was not woken", func() {
 			for range 2 {
 				if <-res {
 					t.Errorf("rep %d: a wait succeeded after the run failed", rep)
@@ -228,7 +214,7 @@ func TestReviewCancelFlagFailFastAtLastItem(t *testing.T) {
 						}
 						var err error
 						got := 0
-						rcfGuard(t, "run", func() {
+						runcheck.NoHang(t, "run", func() {
 							err = Run(context.Background(), s, func(context.Context, int, error) error {
 								got++
 								return nil
@@ -259,7 +245,7 @@ func TestReviewCancelFlagTeeBranchFailsAtEnd(t *testing.T) {
 			return v, nil
 		}, Workers(2))
 		var err error
-		rcfGuard(t, "run", func() {
+		runcheck.NoHang(t, "run", func() {
 			err = Run(context.Background(), Merge(ok, bad), func(context.Context, int, error) error { return nil })
 		})
 		if !errors.Is(err, errRCF) {
@@ -287,7 +273,7 @@ func TestReviewCancelFlagStopOrFailure(t *testing.T) {
 					}, m.opts()...)
 					called := false
 					var err error
-					rcfGuard(t, "run", func() {
+					runcheck.NoHang(t, "run", func() {
 						err = Run(context.Background(), s, func(context.Context, int, error) error {
 							if called {
 								t.Error("f called after it returned ErrStop")
@@ -353,7 +339,7 @@ func TestReviewCancelFlagNextNeverAfterCancel(t *testing.T) {
 					return v, nil
 				}, m.opts()...)
 				var err error
-				rcfGuard(t, "run", func() {
+				runcheck.NoHang(t, "run", func() {
 					err = Run(context.Background(), s, func(context.Context, int, error) error { return nil })
 				})
 				if !errors.Is(err, errRCF) {
@@ -383,7 +369,7 @@ func TestReviewCancelFlagBatchLastFlush(t *testing.T) {
 					var sizes []int
 					total := 0
 					var err error
-					rcfGuard(t, "run", func() {
+					runcheck.NoHang(t, "run", func() {
 						err = Run(context.Background(), s, func(_ context.Context, b []int, _ error) error {
 							sizes = append(sizes, len(b))
 							total += len(b)
@@ -414,7 +400,7 @@ func TestReviewCancelFlagBatchLastFlush(t *testing.T) {
 					}, opts...), 10, 0)
 					var batches [][]int
 					var err error
-					rcfGuard(t, "run", func() {
+					runcheck.NoHang(t, "run", func() {
 						err = Run(context.Background(), s, func(_ context.Context, b []int, _ error) error {
 							batches = append(batches, b)
 							return nil
@@ -450,7 +436,7 @@ func TestReviewCancelFlagBatchLastFlush(t *testing.T) {
 			s := Batch(Map(Until(src, stop), func(_ context.Context, v int) (int, error) { return v, nil }, Workers(2)), 10, 0)
 			var batches [][]int
 			var err error
-			rcfGuard(t, "run", func() {
+			runcheck.NoHang(t, "run", func() {
 				err = Run(context.Background(), s, func(_ context.Context, b []int, _ error) error {
 					batches = append(batches, b)
 					return nil
@@ -511,7 +497,7 @@ func TestReviewCancelFlagAcks(t *testing.T) {
 				}, m.opts()...)
 				committed := map[int]bool{}
 				var err error
-				rcfGuard(t, "run", func() {
+				runcheck.NoHang(t, "run", func() {
 					err = Run(context.Background(), s, func(_ context.Context, v int, _ error) error {
 						committed[v] = true
 						return nil

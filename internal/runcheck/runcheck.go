@@ -147,3 +147,20 @@ func Run(t testing.TB, label string, run func()) {
 			label, len(leaked), strings.Join(leaked, "\n\n"))
 	}
 }
+
+// NoHang runs f in a goroutine and fails the test if f has not returned
+// after the Watchdog: a hang detector, never a duration a verdict depends
+// on. (After a hang, f's goroutine is left behind; the test has failed.)
+func NoHang(t testing.TB, label string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(Watchdog):
+		t.Fatalf("%s: hung", label)
+	}
+}
