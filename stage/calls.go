@@ -88,11 +88,12 @@ func Timeout(d time.Duration) Option {
 	return Option{apply: func(c *config, _ int) { c.timeout = d }}
 }
 
-// rateLimit is the configuration set by RateLimit.
+// rateLimit is the configuration set by RateLimit or SharedRateLimit.
 type rateLimit struct {
 	perSecond float64
 	burst     int
-	limiter   *rate.Limiter // per run, made by forRun
+	shared    *rate.Limiter // SharedRateLimit's bucket
+	limiter   *rate.Limiter // the run's: made by forRun, or shared
 }
 
 // RateLimit lets the stage start at most perSecond calls of its function per
@@ -101,7 +102,8 @@ type rateLimit struct {
 // [Retry] takes a token. A worker waits for its token as long as it takes,
 // holding its place; only the end of the run ends the wait (a deadline on
 // the run's context is no reason to fail an item early). The bucket is per
-// run and starts full. RateLimit panics if perSecond <= 0 or burst < 1.
+// run and starts full: for a limit that holds across runs, see
+// [SharedRateLimit]. RateLimit panics if perSecond <= 0 or burst < 1.
 func RateLimit(perSecond float64, burst int) Option {
 	if !(perSecond > 0) {
 		panic(fmt.Sprintf("sluice: stage.RateLimit: perSecond = %v, want more than 0", perSecond))
@@ -112,12 +114,29 @@ func RateLimit(perSecond float64, burst int) Option {
 	return Option{apply: func(c *config, _ int) { c.rateLimit = rateLimit{perSecond: perSecond, burst: burst} }}
 }
 
+// SharedRateLimit is [RateLimit] with a bucket of your own, l, which every
+// stage and every run given it shares: the limit then holds across runs,
+// for a backend that per-request fan-outs call, or the levels of a crawl
+// each run in turn. Each attempt takes a token of l before it starts, as
+// under RateLimit (and outside [Timeout]), waiting as long as it takes
+// unless the run ends. The last of RateLimit and SharedRateLimit given to a
+// stage wins. SharedRateLimit panics if l is nil.
+func SharedRateLimit(l *rate.Limiter) Option {
+	if l == nil {
+		panic("sluice: stage.SharedRateLimit: nil limiter")
+	}
+	return Option{apply: func(c *config, _ int) { c.rateLimit = rateLimit{shared: l} }}
+}
+
 // forRun returns the stage's configuration for one run: a fresh rate
 // limiter and error handler, and the stage's observer; in is its input.
 func (c config) forRun(r *run, in *node) config {
 	c.pos = r.nextStage()
 	c.obs = r.observe(&c, in.expected())
-	if c.rateLimit.perSecond > 0 {
+	switch {
+	case c.rateLimit.shared != nil:
+		c.rateLimit.limiter = c.rateLimit.shared
+	case c.rateLimit.perSecond > 0:
 		c.rateLimit.limiter = rate.NewLimiter(rate.Limit(c.rateLimit.perSecond), c.rateLimit.burst)
 	}
 	if c.policy.p != nil && c.policy.p.handle != nil {

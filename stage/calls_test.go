@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -212,5 +214,37 @@ func TestRateLimitBucketIsPerRun(t *testing.T) {
 		if n != 2 || err != nil {
 			t.Fatalf("run %d: %d, %v; want 2, nil", run, n, err)
 		}
+	}
+}
+
+// TestSharedRateLimitHoldsAcrossRunsAndStages: every attempt of every
+// stage and run given one limiter takes its token from it (a per-run
+// bucket would leave it full). (How a call waits for its token is
+// RateLimit's, tested above.)
+func TestSharedRateLimitHoldsAcrossRunsAndStages(t *testing.T) {
+	l := rate.NewLimiter(1e-6, 3) // refills one token in 11 days: none during the test
+	a := stage.Map(source.Slice(ints(2)), double, stage.SharedRateLimit(l))
+	b := stage.Filter(source.Slice(ints(1)), func(context.Context, int) (bool, error) { return true, nil },
+		stage.SharedRateLimit(l))
+	if n, err := sink.Count(context.Background(), a); n != 2 || err != nil {
+		t.Fatalf("first run: %d, %v", n, err)
+	}
+	if tokens := l.Tokens(); tokens < 0.99 || tokens > 1.01 {
+		t.Fatalf("%.3f tokens left after 2 calls from a bucket of 3", tokens)
+	}
+	if n, err := sink.Count(context.Background(), b); n != 1 || err != nil {
+		t.Fatalf("another stage's run: %d, %v", n, err)
+	}
+	if tokens := l.Tokens(); tokens > 0.01 {
+		t.Fatalf("%.3f tokens left after 3 calls from a bucket of 3", tokens)
+	}
+	// The last rate option given wins: a RateLimit after it takes no token of l.
+	l = rate.NewLimiter(1e-6, 3)
+	c := stage.Map(source.Slice(ints(2)), double, stage.SharedRateLimit(l), stage.RateLimit(1000, 10))
+	if n, err := sink.Count(context.Background(), c); n != 2 || err != nil {
+		t.Fatalf("RateLimit after SharedRateLimit: %d, %v", n, err)
+	}
+	if tokens := l.Tokens(); tokens < 2.99 {
+		t.Fatalf("%.3f tokens left: the RateLimit given last took them from the shared bucket", tokens)
 	}
 }

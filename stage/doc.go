@@ -70,7 +70,8 @@
 //
 // Before the policy sees a failure, [Retry] may call the function again
 // (exponential backoff with jitter; [RetryIf] picks the retryable errors);
-// [Timeout] bounds each call and [RateLimit] spaces them out.
+// [Timeout] bounds each call and [RateLimit] spaces them out ([SharedRateLimit]
+// across runs).
 //
 // Stages are named by [Name], or by their kind and position in the run
 // ("map#1", "filter#2", ...): errors and observers carry the name.

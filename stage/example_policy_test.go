@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -35,6 +37,21 @@ func ExampleRetry() {
 	got, err := sink.Slice(ctx, pages)
 	fmt.Println(got, err, calls.Load(), "calls")
 	// Output: [page 1 page 2 page 3] <nil> 6 calls
+}
+
+// SharedRateLimit: one budget of calls for a backend, shared by every run
+// that calls it (here two requests, each a run of its own).
+func ExampleSharedRateLimit() {
+	backend := rate.NewLimiter(100, 3) // 100 calls a second, bursts of 3, for the whole process
+	call := func(_ context.Context, q string) (string, error) { return "answer to " + q, nil }
+	for _, request := range [][]string{{"a", "b"}, {"c", "d"}} {
+		answers, err := sink.Slice(context.Background(), stage.Map(source.Slice(request), call,
+			stage.Workers(2), stage.Ordered(), stage.SharedRateLimit(backend)))
+		fmt.Println(answers, err)
+	}
+	// Output:
+	// [answer to a answer to b] <nil>
+	// [answer to c answer to d] <nil>
 }
 
 // RetryIf retries only what may succeed later: here not a 404.

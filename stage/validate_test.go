@@ -35,6 +35,7 @@ func TestMisuseAtBuildTimePanicsNamingTheFunction(t *testing.T) {
 		{"stage.Timeout", func() { stage.Timeout(0) }},
 		{"stage.RateLimit", func() { stage.RateLimit(0, 1) }},
 		{"stage.RateLimit", func() { stage.RateLimit(10, 0) }},
+		{"stage.SharedRateLimit", func() { stage.SharedRateLimit(nil) }},
 		{"stage.Map", func() { stage.Map(zero, double) }},
 		{"stage.Map", func() { stage.Map[int, int](ok, nil) }},
 		{"stage.Map", func() { stage.Map(ok, double, stage.Option{}) }},
