@@ -2,7 +2,8 @@
 // a small site on loopback itself (net/http/httptest, so it runs offline)
 // and crawls it breadth first: each level of links is one sluice run over a
 // slice of URLs, fetched by at most -workers requests at once, at most -rate
-// per second, each with a timeout, retried with backoff on 5xx and
+// per second across the whole crawl (one token bucket that every level's
+// run shares), each with a timeout, retried with backoff on 5xx and
 // timeouts, and never retried on 4xx. URLs that still fail go to a
 // dead-letter list, printed at the end with the reason.
 //
@@ -21,6 +22,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -104,12 +107,15 @@ func crawl(ctx context.Context, base string, cfg config) (result, error) {
 		return nil
 	})
 
+	// One bucket for the whole crawl: a RateLimit's would be per run, and
+	// each level starts a run of its own.
+	limit := rate.NewLimiter(rate.Limit(cfg.rate), cfg.workers)
 	seen := map[string]bool{base + "/": true}
 	for level := []string{base + "/"}; len(level) > 0; {
 		pages, err := sink.Slice(ctx, stage.Map(source.Slice(level), fetch,
 			stage.Name("fetch"),
 			stage.Workers(cfg.workers),
-			stage.RateLimit(cfg.rate, cfg.workers),
+			stage.SharedRateLimit(limit),
 			stage.Timeout(cfg.timeout),
 			stage.RetryIf(cfg.attempts, 20*time.Millisecond, func(err error) bool { return !errors.Is(err, errPermanent) }),
 			stage.OnError(deadLetters)))

@@ -48,8 +48,12 @@ func main() {
 	flag.StringVar(&cfg.url, "nats", "", "NATS server URL (default: start one in the process)")
 	flag.IntVar(&cfg.n, "n", 2000, "jobs to publish")
 	flag.IntVar(&cfg.replicas, "replicas", 3, "replicas of the pipeline")
-	flag.BoolVar(&cfg.crash, "crash", true, "crash replica 0 mid-run")
+	flag.BoolVar(&cfg.crash, "crash", true, "crash replica 0 mid-run (needs -replicas 2 or more)")
 	flag.Parse()
+	if cfg.crash && cfg.replicas < 2 {
+		fmt.Fprintln(os.Stderr, "distributed: -crash needs -replicas 2 or more: a lone replica's crash would leave its jobs to nobody (add -crash=false)")
+		os.Exit(2)
+	}
 	if err := run(context.Background(), cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "distributed:", err)
 		os.Exit(1)
@@ -68,6 +72,9 @@ type stats struct {
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
+	if cfg.replicas < 1 || cfg.n < 0 {
+		return fmt.Errorf("-replicas %d -n %d: want 1 replica or more and 0 jobs or more", cfg.replicas, cfg.n)
+	}
 	dir, err := os.MkdirTemp("", "sluice-distributed")
 	if err != nil {
 		return err
@@ -121,8 +128,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			errs[i] = replica(ctx, stop, cfg.url, db, i, replicas[i], cfg.crash && i == 0)
 		}()
 	}
-	// Wait until every job is in the database and acknowledged, then drain.
-	for {
+	exited := make(chan struct{}) // closed when every replica has stopped
+	go func() { wg.Wait(); close(exited) }()
+	// Wait until every job is in the database and acknowledged, or until no
+	// replica is left to do it (each crashed or failed); then drain.
+	for waiting := true; waiting; {
 		var rows int
 		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM results`).Scan(&rows); err != nil {
 			return err
@@ -138,10 +148,14 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		if rows == cfg.n && ci.NumPending == 0 && ci.NumAckPending == 0 {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-exited:
+			waiting = false
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	drain()
-	wg.Wait()
+	<-exited
 
 	fmt.Fprintf(out, "%d jobs, %d replicas\n", cfg.n, cfg.replicas)
 	for i, r := range replicas {
@@ -156,6 +170,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	var rows, distinct int
 	db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT id) FROM results`).Scan(&rows, &distinct)
 	fmt.Fprintf(out, "database: %d rows, %d distinct jobs: every job exactly once: %v\n", rows, distinct, rows == cfg.n && distinct == cfg.n)
+	if distinct != cfg.n {
+		return fmt.Errorf("%d of %d jobs stored: no replica was left to take the rest", distinct, cfg.n)
+	}
 	return nil
 }
 

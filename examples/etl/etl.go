@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -71,25 +72,30 @@ var (
 )
 
 // parse checks one CSV row (path, version, h1 hash, zip hash) and derives
-// the module's host, major version and whether it is a pseudo-version.
+// the module's host, major version and whether it is a pseudo-version. A
+// nil row is a line that was not valid CSV (see readCSV). Reasons quote at
+// most 64 characters of a bad field.
 func parse(_ context.Context, row []string) (Module, error) {
+	if row == nil {
+		return Module{}, errors.New("not a valid CSV line")
+	}
 	if len(row) != 4 {
 		return Module{}, fmt.Errorf("%d fields, want 4", len(row))
 	}
 	m := Module{Path: row[0], Version: row[1], H1: row[2], ZipHash: row[3]}
 	if m.Path == "" || strings.ContainsAny(m.Path, " \t") {
-		return Module{}, fmt.Errorf("bad module path %q", m.Path)
+		return Module{}, fmt.Errorf("bad module path %.64q", m.Path)
 	}
 	v := semver.FindStringSubmatch(m.Version)
 	if v == nil {
-		return Module{}, fmt.Errorf("bad version %q", m.Version)
+		return Module{}, fmt.Errorf("bad version %.64q", m.Version)
 	}
 	sum, ok := strings.CutPrefix(m.H1, "h1:")
 	if raw, err := base64.StdEncoding.DecodeString(sum); !ok || err != nil || len(raw) != 32 {
-		return Module{}, fmt.Errorf("bad h1 hash %q", m.H1)
+		return Module{}, fmt.Errorf("bad h1 hash %.64q", m.H1)
 	}
 	if raw, err := hex.DecodeString(m.ZipHash); err != nil || len(raw) != 32 {
-		return Module{}, fmt.Errorf("bad zip hash %q", m.ZipHash)
+		return Module{}, fmt.Errorf("bad zip hash %.64q", m.ZipHash)
 	}
 	m.Host, _, _ = strings.Cut(m.Path, "/")
 	m.Major = "v" + v[1]

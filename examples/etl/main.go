@@ -13,6 +13,8 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/csv"
@@ -23,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -85,23 +88,51 @@ func run(ctx context.Context, in, dbPath string, out, progress io.Writer) error 
 	}
 	fmt.Fprintf(out, "read %d rows from %s\n", len(rows), filepath.Base(in))
 	fmt.Fprintf(out, "loaded %d, rejected %d\n", rep.Loaded, len(rep.Rejected))
-	for _, r := range rep.Rejected {
+	slices.SortStableFunc(rep.Rejected, func(a, b string) int { return cmp.Compare(rowOf(a), rowOf(b)) })
+	for _, r := range rep.Rejected { // in row order, whatever order the workers finished in
 		fmt.Fprintln(out, "  rejected", r)
 	}
 	return summarize(ctx, db, out)
 }
 
+// rowOf is the row number of a rejected row's line ("row 12: ...").
+func rowOf(rejected string) int {
+	var n int
+	fmt.Sscanf(rejected, "row %d:", &n)
+	return n
+}
+
 // readCSV reads the whole file: it is small, and a slice source tells the
-// observer the total (the progress bar's 100%).
+// observer the total (the progress bar's 100%). Each line is one record (no
+// field of zip_sums.csv holds a line break), read on its own, so that a line
+// that is not valid CSV (a stray quote) spoils only itself: it becomes a nil
+// row, which the transform rejects like any other bad row.
 func readCSV(path string) ([][]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	r := csv.NewReader(f)
-	r.FieldsPerRecord = -1 // the transform checks the fields, row by row
-	return r.ReadAll()
+	var rows [][]string
+	lines := bufio.NewReader(f)
+	for {
+		line, err := lines.ReadString('\n')
+		if line = strings.TrimRight(line, "\r\n"); line != "" {
+			r := csv.NewReader(strings.NewReader(line))
+			r.FieldsPerRecord = -1 // the transform checks the fields, row by row
+			row, bad := r.Read()
+			if bad != nil {
+				row = nil
+			}
+			rows = append(rows, row)
+		}
+		switch {
+		case err == io.EOF:
+			return rows, nil
+		case err != nil:
+			return nil, err
+		}
+	}
 }
 
 func openDB(ctx context.Context, path string) (*sql.DB, error) {

@@ -2,8 +2,8 @@
 // group and loads the records into SQLite with an idempotent insert. It
 // starts an in-process cluster (kfake, a stand-in for a broker that speaks
 // the Kafka protocol; or connects to -brokers host:port), produces -n
-// orders on 8 partitions keyed by customer, and runs the members as
-// goroutines, each with its own client. Each member processes a partition's
+// orders keyed by customer (on 8 partitions in the process), and runs the
+// members as goroutines, each with its own client. Each member processes a partition's
 // records concurrently, in per-customer order, and commits an offset only
 // when every record before it is stored. One member crashes mid-run (on
 // the in-process cluster: its commits stop landing, then it dies): the
@@ -54,10 +54,14 @@ func main() {
 	brokers := flag.String("brokers", "", "Kafka brokers, host:port,... (default: a cluster in the process)")
 	flag.IntVar(&cfg.n, "n", 5000, "orders to produce")
 	flag.IntVar(&cfg.members, "members", 3, "members of the group")
-	flag.BoolVar(&cfg.crash, "crash", true, "crash member 0 mid-run (in-process cluster only)")
+	flag.BoolVar(&cfg.crash, "crash", true, "crash member 0 mid-run (in-process cluster only; needs -members 2 or more)")
 	flag.Parse()
 	if *brokers != "" {
 		cfg.brokers = strings.Split(*brokers, ",")
+	}
+	if cfg.crash && len(cfg.brokers) == 0 && cfg.members < 2 {
+		fmt.Fprintln(os.Stderr, "kafka: -crash needs -members 2 or more: a lone member's crash would leave its orders to nobody (add -crash=false)")
+		os.Exit(2)
 	}
 	if err := run(context.Background(), cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "kafka:", err)
@@ -80,6 +84,9 @@ type stats struct {
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
+	if cfg.members < 1 || cfg.n < 0 {
+		return fmt.Errorf("-members %d -n %d: want 1 member or more and 0 orders or more", cfg.members, cfg.n)
+	}
 	var cluster *kfake.Cluster
 	if len(cfg.brokers) == 0 {
 		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, topic), kfake.GroupMinSessionTimeout(100*time.Millisecond))
@@ -143,8 +150,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			errs[i] = member(ctx, stop, cfg.brokers, db, i, members[i], crash && i == 0, &crashedID)
 		})
 	}
-	// Done when every order is stored; then the members drain and leave.
-	for {
+	exited := make(chan struct{}) // closed when every member has stopped
+	go func() { wg.Wait(); close(exited) }()
+	// Done when every order is stored, or when no member is left to store
+	// the rest (each crashed or failed); then the members drain and leave.
+	for waiting := true; waiting; {
 		var rows int
 		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders`).Scan(&rows); err != nil {
 			return err
@@ -152,17 +162,25 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		if rows == cfg.n {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-exited:
+			waiting = false
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	drain()
-	wg.Wait()
+	<-exited
 	for i, err := range errs {
 		if err != nil && !(members[i].crashed.Load() && errors.Is(err, context.Canceled)) {
 			return fmt.Errorf("member %d: %w", i, err)
 		}
 	}
 
-	fmt.Fprintf(out, "%d orders on 8 partitions, %d members\n", cfg.n, cfg.members)
+	parts, err := partitions(ctx, cfg.brokers)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%d orders on %d partitions, %d members\n", cfg.n, parts, cfg.members)
 	for i, st := range members {
 		state := "drained"
 		if st.crashed.Load() {
@@ -180,6 +198,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "database: %d rows, %d distinct orders; offsets committed to the end: %v; every record committed exactly once: %v\n",
 		rows, distinct, committed, rows == cfg.n && distinct == cfg.n && committed)
+	if distinct != cfg.n {
+		return fmt.Errorf("%d of %d orders stored: no member was left to store the rest", distinct, cfg.n)
+	}
 	return nil
 }
 
@@ -262,6 +283,20 @@ func produceOrders(ctx context.Context, brokers []string, n int) error {
 	}
 	wg.Wait()
 	return perr
+}
+
+// partitions is how many partitions the topic has.
+func partitions(ctx context.Context, brokers []string) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	return len(topics[topic].Partitions), nil
 }
 
 // allCommitted reports whether the group's committed offsets reached the

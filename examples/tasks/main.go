@@ -5,8 +5,8 @@
 //	go -C examples run ./tasks            # sleeps up to 5 s per task
 //	go -C examples run ./tasks -scale 0.1 # ten times faster
 //
-// Each line shows how many tasks are running, so the output shows that no
-// more than three ever run at once.
+// Each "starting" line shows how many tasks are running, so the output
+// shows that no more than three ever run at once.
 package main
 
 import (

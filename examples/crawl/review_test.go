@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Review tests: promises of main.go's doc comment, flag help and the
+// README's "A crawler" that main_test.go does not check.
+
+// -attempts 1: nothing is retried; the flaky page is a dead letter after one
+// attempt (so the page behind it is never found), and so is the slow one.
+func TestReviewAttemptsOneRetriesNothing(t *testing.T) {
+	s := newSite()
+	defer s.Close()
+	res, err := crawl(context.Background(), s.URL, config{workers: 4, rate: 1000, timeout: 100 * time.Millisecond, attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	res.print(&out, s.URL)
+	want := `crawled 9 pages:
+  /
+  /about
+  /blog
+  /blog/1
+  /blog/2
+  /blog/3
+  /docs
+  /docs/api
+  /docs/start
+dead letters (3):
+  /flaky: 503 Service Unavailable (1 attempts)
+  /missing: permanent: 404 Not Found (1 attempts)
+  /slow: Get "/slow": context deadline exceeded (1 attempts)
+`
+	if out.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	req, _ := s.stats()
+	for path, n := range map[string]int{"/flaky": 1, "/slow": 1, "/missing": 1} {
+		if req[path] != n {
+			t.Errorf("%s requested %d times, want %d", path, req[path], n)
+		}
+	}
+}
+
+// -workers 1: "fetched by at most -workers requests at once".
+func TestReviewOneWorkerNeverOverlaps(t *testing.T) {
+	s := newSite()
+	defer s.Close()
+	if _, err := crawl(context.Background(), s.URL, config{workers: 1, rate: 1000, timeout: 100 * time.Millisecond, attempts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	req, most := s.stats()
+	if most != 1 {
+		t.Fatalf("%d requests at once, want 1", most)
+	}
+	total := 0
+	for _, n := range req {
+		total += n
+	}
+	if total != 11+2+3+1 { // 11 pages, /flaky twice more, /slow 3 times, /missing once
+		t.Fatalf("%d requests, want 17: %v", total, req)
+	}
+}
+
+// The binary with its default flags prints the crawl and the dead letters
+// and exits 0.
+func TestReviewBinaryDefaultOutput(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "crawl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // hang watchdog only
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin).Output()
+	if err != nil {
+		t.Fatalf("exit %v; output:\n%s", err, out)
+	}
+	want := `crawled 11 pages:
+  /
+  /about
+  /blog
+  /blog/1
+  /blog/2
+  /blog/3
+  /docs
+  /docs/api
+  /docs/start
+  /flaky
+  /flaky/found
+dead letters (2):
+  /missing: permanent: 404 Not Found (1 attempts)
+  /slow: Get "/slow": context deadline exceeded (3 attempts)
+`
+	if string(out) != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+}
+
+// "-rate: requests per second, at most" (and the doc comment: "at most -rate
+// per second"). With a rate of 1 per second and the burst of -workers (4)
+// that crawl gives the limiter, a limit over the whole crawl lets the 6th
+// request through no sooner than (6-4)/1 = 2 s after the first's token
+// (the test asks 1.5 s between the requests' arrivals, for the time the
+// first spent on its way). (The crawl used to build a RateLimit, hence a
+// full token bucket, for every level of links: levels 1, 2 and 3 made
+// 1+3+4 = 8 requests at once.) The test fails only if requests come too
+// fast (a loaded machine can only slow them down); it stops the crawl at
+// the 6th request.
+func TestReviewRateLimitHoldsAcrossLevels(t *testing.T) {
+	s := &site{requests: map[string]int{}}
+	var mu sync.Mutex
+	var times []time.Time
+	sixth := make(chan struct{})
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		if len(times) == 6 {
+			close(sixth)
+		}
+		mu.Unlock()
+		s.serve(w, r)
+	}))
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		crawl(ctx, s.URL, config{workers: 4, rate: 1, timeout: 100 * time.Millisecond, attempts: 1})
+	}()
+	select {
+	case <-sixth:
+	case <-time.After(2 * time.Minute): // hang watchdog only
+		t.Fatal("fewer than 6 requests in 2 minutes")
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if d := times[5].Sub(times[0]); d < 1500*time.Millisecond {
+		t.Fatalf("6 requests within %v at -rate 1 (burst 4): a crawl-wide limit needs about 2 s; the limiter starts afresh at every level", d.Round(time.Millisecond))
+	}
+}

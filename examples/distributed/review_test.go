@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Review tests: promises of main.go's doc comment and flags and of the
+// README's `examples/distributed` that main_test.go does not check.
+
+func reviewBuild(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "distributed")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// reviewRun runs the binary; hung reports whether the watchdog had to kill
+// it (the durations are hang watchdogs only: a normal run takes seconds).
+func reviewRun(t *testing.T, bin string, watchdog time.Duration, args ...string) (out string, err error, hung bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err = cmd.Run()
+	return b.String(), err, ctx.Err() != nil
+}
+
+// The README's output, line by line, with the numbers that vary left open.
+var reviewOutput = []*regexp.Regexp{
+	regexp.MustCompile(`^(\d+) jobs, (\d+) replicas$`),
+	regexp.MustCompile(`^replica 0: inserted \d+, ignored \d+ duplicates, crashed mid-run$`),
+	regexp.MustCompile(`^replica [1-9]\d*: inserted \d+, ignored \d+ duplicates, drained$`),
+	regexp.MustCompile(`^database: (\d+) rows, (\d+) distinct jobs: every job exactly once: true$`),
+}
+
+// -nats URL: the replicas use a server that the program did not start; a
+// second run against the same server starts afresh ("a rerun against the
+// same server starts afresh"); each prints the README's lines, with every
+// job exactly once; and the work queue is empty afterwards.
+func TestReviewExternalServerTwice(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer srv.WaitForShutdown()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("the NATS server did not start")
+	}
+	bin := reviewBuild(t)
+	for i := range 2 {
+		out, err, hung := reviewRun(t, bin, 3*time.Minute, "-nats", srv.ClientURL(), "-n", "500", "-replicas", "2")
+		if hung || err != nil {
+			t.Fatalf("run %d: err %v, hung %v; output:\n%s", i, err, hung, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 4 {
+			t.Fatalf("run %d: %d lines, want 4:\n%s", i, len(lines), out)
+		}
+		for j, re := range reviewOutput {
+			if !re.MatchString(lines[j]) {
+				t.Fatalf("run %d: line %q does not match %s:\n%s", i, lines[j], re, out)
+			}
+		}
+		if !strings.HasPrefix(out, "500 jobs, 2 replicas\n") || !strings.Contains(out, "database: 500 rows, 500 distinct jobs") {
+			t.Fatalf("run %d:\n%s", i, out)
+		}
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := js.Stream(ctx, "JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Fatalf("%d messages left in the work queue", info.State.Msgs)
+	}
+}
+
+// -crash=false: every replica drains, none crashes, every job once.
+func TestReviewNoCrash(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), config{n: 400, replicas: 2, crash: false}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "crashed") || strings.Count(out.String(), "drained") != 2 ||
+		!strings.Contains(out.String(), "database: 400 rows, 400 distinct jobs: every job exactly once: true") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+}
+
+// -replicas 1 with the default -crash=true: the only replica would crash
+// after 200 jobs and leave the rest to nobody. The command refuses the flags
+// at once (exit 2) instead of waiting for ever, as it used to.
+func TestReviewLoneCrashingReplicaIsRefused(t *testing.T) {
+	bin := reviewBuild(t)
+	out, err, hung := reviewRun(t, bin, 60*time.Second, "-replicas", "1", "-n", "300")
+	if hung {
+		t.Fatalf("-replicas 1 -n 300 still running after 60s: it waits for ever for the jobs its crashed replica left; output:\n%s", out)
+	}
+	if err == nil || !strings.Contains(out, "-crash needs -replicas 2 or more") {
+		t.Fatalf("want the flags refused; err %v, output:\n%s", err, out)
+	}
+}
+
+// run itself, with its only replica crashing: it stops waiting once no
+// replica is left, says what was stored, and fails (it used to wait for
+// ever: its wait loop looked only at the rows stored).
+func TestReviewRunWithNoReplicaLeftFails(t *testing.T) {
+	var out bytes.Buffer
+	errc := make(chan error, 1)
+	go func() { errc <- run(context.Background(), config{n: 300, replicas: 1, crash: true}, &out) }()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "no replica was left") {
+			t.Fatalf("err %v, want the jobs left undone reported; output:\n%s", err, out.String())
+		}
+		if !strings.Contains(out.String(), "every job exactly once: false") || !strings.Contains(out.String(), "crashed mid-run") {
+			t.Fatalf("output:\n%s", out.String())
+		}
+	case <-time.After(60 * time.Second): // a watchdog: a normal run takes seconds
+		t.Fatal("run still waiting 60 s after its only replica crashed")
+	}
+}
