@@ -6,10 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicedev/sluice/examples/internal/cmdtest"
 )
 
 // Review tests: promises of main.go's doc comment, flag help and the
@@ -75,10 +76,7 @@ func TestReviewOneWorkerNeverOverlaps(t *testing.T) {
 // The binary with its default flags prints the crawl and the dead letters
 // and exits 0.
 func TestReviewBinaryDefaultOutput(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "crawl")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := cmdtest.Build(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // hang watchdog only
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin).Output()

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,32 +11,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicedev/sluice/examples/internal/cmdtest"
 )
 
 // Review tests: promises of main.go's doc comment and flags and of the
 // README's `examples/distributed` that main_test.go does not check.
-
-func reviewBuild(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "distributed")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// reviewRun runs the binary; hung reports whether the watchdog had to kill
-// it (the durations are hang watchdogs only: a normal run takes seconds).
-func reviewRun(t *testing.T, bin string, watchdog time.Duration, args ...string) (out string, err error, hung bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var b bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &b, &b
-	err = cmd.Run()
-	return b.String(), err, ctx.Err() != nil
-}
 
 // The README's output, line by line, with the numbers that vary left open.
 var reviewOutput = []*regexp.Regexp{
@@ -63,9 +41,9 @@ func TestReviewExternalServerTwice(t *testing.T) {
 	if !srv.ReadyForConnections(30 * time.Second) {
 		t.Fatal("the NATS server did not start")
 	}
-	bin := reviewBuild(t)
+	bin := cmdtest.Build(t)
 	for i := range 2 {
-		out, err, hung := reviewRun(t, bin, 3*time.Minute, "-nats", srv.ClientURL(), "-n", "500", "-replicas", "2")
+		out, err, hung := cmdtest.Run(t, bin, 3*time.Minute, "-nats", srv.ClientURL(), "-n", "500", "-replicas", "2")
 		if hung || err != nil {
 			t.Fatalf("run %d: err %v, hung %v; output:\n%s", i, err, hung, out)
 		}
@@ -121,8 +99,8 @@ func TestReviewNoCrash(t *testing.T) {
 // after 200 jobs and leave the rest to nobody. The command refuses the flags
 // at once (exit 2) instead of waiting for ever, as it used to.
 func TestReviewLoneCrashingReplicaIsRefused(t *testing.T) {
-	bin := reviewBuild(t)
-	out, err, hung := reviewRun(t, bin, 60*time.Second, "-replicas", "1", "-n", "300")
+	bin := cmdtest.Build(t)
+	out, err, hung := cmdtest.Run(t, bin, 60*time.Second, "-replicas", "1", "-n", "300")
 	if hung {
 		t.Fatalf("-replicas 1 -n 300 still running after 60s: it waits for ever for the jobs its crashed replica left; output:\n%s", out)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/sluicedev/sluice/stage"
+
+	"github.com/sluicedev/sluice/examples/internal/cmdtest"
 )
 
 // Review tests: promises of the README ("ETL in 30 lines") and of main.go's
@@ -31,16 +33,6 @@ func reviewWrite(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// reviewBuild builds the etl binary once per test.
-func reviewBuild(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "etl")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // reviewRunBin runs the binary with a generous hang watchdog.
@@ -210,7 +202,7 @@ func TestReviewBinaryPrintsTheReadmeOutputTwice(t *testing.T) {
 		}
 		want = append(want, l)
 	}
-	bin := reviewBuild(t)
+	bin := cmdtest.Build(t)
 	db := filepath.Join(t.TempDir(), "modules.sqlite")
 	in := dataset(t)
 	var outs [2]string

@@ -3,40 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sluicedev/sluice/examples/internal/cmdtest"
 )
 
 // Review tests: promises of main.go's doc comment and flags and of the
 // README's `examples/kafka` that main_test.go does not check.
-
-func reviewBuild(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kafka")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// reviewRun runs the binary; hung reports whether the watchdog had to kill
-// it (the durations are hang watchdogs only: a normal run takes seconds).
-func reviewRun(t *testing.T, bin string, watchdog time.Duration, args ...string) (out string, err error, hung bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var b bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &b, &b
-	err = cmd.Run()
-	return b.String(), err, ctx.Err() != nil
-}
 
 // reviewCluster is a cluster the program did not start, for -brokers.
 func reviewCluster(t *testing.T, partitions int32) string {
@@ -57,9 +35,9 @@ var reviewMember = regexp.MustCompile(`^member \d+: inserted \d+, ignored \d+ du
 // the output has the README's shape.
 func TestReviewExternalBrokersTwice(t *testing.T) {
 	brokers := reviewCluster(t, 8)
-	bin := reviewBuild(t)
+	bin := cmdtest.Build(t)
 	for i := range 2 {
-		out, err, hung := reviewRun(t, bin, 3*time.Minute, "-brokers", brokers, "-n", "800", "-members", "2")
+		out, err, hung := cmdtest.Run(t, bin, 3*time.Minute, "-brokers", brokers, "-n", "800", "-members", "2")
 		if hung || err != nil {
 			t.Fatalf("run %d: err %v, hung %v; output:\n%s", i, err, hung, out)
 		}
@@ -77,8 +55,8 @@ func TestReviewExternalBrokersTwice(t *testing.T) {
 // whatever the topic had: the number was a constant.)
 func TestReviewHeaderSaysTheTopicsPartitions(t *testing.T) {
 	brokers := reviewCluster(t, 3)
-	bin := reviewBuild(t)
-	out, err, hung := reviewRun(t, bin, 3*time.Minute, "-brokers", brokers, "-n", "300", "-members", "2")
+	bin := cmdtest.Build(t)
+	out, err, hung := cmdtest.Run(t, bin, 3*time.Minute, "-brokers", brokers, "-n", "300", "-members", "2")
 	if hung || err != nil {
 		t.Fatalf("err %v, hung %v; output:\n%s", err, hung, out)
 	}
@@ -108,8 +86,8 @@ func TestReviewNoCrash(t *testing.T) {
 // after 500 orders and leave its partitions to nobody. The command refuses
 // the flags at once (exit 2) instead of waiting for ever, as it used to.
 func TestReviewLoneCrashingMemberIsRefused(t *testing.T) {
-	bin := reviewBuild(t)
-	out, err, hung := reviewRun(t, bin, 60*time.Second, "-members", "1", "-n", "1000")
+	bin := cmdtest.Build(t)
+	out, err, hung := cmdtest.Run(t, bin, 60*time.Second, "-members", "1", "-n", "1000")
 	if hung {
 		t.Fatalf("-members 1 -n 1000 still running after 60s: it waits for ever for the orders its crashed member left; output:\n%s", out)
 	}

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicedev/sluice/stage"
+
+	"github.com/sluicedev/sluice/examples/internal/cmdtest"
 )
 
 // Review tests: the Python original's semantics as the README states them
@@ -149,10 +150,7 @@ func TestReviewLimitOneRunsInOrder(t *testing.T) {
 // The binary: the same -seed gives the same tasks (the same sleeps), ten
 // "starting" and ten "waited" lines, at most -limit running, exit 0.
 func TestReviewBinarySeedIsReproducible(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "tasks")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := cmdtest.Build(t)
 	waits := func() []string {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // hang watchdog only
 		defer cancel()
