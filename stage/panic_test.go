@@ -3,6 +3,7 @@ package stage_test
 import (
 	"context"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/sluicedev/sluice/sink"
@@ -32,6 +33,26 @@ func TestStagePanicBecomesError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRaisedPanicErrorIsReportedAsIs: a panic whose value is a
+// *PanicError (caught elsewhere, raised again) is reported as that
+// *PanicError, in a stage function and in a source's stop alike.
+func TestRaisedPanicErrorIsReportedAsIs(t *testing.T) {
+	orig := &stage.PanicError{Value: "first", Stack: []byte("the original stack")}
+	check := func(what string, err error) {
+		t.Helper()
+		var pe *stage.PanicError
+		if !errors.As(err, &pe) || pe != orig {
+			t.Fatalf("%s: err = %v, want the raised *PanicError itself", what, err)
+		}
+	}
+	_, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(1)), func(context.Context, int) (int, error) { panic(orig) }))
+	check("stage function", err)
+	_, err = sink.Count(context.Background(), stage.Source(func(context.Context) (func(context.Context) (int, error), func()) {
+		return func(context.Context) (int, error) { return 0, io.EOF }, func() { panic(orig) }
+	}))
+	check("source stop", err)
 }
 
 func TestPanicValueErrorIsVisible(t *testing.T) {
