@@ -34,8 +34,9 @@ func (a *recordAck) Done(err error) {
 	}
 }
 
-// deadLetterWait bounds the wait for the broker to confirm a dead letter.
-const deadLetterWait = 30 * time.Second
+// deadLetterWait bounds the wait for the broker to confirm a dead letter
+// (a variable for the tests).
+var deadLetterWait = 30 * time.Second
 
 // deadLetter sends h to the dead-letter topic and settles it, or, without
 // one (or if the broker refuses it), fails the run with reason.

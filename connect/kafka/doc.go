@@ -30,7 +30,13 @@
 // again: the run takes nothing more. It stays uncommitted, and the next
 // owner of its partition gets it again. A dead letter is written with a
 // synchronous produce from the goroutine that settled the record (a worker
-// or the sink's), waiting up to 30 s for the broker.
+// or the sink's), waiting up to 30 s for the broker, even when the run is
+// aborted meanwhile: a run ends only once its dead letters in flight were
+// confirmed or gave up. One that gives up (the 30 s passed, or the broker
+// refused it) fails the run, and its record is not committed: the next
+// owner of its partition gets it again. (The source's client produces with
+// kgo.AllowIdempotentProduceCancellation so that the 30 s bound holds for a
+// request already sent; kopts must not set a transactional id.)
 //
 // # Ordering
 //

@@ -71,7 +71,9 @@ func DeadLetter(topic string) Option {
 // assigned, revoked or lost, and every commit (with its offsets). Within a
 // run, f is called from the source's goroutines one call at a time (runs
 // of one Source at the same time are several members: they may call f at
-// once); it should be quick. OnEvent panics if f is nil.
+// once); it should be quick. A panic in f fails the run with a
+// *stage.SourceError wrapping a *stage.PanicError, and f is called no more
+// in that run. OnEvent panics if f is nil.
 func OnEvent(f func(Event)) Option {
 	if f == nil {
 		panic("sluice: kafka.OnEvent: nil function")

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,6 +17,10 @@ type Published struct {
 	Records atomic.Int64 // records the brokers confirmed
 }
 
+// ErrNilRecord is the error of an item for which Publish's record function
+// returned neither a record nor an error.
+var ErrNilRecord = errors.New("kafka: Publish: the record function returned a nil record and no error")
+
 // Publish is a sink: it runs s and produces each item with cl, as the
 // record that record makes of it (give it a Key to keep a key's items in
 // one partition, in order), waiting for the broker to confirm the write
@@ -23,9 +28,17 @@ type Published struct {
 // acknowledgement released) only once its record was confirmed. Publish is
 // written with sink.ForEach and reports as it does: a failed produce, or an
 // error or panic in record, ends the run with a *stage.Error (Stage
-// "foreach") wrapping it; forwarded errors come back in a
-// *sink.ForwardedError. counts may be nil. Publish panics if cl or record
-// is nil (and, as every sink, in stage.Run, if s is the zero Stream).
+// "foreach") wrapping it (a nil record without an error: [ErrNilRecord]);
+// forwarded errors come back in a *sink.ForwardedError. counts may be nil.
+// Publish panics if cl or record is nil (and, as every sink, in stage.Run,
+// if s is the zero Stream).
+//
+// Cancelling ctx ends the wait for a produce only if cl may fail a record
+// it already sent: a client that produces idempotently (franz-go's
+// default) waits for the broker's answer or its own delivery timeout, and
+// Publish with it. Give cl kgo.AllowIdempotentProduceCancellation (or
+// kgo.DisableIdempotentWrite) for a Publish that returns at once; a record
+// cancelled in flight may still be written, as at-least-once allows.
 func Publish[T any](ctx context.Context, cl *kgo.Client, s stage.Stream[T], record func(T) (*kgo.Record, error), counts *Published) error {
 	if cl == nil || record == nil {
 		panic("sluice: kafka.Publish: nil client or record function")
@@ -37,6 +50,9 @@ func Publish[T any](ctx context.Context, cl *kgo.Client, s stage.Stream[T], reco
 		r, err := record(v)
 		if err != nil {
 			return err
+		}
+		if r == nil {
+			return ErrNilRecord
 		}
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			return err

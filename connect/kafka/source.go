@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicedev/sluice/internal/guard"
 	"github.com/sluicedev/sluice/stage"
 )
 
@@ -20,8 +21,9 @@ import (
 // the topics with kgo.ConsumeTopics), joins, takes records as the pipeline
 // is ready for them, and commits offsets as the package documentation
 // says ("Offsets"); when the run ends, it commits what is settled, leaves
-// the group and closes the client. The source sets kgo.DisableAutoCommit
-// and the OnPartitions callbacks itself (options of kopts for them are
+// the group and closes the client. The source sets kgo.DisableAutoCommit,
+// kgo.AllowIdempotentProduceCancellation (for its dead letters) and the
+// OnPartitions callbacks itself (options of kopts for them are
 // overridden).
 //
 // Every record carries an acknowledgement (see stage.Ack): settle it by
@@ -77,6 +79,7 @@ type member struct {
 
 	mu    sync.Mutex
 	err   error         // the run fails with it: next returns it
+	told  bool          // next returned err (else close raises it)
 	parts map[tp]*part  // owned partitions
 	ready []*held       // polled, in order, not taken yet
 	again []*held       // failed, to be tried again first
@@ -89,6 +92,9 @@ type member struct {
 	commitMu  sync.Mutex  // one commit at a time; a revoke's is the last for its partitions
 	committer sync.WaitGroup
 	eventMu   sync.Mutex // OnEvent calls one at a time
+	// eventPanic is the first panic of the OnEvent function, which is then
+	// called no more (under eventMu).
+	eventPanic *stage.PanicError
 }
 
 func newMember(cfg config) *member {
@@ -99,6 +105,10 @@ func newMember(cfg config) *member {
 func (m *member) open(kopts []kgo.Opt) {
 	kopts = append(kopts,
 		kgo.DisableAutoCommit(),
+		// A dead letter's produce may be failed once sent, so that its
+		// wait is bounded (see deadLetter); a duplicate dead letter is
+		// what at-least-once allows.
+		kgo.AllowIdempotentProduceCancellation(),
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(m.revoked),
 		kgo.OnPartitionsLost(m.lost))
@@ -130,6 +140,7 @@ func (m *member) next(ctx context.Context) (*held, error) {
 		m.mu.Lock()
 		if m.err != nil {
 			err := m.err
+			m.told = true
 			m.mu.Unlock()
 			return nil, err
 		}
@@ -424,6 +435,12 @@ func (m *member) letGo(only map[tp]bool) {
 // is settled, stops the committer, and closes the client, which leaves the
 // group (after a join in progress has finished, which may take up to the
 // group's rebalance timeout).
+//
+// A failure next never reported (one after the run took its last record:
+// a drain, a panic of the OnEvent function in the final commit, a dead
+// letter given up) is raised once the client is closed, so that the run
+// fails with it (a *stage.SourceError: the engine turns a panic of a
+// source's stop function into one; a *stage.PanicError is raised as is).
 func (m *member) close() {
 	if m.cl == nil {
 		return
@@ -432,8 +449,22 @@ func (m *member) close() {
 	m.committer.Wait()
 	m.commit(context.Background(), nil)
 	m.cl.Close()
+	m.mu.Lock()
+	err, told := m.err, m.told
+	m.mu.Unlock()
+	if err != nil && !told {
+		if pe := (*stage.PanicError)(nil); errors.As(err, &pe) {
+			panic(pe)
+		}
+		panic(err)
+	}
 }
 
+// event calls the OnEvent function, if any, one call at a time. It runs in
+// the source's goroutines and in the client's (its partition callbacks),
+// so a panic of the function must not escape: its first fails the run
+// with a *stage.SourceError wrapping the *stage.PanicError (see fail), and
+// the function is called no more.
 func (m *member) event(e Event) {
 	if m.cfg.onEvent == nil {
 		return
@@ -443,7 +474,13 @@ func (m *member) event(e Event) {
 	m.mu.Unlock()
 	m.eventMu.Lock()
 	defer m.eventMu.Unlock()
-	m.cfg.onEvent(e)
+	if m.eventPanic != nil {
+		return
+	}
+	if rec := guard.Call(func() { m.cfg.onEvent(e) }); rec != nil {
+		m.eventPanic = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
+		m.fail(fmt.Errorf("kafka: OnEvent: %w", m.eventPanic))
+	}
 }
 
 // tpSet is the set of the partitions given.
