@@ -54,9 +54,21 @@ func (m *member) deadLetter(h *held, reason error) {
 		kgo.RecordHeader{Key: "sluice-offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
 		kgo.RecordHeader{Key: "sluice-attempts", Value: []byte(strconv.Itoa(h.attempts))})
 	dead := &kgo.Record{Topic: m.cfg.dlq, Key: r.Key, Value: r.Value, Headers: headers}
-	ctx, cancel := context.WithTimeout(context.Background(), deadLetterWait)
-	defer cancel()
-	if err := m.cl.ProduceSync(ctx, dead).FirstErr(); err != nil {
+	// Not ProduceSync with a deadline: a client that produces idempotently
+	// (the default) cannot fail a record it has sent, so the deadline
+	// would not end the wait. The promise may come after the give-up; its
+	// channel has room for it.
+	confirmed := make(chan error, 1)
+	m.cl.Produce(context.Background(), dead, func(_ *kgo.Record, err error) { confirmed <- err })
+	t := time.NewTimer(deadLetterWait)
+	defer t.Stop()
+	var err error
+	select {
+	case err = <-confirmed:
+	case <-t.C:
+		err = fmt.Errorf("not confirmed within %v: %w", deadLetterWait, context.DeadlineExceeded)
+	}
+	if err != nil {
 		m.fail(fmt.Errorf("kafka: dead-lettering record %s: %w", where, err))
 		return
 	}

@@ -34,9 +34,8 @@
 // aborted meanwhile: a run ends only once its dead letters in flight were
 // confirmed or gave up. One that gives up (the 30 s passed, or the broker
 // refused it) fails the run, and its record is not committed: the next
-// owner of its partition gets it again. (The source's client produces with
-// kgo.AllowIdempotentProduceCancellation so that the 30 s bound holds for a
-// request already sent; kopts must not set a transactional id.)
+// owner of its partition gets it again (and the dead letter may still be
+// written later: a duplicate, as at-least-once allows).
 //
 // # Ordering
 //

@@ -21,9 +21,8 @@ import (
 // the topics with kgo.ConsumeTopics), joins, takes records as the pipeline
 // is ready for them, and commits offsets as the package documentation
 // says ("Offsets"); when the run ends, it commits what is settled, leaves
-// the group and closes the client. The source sets kgo.DisableAutoCommit,
-// kgo.AllowIdempotentProduceCancellation (for its dead letters) and the
-// OnPartitions callbacks itself (options of kopts for them are
+// the group and closes the client. The source sets kgo.DisableAutoCommit
+// and the OnPartitions callbacks itself (options of kopts for them are
 // overridden).
 //
 // Every record carries an acknowledgement (see stage.Ack): settle it by
@@ -105,10 +104,6 @@ func newMember(cfg config) *member {
 func (m *member) open(kopts []kgo.Opt) {
 	kopts = append(kopts,
 		kgo.DisableAutoCommit(),
-		// A dead letter's produce may be failed once sent, so that its
-		// wait is bounded (see deadLetter); a duplicate dead letter is
-		// what at-least-once allows.
-		kgo.AllowIdempotentProduceCancellation(),
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(m.revoked),
 		kgo.OnPartitionsLost(m.lost))
