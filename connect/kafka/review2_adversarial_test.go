@@ -541,7 +541,9 @@ func TestReview2RunCallbackPanicChild(t *testing.T) {
 	produceTo(t, addrs, "jobs", 0, 0, n)
 	recs := kafka.Source(memberOpts(addrs, "g", "jobs"), decodeInt, kafka.CommitInterval(time.Hour), l.option())
 	recovered := make(chan any, 1)
+	exited := make(chan struct{}) // closed once the panic is recovered and the stack unwound
 	go func() {
+		defer close(exited)
 		defer func() { recovered <- recover() }()
 		_ = stage.Run(context.Background(), recs, func(_ context.Context, r kafka.Record[int], err error) error {
 			if err != nil {
@@ -563,6 +565,10 @@ func TestReview2RunCallbackPanicChild(t *testing.T) {
 	if fmt.Sprint(v) != "run callback exploded" {
 		t.Fatalf("recovered %v; want the callback's panic", v)
 	}
+	// The goroutine that recovered still holds the panicking frames (Run's
+	// among them) until its deferred calls return: the leak check looks
+	// once it has.
+	<-exited
 	checkNoLeak(t, "stage.Run panic")
 	got := committedNow(t, addrs, "g", "jobs", 1)[0]
 	fmt.Printf("CHILD: after the panic at %d, committed %d\n", x, got)
