@@ -60,10 +60,7 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // PanicError is a panic in user code (a source function, a stage function,
 // a sink callback) turned into an error. It reaches the caller wrapped in an
 // *[Error] or a *[SourceError], so the process never crashes because a user
-// function panicked. A panic whose value is a *PanicError (one recovered
-// elsewhere and raised again, as a connector does with a panic it caught in
-// a goroutine of its own) is reported as that *PanicError, with its
-// original value and stack.
+// function panicked.
 type PanicError struct {
 	// Value is the value passed to panic.
 	Value any
@@ -83,11 +80,12 @@ func (e *PanicError) Unwrap() error {
 }
 
 func panicError(rec *panics.Recovered) *PanicError {
-	if pe, ok := rec.Value.(*PanicError); ok && pe != nil {
-		return pe // raised again: already the user's panic
-	}
 	return &PanicError{Value: rec.Value, Stack: rec.Stack}
 }
+
+// ErrNoToken is the error of an attempt whose [SharedRateLimit] limiter can
+// never give a token (see there).
+var ErrNoToken = errors.New("sluice: the rate limiter can give no token (a burst of 0, or a limit of 0 once its burst is spent)")
 
 // ErrNilTask is the item error of a nil task in [Concurrent].
 var ErrNilTask = errors.New("sluice: nil task")

@@ -35,24 +35,33 @@ func TestStagePanicBecomesError(t *testing.T) {
 	}
 }
 
-// TestRaisedPanicErrorIsReportedAsIs: a panic whose value is a
-// *PanicError (caught elsewhere, raised again) is reported as that
-// *PanicError, in a stage function and in a source's stop alike.
-func TestRaisedPanicErrorIsReportedAsIs(t *testing.T) {
-	orig := &stage.PanicError{Value: "first", Stack: []byte("the original stack")}
-	check := func(what string, err error) {
-		t.Helper()
-		var pe *stage.PanicError
-		if !errors.As(err, &pe) || pe != orig {
-			t.Fatalf("%s: err = %v, want the raised *PanicError itself", what, err)
-		}
+// TestStopReportsASourceError: a source's stop that panics with a
+// *SourceError (a failure found after the last item) fails the run with
+// that error as it is; a stop that panics otherwise fails it with a
+// *SourceError wrapping the *PanicError; a run cut short first reports
+// what cut it short.
+func TestStopReportsASourceError(t *testing.T) {
+	late := &stage.SourceError{Err: errors.New("found at stop")}
+	src := func(v any) stage.Stream[int] {
+		return stage.Source(func(context.Context) (func(context.Context) (int, error), func()) {
+			return func(context.Context) (int, error) { return 0, io.EOF }, func() { panic(v) }
+		})
 	}
-	_, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(1)), func(context.Context, int) (int, error) { panic(orig) }))
-	check("stage function", err)
-	_, err = sink.Count(context.Background(), stage.Source(func(context.Context) (func(context.Context) (int, error), func()) {
-		return func(context.Context) (int, error) { return 0, io.EOF }, func() { panic(orig) }
-	}))
-	check("source stop", err)
+	_, err := sink.Count(context.Background(), src(late))
+	if se := (*stage.SourceError)(nil); !errors.As(err, &se) || se != late {
+		t.Fatalf("stop raised a *SourceError: err = %v, want that error as it is", err)
+	}
+	_, err = sink.Count(context.Background(), src("boom"))
+	var se *stage.SourceError
+	var pe *stage.PanicError
+	if !errors.As(err, &se) || !errors.As(err, &pe) || pe.Value != "boom" {
+		t.Fatalf("stop panicked: err = %v, want a *SourceError wrapping the *PanicError", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err = sink.Count(ctx, src(late)); !errors.Is(err, context.Canceled) || errors.Is(err, late) {
+		t.Fatalf("cancelled run whose stop raised: err = %v, want the cancellation", err)
+	}
 }
 
 func TestPanicValueErrorIsVisible(t *testing.T) {

@@ -436,7 +436,11 @@ func (r *run) finish() {
 	r.hooks.Wait()
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
 		if rec := guard.Call(r.cleanups[i]); rec != nil && r.srcErr == nil {
-			r.srcErr = &SourceError{Err: panicError(rec)}
+			if se, ok := rec.Value.(*SourceError); ok && se != nil {
+				r.srcErr = se // a failure the source found after its last item (see Source)
+			} else {
+				r.srcErr = &SourceError{Err: panicError(rec)}
+			}
 		}
 	}
 }

@@ -25,7 +25,12 @@ import (
 // other error (or a panic in open, next or stop) becomes a *[SourceError]
 // that ends the run: items produced before it still go through, then the
 // sink returns it. stop is called once every goroutine of the run has
-// exited, whether the run succeeded, failed or stopped early.
+// exited, whether the run succeeded, failed or stopped early. A source that
+// finds a failure after its last item (a connector whose acknowledgements
+// fail during a drain, when next is no longer called) reports it by
+// panicking in stop with a *SourceError: the run fails with that error as
+// it is, unless its result was decided first (a failure, a cancellation, an
+// early stop).
 //
 // next may wait for outside events (a channel, a socket, a queue) as long as
 // it likes: a stage's workers call it from goroutines of their own. If next
