@@ -119,8 +119,10 @@ func RateLimit(perSecond float64, burst int) Option {
 // for a backend that per-request fan-outs call, or the levels of a crawl
 // each run in turn. Each attempt takes a token of l before it starts, as
 // under RateLimit (and outside [Timeout]), waiting as long as it takes
-// unless the run ends. The last of RateLimit and SharedRateLimit given to a
-// stage wins. SharedRateLimit panics if l is nil.
+// unless the run ends; if l can never give one (its burst is 0, or its
+// limit is 0 and its burst spent), the attempt fails with [ErrNoToken]
+// instead of waiting for ever. The last of RateLimit and SharedRateLimit
+// given to a stage wins. SharedRateLimit panics if l is nil.
 func SharedRateLimit(l *rate.Limiter) Option {
 	if l == nil {
 		panic("sluice: stage.SharedRateLimit: nil limiter")
@@ -128,8 +130,9 @@ func SharedRateLimit(l *rate.Limiter) Option {
 	return Option{apply: func(c *config, _ int) { c.rateLimit = rateLimit{shared: l} }}
 }
 
-// forRun returns the stage's configuration for one run: a fresh rate
-// limiter and error handler, and the stage's observer; in is its input.
+// forRun returns the stage's configuration for one run: its rate limiter
+// (a fresh one, or the shared one), a fresh error handler, and the stage's
+// observer; in is its input.
 func (c config) forRun(r *run, in *node) config {
 	c.pos = r.nextStage()
 	c.obs = r.observe(&c, in.expected())
@@ -216,6 +219,10 @@ func (p *processor[In, Out]) attempt(ctx context.Context, v In, emit emitter[Out
 func waitToken(ctx context.Context, l *rate.Limiter) error {
 	res := l.Reserve()
 	d := res.Delay()
+	if !res.OK() || d > rate.InfDuration/2 { // InfDuration less the time since it was reserved
+		res.Cancel()
+		return ErrNoToken // it would wait for ever
+	}
 	if d == 0 {
 		return nil
 	}

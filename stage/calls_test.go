@@ -248,3 +248,20 @@ func TestSharedRateLimitHoldsAcrossRunsAndStages(t *testing.T) {
 		t.Fatalf("%.3f tokens left: the RateLimit given last took them from the shared bucket", tokens)
 	}
 }
+
+// TestSharedRateLimitThatCanGiveNoToken: a limiter that can never give a
+// token fails the attempt with ErrNoToken instead of waiting for ever
+// (hangGuard fails the test if the run hangs).
+func TestSharedRateLimitThatCanGiveNoToken(t *testing.T) {
+	for _, l := range []*rate.Limiter{rate.NewLimiter(10, 0), rate.NewLimiter(0, 1)} {
+		hangGuard(t, func() {
+			n, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(3)), double,
+				stage.Workers(1), stage.SharedRateLimit(l), stage.OnError(stage.Forward)))
+			want := 3 - min(l.Burst(), 3)
+			var fe *sink.ForwardedError
+			if !errors.Is(err, stage.ErrNoToken) || !errors.As(err, &fe) || fe.Count != want || n != 3-want {
+				t.Errorf("limit %v, burst %d: %d items, %v; want %d failed with ErrNoToken", l.Limit(), l.Burst(), n, err, want)
+			}
+		})
+	}
+}
