@@ -56,16 +56,17 @@ func (m *member) deadLetter(h *held, reason error) {
 	dead := &kgo.Record{Topic: m.cfg.dlq, Key: r.Key, Value: r.Value, Headers: headers}
 	// Not ProduceSync with a deadline: a client that produces idempotently
 	// (the default) cannot fail a record it has sent, so the deadline
-	// would not end the wait. The promise may come after the give-up; its
-	// channel has room for it.
+	// would not end the wait. The deadline still bounds Produce's wait for
+	// room in the client's buffer. The promise may come after the give-up;
+	// its channel has room for it.
+	ctx, cancel := context.WithTimeout(context.Background(), deadLetterWait)
+	defer cancel()
 	confirmed := make(chan error, 1)
-	m.cl.Produce(context.Background(), dead, func(_ *kgo.Record, err error) { confirmed <- err })
-	t := time.NewTimer(deadLetterWait)
-	defer t.Stop()
+	m.cl.Produce(ctx, dead, func(_ *kgo.Record, err error) { confirmed <- err })
 	var err error
 	select {
 	case err = <-confirmed:
-	case <-t.C:
+	case <-ctx.Done():
 		err = fmt.Errorf("not confirmed within %v: %w", deadLetterWait, context.DeadlineExceeded)
 	}
 	if err != nil {

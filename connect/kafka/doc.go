@@ -30,12 +30,14 @@
 // again: the run takes nothing more. It stays uncommitted, and the next
 // owner of its partition gets it again. A dead letter is written with a
 // synchronous produce from the goroutine that settled the record (a worker
-// or the sink's), waiting up to 30 s for the broker, even when the run is
-// aborted meanwhile: a run ends only once its dead letters in flight were
-// confirmed or gave up. One that gives up (the 30 s passed, or the broker
-// refused it) fails the run, and its record is not committed: the next
-// owner of its partition gets it again (and the dead letter may still be
-// written later: a duplicate, as at-least-once allows).
+// or the sink's; the source's own for a record decode rejected), waiting up
+// to 30 s for the broker, even when the run is aborted meanwhile: a run
+// ends only once its dead letters in flight were confirmed or gave up. One
+// that gives up (the 30 s passed, or the broker refused it) fails the run
+// (unless the run was cut short first: a cancellation, an early stop), and
+// its record is not committed: the next owner of its partition gets it
+// again (and the dead letter may still be written later: a duplicate, as
+// at-least-once allows).
 //
 // # Ordering
 //

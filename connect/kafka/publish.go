@@ -33,10 +33,10 @@ var ErrNilRecord = errors.New("kafka: Publish: the record function returned a ni
 // Publish panics if cl or record is nil (and, as every sink, in stage.Run,
 // if s is the zero Stream).
 //
-// Cancelling ctx ends the wait for a produce only if cl may fail a record
-// it already sent: a client that produces idempotently (franz-go's
-// default) waits for the broker's answer or its own delivery timeout, and
-// Publish with it. Give cl kgo.AllowIdempotentProduceCancellation (or
+// Cancelling ctx fails a record cl has not sent yet; one it has sent is
+// given up only if cl may fail a sent record: a client that produces
+// idempotently (franz-go's default) waits for the broker's answer or its
+// own delivery timeout, and Publish with it. Give cl kgo.AllowIdempotentProduceCancellation (or
 // kgo.DisableIdempotentWrite) for a Publish that returns at once; a record
 // cancelled in flight may still be written, as at-least-once allows.
 func Publish[T any](ctx context.Context, cl *kgo.Client, s stage.Stream[T], record func(T) (*kgo.Record, error), counts *Published) error {

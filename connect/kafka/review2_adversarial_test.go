@@ -957,6 +957,40 @@ func TestReview2DeadLetterGivenUpDuringDrainFailsTheRun(t *testing.T) {
 	l.verify(t)
 }
 
+// The same for a record decode rejects, whose dead letter is produced from
+// inside the source's next: the drain ends the source's context while the
+// dead letter waits, and the engine ends a drained stream quietly on the
+// error next then returns. The run must still fail, and commit nothing past
+// the record. (It returned nil: the failure was returned by next, so close
+// did not raise it.)
+func TestReview2UndecodableDeadLetterGivenUpDuringDrainFailsTheRun(t *testing.T) {
+	defer kafka.SetDeadLetterWait(2 * time.Second)()
+	const bad = 5
+	c, addrs := newCluster(t, 1, "jobs", "dlq")
+	g := r2GateProduce(c, "dlq", false)
+	defer g.release()
+	produceTo(t, addrs, "jobs", 0, 0, bad)
+	produceRecs(t, addrs, &kgo.Record{Topic: "jobs", Partition: 0, Value: []byte("not an int")})
+	produceTo(t, addrs, "jobs", 0, bad+1, 5)
+	stop, drain := context.WithCancel(context.Background())
+	defer drain()
+	recs := kafka.Source(memberOpts(addrs, "g", "jobs"), decodeInt, kafka.DeadLetter("dlq"), kafka.CommitInterval(time.Hour))
+	errc := goRun(func() error {
+		return sink.ForEach(context.Background(), stage.Until(recs, stop), func(context.Context, kafka.Record[int]) error { return nil })
+	})
+	r2Wait(t, "the dead letter held at the broker", g.held)
+	drain()
+	err := waitErr(t, "the drained run whose dead letter gave up", errc)
+	var se *stage.SourceError
+	if !errors.As(err, &se) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("drained run: %v, want a *stage.SourceError for the dead letter that gave up", err)
+	}
+	checkNoLeak(t, "an undecodable record's dead letter given up during a drain")
+	if got := committedNow(t, addrs, "g", "jobs", 1)[0]; got > bad {
+		t.Errorf("committed %d, past the undecodable record %d whose dead letter was never confirmed", got, bad)
+	}
+}
+
 // ---------------------------------------------------------------- cancellation
 
 // Cancellation while the source waits for records (assigned, topic empty):

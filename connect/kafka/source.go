@@ -78,7 +78,6 @@ type member struct {
 
 	mu    sync.Mutex
 	err   error         // the run fails with it: next returns it
-	told  bool          // next returned err (else close raises it)
 	parts map[tp]*part  // owned partitions
 	ready []*held       // polled, in order, not taken yet
 	again []*held       // failed, to be tried again first
@@ -135,7 +134,6 @@ func (m *member) next(ctx context.Context) (*held, error) {
 		m.mu.Lock()
 		if m.err != nil {
 			err := m.err
-			m.told = true
 			m.mu.Unlock()
 			return nil, err
 		}
@@ -431,11 +429,12 @@ func (m *member) letGo(only map[tp]bool) {
 // group (after a join in progress has finished, which may take up to the
 // group's rebalance timeout).
 //
-// A failure next never reported (one after the run took its last record:
-// a drain, a panic of the OnEvent function in the final commit, a dead
-// letter given up) is raised once the client is closed, so that the run
-// fails with it (a *stage.SourceError: the engine turns a panic of a
-// source's stop function into one; a *stage.PanicError is raised as is).
+// The run's failure, if any, is raised once the client is closed, as a
+// *stage.SourceError (see stage.Source): next may not have reported it
+// (one after the run took its last record: a drain, the final commit's
+// OnEvent, a dead letter given up), or the engine may have ended the
+// stream quietly on it (a drain). A failure the run already reported
+// changes nothing.
 func (m *member) close() {
 	if m.cl == nil {
 		return
@@ -445,13 +444,10 @@ func (m *member) close() {
 	m.commit(context.Background(), nil)
 	m.cl.Close()
 	m.mu.Lock()
-	err, told := m.err, m.told
+	err := m.err
 	m.mu.Unlock()
-	if err != nil && !told {
-		if pe := (*stage.PanicError)(nil); errors.As(err, &pe) {
-			panic(pe)
-		}
-		panic(err)
+	if err != nil {
+		panic(&stage.SourceError{Err: err})
 	}
 }
 
