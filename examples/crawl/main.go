@@ -37,6 +37,10 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", 200*time.Millisecond, "timeout per request")
 	flag.IntVar(&cfg.attempts, "attempts", 3, "attempts per URL")
 	flag.Parse()
+	if cfg.workers < 1 || !(cfg.rate > 0) || cfg.timeout <= 0 || cfg.attempts < 1 {
+		fmt.Fprintln(os.Stderr, "crawl: want -workers, -attempts 1 or more, and -rate, -timeout more than 0")
+		os.Exit(2)
+	}
 	s := newSite()
 	defer s.Close()
 	res, err := crawl(context.Background(), s.URL, cfg)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -107,13 +108,12 @@ dead letters (2):
 // "-rate: requests per second, at most" (and the doc comment: "at most -rate
 // per second"). With a rate of 1 per second and the burst of -workers (4)
 // that crawl gives the limiter, a limit over the whole crawl lets the 6th
-// request through no sooner than (6-4)/1 = 2 s after the first's token
-// (the test asks 1.5 s between the requests' arrivals, for the time the
-// first spent on its way). (The crawl used to build a RateLimit, hence a
-// full token bucket, for every level of links: levels 1, 2 and 3 made
-// 1+3+4 = 8 requests at once.) The test fails only if requests come too
-// fast (a loaded machine can only slow them down); it stops the crawl at
-// the 6th request.
+// request through no sooner than (6-4)/1 = 2 s after the bucket was made,
+// which is after the test began. (The crawl used to build a RateLimit,
+// hence a full token bucket, for every level of links: levels 1, 2 and 3
+// made 1+3+4 = 8 requests at once.) The test fails only if requests come
+// too fast (a loaded machine can only slow them down); it stops the crawl
+// at the 6th request.
 func TestReviewRateLimitHoldsAcrossLevels(t *testing.T) {
 	s := &site{requests: map[string]int{}}
 	var mu sync.Mutex
@@ -131,6 +131,7 @@ func TestReviewRateLimitHoldsAcrossLevels(t *testing.T) {
 	defer s.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	began := time.Now()
 	go func() {
 		defer close(done)
 		crawl(ctx, s.URL, config{workers: 4, rate: 1, timeout: 100 * time.Millisecond, attempts: 1})
@@ -144,7 +145,20 @@ func TestReviewRateLimitHoldsAcrossLevels(t *testing.T) {
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	if d := times[5].Sub(times[0]); d < 1500*time.Millisecond {
-		t.Fatalf("6 requests within %v at -rate 1 (burst 4): a crawl-wide limit needs about 2 s; the limiter starts afresh at every level", d.Round(time.Millisecond))
+	if d := times[5].Sub(began); d < 2*time.Second {
+		t.Fatalf("6 requests within %v at -rate 1 (burst 4): a crawl-wide limit needs 2 s; the limiter starts afresh at every level", d.Round(time.Millisecond))
+	}
+}
+
+// Flags that would make the crawl wait for ever (no token, no worker) are
+// refused at once with exit 2.
+func TestReviewImpossibleFlagsAreRefused(t *testing.T) {
+	bin := cmdtest.Build(t)
+	for _, args := range [][]string{{"-rate", "0"}, {"-rate", "-5"}, {"-workers", "0"}, {"-attempts", "0"}, {"-timeout", "0s"}} {
+		out, err, hung := cmdtest.Run(t, bin, 2*time.Minute, args...)
+		var exit *exec.ExitError
+		if hung || !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Errorf("%v: err %v, hung %v, want exit 2; output:\n%s", args, err, hung, out)
+		}
 	}
 }
