@@ -643,7 +643,7 @@ func TestReview2OnEventPanicChild(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if gs := runGoroutines(); len(gs) > 0 {
-		t.Errorf("DEFECT: %s: %d franz-go goroutines still running 30 s after the sink returned (the source's client was not closed); first:\n%s", mode, len(gs), gs[0])
+		t.Errorf("%s: %d franz-go goroutines still running 30 s after the sink returned (the source's client was not closed); first:\n%s", mode, len(gs), gs[0])
 	}
 	l.verify(t)
 }

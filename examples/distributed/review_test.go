@@ -19,9 +19,11 @@ import (
 // README's `examples/distributed` that main_test.go does not check.
 
 // The README's output, line by line, with the numbers that vary left open.
+// Replica 0 crashes once it has stored 200 jobs, which it may not reach
+// when the others take most of a small run: it may then drain.
 var reviewOutput = []*regexp.Regexp{
 	regexp.MustCompile(`^(\d+) jobs, (\d+) replicas$`),
-	regexp.MustCompile(`^replica 0: inserted \d+, ignored \d+ duplicates, crashed mid-run$`),
+	regexp.MustCompile(`^replica 0: inserted \d+, ignored \d+ duplicates, (crashed mid-run|drained)$`),
 	regexp.MustCompile(`^replica [1-9]\d*: inserted \d+, ignored \d+ duplicates, drained$`),
 	regexp.MustCompile(`^database: (\d+) rows, (\d+) distinct jobs: every job exactly once: true$`),
 }
