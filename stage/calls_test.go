@@ -249,6 +249,38 @@ func TestSharedRateLimitHoldsAcrossRunsAndStages(t *testing.T) {
 	}
 }
 
+// TestSharedRateLimitTokenPerAttemptOutsideTimeout: each attempt under
+// Retry takes a token of the shared bucket, and the wait for one is not
+// part of the attempt's Timeout (a wait of about a second under a 10 ms
+// timeout: the call itself ignores its ctx, so only a wait inside the
+// timeout could fail it).
+func TestSharedRateLimitTokenPerAttemptOutsideTimeout(t *testing.T) {
+	l := rate.NewLimiter(1e-6, 5)
+	calls := 0
+	flakyTwice := func(_ context.Context, x int) (int, error) {
+		if calls++; calls <= 2 {
+			return 0, errors.New("again")
+		}
+		return x, nil
+	}
+	if n, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(1)), flakyTwice,
+		stage.Workers(1), stage.Retry(3, 0), stage.SharedRateLimit(l))); n != 1 || err != nil {
+		t.Fatalf("%d, %v", n, err)
+	}
+	if tokens := l.Tokens(); tokens < 1.99 || tokens > 2.01 {
+		t.Fatalf("%.3f tokens left after 3 attempts from a bucket of 5, want 2", tokens)
+	}
+	slow := rate.NewLimiter(1, 1)
+	slow.Reserve() // the next token comes in a second
+	hangGuard(t, func() {
+		n, err := sink.Count(context.Background(), stage.Map(source.Slice(ints(1)), double,
+			stage.Timeout(10*time.Millisecond), stage.SharedRateLimit(slow)))
+		if n != 1 || err != nil {
+			t.Errorf("a call whose token came after its timeout's length: %d, %v; want it to succeed", n, err)
+		}
+	})
+}
+
 // TestSharedRateLimitThatCanGiveNoToken: a limiter that can never give a
 // token fails the attempt with ErrNoToken instead of waiting for ever
 // (hangGuard fails the test if the run hangs).

@@ -602,7 +602,11 @@ func TestReview2OnEventPanicChild(t *testing.T) {
 	l.watch(c)
 	produceTo(t, addrs, "jobs", 0, 0, n)
 	var panicked atomic.Bool
+	var after atomic.Int64 // calls after the panic: OnEvent says there are none
 	onEvent := func(e kafka.Event) {
+		if panicked.Load() {
+			after.Add(1)
+		}
 		l.onEvent(e)
 		if (mode == "assigned" && e.Kind == kafka.Assigned && len(e.Partitions) > 0) ||
 			(mode == "committed" && e.Kind == kafka.Committed) {
@@ -634,6 +638,9 @@ func TestReview2OnEventPanicChild(t *testing.T) {
 	}
 	if !errors.As(err, &se) || !errors.As(err, &pe) || pe.Value != "OnEvent exploded" {
 		t.Errorf("the run returned %v, want a *stage.SourceError wrapping the *stage.PanicError", err)
+	}
+	if n := after.Load(); n > 0 {
+		t.Errorf("%s: OnEvent called %d times after its panic, want none", mode, n)
 	}
 	if gs := sluiceGoroutines(); len(gs) > 0 {
 		t.Errorf("%s: %d goroutines of sluice still there when the sink returned", mode, len(gs))
