@@ -78,7 +78,10 @@ func Backoff(base, max time.Duration) SourceOption {
 
 // OnAckError is called when an acknowledgement cannot be sent (the
 // connection is gone): the message will be redelivered. The default
-// ignores it. OnAckError panics if f is nil.
+// ignores it. A panic in f fails the run with a *stage.SourceError wrapping
+// the *stage.PanicError (unless the run was cut short first), and does not
+// keep the other messages from going back to the server when the run
+// stops. OnAckError panics if f is nil.
 func OnAckError(f func(error)) SourceOption {
 	if f == nil {
 		panic("sluice: natsjs.OnAckError: nil function")

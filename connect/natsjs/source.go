@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicedev/sluice/internal/guard"
 	"github.com/sluicedev/sluice/stage"
 )
 
@@ -150,10 +151,19 @@ func (s *sourceRun) close() {
 	}
 	clear(s.inFlight)
 	s.mu.Unlock()
+	// Every message goes back, even when OnAckError panics for one: its
+	// first panic is raised once all are given back (the engine makes it
+	// the run's *stage.SourceError), and it is called no more.
+	var panicked *stage.PanicError
 	for _, a := range left {
-		if err := a.giveBack(); err != nil && s.cfg.onAckErr != nil {
-			s.cfg.onAckErr(err)
+		if err := a.giveBack(); err != nil && s.cfg.onAckErr != nil && panicked == nil {
+			if rec := guard.Call(func() { s.cfg.onAckErr(err) }); rec != nil {
+				panicked = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
+			}
 		}
+	}
+	if panicked != nil {
+		panic(&stage.SourceError{Err: panicked})
 	}
 }
 
