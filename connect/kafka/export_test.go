@@ -9,3 +9,12 @@ func SetDeadLetterWait(d time.Duration) (restore func()) {
 	deadLetterWait = d
 	return func() { deadLetterWait = old }
 }
+
+// SetResumeHook sets a function to run when a settlement gives a full
+// partition room again, before the poll in progress is ended; it returns
+// what restores the hook.
+func SetResumeHook(f func()) (restore func()) {
+	old := resumeHook
+	resumeHook = f
+	return func() { resumeHook = old }
+}

@@ -85,9 +85,12 @@ type member struct {
 	id    string        // the member id, once joined
 	done  chan struct{} // closed at close: stops the committer
 
-	pauseMu   sync.Mutex  // applyPauses one at a time
-	paused    map[tp]bool // the partitions paused in the client (under pauseMu)
-	commitMu  sync.Mutex  // one commit at a time; a revoke's is the last for its partitions
+	// paused is the set of partitions paused in the client. Only next
+	// reads or changes it, and changes the client's pauses (next is never
+	// called concurrently): so the client's pauses change only between
+	// polls, never during one that was sized for them (see room).
+	paused    map[tp]bool
+	commitMu  sync.Mutex // one commit at a time; a revoke's is the last for its partitions
 	committer sync.WaitGroup
 	eventMu   sync.Mutex // OnEvent calls one at a time
 	// eventPanic is the first panic of the OnEvent function, which is then
@@ -142,9 +145,11 @@ func (m *member) next(ctx context.Context) (*held, error) {
 			return h, nil
 		}
 		room := m.room()
+		pause, resume := m.pauseChanges()
 		poll, cancel := context.WithCancel(ctx)
 		m.wake = cancel
 		m.mu.Unlock()
+		m.applyPauses(pause, resume)
 		if room == 0 { // every partition is full: wait for a settlement
 			<-poll.Done()
 			cancel()
@@ -177,28 +182,29 @@ func (m *member) next(ctx context.Context) (*held, error) {
 		}
 		m.mu.Lock()
 		m.wake = nil
-		full := false
 		fetches.EachRecord(func(r *kgo.Record) {
 			p := m.parts[tp{r.Topic, r.Partition}]
 			if p == nil || !p.owned {
 				return // not ours (any more): its new owner reads it
 			}
 			m.ready = append(m.ready, p.add(r))
-			if p.pending >= m.cfg.maxPending && !p.paused {
-				p.paused, full = true, true
+			if p.pending >= m.cfg.maxPending {
+				p.paused = true // in the client before the next poll
 			}
 		})
 		m.mu.Unlock()
-		if full {
-			m.applyPauses()
-		}
 	}
 }
 
 // room is how many records a poll may bring: as many as the fullest
 // partition not paused still has room for, so that no partition goes past
 // MaxPending (a paused partition's records are not returned by polls); 0
-// when every owned partition is paused. Called with mu held.
+// when every owned partition is paused. Called with mu held. The bound
+// holds only if the client's pauses stay as they were when room was
+// sized until the poll returns: a partition resumed during the poll could
+// bring room records on top of the MaxPending it holds. So the client's
+// pauses are changed by next alone, before each poll (see pauseChanges);
+// a settlement changes only the member's state, and ends the poll.
 func (m *member) room() int {
 	room, owned := m.cfg.maxPending, 0
 	for _, p := range m.parts {
@@ -247,8 +253,9 @@ func (m *member) take() *held {
 	return nil
 }
 
-// settle marks h settled, and resumes its partition's fetches once it has
-// room again.
+// settle marks h settled; once its partition has room again, it is
+// marked to be resumed, and the poll in progress, sized without it, ends
+// so that next resumes it and polls again.
 func (m *member) settle(h *held) {
 	m.mu.Lock()
 	p := h.part
@@ -259,47 +266,58 @@ func (m *member) settle(h *held) {
 	}
 	m.mu.Unlock()
 	if resume {
-		m.applyPauses()
-		m.nudge() // a poll sized for the partitions that had room
+		if resumeHook != nil {
+			resumeHook()
+		}
+		m.nudge()
 	}
 }
 
-// applyPauses makes the client's paused partitions what the member's
-// state says: the owned partitions that are full. Pausing and resuming
-// happen outside mu, so two changes could reach the client in the other
-// order than they were decided; applying the state as it stands, one apply
-// at a time, leaves the client as the last decision says. (Pauses outlive
-// assignments in the client, so a partition let go is resumed, in case it
-// comes back.)
-func (m *member) applyPauses() {
-	m.pauseMu.Lock()
-	defer m.pauseMu.Unlock()
-	want := map[tp]bool{}
-	m.mu.Lock()
+// resumeHook, if set by a test, runs when a settlement gives a full
+// partition room again, before the poll in progress is ended.
+var resumeHook func()
+
+// pauseChanges returns the partitions to pause and to resume in the
+// client so that its pauses are what the member's state says: the owned
+// partitions that are full. A partition let go is resumed, since pauses
+// outlive assignments in the client and it may come back. Called with mu
+// held, by next only (see paused).
+func (m *member) pauseChanges() (pause, resume map[string][]int32) {
 	for t, p := range m.parts {
-		if p.owned && p.paused {
-			want[t] = true
-		}
-	}
-	m.mu.Unlock()
-	var pause, resume map[string][]int32
-	for t := range want {
-		if !m.paused[t] {
+		if p.owned && p.paused && !m.paused[t] {
 			pause = addTP(pause, t)
 		}
 	}
 	for t := range m.paused {
-		if !want[t] {
+		if p := m.parts[t]; p == nil || !p.owned || !p.paused {
 			resume = addTP(resume, t)
 		}
 	}
+	return pause, resume
+}
+
+// applyPauses changes the client's pauses as pauseChanges said. Called by
+// next only, outside mu.
+func (m *member) applyPauses(pause, resume map[string][]int32) {
+	if m.paused == nil {
+		m.paused = map[tp]bool{}
+	}
 	if pause != nil {
 		m.cl.PauseFetchPartitions(pause)
+		for topic, ps := range pause {
+			for _, p := range ps {
+				m.paused[tp{topic, p}] = true
+			}
+		}
 	}
 	if resume != nil {
 		m.cl.ResumeFetchPartitions(resume)
+		for topic, ps := range resume {
+			for _, p := range ps {
+				delete(m.paused, tp{topic, p})
+			}
+		}
 	}
-	m.paused = want
 }
 
 // nudge ends the poll in progress, if any, so that next looks again: at
@@ -409,8 +427,7 @@ func (m *member) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	m.event(Event{Kind: Lost, Partitions: lost})
 }
 
-// letGo stops owning the partitions in only (and resumes those paused:
-// see applyPauses).
+// letGo stops owning the partitions in only.
 func (m *member) letGo(only map[tp]bool) {
 	m.mu.Lock()
 	for t := range only {
@@ -420,8 +437,7 @@ func (m *member) letGo(only map[tp]bool) {
 		}
 	}
 	m.mu.Unlock()
-	m.applyPauses()
-	m.nudge()
+	m.nudge() // next resumes them in the client (see pauseChanges)
 }
 
 // close runs once every goroutine of the run has exited: it commits what
