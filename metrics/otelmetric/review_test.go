@@ -9,11 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +18,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/sluicedev/sluice/internal/metricstest"
 	"github.com/sluicedev/sluice/metrics/otelmetric"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -135,6 +133,19 @@ func rvVal(all []rvPoint, metric, stageName, outcome string) float64 {
 	return p.value
 }
 
+// rvRead reads the four instruments of r for metricstest.
+func rvRead(r *sdkmetric.ManualReader) metricstest.Read {
+	names := map[string]metricstest.Metric{mReceived: metricstest.Received, mFinished: metricstest.Finished, mInFlight: metricstest.InFlight, mDuration: metricstest.Duration}
+	return func() ([]metricstest.Point, error) {
+		all, err := rvTryCollect(r)
+		var out []metricstest.Point
+		for _, p := range all {
+			out = append(out, metricstest.Point{Metric: names[p.metric], Stage: p.stage, Kind: p.kind, Outcome: p.outcome, Value: p.value, Sum: p.sum})
+		}
+		return out, err
+	}
+}
+
 func rvNew(t *testing.T) (*sdkmetric.ManualReader, *otelmetric.Observer) {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
@@ -164,38 +175,6 @@ func rvInts(n int) []int {
 		s[i] = i
 	}
 	return s
-}
-
-// rvMatchStats checks every stage the library's own Stats saw against the
-// data points: received, finished by outcome, in flight, durations counted,
-// the kind attribute; and that no other stage has points.
-func rvMatchStats(t *testing.T, r *sdkmetric.ManualReader, stats *stage.Stats) {
-	t.Helper()
-	all := rvCollect(t, r)
-	names := map[string]bool{}
-	for _, c := range stats.Snapshot() {
-		names[c.Name] = true
-		rec, ok := rvGet(all, mReceived, c.Name, "")
-		if !ok {
-			t.Errorf("stage %q: no %s point", c.Name, mReceived)
-			continue
-		}
-		if rec.kind != c.Kind {
-			t.Errorf("stage %q: sluice.kind %q, want %q", c.Name, rec.kind, c.Kind)
-		}
-		okN, errN := rvVal(all, mFinished, c.Name, "ok"), rvVal(all, mFinished, c.Name, "error")
-		dur, hasDur := rvGet(all, mDuration, c.Name, "")
-		if rec.value != float64(c.Received) || okN != float64(c.Finished-c.Failed) || errN != float64(c.Failed) ||
-			rvVal(all, mInFlight, c.Name, "") != float64(c.InFlight) || !hasDur || dur.value != float64(c.Finished) {
-			t.Errorf("stage %q (%s): received %v ok %v error %v in flight %v durations %v; Stats says received %d finished %d failed %d in flight %d",
-				c.Name, c.Kind, rec.value, okN, errN, rvVal(all, mInFlight, c.Name, ""), dur.value, c.Received, c.Finished, c.Failed, c.InFlight)
-		}
-	}
-	for _, p := range all {
-		if !names[p.stage] {
-			t.Errorf("a point for a stage the run does not have: %+v", p)
-		}
-	}
 }
 
 // 1. The four instruments, their kinds (counter, up-down counter,
@@ -252,153 +231,23 @@ func TestReviewOtelInstrumentShapes(t *testing.T) {
 	}
 }
 
-// 2. While a run goes on: three calls held at a gate are received and in
-// flight, none finished. Released: the totals, in flight back to 0, and
-// durations in seconds (between the time spent in the calls and the run's
-// wall time per call).
+// 2-4: the scenarios every adapter runs (see metricstest).
 func TestReviewOtelInFlightAndSecondsDuringARun(t *testing.T) {
-	const workers, n = 3, 6
 	reader, obs := rvNew(t)
-	entered := make(chan struct{}, n)
-	gate := make(chan struct{})
-	var mu sync.Mutex
-	var inFn time.Duration
-	s := stage.Map(source.Slice(rvInts(n)), func(_ context.Context, i int) (int, error) {
-		start := time.Now()
-		entered <- struct{}{}
-		<-gate
-		mu.Lock()
-		inFn += time.Since(start)
-		mu.Unlock()
-		return i, nil
-	}, stage.Name("held"), stage.Workers(workers), stage.Buffer(1))
-	errc := make(chan error, 1)
-	began := time.Now()
-	go func() {
-		_, err := sink.Count(stage.Observe(context.Background(), obs), s)
-		errc <- err
-	}()
-	for k := range workers {
-		rvRecv(t, fmt.Sprintf("call %d", k), entered)
-	}
-	all := rvCollect(t, reader)
-	if got := rvVal(all, mReceived, "held", ""); got != workers {
-		t.Errorf("mid-run received = %v, want %d", got, workers)
-	}
-	if got := rvVal(all, mInFlight, "held", ""); got != workers {
-		t.Errorf("mid-run in flight = %v, want %d", got, workers)
-	}
-	if got := rvVal(all, mFinished, "held", "ok") + rvVal(all, mFinished, "held", "error"); got != 0 {
-		t.Errorf("mid-run finished = %v, want 0", got)
-	}
-	if got := rvVal(all, mDuration, "held", ""); got != 0 {
-		t.Errorf("mid-run durations counted = %v, want 0", got)
-	}
-	time.Sleep(20 * time.Millisecond) // makes the seconds bound below meaningful
-	close(gate)
-	if err := rvRecv(t, "the run", errc); err != nil {
-		t.Fatal(err)
-	}
-	wall := time.Since(began)
-	all = rvCollect(t, reader)
-	if rvVal(all, mReceived, "held", "") != n || rvVal(all, mFinished, "held", "ok") != n ||
-		rvVal(all, mInFlight, "held", "") != 0 || rvVal(all, mDuration, "held", "") != n {
-		t.Errorf("after the run: %+v", all)
-	}
-	d, _ := rvGet(all, mDuration, "held", "")
-	if d.sum < inFn.Seconds() || d.sum > wall.Seconds()*n {
-		t.Errorf("duration sum %v: want between %v (time inside the calls) and %v (wall × calls): not seconds?", d.sum, inFn.Seconds(), wall.Seconds()*n)
-	}
+	metricstest.InFlightAndSeconds(t, obs, rvRead(reader))
 }
 
-// 3. A retried call is one finished call whose duration covers every
-// attempt (the Watcher's latency is the call's, all attempts).
 func TestReviewOtelDurationCoversAllAttempts(t *testing.T) {
 	reader, obs := rvNew(t)
-	var inFn time.Duration
-	attempts := 0
-	s := stage.Map(source.Slice([]int{1}), func(_ context.Context, i int) (int, error) {
-		start := time.Now()
-		time.Sleep(5 * time.Millisecond)
-		inFn += time.Since(start)
-		if attempts++; attempts < 3 {
-			return 0, errors.New("again")
-		}
-		return i, nil
-	}, stage.Name("retried"), stage.Workers(1), stage.Retry(3, 0))
-	if _, err := sink.Count(stage.Observe(context.Background(), obs), s); err != nil {
-		t.Fatal(err)
-	}
-	all := rvCollect(t, reader)
-	d, _ := rvGet(all, mDuration, "retried", "")
-	if rvVal(all, mReceived, "retried", "") != 1 || rvVal(all, mFinished, "retried", "ok") != 1 ||
-		rvVal(all, mFinished, "retried", "error") != 0 || d.value != 1 {
-		t.Fatalf("one item retried twice: %+v", all)
-	}
-	if d.sum < inFn.Seconds() {
-		t.Fatalf("duration sum %v s < %v s spent in the 3 attempts", d.sum, inFn.Seconds())
-	}
+	metricstest.DurationCoversAllAttempts(t, obs, rvRead(reader))
+}
+
+func TestReviewOtelOutcomesAndKinds(t *testing.T) {
+	reader, obs := rvNew(t)
+	metricstest.OutcomesAndKinds(t, obs, rvRead(reader))
 }
 
 var errReview = errors.New("review")
-
-// 4. Outcomes and kinds across every kind of stage that calls a function,
-// over two runs, checked against the library's own Stats.
-func TestReviewOtelOutcomesAndKinds(t *testing.T) {
-	reader, obs := rvNew(t)
-	var stats stage.Stats
-	ctx := stage.Observe(stage.Observe(context.Background(), obs), &stats)
-	const n = 200
-	m := stage.Map(source.Slice(rvInts(n)), func(_ context.Context, i int) (int, error) {
-		if i%10 == 1 {
-			return 0, errReview
-		}
-		if i%10 == 2 {
-			panic("review panic")
-		}
-		return i, nil
-	}, stage.Workers(4), stage.OnError(stage.Forward))
-	f := stage.Filter(m, func(_ context.Context, i int) (bool, error) { return i%2 == 0, nil }, stage.Workers(3))
-	fm := stage.FlatMap(f, func(_ context.Context, i int) ([]int, error) {
-		if i%10 == 4 {
-			return nil, errReview
-		}
-		return []int{i, i + 1}, nil
-	}, stage.OnError(stage.Handle(func(context.Context, *stage.Error) error { return nil })))
-	tasks := stage.Map(fm, func(_ context.Context, i int) (func(context.Context) (int, error), error) {
-		return func(context.Context) (int, error) {
-			if i%10 == 6 {
-				return 0, errReview
-			}
-			return i, nil
-		}, nil
-	}, stage.Name(`tasks "quoted"`))
-	c := stage.Concurrent(tasks, stage.Workers(5), stage.OnError(stage.Budget(1000, nil)))
-	ap := stage.Apply(c, func(_ context.Context, i int, emit func(int) bool) error {
-		emit(i)
-		return nil
-	})
-	ub := stage.Unbatch(stage.Batch(ap, 7, 0))
-	last := stage.Map(ub, func(_ context.Context, i int) (int, error) { return i, nil }, stage.Name("last"))
-	for run := range 2 {
-		if _, err := sink.Count(ctx, last); err == nil {
-			t.Fatalf("run %d: want the forwarded errors", run)
-		}
-	}
-	if len(stats.Snapshot()) != 8 {
-		t.Fatalf("Stats saw %d stages, want 8", len(stats.Snapshot()))
-	}
-	kinds := map[string]bool{}
-	for _, c := range stats.Snapshot() {
-		kinds[c.Kind] = true
-	}
-	for _, k := range []string{"map", "filter", "flatmap", "concurrent", "apply", "unbatch"} {
-		if !kinds[k] {
-			t.Errorf("no %s stage in the pipeline: the test is broken (%v)", k, kinds)
-		}
-	}
-	rvMatchStats(t, reader, &stats)
-}
 
 // 5. Runs that end early (cancelled while calls wait; a FailFast error
 // while others are in flight): every received call is finished, nothing
@@ -495,105 +344,10 @@ func TestReviewOtelEarlyEndLeavesNothingInFlight(t *testing.T) {
 	}
 }
 
-// 6. One observer shared by concurrent runs of two pipelines, collected all
-// along: watchers called from many goroutines at once (-race), counters
-// never go down, in flight within the workers, exact totals at the end.
+// 6: a scenario every adapter runs (see metricstest).
 func TestReviewOtelConcurrentRunsShareTheObserver(t *testing.T) {
-	const runs, n, workers = 4, 2000, 8
 	reader, obs := rvNew(t)
-	var stats stage.Stats
-	ctx := stage.Observe(stage.Observe(context.Background(), obs), &stats)
-	pipeA := stage.Filter(stage.Map(source.Slice(rvInts(n)), func(_ context.Context, i int) (int, error) {
-		if i%100 == 0 {
-			return 0, errReview
-		}
-		return i, nil
-	}, stage.Name("a.parse"), stage.Workers(workers), stage.OnError(stage.Forward)),
-		func(_ context.Context, i int) (bool, error) { return i%3 != 0, nil }, stage.Name("a.keep"), stage.Workers(workers))
-	ch := make(chan int)
-	pipeB := stage.Map(source.Chan(ch), func(_ context.Context, i int) (string, error) {
-		runtime.Gosched()
-		return strconv.Itoa(i), nil
-	}, stage.Name("b.fmt"), stage.Workers(workers))
-	stop := make(chan struct{})
-	scraped := make(chan string, 1)
-	go func() {
-		defer close(scraped)
-		last := map[string]float64{}
-		for {
-			all, err := rvTryCollect(reader)
-			if err != nil {
-				scraped <- err.Error()
-				return
-			}
-			for _, p := range all {
-				key := p.metric + "/" + p.stage + "/" + p.outcome
-				if p.metric == mInFlight {
-					if p.value < 0 || p.value > runs*workers {
-						scraped <- fmt.Sprintf("in flight %v for %s", p.value, p.stage)
-						return
-					}
-					continue
-				}
-				if p.value < last[key] {
-					scraped <- fmt.Sprintf("%s went down from %v to %v", key, last[key], p.value)
-					return
-				}
-				last[key] = p.value
-			}
-			select {
-			case <-stop:
-				return
-			default:
-			}
-		}
-	}()
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*runs)
-	for range runs {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if _, err := sink.Count(ctx, pipeA); err == nil {
-				errs <- errors.New("pipeline A: want the forwarded errors")
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			if _, err := sink.Count(ctx, pipeB); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	deadline := time.After(rvWatchdog)
-	for i := range runs * n {
-		select {
-		case ch <- i:
-		case <-deadline:
-			t.Fatal("the runs of pipeline B stopped taking items")
-		}
-	}
-	close(ch)
-	wg.Wait()
-	close(stop)
-	if msg, ok := <-scraped; ok {
-		t.Fatal(msg)
-	}
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	all := rvCollect(t, reader)
-	if got := rvVal(all, mReceived, "a.parse", ""); got != runs*n {
-		t.Errorf("a.parse received %v, want %d", got, runs*n)
-	}
-	if got := rvVal(all, mFinished, "a.parse", "error"); got != runs*n/100 {
-		t.Errorf("a.parse errors %v, want %d", got, runs*n/100)
-	}
-	if got := rvVal(all, mReceived, "b.fmt", ""); got != runs*n {
-		t.Errorf("b.fmt received %v, want %d", got, runs*n)
-	}
-	rvMatchStats(t, reader, &stats)
+	metricstest.ConcurrentRunsShareTheObserver(t, obs, rvRead(reader))
 }
 
 // 7. Awkward stage names keep their exact value as the sluice.stage

@@ -8,16 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sluicedev/sluice/internal/metricstest"
 	"github.com/sluicedev/sluice/metrics/prom"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -103,35 +101,16 @@ func rvVal(all []rvSeries, metric, stageName, outcome string) float64 {
 	return s.value
 }
 
-// rvMatchStats checks every stage the library's own Stats saw against the
-// Prometheus series: received, finished by outcome, in flight, durations
-// counted, the kind label; and that no other stage has series.
-func rvMatchStats(t *testing.T, reg prometheus.Gatherer, stats *stage.Stats) {
-	t.Helper()
-	all := rvGather(t, reg)
-	names := map[string]bool{}
-	for _, c := range stats.Snapshot() {
-		names[c.Name] = true
-		rec, ok := rvGet(all, mReceived, c.Name, "")
-		if !ok {
-			t.Errorf("stage %q: no %s series", c.Name, mReceived)
-			continue
+// rvRead reads the four metrics of g for metricstest.
+func rvRead(g prometheus.Gatherer) metricstest.Read {
+	names := map[string]metricstest.Metric{mReceived: metricstest.Received, mFinished: metricstest.Finished, mInFlight: metricstest.InFlight, mDuration: metricstest.Duration}
+	return func() ([]metricstest.Point, error) {
+		all, err := rvTryGather(g)
+		var out []metricstest.Point
+		for _, s := range all {
+			out = append(out, metricstest.Point{Metric: names[s.metric], Stage: s.stage, Kind: s.kind, Outcome: s.outcome, Value: s.value, Sum: s.sum})
 		}
-		if rec.kind != c.Kind {
-			t.Errorf("stage %q: kind label %q, want %q", c.Name, rec.kind, c.Kind)
-		}
-		okN, errN := rvVal(all, mFinished, c.Name, "ok"), rvVal(all, mFinished, c.Name, "error")
-		dur, hasDur := rvGet(all, mDuration, c.Name, "")
-		if rec.value != float64(c.Received) || okN != float64(c.Finished-c.Failed) || errN != float64(c.Failed) ||
-			rvVal(all, mInFlight, c.Name, "") != float64(c.InFlight) || !hasDur || dur.value != float64(c.Finished) {
-			t.Errorf("stage %q (%s): received %v ok %v error %v in flight %v durations %v; Stats says received %d finished %d failed %d in flight %d",
-				c.Name, c.Kind, rec.value, okN, errN, rvVal(all, mInFlight, c.Name, ""), dur.value, c.Received, c.Finished, c.Failed, c.InFlight)
-		}
-	}
-	for _, s := range all {
-		if !names[s.stage] {
-			t.Errorf("a series for a stage the run does not have: %+v", s)
-		}
+		return out, err
 	}
 }
 
@@ -228,160 +207,23 @@ func TestReviewPromMetricShapes(t *testing.T) {
 	}
 }
 
-// 2. While a run goes on: three calls are held at a gate; the registry
-// shows them received and in flight, none finished. Then, released: the
-// totals, in flight back to 0, and durations in seconds (the sum is at
-// least the time the calls spent in the function, and at most the run's
-// wall time per call).
+// 2-4: the scenarios every adapter runs (see metricstest).
 func TestReviewPromInFlightAndSecondsDuringARun(t *testing.T) {
-	const workers, n = 3, 6
 	reg, obs := rvNew(t)
-	ctx := stage.Observe(context.Background(), obs)
-	entered := make(chan struct{}, n)
-	gate := make(chan struct{})
-	var mu sync.Mutex
-	var inFn time.Duration
-	s := stage.Map(source.Slice(rvInts(n)), func(_ context.Context, i int) (int, error) {
-		start := time.Now()
-		entered <- struct{}{}
-		<-gate
-		mu.Lock()
-		inFn += time.Since(start)
-		mu.Unlock()
-		return i, nil
-	}, stage.Name("held"), stage.Workers(workers), stage.Buffer(1))
-	errc := make(chan error, 1)
-	began := time.Now()
-	go func() {
-		_, err := sink.Count(ctx, s)
-		errc <- err
-	}()
-	for k := range workers {
-		rvRecv(t, fmt.Sprintf("call %d", k), entered)
-	}
-	all := rvGather(t, reg)
-	if got := rvVal(all, mReceived, "held", ""); got != workers {
-		t.Errorf("mid-run received = %v, want %d", got, workers)
-	}
-	if got := rvVal(all, mInFlight, "held", ""); got != workers {
-		t.Errorf("mid-run in flight = %v, want %d", got, workers)
-	}
-	if got := rvVal(all, mFinished, "held", "ok") + rvVal(all, mFinished, "held", "error"); got != 0 {
-		t.Errorf("mid-run finished = %v, want 0", got)
-	}
-	if got := rvVal(all, mDuration, "held", ""); got != 0 {
-		t.Errorf("mid-run durations counted = %v, want 0", got)
-	}
-	time.Sleep(20 * time.Millisecond) // makes the seconds bound below meaningful
-	close(gate)
-	if err := rvRecv(t, "the run", errc); err != nil {
-		t.Fatal(err)
-	}
-	wall := time.Since(began)
-	all = rvGather(t, reg)
-	if rvVal(all, mReceived, "held", "") != n || rvVal(all, mFinished, "held", "ok") != n ||
-		rvVal(all, mInFlight, "held", "") != 0 || rvVal(all, mDuration, "held", "") != n {
-		t.Errorf("after the run: %+v", all)
-	}
-	d, _ := rvGet(all, mDuration, "held", "")
-	if d.sum < inFn.Seconds() || d.sum > wall.Seconds()*n {
-		t.Errorf("duration sum %v s: want between %v (time inside the calls) and %v (wall × calls): not seconds?", d.sum, inFn.Seconds(), wall.Seconds()*n)
-	}
+	metricstest.InFlightAndSeconds(t, obs, rvRead(reg))
 }
 
-// 3. Durations count all attempts under Retry: one finished call, whose
-// duration covers every attempt.
 func TestReviewPromDurationCoversAllAttempts(t *testing.T) {
 	reg, obs := rvNew(t)
-	var inFn time.Duration
-	attempts := 0
-	s := stage.Map(source.Slice([]int{1}), func(_ context.Context, i int) (int, error) {
-		start := time.Now()
-		time.Sleep(5 * time.Millisecond)
-		inFn += time.Since(start)
-		if attempts++; attempts < 3 {
-			return 0, errors.New("again")
-		}
-		return i, nil
-	}, stage.Name("retried"), stage.Workers(1), stage.Retry(3, 0))
-	if _, err := sink.Count(stage.Observe(context.Background(), obs), s); err != nil {
-		t.Fatal(err)
-	}
-	all := rvGather(t, reg)
-	d, _ := rvGet(all, mDuration, "retried", "")
-	if rvVal(all, mReceived, "retried", "") != 1 || rvVal(all, mFinished, "retried", "ok") != 1 ||
-		rvVal(all, mFinished, "retried", "error") != 0 || d.value != 1 {
-		t.Fatalf("one item retried twice: %+v", all)
-	}
-	if d.sum < inFn.Seconds() {
-		t.Fatalf("duration sum %v s < %v s spent in the 3 attempts: not all attempts", d.sum, inFn.Seconds())
-	}
+	metricstest.DurationCoversAllAttempts(t, obs, rvRead(reg))
+}
+
+func TestReviewPromOutcomesAndKinds(t *testing.T) {
+	reg, obs := rvNew(t)
+	metricstest.OutcomesAndKinds(t, obs, rvRead(reg))
 }
 
 var errReview = errors.New("review")
-
-// 4. Outcomes and kinds across every kind of stage that calls a function,
-// checked against the library's own Stats: errors (returned, panicked,
-// accepted by Handle, forwarded, budgeted) are "error"; a Filter that drops
-// is "ok"; forwarded errors passing a later stage are not received there.
-func TestReviewPromOutcomesAndKinds(t *testing.T) {
-	reg, obs := rvNew(t)
-	var stats stage.Stats
-	ctx := stage.Observe(stage.Observe(context.Background(), obs), &stats)
-	const n = 200
-	m := stage.Map(source.Slice(rvInts(n)), func(_ context.Context, i int) (int, error) {
-		if i%10 == 1 {
-			return 0, errReview
-		}
-		if i%10 == 2 {
-			panic("review panic")
-		}
-		return i, nil
-	}, stage.Workers(4), stage.OnError(stage.Forward))
-	f := stage.Filter(m, func(_ context.Context, i int) (bool, error) { return i%2 == 0, nil }, stage.Workers(3))
-	fm := stage.FlatMap(f, func(_ context.Context, i int) ([]int, error) {
-		if i%10 == 4 {
-			return nil, errReview
-		}
-		return []int{i, i + 1}, nil
-	}, stage.OnError(stage.Handle(func(context.Context, *stage.Error) error { return nil })))
-	tasks := stage.Map(fm, func(_ context.Context, i int) (func(context.Context) (int, error), error) {
-		return func(context.Context) (int, error) {
-			if i%10 == 6 {
-				return 0, errReview
-			}
-			return i, nil
-		}, nil
-	}, stage.Name(`tasks "quoted"`))
-	c := stage.Concurrent(tasks, stage.Workers(5), stage.OnError(stage.Budget(1000, nil)))
-	ap := stage.Apply(c, func(_ context.Context, i int, emit func(int) bool) error {
-		emit(i)
-		return nil
-	})
-	ub := stage.Unbatch(stage.Batch(ap, 7, 0))
-	last := stage.Map(ub, func(_ context.Context, i int) (int, error) { return i, nil }, stage.Name("last"))
-	for run := range 2 {
-		if _, err := sink.Count(ctx, last); err == nil {
-			t.Fatalf("run %d: want the forwarded errors", run)
-		}
-	}
-	if len(stats.Snapshot()) != 8 {
-		t.Fatalf("Stats saw %d stages, want 8", len(stats.Snapshot()))
-	}
-	kinds := map[string]bool{}
-	for _, c := range stats.Snapshot() {
-		kinds[c.Kind] = true
-		if c.Failed == 0 && (c.Kind == "map" && c.Name == "map#1" || c.Kind == "flatmap" || c.Kind == "concurrent") {
-			t.Errorf("stage %s counted no failure: the test is broken", c.Name)
-		}
-	}
-	for _, k := range []string{"map", "filter", "flatmap", "concurrent", "apply", "unbatch"} {
-		if !kinds[k] {
-			t.Errorf("no %s stage in the pipeline: the test is broken (%v)", k, kinds)
-		}
-	}
-	rvMatchStats(t, reg, &stats)
-}
 
 // 5. Runs that end early (cancelled while calls wait; a FailFast error while
 // others are in flight): every received call is finished in some outcome,
@@ -500,107 +342,10 @@ func TestReviewPromCutShortCallsAreNotErrors(t *testing.T) {
 	}
 }
 
-// 6. One observer shared by concurrent runs of two pipelines (and several
-// stages with many workers), gathered all along: the watchers are called
-// from many goroutines at once (-race), counters never go down, in flight
-// stays within the workers, and the totals are exact at the end. Stages of
-// the same name in several runs add up.
+// 6: a scenario every adapter runs (see metricstest).
 func TestReviewPromConcurrentRunsShareTheObserver(t *testing.T) {
-	const runs, n, workers = 4, 2000, 8
 	reg, obs := rvNew(t)
-	var stats stage.Stats
-	ctx := stage.Observe(stage.Observe(context.Background(), obs), &stats)
-	pipeA := stage.Filter(stage.Map(source.Slice(rvInts(n)), func(_ context.Context, i int) (int, error) {
-		if i%100 == 0 {
-			return 0, errReview
-		}
-		return i, nil
-	}, stage.Name("a.parse"), stage.Workers(workers), stage.OnError(stage.Forward)),
-		func(_ context.Context, i int) (bool, error) { return i%3 != 0, nil }, stage.Name("a.keep"), stage.Workers(workers))
-	ch := make(chan int)
-	pipeB := stage.Map(source.Chan(ch), func(_ context.Context, i int) (string, error) {
-		runtime.Gosched()
-		return strconv.Itoa(i), nil
-	}, stage.Name("b.fmt"), stage.Workers(workers))
-	stop := make(chan struct{})
-	scraped := make(chan string, 1)
-	go func() {
-		defer close(scraped)
-		last := map[string]float64{}
-		for {
-			all, err := rvTryGather(reg)
-			if err != nil {
-				scraped <- err.Error()
-				return
-			}
-			for _, s := range all {
-				key := s.metric + "/" + s.stage + "/" + s.outcome
-				if s.metric == mInFlight {
-					if s.value < 0 || s.value > runs*workers {
-						scraped <- fmt.Sprintf("in flight %v for %s", s.value, s.stage)
-						return
-					}
-					continue
-				}
-				if s.value < last[key] {
-					scraped <- fmt.Sprintf("%s went down from %v to %v", key, last[key], s.value)
-					return
-				}
-				last[key] = s.value
-			}
-			select {
-			case <-stop:
-				return
-			default:
-			}
-		}
-	}()
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*runs+1)
-	for range runs {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if _, err := sink.Count(ctx, pipeA); err == nil {
-				errs <- errors.New("pipeline A: want the forwarded errors")
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			if _, err := sink.Count(ctx, pipeB); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	deadline := time.After(rvWatchdog)
-	for i := range runs * n {
-		select {
-		case ch <- i:
-		case <-deadline:
-			t.Fatal("the runs of pipeline B stopped taking items")
-		}
-	}
-	close(ch)
-	wg.Wait()
-	close(stop)
-	if msg, ok := <-scraped; ok {
-		t.Fatal(msg)
-	}
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	all := rvGather(t, reg)
-	if got := rvVal(all, mReceived, "a.parse", ""); got != runs*n {
-		t.Errorf("a.parse received %v, want %d", got, runs*n)
-	}
-	if got := rvVal(all, mFinished, "a.parse", "error"); got != runs*n/100 {
-		t.Errorf("a.parse errors %v, want %d", got, runs*n/100)
-	}
-	if got := rvVal(all, mReceived, "b.fmt", ""); got != runs*n {
-		t.Errorf("b.fmt received %v, want %d", got, runs*n)
-	}
-	rvMatchStats(t, reg, &stats)
+	metricstest.ConcurrentRunsShareTheObserver(t, obs, rvRead(reg))
 }
 
 // 7. Stage names that need escaping in the exposition format keep their
