@@ -71,15 +71,7 @@ func Reduce[T, R any](ctx context.Context, s stage.Stream[T], init R, f func(acc
 	}
 	acc := init
 	var fwd forwarded
-	idx := -1 // the position of the item in hand: forwarded errors count, as in a stage
-	err := stage.Run(ctx, s, func(_ context.Context, v T, err error) error {
-		idx++
-		if err != nil {
-			fwd.add(err)
-			return nil
-		}
-		return callback("reduce", idx, v, func() error { acc = f(acc, v); return nil })
-	})
+	err := runCalls(ctx, s, "reduce", &fwd, func(_ context.Context, v T) error { acc = f(acc, v); return nil })
 	return acc, fwd.result(err)
 }
 
@@ -96,14 +88,5 @@ func ForEach[T any](ctx context.Context, s stage.Stream[T], f func(ctx context.C
 		panic("sluice: sink.ForEach: nil function")
 	}
 	var fwd forwarded
-	idx := -1 // the position of the item in hand: forwarded errors count, as in a stage
-	err := stage.Run(ctx, s, func(ctx context.Context, v T, err error) error {
-		idx++
-		if err != nil {
-			fwd.add(err)
-			return nil
-		}
-		return callback("foreach", idx, v, func() error { return f(ctx, v) })
-	})
-	return fwd.result(err)
+	return fwd.result(runCalls(ctx, s, "foreach", &fwd, f))
 }

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -59,15 +60,25 @@ func (f *forwarded) result(end error) error {
 	return errors.Join(end, f.e)
 }
 
-// callback runs a user callback of the sink kind for item idx, turning its
-// error or panic into a *stage.Error. It allocates only on failure.
-func callback[T any](kind string, idx int, input T, f func() error) error {
-	var err error
-	if rec := guard.Call(func() { err = f() }); rec != nil {
-		err = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
-	}
-	if err != nil {
-		return &stage.Error{Stage: kind, Index: idx, Input: input, Attempts: 1, Err: err}
-	}
-	return nil
+// runCalls runs s and calls f for each value, one call at a time, for a
+// sink of the kind given: what is forwarded goes to fwd, and an error or
+// panic of f ends the run with a *stage.Error whose Index is the item's
+// position among everything the sink received, forwarded errors included
+// (as a stage counts them). It allocates only on failure.
+func runCalls[T any](ctx context.Context, s stage.Stream[T], kind string, fwd *forwarded, f func(ctx context.Context, v T) error) error {
+	idx := -1 // the position of the item in hand
+	return stage.Run(ctx, s, func(ctx context.Context, v T, err error) error {
+		idx++
+		if err != nil {
+			fwd.add(err)
+			return nil
+		}
+		if rec := guard.Call(func() { err = f(ctx, v) }); rec != nil {
+			err = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
+		}
+		if err != nil {
+			return &stage.Error{Stage: kind, Index: idx, Input: v, Attempts: 1, Err: err}
+		}
+		return nil
+	})
 }
