@@ -90,6 +90,6 @@ var ErrNoToken = errors.New("sluice: the rate limiter can give no token (a burst
 // ErrNilTask is the item error of a nil task in [Concurrent].
 var ErrNilTask = errors.New("sluice: nil task")
 
-// ErrStop, returned by the callback of [Run], ends the run early without an
-// error.
+// ErrStop, returned by the callback of [Run] (or an error that wraps it, as
+// errors.Is sees it), ends the run early without an error.
 var ErrStop = errors.New("sluice: stop")
