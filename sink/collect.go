@@ -79,8 +79,9 @@ func Reduce[T, R any](ctx context.Context, s stage.Stream[T], init R, f func(acc
 // order, with the run's context. An error returned by f (or a panic in f)
 // ends the run as a FailFast error does: the run's context is cancelled with
 // a *stage.Error (Stage "foreach") as its cause, and ForEach returns that
-// error once every goroutine has exited. f may return stage.ErrStop to end
-// the run early without an error: ForEach then returns nil (or the
+// error once every goroutine has exited. f may return stage.ErrStop (or an error
+// wrapping it: see stage.IsStop) to end the run early without an error:
+// ForEach then returns nil (or the
 // *[ForwardedError] of what was forwarded before). Forwarded errors do not
 // reach f; they are returned in a *[ForwardedError]. A nil f panics.
 func ForEach[T any](ctx context.Context, s stage.Stream[T], f func(ctx context.Context, v T) error) error {

@@ -90,6 +90,26 @@ var ErrNoToken = errors.New("sluice: the rate limiter can give no token (a burst
 // ErrNilTask is the item error of a nil task in [Concurrent].
 var ErrNilTask = errors.New("sluice: nil task")
 
-// ErrStop, returned by the callback of [Run] (or an error that wraps it, as
-// errors.Is sees it), ends the run early without an error.
+// ErrStop, returned by the callback of [Run], ends the run early without an
+// error; so does an error that wraps it, unless the ErrStop is inside an
+// *[Error] or a *[SourceError] (see [IsStop]).
 var ErrStop = errors.New("sluice: stop")
+
+// IsStop reports whether err, returned by the callback of [Run], ends the
+// run early without an error: err is [ErrStop] or wraps it (as errors.Is
+// sees it), and the ErrStop is not inside an *[Error] or a *[SourceError].
+// Those are failures that some run reported (a stage's function, or a
+// source, returned ErrStop), so a callback that returns one, say from a
+// run of its own, fails the run with it. A sink that wraps its callback's
+// errors (as sink.ForEach does, in an *Error) passes a stop on as it is.
+func IsStop(err error) bool {
+	if !errors.Is(err, ErrStop) {
+		return false
+	}
+	var e *Error
+	if errors.As(err, &e) && errors.Is(e, ErrStop) {
+		return false
+	}
+	var se *SourceError
+	return !errors.As(err, &se) || !errors.Is(se, ErrStop)
+}

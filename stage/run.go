@@ -16,8 +16,8 @@ import (
 // error forwarded by a stage with the [Forward] policy. ctx is the run's
 // context, derived from the ctx passed to Run.
 //
-// f returns nil to go on, [ErrStop] to end the run early without an error,
-// or any other error to end the run with it, as a [FailFast] item error does:
+// f returns nil to go on, [ErrStop] to end the run early without an error
+// (or an error that wraps it: see [IsStop]), or any other error to end the run with it, as a [FailFast] item error does:
 // the run's context is cancelled with that error as its cause and Run
 // returns it (unless a FailFast error had cut the run short already: the
 // first error wins). An item for which f returned nil or ErrStop is
@@ -60,7 +60,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		case err == nil:
 			it.ack.release(failure)
 			return true
-		case errors.Is(err, ErrStop):
+		case IsStop(err):
 			r.stopped = true
 			it.ack.release(failure)
 		default:

@@ -1,0 +1,48 @@
+package stage_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+// IsStop: ErrStop, or an error wrapping it, is a stop; an ErrStop inside
+// an *Error or a *SourceError is a failure some run reported.
+func TestIsStop(t *testing.T) {
+	itemErr := &stage.Error{Stage: "map#1", Err: stage.ErrStop}
+	for name, c := range map[string]struct {
+		err  error
+		stop bool
+	}{
+		"nil":                      {nil, false},
+		"other":                    {errors.New("x"), false},
+		"ErrStop":                  {stage.ErrStop, true},
+		"wrapped":                  {fmt.Errorf("enough: %w", stage.ErrStop), true},
+		"joined":                   {errors.Join(errors.New("x"), stage.ErrStop), true},
+		"in an *Error":             {itemErr, false},
+		"in a wrapped *Error":      {fmt.Errorf("inner run: %w", itemErr), false},
+		"in a *SourceError":        {&stage.SourceError{Err: stage.ErrStop}, false},
+		"an *Error of another err": {errors.Join(&stage.Error{Err: errors.New("x")}, stage.ErrStop), true},
+	} {
+		if got := stage.IsStop(c.err); got != c.stop {
+			t.Errorf("%s: IsStop = %v, want %v", name, got, c.stop)
+		}
+	}
+}
+
+// A Run callback that returns the failure of a run of its own, in which a
+// stage returned ErrStop, fails the run with it: it is not a stop.
+func TestRunCallbackReturningANestedErrStopFailure(t *testing.T) {
+	inner := stage.Map(source.Slice([]int{1}), func(context.Context, int) (int, error) { return 0, stage.ErrStop })
+	err := stage.Run(context.Background(), source.Slice([]int{1, 2}), func(ctx context.Context, _ int, _ error) error {
+		return stage.Run(ctx, inner, func(context.Context, int, error) error { return nil })
+	})
+	var e *stage.Error
+	if !errors.As(err, &e) || !errors.Is(err, stage.ErrStop) {
+		t.Fatalf("Run = %v, want the inner run's *stage.Error", err)
+	}
+}
