@@ -72,7 +72,10 @@ func TestAuditEverySinkReportsAStagesErrStop(t *testing.T) {
 	for name, run := range sinks {
 		for _, workers := range []int{1, 4} {
 			for _, at := range []int{0, 30} {
-				if name == "First" && at != 0 {
+				// First with one worker: item 0 comes first, so First
+				// returns its failure. With 4, an item after it may reach
+				// First before it, and then First's value is the answer.
+				if name == "First" && (at != 0 || workers != 1) {
 					continue
 				}
 				t.Run(fmt.Sprintf("%s/workers=%d/at=%d", name, workers, at), func(t *testing.T) {
