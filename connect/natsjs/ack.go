@@ -72,8 +72,7 @@ func (a *msgAck) Done(err error) {
 	case errors.Is(err, ErrPermanent) || a.lastDelivery():
 		ackErr = a.terminate(err)
 	default:
-		delay := s.cfg.backoff << min(a.deliveries-1, 20)
-		ackErr = a.msg.NakWithDelay(min(delay, s.cfg.maxDelay))
+		ackErr = a.msg.NakWithDelay(nakDelay(s.cfg.backoff, s.cfg.maxDelay, a.deliveries))
 	}
 	if ackErr != nil && s.cfg.onAckErr != nil {
 		s.cfg.onAckErr(ackErr)
@@ -137,4 +136,20 @@ func (s *sourceRun) startKeepAlive() func() {
 		close(done)
 		wg.Wait()
 	}
+}
+
+// nakDelay is the redelivery delay after the n-th delivery (see Backoff):
+// base·2^(n-1), capped at max, without overflow at any n.
+func nakDelay(base, max time.Duration, n uint64) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	d := base
+	for i := uint64(1); i < n; i++ { // at most 63 doublings before d passes max/2
+		if d > max/2 {
+			return max
+		}
+		d *= 2
+	}
+	return min(d, max)
 }

@@ -11,6 +11,10 @@ import (
 // with [ReadAhead].
 const DefaultReadAhead = 100
 
+// MaxReadAhead is the largest [ReadAhead]: far more than a consumer's
+// MaxAckPending lets one replica hold, and a buffer of 8 MiB.
+const MaxReadAhead = 1 << 20
+
 // ReadAhead sets how many messages a [Source] may hold that the pipeline
 // has not taken yet: each run keeps one pull subscription, which asks the
 // server for up to n messages at a time (nats.go's PullMaxMessages) and
@@ -18,10 +22,12 @@ const DefaultReadAhead = 100
 // messages beyond what its pipeline works on. More read-ahead hides the
 // round trip to the server; it also counts against the consumer's
 // MaxAckPending, and a message held when the run stops is nak'ed, to be
-// redelivered at once. ReadAhead panics if n < 1.
+// redelivered at once. The subscription's buffer has room for n messages,
+// made when a run starts (8 bytes each). ReadAhead panics if n < 1 or n >
+// [MaxReadAhead].
 func ReadAhead(n int) SourceOption {
-	if n < 1 {
-		panic(fmt.Sprintf("sluice: natsjs.ReadAhead: n = %d, want 1 or more", n))
+	if n < 1 || n > MaxReadAhead {
+		panic(fmt.Sprintf("sluice: natsjs.ReadAhead: n = %d, want 1 to %d", n, MaxReadAhead))
 	}
 	return SourceOption{func(c *sourceConfig) { c.readAhead = n }}
 }

@@ -1,0 +1,4 @@
+package natsjs
+
+// NakDelay is nakDelay, for the tests.
+var NakDelay = nakDelay
