@@ -31,8 +31,12 @@ import (
 // documentation, "Outcomes".) If the subscription misses its heartbeats (a
 // stalled connection or pull request), the source asks the server again
 // on the same subscription and goes on, and messages the server delivered
-// into the stall are taken when they arrive. An error of the consumer ends
-// the run with a *stage.SourceError.
+// into the stall are taken when they arrive, as far as the subscription
+// has room for them: nats.go asks for a new batch while the stalled one
+// may still come, and drops what finds no room (a "slow consumer" error,
+// reported to the connection's error handler). The server redelivers those
+// once AckWait has passed; none is lost. An error of the consumer ends the
+// run with a *stage.SourceError.
 //
 // Source is a waiting source (its next waits for the server) and
 // stage.Interruptible: a cheap stage over it takes messages the
@@ -107,7 +111,10 @@ type sourceRun struct {
 // again, on the same subscription (nats.go does, within Next), so that
 // messages the server delivered into the stall are still taken when they
 // arrive. (A new subscription would leave them to an abandoned one, to
-// wait out AckWait.)
+// wait out AckWait.) nats.go's subscription buffer has room for ReadAhead
+// messages, and the new batch it asks for does not count the stalled one:
+// when both arrive while the pipeline takes nothing, the excess is dropped
+// and waits out AckWait (TestReview3StallUnderASlowPipeline).
 const pullExpiry = 5 * time.Second
 
 // subscribe starts the run's pull subscription.
