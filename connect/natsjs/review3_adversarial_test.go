@@ -739,7 +739,6 @@ func TestReview3LastDeliveryHeldInReadAhead(t *testing.T) {
 
 // ---------------------------------------------------------------- backoff
 
-
 // ---------------------------------------------------------------- read-ahead
 
 // ReadAhead: "one replica holds at most n messages beyond what its pipeline
