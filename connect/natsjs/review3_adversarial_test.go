@@ -113,15 +113,15 @@ func r3NoneFor(t *testing.T, cons jetstream.Consumer, window time.Duration) (str
 	if err != nil {
 		t.Fatal(err)
 	}
-	for m := range batch.Messages() {
-		md, _ := m.Metadata()
-		d := uint64(0)
-		if md != nil {
-			d = md.NumDelivered
-		}
-		return fmt.Sprintf("%q (delivery %d)", m.Data(), d), true
+	m, ok := <-batch.Messages() // closed without a message: none came within window
+	if !ok {
+		return "", false
 	}
-	return "", false
+	d := uint64(0)
+	if md, _ := m.Metadata(); md != nil {
+		d = md.NumDelivered
+	}
+	return fmt.Sprintf("%q (delivery %d)", m.Data(), d), true
 }
 
 // r3WaitFor polls cond with a 30 s watchdog.
