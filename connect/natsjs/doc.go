@@ -22,7 +22,9 @@
 //   - the run ended first (cancelled, a FailFast error at another message,
 //     drained before the message was handed to the pipeline): Nak, when the
 //     run stops, so that another consumer gets it at once; after a crash,
-//     nothing: the server redelivers it once AckWait has passed. A message
+//     nothing: the server redelivers it once AckWait has passed. (So too
+//     for a message that nats.go dropped, after a stall or a reconnect,
+//     for want of room: the run never received it; see Source.) A message
 //     on its last allowed delivery (MaxDeliver) is not delivered again
 //     after a Nak, so it goes to the dead-letter subject instead (Term), if
 //     one is set; without one it stays in the stream, undelivered.

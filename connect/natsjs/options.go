@@ -19,12 +19,13 @@ const MaxReadAhead = 1 << 20
 // has not taken yet: each run keeps one pull subscription, which asks the
 // server for up to n messages at a time (nats.go's PullMaxMessages) and
 // asks for more as the pipeline takes them. So one replica holds at most n
-// messages beyond what its pipeline works on. More read-ahead hides the
-// round trip to the server; it also counts against the consumer's
-// MaxAckPending, and a message held when the run stops is nak'ed, to be
-// redelivered at once. The subscription's buffer has room for n messages,
-// made when a run starts (8 bytes each). ReadAhead panics if n < 1 or n >
-// [MaxReadAhead].
+// messages beyond what its pipeline works on. (After a stall or a
+// reconnect the server may deliver up to n more, which nats.go drops: see
+// [Source].) More read-ahead hides the round trip to the server; it also
+// counts against the consumer's MaxAckPending, and a message held when the
+// run stops is nak'ed, to be redelivered at once. The subscription's
+// buffer has room for n messages, made when a run starts (8 bytes each).
+// ReadAhead panics if n < 1 or n > [MaxReadAhead].
 func ReadAhead(n int) SourceOption {
 	if n < 1 || n > MaxReadAhead {
 		panic(fmt.Sprintf("sluice: natsjs.ReadAhead: n = %d, want 1 to %d", n, MaxReadAhead))

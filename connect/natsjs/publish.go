@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -10,6 +11,10 @@ import (
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
 )
+
+// ErrNilMsg is the item error of [Publish] when its msg function returns
+// a nil message and no error.
+var ErrNilMsg = errors.New("sluice: natsjs.Publish: msg returned a nil message")
 
 // Published counts what [Publish] did.
 type Published struct {
@@ -29,9 +34,14 @@ type Published struct {
 // Publish is written with sink.ForEach, and reports as it does: a failed
 // publish, or an error or panic in msg or id, ends the run with a
 // *stage.Error (Stage "foreach") wrapping it; forwarded errors come back in
-// a *sink.ForwardedError (a count and a sample). Items are published one at
-// a time. The counters may be read while the run goes on.
+// a *sink.ForwardedError (a count and a sample); a msg that returns a nil
+// message and no error fails the same way, with [ErrNilMsg]. Items are
+// published one at a time. The counters may be read while the run goes on.
+// Publish panics, before it runs s, if js, msg or id is nil.
 func Publish[T any](ctx context.Context, js jetstream.JetStream, s stage.Stream[T], msg func(T) (*nats.Msg, error), id func(T) string, counts *Published) error {
+	if js == nil || msg == nil || id == nil {
+		panic("sluice: natsjs.Publish: nil JetStream, msg or id function")
+	}
 	if counts == nil {
 		counts = &Published{}
 	}
@@ -39,6 +49,9 @@ func Publish[T any](ctx context.Context, js jetstream.JetStream, s stage.Stream[
 		m, err := msg(v)
 		if err != nil {
 			return err
+		}
+		if m == nil {
+			return ErrNilMsg
 		}
 		ack, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id(v)))
 		if err != nil {

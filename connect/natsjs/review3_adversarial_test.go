@@ -1357,31 +1357,21 @@ func TestReview3Child(t *testing.T) {
 		msg, panicked := r3PanicMsg(func() {
 			err = natsjs.Publish(ctx, pjs, source.Slice([]int{1, 2}), msgf, idf, nil)
 		})
-		if panicked {
-			if !strings.HasPrefix(msg, "sluice: ") {
-				t.Fatalf("Publish panicked with %q, not a \"sluice:\" message", msg)
+		if mode != "publish-msg-returns-nil" { // misuse: "Publish panics, before it runs s, if js, msg or id is nil"
+			if !panicked || !strings.HasPrefix(msg, "sluice: natsjs.Publish:") {
+				t.Fatalf("Publish with %s: panicked %v with %q, want a \"sluice: natsjs.Publish:\" panic", mode, panicked, msg)
+			}
+			if stored := rvStreamMsgs(t, js, "R3OUT"); stored != 0 {
+				t.Fatalf("Publish with %s stored %d messages before it panicked", mode, stored)
 			}
 			logf("panicked: %s", msg)
 			return
 		}
-		stored := rvStreamMsgs(t, js, "R3OUT")
-		var pe *stage.PanicError
-		logf("Publish returned %v (wraps a PanicError: %v); %d stored", err, errors.As(err, &pe), stored)
-		switch {
-		case mode == "publish-msg-returns-nil":
-			var se *stage.Error
-			if !errors.As(err, &se) || se.Stage != "foreach" {
-				t.Fatalf("msg returned a nil message: Publish returned %v, want a *stage.Error (Stage foreach)", err)
-			}
-		case mode == "publish-nil-id":
-			if err == nil && stored != 2 {
-				t.Fatalf("Publish returned nil with %d of 2 stored", stored)
-			}
-		default:
-			if err == nil {
-				t.Fatalf("Publish with %s returned nil (%d stored)", mode, stored)
-			}
+		var se *stage.Error
+		if panicked || !errors.As(err, &se) || se.Stage != "foreach" || !errors.Is(err, natsjs.ErrNilMsg) {
+			t.Fatalf("msg returned a nil message: Publish panicked %v (%q), returned %v; want a *stage.Error (Stage foreach) wrapping ErrNilMsg", panicked, msg, err)
 		}
+		logf("Publish returned %v", err)
 
 	case "readahead-max":
 		const n = 20

@@ -29,7 +29,8 @@ import (
 // on its last allowed delivery, which the server would not deliver again,
 // goes to the dead-letter subject instead, if one is set; see the package
 // documentation, "Outcomes".) If the subscription misses its heartbeats (a
-// stalled connection or pull request), the source asks the server again
+// stalled connection or pull request), or the connection comes back after
+// a drop, the source asks the server again
 // on the same subscription and goes on, and messages the server delivered
 // into the stall are taken when they arrive, as far as the subscription
 // has room for them: nats.go asks for a new batch while the stalled one
