@@ -83,8 +83,10 @@ func Backoff(base, max time.Duration) SourceOption {
 	return SourceOption{func(c *sourceConfig) { c.backoff, c.maxDelay = base, max }}
 }
 
-// OnAckError is called when an acknowledgement cannot be sent (the
-// connection is gone): the message will be redelivered. The default
+// OnAckError is called when an acknowledgement (an Ack, a Nak, a Term)
+// cannot be sent (the connection is gone): the message will be
+// redelivered. It is not called for [KeepAlive]'s in-progress acks: a lost
+// one only lets the message be redelivered after AckWait. The default
 // ignores it. A panic in f fails the run with a *stage.SourceError wrapping
 // the *stage.PanicError (unless the run was cut short first), and does not
 // keep the other messages from going back to the server when the run
