@@ -144,6 +144,22 @@ func r3Vals(n int) []string {
 	return vs
 }
 
+// r3Held starts a server with stream name (AckWait an hour) and publishes
+// vals to it: the connection, its JetStream, the consumer, a second
+// client's consumer (to see what goes back), and each value's sequence.
+func r3Held(t *testing.T, name string, vals []string) (*nats.Conn, jetstream.JetStream, jetstream.Consumer, jetstream.Consumer, map[string]uint64) {
+	t.Helper()
+	url := startServer(t)
+	ncS, js := connect(t, url)
+	cons := rvSetup(t, js, name, time.Hour, 0)
+	other := r3Other(t, url, name)
+	seqOf := map[string]uint64{}
+	for _, v := range vals {
+		seqOf[v] = rvPub(t, js, name+".job", v)
+	}
+	return ncS, js, cons, other, seqOf
+}
+
 func r3PanicMsg(f func()) (msg string, panicked bool) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -487,15 +503,8 @@ func TestReview3HeldMessagesGoBackAtOnce(t *testing.T) {
 	for _, how := range []string{"failfast", "sink-error", "cancel", "drain", "drain-then-cancel"} {
 		t.Run(how, func(t *testing.T) {
 			const n = 30
-			url := startServer(t)
-			ncS, js := connect(t, url)
 			name := "R3HELD" + strings.ToUpper(strings.ReplaceAll(how, "-", ""))
-			cons := rvSetup(t, js, name, time.Hour, 0)
-			other := r3Other(t, url, name)
-			seqOf := map[string]uint64{}
-			for _, v := range r3Vals(n) {
-				seqOf[v] = rvPub(t, js, name+".job", v)
-			}
+			ncS, js, cons, other, seqOf := r3Held(t, name, r3Vals(n))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			stop, drain := context.WithCancel(context.Background())
@@ -974,14 +983,7 @@ func TestReview3KeepAliveWhileHeld(t *testing.T) {
 // its outputs is a Nak with the Backoff delay (not redelivered now, not
 // dead-lettered), a Permanent one a Term with a dead letter.
 func TestReview3FanOutOutcomes(t *testing.T) {
-	url := startServer(t)
-	_, js := connect(t, url)
-	cons := rvSetup(t, js, "R3FAN", time.Hour, 0)
-	other := r3Other(t, url, "R3FAN")
-	seqOf := map[string]uint64{}
-	for _, v := range []string{"all", "none", "onefails", "permfails"} {
-		seqOf[v] = rvPub(t, js, "R3FAN.job", v)
-	}
+	_, js, cons, other, seqOf := r3Held(t, "R3FAN", []string{"all", "none", "onefails", "permfails"})
 	stop, drain := context.WithCancel(context.Background())
 	defer drain()
 	src := natsjs.Source(cons, decodeString, natsjs.Backoff(time.Hour, time.Hour), natsjs.DeadLetter(js, "dlq.R3FAN"))
@@ -1877,15 +1879,8 @@ func TestReview3EarlyStopBySink(t *testing.T) {
 	for _, how := range []string{"errstop", "first", "all-break", "all-panic"} {
 		t.Run(how, func(t *testing.T) {
 			const n = 20
-			url := startServer(t)
-			ncS, js := connect(t, url)
 			name := "R3ES" + strings.ToUpper(strings.ReplaceAll(how, "-", ""))
-			cons := rvSetup(t, js, name, time.Hour, 0)
-			other := r3Other(t, url, name)
-			seqOf := map[string]uint64{}
-			for _, v := range r3Vals(n) {
-				seqOf[v] = rvPub(t, js, name+".job", v)
-			}
+			ncS, js, cons, other, seqOf := r3Held(t, name, r3Vals(n))
 			ctx, cancel := context.WithTimeout(context.Background(), r3Watchdog)
 			defer cancel()
 			leaks := goleak.IgnoreCurrent()
