@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -155,10 +154,6 @@ func TestReviewRateLimitHoldsAcrossLevels(t *testing.T) {
 func TestReviewImpossibleFlagsAreRefused(t *testing.T) {
 	bin := cmdtest.Build(t)
 	for _, args := range [][]string{{"-rate", "0"}, {"-rate", "-5"}, {"-workers", "0"}, {"-attempts", "0"}, {"-timeout", "0s"}} {
-		out, err, hung := cmdtest.Run(t, bin, 2*time.Minute, args...)
-		var exit *exec.ExitError
-		if hung || !errors.As(err, &exit) || exit.ExitCode() != 2 {
-			t.Errorf("%v: err %v, hung %v, want exit 2; output:\n%s", args, err, hung, out)
-		}
+		cmdtest.Refused(t, bin, "", args...)
 	}
 }

@@ -101,14 +101,7 @@ func TestReviewNoCrash(t *testing.T) {
 // after 200 jobs and leave the rest to nobody. The command refuses the flags
 // at once (exit 2) instead of waiting for ever, as it used to.
 func TestReviewLoneCrashingReplicaIsRefused(t *testing.T) {
-	bin := cmdtest.Build(t)
-	out, err, hung := cmdtest.Run(t, bin, 60*time.Second, "-replicas", "1", "-n", "300")
-	if hung {
-		t.Fatalf("-replicas 1 -n 300 still running after 60s: it waits for ever for the jobs its crashed replica left; output:\n%s", out)
-	}
-	if err == nil || !strings.Contains(out, "-crash needs -replicas 2 or more") {
-		t.Fatalf("want the flags refused; err %v, output:\n%s", err, out)
-	}
+	cmdtest.Refused(t, cmdtest.Build(t), "-crash needs -replicas 2 or more", "-replicas", "1", "-n", "300")
 }
 
 // run itself, with its only replica crashing: it stops waiting once no

@@ -86,14 +86,7 @@ func TestReviewNoCrash(t *testing.T) {
 // after 500 orders and leave its partitions to nobody. The command refuses
 // the flags at once (exit 2) instead of waiting for ever, as it used to.
 func TestReviewLoneCrashingMemberIsRefused(t *testing.T) {
-	bin := cmdtest.Build(t)
-	out, err, hung := cmdtest.Run(t, bin, 60*time.Second, "-members", "1", "-n", "1000")
-	if hung {
-		t.Fatalf("-members 1 -n 1000 still running after 60s: it waits for ever for the orders its crashed member left; output:\n%s", out)
-	}
-	if err == nil || !strings.Contains(out, "-crash needs -members 2 or more") {
-		t.Fatalf("want the flags refused; err %v, output:\n%s", err, out)
-	}
+	cmdtest.Refused(t, cmdtest.Build(t), "-crash needs -members 2 or more", "-members", "1", "-n", "1000")
 }
 
 // run itself, with its only member crashing: it stops waiting once no

@@ -5,9 +5,11 @@ package cmdtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,4 +42,17 @@ func Run(t testing.TB, bin string, watchdog time.Duration, args ...string) (out 
 	cmd.Stdout, cmd.Stderr = &b, &b
 	err = cmd.Run()
 	return b.String(), err, ctx.Err() != nil
+}
+
+// Refused runs bin with args and fails the test unless the command refuses
+// them at once: it exits with status 2 and its output contains want. A
+// command still running after the watchdog (a minute, a hang watchdog
+// only) fails the test too.
+func Refused(t testing.TB, bin, want string, args ...string) {
+	t.Helper()
+	out, err, hung := Run(t, bin, time.Minute, args...)
+	var exit *exec.ExitError
+	if hung || !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(out, want) {
+		t.Errorf("%v: err %v, hung %v; want exit 2 with %q; output:\n%s", args, err, hung, want, out)
+	}
 }
