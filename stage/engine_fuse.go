@@ -61,6 +61,27 @@ type fuseRun[In, Out any] struct {
 	idle   int           // places held by nobody yet (see newFuseRun)
 	spares []puller[In]  // input handles of retired goroutines
 	spare  [1]puller[In] // spares' first room: one handle wants a place
+
+	// stepRoom: the steppers of the goroutines that start with the stage
+	// (at its open or first pull, from the sink's goroutine), when they
+	// fit: a small run makes no allocation for them (see steppers).
+	stepRoom [4]queueStepper[In, Out]
+}
+
+// steppers returns n steppers for goroutines that start together: from
+// stepRoom the first time, if they fit, else new ones. Only from the
+// goroutine that opens the stage or starts its places (startIdle).
+func (fr *fuseRun[In, Out]) steppers(n int) stepperSlab[In, Out] {
+	if n <= len(fr.stepRoom) && fr.stepRoom[0].p == nil {
+		room := fr.stepRoom[:n]
+		for i := range room {
+			t := &room[i]
+			t.out = queueOut[Out]{q: fr.out}
+			fr.p.initStepper(&t.stepper, &t.out)
+		}
+		return stepperSlab[In, Out]{queue: room}
+	}
+	return fr.app.steppers(n)
 }
 
 const (
@@ -88,11 +109,14 @@ func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items i
 	return fr
 }
 
-// allocFuseRun makes a fused stage's state in one allocation: a copy of p,
-// the queue (with capacity tokens and writers), the applier of its
-// goroutines, and room for one spare handle.
+// allocFuseRun makes a fused stage's state in one allocation (or none:
+// it comes from a pool and goes back when the run finishes, see
+// engine_recycle.go): a copy of p, the queue (with capacity tokens and
+// writers), the applier of its goroutines, and room for one spare handle.
 func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capacity, writers int) *fuseRun[In, Out] {
-	fr := &fuseRun[In, Out]{proc: *p, handles: handles}
+	fr := fromPool[fuseRun[In, Out]]()
+	p.r.recycleOnFinish(fr)
+	fr.proc, fr.handles = *p, handles
 	fr.p = &fr.proc
 	fr.spares = fr.spare[:0]
 	fr.out = &fr.queue
@@ -100,6 +124,9 @@ func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capac
 	fr.app = applier[In, Out]{r: fr.p.r, p: fr.p, out: fr.out, fuse: fr}
 	return fr
 }
+
+// recycle gives fr back to its pool (see engine_recycle.go).
+func (fr *fuseRun[In, Out]) recycle() { toPool(fr) }
 
 // newFuseRunWaiting starts a fused stage over a source that may wait
 // (tries): every place starts as a goroutine of the stage, and goes to a
@@ -111,7 +138,7 @@ func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles handles[In]) 
 	fr.tries = true
 	fr.goroutines.Store(int64(n))
 	fr.started.Store(true)
-	steppers := fr.app.steppers(n)
+	steppers := fr.steppers(n)
 	for i := range n {
 		in, t := handles.next(), steppers.at(i)
 		fr.p.r.goroutine(func() { fr.app.work(in, t) })
@@ -197,7 +224,7 @@ func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 			if items >= 0 {
 				n = min(n, items-k)
 			}
-			steppers = fr.app.steppers(n)
+			steppers = fr.steppers(n)
 		}
 		fr.spawn(in, steppers.at(spawned))
 		spawned++

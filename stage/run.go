@@ -119,7 +119,8 @@ var errFinished = errors.New("sluice: run finished")
 // check); start runs the checks and, if they pass, starts the goroutines;
 // the sink consumes; finish cancels, waits for every goroutine and the
 // cancellation hooks, then runs the cleanups (sources' stop, observers'
-// Closed); result says what the sink returns.
+// Closed), and last gives the per-run states back to their pools
+// (engine_recycle.go); result says what the sink returns.
 type run struct {
 	ctx          context.Context
 	cancelCtx    context.CancelCauseFunc // only through cancelRun, or in finish: both wake the sleepers
@@ -154,7 +155,9 @@ type run struct {
 	unhooks     []func() bool // deregister Until's functions at finish
 	sharedNodes map[*node]any // the run's state of nodes several streams read (Tee)
 	checks      []func() error
-	pending     []func() // goroutines to start with the run
+	pending     []func()    // goroutines to start with the run
+	recyclers   []recycler  // states that go back to their pools at finish (engine_recycle.go)
+	recycleRoom [2]recycler // recyclers' first room: a small run makes no slice for them
 	started     bool
 	stages      int // stages opened so far
 
@@ -443,6 +446,7 @@ func (r *run) finish() {
 			}
 		}
 	}
+	r.recycle()
 }
 
 // result is the error the sink reports for a finished run (see Run).

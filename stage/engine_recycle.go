@@ -1,0 +1,85 @@
+package stage
+
+import "sync"
+
+// Recycling. The state of a fused stage in one run (fuseRun: its queue,
+// processor, first consumer handle) is most of what a small run allocates.
+// It comes from a pool when the stage opens and goes back, zeroed, when
+// the run finishes (see run.finish), so that a service running many small
+// runs does not make the garbage collector sweep it up each time.
+//
+// Invariant: once finish has waited for every goroutine of the run and its
+// hooks, and has run the cleanups, nothing uses a recycled state again:
+//   - the run's goroutines, the only ones that pull through a stage's
+//     handles besides the sink's loop in Run, have exited, and the sink's
+//     loop ended before finish;
+//   - user code never holds a reference into it: a user's function sees
+//     the run's context (not recycled) and its items, and Apply, whose emit
+//     is the one function of the engine handed to user code, never fuses.
+//
+// A state is zeroed as it goes back, so a pooled state holds nothing of
+// the run (no user function, no item). In the stage package's own tests
+// states are zeroed but never reused (recycleReuse is off): a use after
+// finish then dereferences nil and fails the test instead of corrupting
+// another run (see recycle_internal_test.go).
+
+// recycler is a per-run state that goes back to its pool when the run
+// finishes.
+type recycler interface{ recycle() }
+
+// recycleReuse: recycled states go back to their pool. Only the stage
+// package's tests turn it off, before any run.
+var recycleReuse = true
+
+// pools holds a *sync.Pool per type of recycled state, keyed by
+// poolKey[T]{} (an interface holding a zero-size value: no allocation).
+var pools sync.Map
+
+type poolKey[T any] struct{}
+
+// poolOf returns the pool of *T.
+func poolOf[T any]() *sync.Pool {
+	k := any(poolKey[T]{})
+	if p, ok := pools.Load(k); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := pools.LoadOrStore(k, new(sync.Pool))
+	return p.(*sync.Pool)
+}
+
+// fromPool returns a zero T from its pool, or a new one.
+func fromPool[T any]() *T {
+	if x, ok := poolOf[T]().Get().(*T); ok {
+		return x
+	}
+	return new(T)
+}
+
+// toPool zeroes x and gives it back to its pool.
+func toPool[T any](x *T) {
+	var zero T
+	*x = zero
+	if recycleReuse {
+		poolOf[T]().Put(x)
+	}
+}
+
+// recycleOnFinish registers x to go back to its pool once the run has
+// finished (see the invariant above). From the sink's goroutine only, while
+// the run opens.
+func (r *run) recycleOnFinish(x recycler) {
+	if r.recyclers == nil {
+		r.recyclers = r.recycleRoom[:0]
+	}
+	r.recyclers = append(r.recyclers, x)
+}
+
+// recycle gives back every state registered with recycleOnFinish; the last
+// step of finish.
+func (r *run) recycle() {
+	for i, x := range r.recyclers {
+		x.recycle()
+		r.recyclers[i] = nil
+	}
+	r.recyclers = nil
+}
