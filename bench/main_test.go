@@ -66,8 +66,8 @@ func measure(b *testing.B, n int, run func()) {
 
 // check fails the benchmark if got is not want.
 func check(b *testing.B, got, want int, err error) {
-	b.Helper()
 	if got != want || err != nil {
+		b.Helper() // only here: Helper walks the stack, a cost a small run would measure
 		b.Fatalf("got %d, %v; want %d, nil", got, err, want)
 	}
 }

@@ -47,8 +47,8 @@ type Ack interface {
 // rest is as in Source (next may wait). Acknowledgements cost a source
 // without them nothing: the engine only looks at a pointer that is nil.
 //
-// Cost: one small allocation per item that has an Ack, and an atomic add
-// per output and per settlement.
+// Cost: a small node per item that has an Ack (the source allocates them 64
+// at a time), and an atomic add per output and per settlement.
 func AckSource[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, Ack, error), stop func())) Stream[T] {
 	checkFunc(open == nil, "stage.AckSource", "open function")
 	return sourceStream("stage.AckSource", func(p *sourcePuller[T]) { p.nextAck, p.stop = open(p.ctx) })

@@ -20,7 +20,7 @@ type ackNode struct {
 }
 
 // group is the members of a Batch's node, apart so that an item's node
-// stays small (it is allocated per item).
+// stays small (there is one per item: see sourcePuller.newAck).
 type group struct{ members []*ackNode }
 
 const (
