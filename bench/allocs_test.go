@@ -39,9 +39,9 @@ func TestNoAllocationPerItem(t *testing.T) {
 // for ten, with four workers (a fused stage's state, and the steppers of up
 // to four goroutines, come from a pool: see stage/engine_recycle.go).
 // Allocation counts do not depend on timing except where a goroutine gives
-// its place away, or where the pool is emptied (by a garbage collection, or
-// under -race, which drops a quarter of what goes back), so the bounds keep
-// a margin of two.
+// its place away, or where the pool is empty (a pool is emptied by its
+// second garbage collection; -race drops a quarter of what goes back), so
+// the bounds keep a margin of two.
 func TestSmallRunAllocations(t *testing.T) {
 	for _, c := range []struct{ n, max int }{{1, 10 + 2}, {10, 14 + 2}} {
 		in := input[:c.n]

@@ -63,8 +63,9 @@ type fuseRun[In, Out any] struct {
 	spare  [1]puller[In] // spares' first room: one handle wants a place
 
 	// stepRoom: the steppers of the goroutines that start with the stage
-	// (at its open or first pull, from the sink's goroutine), when they
-	// fit: a small run makes no allocation for them (see steppers).
+	// (at its open, or at the first pull, by whichever goroutine of the
+	// consumer makes it), when they fit: a small run makes no allocation
+	// for them (see steppers).
 	stepRoom [4]queueStepper[In, Out]
 }
 
@@ -112,7 +113,8 @@ func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items i
 // allocFuseRun makes a fused stage's state in one allocation (or none:
 // it comes from a pool and goes back when the run finishes, see
 // engine_recycle.go): a copy of p, the queue (with capacity tokens and
-// writers), the applier of its goroutines, and room for one spare handle.
+// writers), the applier of its goroutines, room for one spare handle and
+// for the steppers of up to four goroutines.
 func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capacity, writers int) *fuseRun[In, Out] {
 	fr := fromPool[fuseRun[In, Out]]()
 	p.r.recycleOnFinish(fr)

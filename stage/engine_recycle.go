@@ -18,10 +18,15 @@ import "sync"
 //     is the one function of the engine handed to user code, never fuses.
 //
 // A state is zeroed as it goes back, so a pooled state holds nothing of
-// the run (no user function, no item). In the stage package's own tests
-// states are zeroed but never reused (recycleReuse is off): a use after
-// finish then dereferences nil and fails the test instead of corrupting
-// another run (see recycle_internal_test.go).
+// the run (no user function, no item). A run whose finish panics (a bug of
+// the library's, see run.bug) gives nothing back: its states are left to
+// the garbage collector. In the stage package's own tests states are
+// zeroed but never reused (recycleReuse is off), so that a use after
+// finish fails the test instead of corrupting another run: a use through
+// one of the state's pointers dereferences nil; a use of only its locks or
+// counters (a late wake of its queue) races with the zeroing, which the
+// race detector reports (the tests run with -race). See
+// recycle_internal_test.go and recycle_test.go.
 
 // recycler is a per-run state that goes back to its pool when the run
 // finishes.

@@ -407,8 +407,9 @@ func (r *run) wake() {
 	}
 }
 
-// finish cancels what is still running, waits for every goroutine, then runs
-// the cleanups. It is idempotent.
+// finish cancels what is still running, waits for every goroutine and the
+// cancellation hooks, runs the cleanups, and last gives the run's states
+// back to their pools (engine_recycle.go). It is idempotent.
 func (r *run) finish() {
 	if r.finished {
 		return
