@@ -1,6 +1,8 @@
 package main
 
 import (
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -127,6 +129,7 @@ func workloads(z sizes) []workload {
 		},
 	})
 	ws = append(ws, smallRuns()...)
+	ws = append(ws, manySmallRuns(z.items/100))
 	return ws
 }
 
@@ -162,4 +165,43 @@ func smallRuns() []workload {
 		})
 	}
 	return ws
+}
+
+// manySmallRuns is a service under load fanning out per request: callers
+// goroutines at once (1,000 at full size), each running 10 runs of 10
+// items.
+func manySmallRuns(callers int) workload {
+	const runsEach, n = 10, 10
+	in := ints(n)
+	many := func(run func([]int) []int) func() int {
+		return func() int {
+			var total atomic.Int64
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Go(func() {
+					s := 0
+					for range runsEach {
+						for _, v := range run(in) {
+							s += v
+						}
+					}
+					total.Add(int64(s))
+				})
+			}
+			wg.Wait()
+			return int(total.Load())
+		}
+	}
+	return workload{
+		name:  "Many small runs at once: " + itoa(callers) + " goroutines × 10 runs of Map over 10 items, 4 workers (× 10 for a run's cost)",
+		items: callers * runsEach * n, want: callers * runsEach * sumDouble(n), baseline: "errgroup",
+		runs: map[string]func() int{
+			"sluice Map":        many(func(in []int) []int { return sluiceSliceMap(in, 4) }),
+			"sluice Concurrent": many(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }),
+			"errgroup":          many(func(in []int) []int { return errgroupSlice(in, 4) }),
+			"conc pool":         many(func(in []int) []int { return concSlice(in, 4) }),
+			"rill":              many(func(in []int) []int { return rillSlice(in, 4) }),
+			"hand-written":      many(func(in []int) []int { return handSlice(in, 4) }),
+		},
+	}
 }
