@@ -6,7 +6,8 @@ import "sync"
 // processor, first consumer handle) is most of what a small run allocates.
 // It comes from a pool when the stage opens and goes back, zeroed, when
 // the run finishes (see run.finish), so that a service running many small
-// runs does not make the garbage collector sweep it up each time.
+// runs does not make the garbage collector sweep it up each time. So does
+// the sink's batch (see Run, takeBatch), cleared, once the run finished.
 //
 // Invariant: once finish has waited for every goroutine of the run and its
 // hooks, and has run the cleanups, nothing uses a recycled state again:
@@ -87,4 +88,38 @@ func (r *run) recycle() {
 		r.recyclers[i] = nil
 	}
 	r.recyclers = nil
+}
+
+// batchRoom holds a sink's batch (see Run) while it waits in its pool.
+type batchRoom[T any] struct{ items []item[T] }
+
+// maxPooledBatch is the largest batch kept for another run: a run that
+// once had many items ready at once does not pin their room for good.
+const maxPooledBatch = 256
+
+// takeBatch returns an empty batch with room for at least n items.
+func takeBatch[T any](n int) []item[T] {
+	b := fromPool[batchRoom[T]]()
+	items := b.items
+	b.items = nil
+	if recycleReuse {
+		poolOf[batchRoom[T]]().Put(b)
+	}
+	if cap(items) < n {
+		return make([]item[T], 0, n)
+	}
+	return items[:0]
+}
+
+// putBatch gives a sink's batch back, cleared, once its run finished (the
+// batch was the sink loop's alone, and the loop is over). A nil batch, or
+// one too large to keep, goes to the garbage collector.
+func putBatch[T any](items []item[T]) {
+	if items == nil || cap(items) > maxPooledBatch || !recycleReuse {
+		return
+	}
+	clear(items[:cap(items)])
+	b := fromPool[batchRoom[T]]()
+	b.items = items[:0]
+	poolOf[batchRoom[T]]().Put(b)
 }

@@ -69,13 +69,14 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		}
 		return false
 	}
+	var batch []item[T] // from a pool, back to it once the run finished (see batchRoom)
 	if bp, ok := p.(batchPuller[T]); ok {
 		// Take every ready item at once; f sees them one at a time.
 		room := 16 // grows to the most ever ready at once
 		if n := s.Len(); n >= 0 {
 			room = max(min(n, room), 1)
 		}
-		batch := make([]item[T], 0, room)
+		batch = takeBatch[T](room)
 	batches:
 		for {
 			var ok bool
@@ -103,6 +104,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		}
 	}
 	r.finish()
+	putBatch(batch)
 	return r.result(ctx)
 }
 
