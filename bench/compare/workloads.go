@@ -154,17 +154,23 @@ func smallRuns() []workload {
 		}
 		ws = append(ws, workload{
 			name: "Small runs: Map over " + itoa(n) + " items into a slice, 4 workers (× " + itoa(n) + " for a run's cost)", items: reps * n, want: reps * sumDouble(n), baseline: "errgroup",
-			runs: map[string]func() int{
-				"sluice Map":        repeat(func(in []int) []int { return sluiceSliceMap(in, 4) }),
-				"sluice Concurrent": repeat(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }),
-				"errgroup":          repeat(func(in []int) []int { return errgroupSlice(in, 4) }),
-				"conc pool":         repeat(func(in []int) []int { return concSlice(in, 4) }),
-				"rill":              repeat(func(in []int) []int { return rillSlice(in, 4) }),
-				"hand-written":      repeat(func(in []int) []int { return handSlice(in, 4) }),
-			},
+			runs: fanOuts(repeat),
 		})
 	}
 	return ws
+}
+
+// fanOuts is every contender's per-request fan-out (4 workers, into a
+// slice), each made a workload's run by how.
+func fanOuts(how func(run func([]int) []int) func() int) map[string]func() int {
+	return map[string]func() int{
+		"sluice Map":        how(func(in []int) []int { return sluiceSliceMap(in, 4) }),
+		"sluice Concurrent": how(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }),
+		"errgroup":          how(func(in []int) []int { return errgroupSlice(in, 4) }),
+		"conc pool":         how(func(in []int) []int { return concSlice(in, 4) }),
+		"rill":              how(func(in []int) []int { return rillSlice(in, 4) }),
+		"hand-written":      how(func(in []int) []int { return handSlice(in, 4) }),
+	}
 }
 
 // manySmallRuns is a service under load fanning out per request: callers
@@ -195,13 +201,6 @@ func manySmallRuns(callers int) workload {
 	return workload{
 		name:  "Many small runs at once: " + itoa(callers) + " goroutines × 10 runs of Map over 10 items, 4 workers (× 10 for a run's cost)",
 		items: callers * runsEach * n, want: callers * runsEach * sumDouble(n), baseline: "errgroup",
-		runs: map[string]func() int{
-			"sluice Map":        many(func(in []int) []int { return sluiceSliceMap(in, 4) }),
-			"sluice Concurrent": many(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }),
-			"errgroup":          many(func(in []int) []int { return errgroupSlice(in, 4) }),
-			"conc pool":         many(func(in []int) []int { return concSlice(in, 4) }),
-			"rill":              many(func(in []int) []int { return rillSlice(in, 4) }),
-			"hand-written":      many(func(in []int) []int { return handSlice(in, 4) }),
-		},
+		runs: fanOuts(many),
 	}
 }
