@@ -67,6 +67,8 @@ type fuseRun[In, Out any] struct {
 	// consumer makes it), when they fit: a small run makes no allocation
 	// for them (see steppers).
 	stepRoom [4]queueStepper[In, Out]
+
+	home *sync.Pool // where fr goes back when the run finishes (see recycle)
 }
 
 // steppers returns n steppers for goroutines that start together: from
@@ -116,9 +118,9 @@ func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items i
 // writers), the applier of its goroutines, room for one spare handle and
 // for the steppers of up to four goroutines.
 func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capacity, writers int) *fuseRun[In, Out] {
-	fr := fromPool[fuseRun[In, Out]]()
+	fr, home := fromPool[fuseRun[In, Out]]()
 	p.r.recycleOnFinish(fr)
-	fr.proc, fr.handles = *p, handles
+	fr.proc, fr.handles, fr.home = *p, handles, home
 	fr.p = &fr.proc
 	fr.spares = fr.spare[:0]
 	fr.out = &fr.queue
@@ -128,7 +130,7 @@ func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capac
 }
 
 // recycle gives fr back to its pool (see engine_recycle.go).
-func (fr *fuseRun[In, Out]) recycle() { toPool(fr) }
+func (fr *fuseRun[In, Out]) recycle() { toPool(fr, fr.home) }
 
 // newFuseRunWaiting starts a fused stage over a source that may wait
 // (tries): every place starts as a goroutine of the stage, and goes to a

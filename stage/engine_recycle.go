@@ -53,20 +53,22 @@ func poolOf[T any]() *sync.Pool {
 	return p.(*sync.Pool)
 }
 
-// fromPool returns a zero T from its pool, or a new one.
-func fromPool[T any]() *T {
-	if x, ok := poolOf[T]().Get().(*T); ok {
-		return x
+// fromPool returns a zero T from its pool, or a new one, and the pool it
+// goes back to (see toPool): a caller that keeps the pool looks it up once.
+func fromPool[T any]() (*T, *sync.Pool) {
+	p := poolOf[T]()
+	if x, ok := p.Get().(*T); ok {
+		return x, p
 	}
-	return new(T)
+	return new(T), p
 }
 
-// toPool zeroes x and gives it back to its pool.
-func toPool[T any](x *T) {
+// toPool zeroes x and gives it back to p, its pool.
+func toPool[T any](x *T, p *sync.Pool) {
 	var zero T
 	*x = zero
 	if recycleReuse {
-		poolOf[T]().Put(x)
+		p.Put(x)
 	}
 }
 
@@ -90,36 +92,40 @@ func (r *run) recycle() {
 	r.recyclers = nil
 }
 
-// batchRoom holds a sink's batch (see Run) while it waits in its pool.
-type batchRoom[T any] struct{ items []item[T] }
+// batchRoom is a sink's batch (see Run), from its pool, and the pool it
+// goes back to.
+type batchRoom[T any] struct {
+	items []item[T]
+	home  *sync.Pool
+}
 
 // maxPooledBatch is the largest batch kept for another run: a run that
 // once had many items ready at once does not pin their room for good.
 const maxPooledBatch = 256
 
-// takeBatch returns an empty batch with room for at least n items.
-func takeBatch[T any](n int) []item[T] {
-	b := fromPool[batchRoom[T]]()
-	items := b.items
-	b.items = nil
-	if recycleReuse {
-		poolOf[batchRoom[T]]().Put(b)
+// takeBatch returns a batch room whose items are empty, with room for at
+// least n.
+func takeBatch[T any](n int) *batchRoom[T] {
+	b, home := fromPool[batchRoom[T]]()
+	b.home = home
+	if cap(b.items) < n {
+		b.items = make([]item[T], 0, n)
 	}
-	if cap(items) < n {
-		return make([]item[T], 0, n)
-	}
-	return items[:0]
+	return b
 }
 
-// putBatch gives a sink's batch back, cleared, once its run finished (the
-// batch was the sink loop's alone, and the loop is over). A nil batch, or
-// one too large to keep, goes to the garbage collector.
-func putBatch[T any](items []item[T]) {
-	if items == nil || cap(items) > maxPooledBatch || !recycleReuse {
-		return
+// put gives the room back with items, the batch as the sink left it,
+// cleared, once its run finished (the batch was the sink loop's alone, and
+// the loop is over). A batch too large to keep goes to the garbage
+// collector.
+func (b *batchRoom[T]) put(items []item[T]) {
+	if cap(items) > maxPooledBatch {
+		items = nil
 	}
 	clear(items[:cap(items)])
-	b := fromPool[batchRoom[T]]()
-	b.items = items[:0]
-	poolOf[batchRoom[T]]().Put(b)
+	home := b.home
+	*b = batchRoom[T]{items: items[:0]}
+	if recycleReuse {
+		home.Put(b)
+	}
 }

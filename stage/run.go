@@ -69,14 +69,16 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		}
 		return false
 	}
-	var batch []item[T] // from a pool, back to it once the run finished (see batchRoom)
+	var room *batchRoom[T] // the batch's, from a pool, back to it once the run finished
+	var batch []item[T]
 	if bp, ok := p.(batchPuller[T]); ok {
 		// Take every ready item at once; f sees them one at a time.
-		room := 16 // grows to the most ever ready at once
-		if n := s.Len(); n >= 0 {
-			room = max(min(n, room), 1)
+		n := 16 // grows to the most ever ready at once
+		if l := s.Len(); l >= 0 {
+			n = max(min(l, n), 1)
 		}
-		batch = takeBatch[T](room)
+		room = takeBatch[T](n)
+		batch = room.items
 	batches:
 		for {
 			var ok bool
@@ -104,7 +106,9 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		}
 	}
 	r.finish()
-	putBatch(batch)
+	if room != nil {
+		room.put(batch)
+	}
 	return r.result(ctx)
 }
 
