@@ -34,11 +34,14 @@ var ErrNilRecord = errors.New("kafka: Publish: the record function returned a ni
 // if s is the zero Stream).
 //
 // Cancelling ctx fails a record cl has not sent yet; one it has sent is
-// given up only if cl may fail a sent record: a client that produces
-// idempotently (franz-go's default) waits for the broker's answer or its
-// own delivery timeout, and Publish with it. Give cl kgo.AllowIdempotentProduceCancellation (or
-// kgo.DisableIdempotentWrite) for a Publish that returns at once; a record
-// cancelled in flight may still be written, as at-least-once allows.
+// given up only if cl may fail a sent record. A client that produces
+// idempotently (franz-go's default) waits for the broker's answer, and
+// Publish with it: for as long as a broker that took the request stays
+// silent, with no bound (kgo.RecordDeliveryTimeout does not apply to a
+// record sent and not answered). Give cl
+// kgo.AllowIdempotentProduceCancellation (or kgo.DisableIdempotentWrite)
+// for a Publish that returns at once; a record cancelled in flight may
+// still be written, as at-least-once allows.
 func Publish[T any](ctx context.Context, cl *kgo.Client, s stage.Stream[T], record func(T) (*kgo.Record, error), counts *Published) error {
 	if cl == nil || record == nil {
 		panic("sluice: kafka.Publish: nil client or record function")
