@@ -63,14 +63,16 @@ func TestSmallRunAllocations(t *testing.T) {
 // TestSmallRunBytes checks the bytes a whole small run allocates, which the
 // README states (1.1 KB for one item, 1.4 KB for ten): the fused stage's
 // state and the sink's batch come back from their pools instead of being
-// allocated anew. The bounds keep a margin for a pool emptied by the
-// garbage collector during the measure. Not under -race, which drops a
-// quarter of what goes back to a pool on purpose.
+// allocated anew (without the pools: 3.2 and 3.8 KB). The bounds keep a
+// margin for a pool emptied by the garbage collector during the measure;
+// under -race, which drops a quarter of what goes back to a pool on
+// purpose, a wider one (about 0.6 KB more on average).
 func TestSmallRunBytes(t *testing.T) {
+	bounds := []struct{ n, max int }{{1, 1200}, {10, 1600}}
 	if raceEnabled {
-		t.Skip("the race detector drops pooled states on purpose")
+		bounds = []struct{ n, max int }{{1, 2200}, {10, 2600}}
 	}
-	for _, c := range []struct{ n, max int }{{1, 1200}, {10, 1600}} {
+	for _, c := range bounds {
 		in := input[:c.n]
 		run := func() {
 			out, err := sink.Slice(context.Background(), stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))

@@ -66,7 +66,8 @@ func checkSlice(b *testing.B, got []int, want int, err error) {
 // BenchmarkManySmallRuns: 1,000 goroutines at once, each running 10 runs of
 // 10 items in a loop (a service under load, fanning out per request),
 // beside the hand-written fan-out. ns/run is wall time over every run of
-// every goroutine; B/run bounds what one run in flight holds.
+// every goroutine; B/run is what a run allocates (a run in flight also holds
+// its fused stage's recycled state and its batch: see bench/README.md).
 func BenchmarkManySmallRuns(b *testing.B) {
 	const callers, runsEach, n = 1000, 10, 10
 	ctx := context.Background()

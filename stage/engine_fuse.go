@@ -76,13 +76,7 @@ type fuseRun[In, Out any] struct {
 // goroutine that opens the stage or starts its places (startIdle).
 func (fr *fuseRun[In, Out]) steppers(n int) stepperSlab[In, Out] {
 	if n <= len(fr.stepRoom) && fr.stepRoom[0].p == nil {
-		room := fr.stepRoom[:n]
-		for i := range room {
-			t := &room[i]
-			t.out = queueOut[Out]{q: fr.out}
-			fr.p.initStepper(&t.stepper, &t.out)
-		}
-		return stepperSlab[In, Out]{queue: room}
+		return fr.app.queueSteppers(fr.stepRoom[:n])
 	}
 	return fr.app.steppers(n)
 }

@@ -103,13 +103,18 @@ func (s *applier[In, Out]) steppers(n int) stepperSlab[In, Out] {
 		}
 		return b
 	}
-	b.queue = make([]queueStepper[In, Out], n)
-	for i := range b.queue {
-		t := &b.queue[i]
+	return s.queueSteppers(make([]queueStepper[In, Out], n))
+}
+
+// queueSteppers makes ts, zero steppers, steppers whose outlet is the
+// stage's queue.
+func (s *applier[In, Out]) queueSteppers(ts []queueStepper[In, Out]) stepperSlab[In, Out] {
+	for i := range ts {
+		t := &ts[i]
 		t.out = queueOut[Out]{q: s.out}
 		s.p.initStepper(&t.stepper, &t.out)
 	}
-	return b
+	return stepperSlab[In, Out]{queue: ts}
 }
 
 // at is the i-th stepper of the slab.

@@ -3,9 +3,11 @@ package stage
 import "os"
 
 // In this package's tests, a run's recycled states are zeroed but never
-// reused: any use of one after its run finished dereferences nil and fails
-// the test that did it, instead of quietly corrupting another run. Only
-// the child process of TestRecycledStatesServeConcurrentRuns reuses them.
+// reused, so that a use of one after its run finished fails the test that
+// did it instead of quietly corrupting another run: a use through one of
+// its pointers dereferences nil, and a use of only its locks or counters
+// races with the zeroing, which -race reports. Only the child process of
+// TestRecycledStatesServeConcurrentRuns reuses them.
 func init() {
 	if os.Getenv("SLUICE_RUNCHECK_CHILD") != "TestRecycledStatesServeConcurrentRuns" {
 		recycleReuse = false

@@ -15,11 +15,14 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// TestRecycledStatesServeConcurrentRuns: a run's per-stage state goes back
-// to a pool when the run finishes and serves a later run. Many runs at once,
-// of every fused shape and every way of ending (the end of the input, a
-// failure, an early stop, a cancellation, a panic, an ErrStop), each check
-// their exact result: a state that one run still used after another took it
+// TestRecycledStatesServeConcurrentRuns: a run's per-stage state (and its
+// sink's batch) goes back to a pool when the run finishes and serves a
+// later run. Many runs at once, of every fused shape (Map, Filter, FlatMap,
+// Concurrent; over a slice, over a channel, which an Interruptible source
+// fuses at open; with more workers than the state has room for; with a
+// sink batch that may outgrow what the pool keeps) and every way of ending
+// (the end of the input, a failure, an early stop, a cancellation, a
+// panic, an ErrStop), each check their exact result: a state that one run still used after another took it
 // would mix their items, lose some or hang. In a child process, the only
 // place in this package's tests where states are reused (see
 // recycle_internal_test.go), so that a crash fails this test only.
@@ -79,7 +82,7 @@ func recycledRun(g, i int) string {
 		}
 		return ""
 	}
-	switch i % 9 {
+	switch i % 12 {
 	case 0: // Map
 		got, err := sink.Slice(ctx, stage.Map(source.Slice(in), double, w))
 		return sameSet(got, want(func(x int) int { return 2 * x }), err)
@@ -140,6 +143,23 @@ func recycledRun(g, i int) string {
 		if !errors.As(err, &pe) {
 			return fmt.Sprintf("panicking run: %v", err)
 		}
+	case 9: // over a channel: an Interruptible source, fused at open
+		ch := make(chan int)
+		go func() {
+			defer close(ch)
+			for _, x := range in {
+				ch <- x
+			}
+		}()
+		got, err := sink.Slice(ctx, stage.Map(source.Chan(ch), double, w))
+		return sameSet(got, want(func(x int) int { return 2 * x }), err)
+	case 10: // more workers than the state has room for steppers
+		got, err := sink.Slice(ctx, stage.Map(source.Slice(in), double, stage.Workers(8)))
+		return sameSet(got, want(func(x int) int { return 2 * x }), err)
+	case 11: // many items ready at once: the sink's batch may outgrow what the pool keeps
+		big := ints(300 + g)
+		got, err := sink.Slice(ctx, stage.FlatMap(source.Slice(big), func(_ context.Context, x int) ([]int, error) { return []int{x}, nil }, stage.Workers(2), stage.Buffer(300)))
+		return sameSet(got, big, err)
 	case 8: // the sink stops with ErrStop after the first item
 		seen := 0
 		err := sink.ForEach(ctx, stage.Map(source.Slice(in), double, w), func(context.Context, int) error {

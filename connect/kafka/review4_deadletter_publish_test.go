@@ -489,8 +489,8 @@ func r4CheckPublished(t *testing.T, addrs []string, counted int64) {
 	}
 }
 
-// "a client that produces idempotently (franz-go's default) waits for the
-// broker's answer or its own delivery timeout, and Publish with it":
+// "A client that produces idempotently (franz-go's default) waits for the
+// broker's answer, and Publish with it":
 // default client options; the broker holds the first produce; ctx is
 // cancelled. Publish must not return while the broker holds the record
 // (one-sided: 1 s; no delivery timeout by default). Released, the broker
