@@ -19,7 +19,9 @@ import "sync"
 //     is the one function of the engine handed to user code, never fuses.
 //
 // A state is zeroed as it goes back, so a pooled state holds nothing of
-// the run (no user function, no item). A run whose finish panics (a bug of
+// the run (no user function, no item); its size grows with the stage's
+// types (its queue has room for 8 outputs, its steppers for an item each),
+// and the garbage collector empties the pools within two cycles. A run whose finish panics (a bug of
 // the library's, see run.bug) gives nothing back: its states are left to
 // the garbage collector. In the stage package's own tests states are
 // zeroed but never reused (recycleReuse is off), so that a use after
