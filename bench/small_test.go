@@ -14,8 +14,9 @@ import (
 )
 
 // BenchmarkSmallRun: a whole run per request — sink.Slice over a Map (or
-// Concurrent) of n items with 4 workers, built anew each time — beside the
-// hand-written fan-out. ns/run and allocs/run are the cost of one run.
+// Concurrent) of n items with 4 workers, built anew each time, under
+// context.Background() (and, for "request", a context that can be
+// cancelled) — beside the hand-written fan-out. ns/run and allocs/run are the cost of one run.
 func BenchmarkSmallRun(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{1, 10, 100, 1000} {
@@ -27,6 +28,15 @@ func BenchmarkSmallRun(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d/sluice-map", n), func(b *testing.B) {
 			measureRuns(b, func() {
 				got, err := sink.Slice(ctx, stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
+				checkSlice(b, got, want, err)
+			})
+		})
+		b.Run(fmt.Sprintf("n=%d/sluice-map-request", n), func(b *testing.B) {
+			// Under a request's context, which can be cancelled.
+			request, cancel := context.WithCancel(ctx)
+			defer cancel()
+			measureRuns(b, func() {
+				got, err := sink.Slice(request, stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
 				checkSlice(b, got, want, err)
 			})
 		})

@@ -250,8 +250,11 @@ func (p *queue[T]) retireWorker() {
 // queue has ended or the run was cancelled.
 func (p *queue[T]) wait() bool {
 	for p.size == 0 {
+		if p.writers == 0 { // ended: no sleep, so no need to arm (a small run ends here)
+			return false
+		}
 		p.r.armWake() // before the last look at the run (see armWake)
-		if p.writers == 0 || p.r.cancelled() {
+		if p.r.cancelled() {
 			return false
 		}
 		p.waiting++
