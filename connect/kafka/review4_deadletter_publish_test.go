@@ -540,22 +540,7 @@ func TestReview4PublishCancelIdempotentBrokerRefusing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var counts kafka.Published
-	errc := goRun(func() error {
-		return kafka.Publish(ctx, cl, source.Slice(r4Items(10)), r4Record, &counts)
-	})
-	r2Wait(t, "the broker's first refusal", r.refused)
-	cancel()
-	err, _ = r4Await(t, "Publish cancelled while the broker refuses", errc, time.Minute, r.stop)
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled Publish: %v, want context.Canceled", err)
-	}
-	r2NoSluiceLeak(t, "cancelled Publish, broker refusing")
-	if counts.Records.Load() != 0 {
-		t.Errorf("Published.Records %d; the broker never confirmed a record", counts.Records.Load())
-	}
+	r4CancelledPublishWritesNothing(t, cl, "the broker's first refusal", r.refused, r.stop)
 	cl.Close() // nothing of the client can write after this
 	r.stop()
 	if vals := r4IntValues(t, r4ReadTopic(t, addrs, "out")); len(vals) != 0 {
@@ -577,25 +562,36 @@ func TestReview4PublishCancelBeforeSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r4CancelledPublishWritesNothing(t, cl, "the producer id request held at the broker", g.held, g.release)
+	g.release()
+	cl.Close()
+	if vals := r4IntValues(t, r4ReadTopic(t, addrs, "out")); len(vals) != 0 {
+		t.Errorf("the topic holds %v; the only record sent was cancelled before it was sent", vals)
+	}
+}
+
+// r4CancelledPublishWritesNothing runs Publish of 10 items with cl, waits
+// until blocked is closed (the broker stands in its way), cancels it, and
+// checks what a cancelled Publish whose records the broker never confirmed
+// owes: an error for which errors.Is(err, context.Canceled) holds (unblock
+// releases the broker if it has not returned by a hang watchdog), nothing
+// counted, and no goroutine of the call left.
+func r4CancelledPublishWritesNothing(t *testing.T, cl *kgo.Client, blockedBy string, blocked <-chan struct{}, unblock func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var counts kafka.Published
 	errc := goRun(func() error {
 		return kafka.Publish(ctx, cl, source.Slice(r4Items(10)), r4Record, &counts)
 	})
-	r2Wait(t, "the producer id request held at the broker", g.held)
+	r2Wait(t, blockedBy, blocked)
 	cancel()
-	err, _ = r4Await(t, "Publish cancelled before its record was sent", errc, time.Minute, g.release)
+	err, _ := r4Await(t, "Publish cancelled at "+blockedBy, errc, time.Minute, unblock)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled Publish: %v, want context.Canceled", err)
 	}
-	r2NoSluiceLeak(t, "Publish cancelled before its record was sent")
+	r2NoSluiceLeak(t, "Publish cancelled at "+blockedBy)
 	if counts.Records.Load() != 0 {
-		t.Errorf("Published.Records %d; nothing was sent", counts.Records.Load())
-	}
-	g.release()
-	cl.Close()
-	if vals := r4IntValues(t, r4ReadTopic(t, addrs, "out")); len(vals) != 0 {
-		t.Errorf("the topic holds %v; the only record sent was cancelled before it was sent", vals)
+		t.Errorf("Published.Records %d; the broker never confirmed a record", counts.Records.Load())
 	}
 }
