@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"io"
 	"runtime"
 	"testing"
 
@@ -32,6 +33,37 @@ func TestNoAllocationPerItem(t *testing.T) {
 			t.Errorf("%d options: %.0f allocations over %d items, %.0f over %d: %.3f per item, want 0", len(opts), small, items/100, large, items, perItem)
 		}
 	}
+}
+
+// TestAcknowledgementNodesComeInSlabs checks the cost stage.AckSource's doc
+// and the README state: a node per item that carries an Ack, allocated 64
+// at a time, so about 1/64 of an allocation per item (the Ack itself is the
+// source's: here a zero-size one, which allocates nothing).
+func TestAcknowledgementNodesComeInSlabs(t *testing.T) {
+	next := func(n int) func() func(context.Context) (int, error) {
+		return func() func(context.Context) (int, error) {
+			c := counter(n)
+			return func(context.Context) (int, error) {
+				if v, ok := c(); ok {
+					return v, nil
+				}
+				return 0, io.EOF
+			}
+		}
+	}
+	allocs := func(n int) float64 {
+		return testing.AllocsPerRun(2, func() {
+			if _, err := sink.Reduce(context.Background(), stage.Map(ackSource(next(n)), mapDouble, stage.Workers(4)), 0, add); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	const small, large = 1_000, 65_000
+	perItem := (allocs(large) - allocs(small)) / (large - small)
+	if perItem > 1.5/64 {
+		t.Errorf("%.4f allocations per acknowledged item, want about 1/64 (%.4f)", perItem, 1.0/64)
+	}
+	t.Logf("%.4f allocations per acknowledged item", perItem)
 }
 
 // TestSmallRunAllocations checks the cost of a whole small run that the
