@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -49,7 +48,9 @@ func (e *LineTooLongError) Error() string {
 // them: the line ending ("\n" or "\r\n") is dropped, and a last line without
 // a newline is delivered. A read error ends the run with a
 // *stage.SourceError after the complete lines before it went through (a
-// partial line before the error is dropped).
+// partial line before the error is dropped). The end of r is io.EOF itself,
+// as io.Reader's contract has it: an error that wraps io.EOF is a read
+// error, so that a truncated input is never taken for a complete one.
 //
 // Hostile input cannot exhaust memory: a line longer than the maximum
 // ([DefaultMaxLineLength], or the one set by [MaxLineLength]) ends the run
@@ -102,13 +103,13 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 						line = buf
 					}
 					return finish(line, n, maxLen)
-				case errors.Is(err, bufio.ErrBufferFull):
+				case err == bufio.ErrBufferFull: // bufio's own, never the reader's
 					// +1: a '\r' that the line ending may still drop.
 					if len(buf)+len(frag) > maxLen+1 {
 						return "", &LineTooLongError{Line: n + 1, Max: maxLen}
 					}
 					buf = append(buf, frag...)
-				case errors.Is(err, io.EOF):
+				case err == io.EOF: // itself: an error that wraps it is a read error
 					if len(buf)+len(frag) == 0 {
 						return "", io.EOF
 					}
