@@ -59,8 +59,9 @@ func (e *LineTooLongError) Error() string {
 // holds one line and one read buffer at a time.
 //
 // r is read through a buffer that each run makes anew, so r is not rewound:
-// a second run reads on from where the first run's buffer had read, and a run
-// that stops early may have read past the last line it delivered. Two runs
+// a second run reads on from where the first run's buffer had read (its first
+// line may be the rest of a line), and a run that stops early may have read
+// past the last line it delivered. Two runs
 // must not read one r at the same time.
 //
 // Over an in-memory reader (*bytes.Reader, *strings.Reader, *bytes.Buffer)
