@@ -58,11 +58,13 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // worker goroutine gives its place to a consumer goroutine, which from then
 // on calls the function itself whenever nothing is ready for it, instead of
 // waiting. A hand-off between goroutines costs far more than a cheap
-// function, so this is where sluice's speed comes from. A stage whose
-// input is known to hold a single item (its [Stream.Len] is 1) calls the
-// function in its consumer's goroutine from the start, whatever the call
-// costs, and starts no goroutine of its own; a stage whose input holds k
-// items starts at most k. Once calls turn slow (two timed calls in a row
+// function, so this is where sluice's speed comes from. Such a stage (or
+// one of one worker) whose input is known to hold a single item (its
+// [Stream.Len] is 1) calls the function in its consumer's goroutine from
+// the start, whatever the call costs, and starts no goroutine of its own;
+// one whose input holds k items starts at most k. (An ordered stage of
+// more workers, and Workers(-1), keep their calls in goroutines of their
+// own.) Once calls turn slow (two timed calls in a row
 // over about 20 µs; calls are timed now and then), the place goes back to
 // a goroutine of the stage's own. With one worker
 // this is the sequential path: the stage's calls then take turns with its
