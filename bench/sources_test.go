@@ -23,7 +23,8 @@ func counter(n int) func() (int, bool) {
 
 // BenchmarkSource: Map (four workers) over source.Func (as a source that
 // may wait, and declared with stage.NeverWaits), source.Chan and
-// source.Slice, beside the hand-written pool fed the same way.
+// source.Slice, beside the hand-written pool fed the same way (and, for
+// the channel, a sequential receive loop: the floor of any consumer).
 func BenchmarkSource(b *testing.B) {
 	want := sumOf(items, double)
 	w := stage.Workers(shapeWorkers)
@@ -54,6 +55,19 @@ func BenchmarkSource(b *testing.B) {
 	}
 	b.Run("chan/hand-written", func(b *testing.B) {
 		measure(b, items, func() { check(b, HandMap(FeedSlice(input), shapeWorkers, double), want, nil) })
+	})
+	// The floor under any consumer of an unbuffered channel fed by a
+	// goroutine: one loop that receives and applies the function, no
+	// workers. A pool can only beat it when the function costs more than
+	// the receive.
+	b.Run("chan/sequential-loop", func(b *testing.B) {
+		measure(b, items, func() {
+			got := 0
+			for x := range FeedSlice(input) {
+				got += double(x)
+			}
+			check(b, got, want, nil)
+		})
 	})
 	b.Run("chan/sluice", func(b *testing.B) {
 		measure(b, items, func() {
