@@ -17,7 +17,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -131,35 +131,11 @@ func review5IsPanicInSource(err error) bool {
 // ---------------------------------------------------------------------------
 // child processes: a scenario that could crash the process runs in one.
 
-const review5ChildEnv = "SLUICE_REVIEW5_CHILD"
-
 func review5Children(t *testing.T, scenarios map[string]func(t *testing.T)) {
-	if role := os.Getenv(review5ChildEnv); role != "" {
-		f, ok := scenarios[role]
-		if !ok {
-			t.Fatalf("unknown child role %q", role)
-		}
-		fmt.Printf("review5-child-ran:%s\n", role)
-		f(t)
-		return
-	}
-	top := t.Name()
 	for _, name := range slices.Sorted(maps.Keys(scenarios)) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+top+"$", "-test.count=1", "-test.v", "-test.timeout=60s")
-			// atexit_sleep_ms=0: a race-enabled child would otherwise sleep
-			// 1 s at exit (its race reports still fail it: exit code 66).
-			cmd.Env = append(os.Environ(), review5ChildEnv+"="+name, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("child %q: %v (the process crashed, hung or a check failed)\n%s", name, err, out)
-			}
-			if !bytes.Contains(out, []byte("review5-child-ran:"+name)) {
-				t.Fatalf("child %q did not run its scenario\n%s", name, out)
-			}
+			runcheck.InChildTest(t, scenarios[name])
 		})
 	}
 }

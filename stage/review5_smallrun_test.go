@@ -19,8 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"sort"
@@ -31,6 +29,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -2036,31 +2035,12 @@ func TestReview5_ConcurrentNilTask(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Panics: in a child process, since a panic that escapes would crash it.
 
-const r5ChildEnv = "SLUICE_REVIEW5_CHILD"
-
 // r5InChild runs body in a child process (the test binary, re-executed for
 // this test only) and fails the test with the child's output if the child
 // fails, crashes or hangs.
 func r5InChild(t *testing.T, body func(t *testing.T)) {
 	t.Helper()
-	if os.Getenv(r5ChildEnv) == t.Name() {
-		body(t)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), r5ChildEnv+"="+t.Name())
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("child process hung (killed after 60s):\n%s", out)
-	}
-	if err != nil {
-		t.Fatalf("child process failed: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("child process did not run the test:\n%s", out)
-	}
+	runcheck.InChildTest(t, body)
 }
 
 // r5CheckPanicErr: err holds a *stage.Error at item j of this run's stage,

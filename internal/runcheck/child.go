@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -43,27 +44,65 @@ func InChild(t testing.TB, scenario func() string) (outcome string, ok bool) {
 		}
 		return "", false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*Watchdog)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), childEnv+"="+t.Name())
-	raw, err := cmd.CombinedOutput()
-	out := string(raw)
-	shown := out
-	if len(shown) > 6000 {
-		shown = shown[:6000] + "\n[... output clipped]"
-	}
-	if ctx.Err() != nil || strings.Contains(out, "RUNCHECK-CHILD-HUNG") {
-		t.Fatalf("the scenario hung in the child process; its output:\n%s", shown)
-	}
-	if err != nil {
-		t.Fatalf("the child process failed (%v): the scenario crashed it or broke a check; its output:\n%s", err, shown)
-	}
+	out := runChild(t)
 	for line := range strings.Lines(out) {
 		if rest, found := strings.CutPrefix(line, childMarker); found {
 			return strings.TrimRight(rest, "\n"), true
 		}
 	}
-	t.Fatalf("the child process reported no outcome; its output:\n%s", shown)
+	t.Fatalf("the child process reported no outcome; its output:\n%s", clip(out))
 	return "", false
+}
+
+// InChildTest runs body as the calling test (or subtest) in a child
+// process, so that a body that crashes the process or hangs fails this
+// test only, not the whole suite. In the child, the test binary re-run for
+// this test alone, it calls body with the child's t; in the parent it
+// fails t unless the child ran body and passed. body's failures are the
+// child's, reported with its output.
+func InChildTest(t *testing.T, body func(t *testing.T)) {
+	t.Helper()
+	if os.Getenv(childEnv) == t.Name() {
+		fmt.Printf("%s%s\n", childMarker, "ran")
+		body(t)
+		return
+	}
+	out := runChild(t)
+	if !strings.Contains(out, childMarker+"ran") {
+		t.Fatalf("the child process did not run the test; its output:\n%s", clip(out))
+	}
+}
+
+// runChild runs the test binary again for t alone (a subtest too), with
+// childEnv naming it, and returns its output; it fails t if the child hung
+// (past 2 × Watchdog, or the scenario's own watchdog) or failed.
+func runChild(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*Watchdog)
+	defer cancel()
+	parts := strings.Split(t.Name(), "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run="+strings.Join(parts, "/"), "-test.count=1", "-test.v")
+	// atexit_sleep_ms=0: a child built with -race would otherwise sleep a
+	// second at exit (a race it finds still fails it: exit code 66).
+	cmd.Env = append(os.Environ(), childEnv+"="+t.Name(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	raw, err := cmd.CombinedOutput()
+	out := string(raw)
+	if ctx.Err() != nil || strings.Contains(out, "RUNCHECK-CHILD-HUNG") {
+		t.Fatalf("the scenario hung in the child process; its output:\n%s", clip(out))
+	}
+	if err != nil {
+		t.Fatalf("the child process failed (%v): the scenario crashed it or broke a check; its output:\n%s", err, clip(out))
+	}
+	return out
+}
+
+// clip shortens a child's output for a failure message.
+func clip(out string) string {
+	if len(out) > 6000 {
+		return out[:6000] + "\n[... output clipped]"
+	}
+	return out
 }
