@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -37,7 +38,12 @@ import (
 // may still come, and drops what finds no room (a "slow consumer" error,
 // reported to the connection's error handler). The server redelivers those
 // once AckWait has passed; none is lost. An error of the consumer ends the
-// run with a *stage.SourceError.
+// run with a *stage.SourceError. As a run starts, the source asks the
+// server for the consumer's info (one round trip): a consumer or stream
+// that does not exist then (errors.Is with jetstream.ErrConsumerNotFound or
+// ErrStreamNotFound), or a consumer whose AckPolicy is not explicit, ends
+// the run at once with a *stage.SourceError and nothing taken. If the
+// server cannot be asked then, the run goes on and waits for it.
 //
 // Source is a waiting source (its next waits for the server) and
 // stage.Interruptible: a cheap stage over it takes messages the
@@ -53,14 +59,9 @@ func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts
 		}
 		o.apply(&cfg)
 	}
-	return stage.Interruptible(stage.AckSource(func(context.Context) (func(context.Context) (Msg[T], stage.Ack, error), func()) {
+	return stage.Interruptible(stage.AckSource(func(ctx context.Context) (func(context.Context) (Msg[T], stage.Ack, error), func()) {
 		s := &sourceRun{cfg: cfg, cons: cons, inFlight: map[*msgAck]struct{}{}}
-		if info := cons.CachedInfo(); info != nil {
-			s.maxDeliver = info.Config.MaxDeliver
-			if info.Config.AckPolicy != jetstream.AckExplicitPolicy {
-				s.err = fmt.Errorf("natsjs: consumer %q: AckPolicy is %v, want explicit", info.Name, info.Config.AckPolicy)
-			}
-		}
+		s.check(ctx)
 		if s.err == nil {
 			s.it, s.err = s.subscribe()
 		}
@@ -117,6 +118,35 @@ type sourceRun struct {
 // when both arrive while the pipeline takes nothing, the excess is dropped
 // and waits out AckWait (TestReview3StallUnderASlowPipeline).
 const pullExpiry = 5 * time.Second
+
+// check asks the server for the consumer's info as the run starts (one
+// round trip): a consumer (or stream) that does not exist fails the run at
+// once (a pull subscription on it would only miss heartbeats, which the
+// source takes for a stall, and wait for ever), and so does one whose
+// AckPolicy is not explicit. If the server cannot be asked now (away, or
+// the run's ctx ended), the check falls back on what the handle knew, and
+// the subscription waits for the server.
+func (s *sourceRun) check(ctx context.Context) {
+	info, err := s.cons.Info(ctx)
+	if err != nil {
+		known := s.cons.CachedInfo()
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			name := ""
+			if known != nil {
+				name = known.Name
+			}
+			s.err = fmt.Errorf("natsjs: consumer %q: %w", name, err)
+			return
+		}
+		if info = known; info == nil {
+			return
+		}
+	}
+	s.maxDeliver = info.Config.MaxDeliver
+	if info.Config.AckPolicy != jetstream.AckExplicitPolicy {
+		s.err = fmt.Errorf("natsjs: consumer %q: AckPolicy is %v, want explicit", info.Name, info.Config.AckPolicy)
+	}
+}
 
 // subscribe starts the run's pull subscription.
 func (s *sourceRun) subscribe() (jetstream.MessagesContext, error) {
