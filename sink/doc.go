@@ -2,7 +2,9 @@
 // pipeline in a context derived from it, consumes what reaches the end, and
 // returns only when every goroutine of the run has exited: on success, on
 // error, on an early exit (sink.First, a break out of sink.All), on
-// cancellation of ctx, and when a user callback panics.
+// cancellation of ctx, and when a user callback panics. (Exited as
+// sync.WaitGroup means it: each has signalled its end and runs no code but
+// its return, so runtime.NumGoroutine may count it for an instant.)
 //
 // # Errors
 //

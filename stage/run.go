@@ -26,7 +26,10 @@ import (
 // for it, and lets the panic continue (the sinks that take user callbacks
 // turn their panics into errors themselves).
 //
-// Run returns only when every goroutine of the run has exited. Its result
+// Run returns only when every goroutine of the run has exited: each has
+// signalled its end, after which it runs no code but its return (as with
+// sync.WaitGroup, runtime.NumGoroutine may still count it for an instant).
+// Its result
 // depends only on what f saw and returned, never on timing:
 //
 //   - nil when f returned ErrStop, whatever else happened meanwhile (a
