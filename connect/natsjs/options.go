@@ -65,7 +65,11 @@ func DeadLetter(js jetstream.JetStream, subject string) SourceOption {
 // KeepAlive sends an in-progress acknowledgement every d for each message
 // still on its way through the pipeline, so that items that take longer
 // than the consumer's AckWait are not redelivered meanwhile. d should be
-// well under AckWait. KeepAlive panics if d <= 0.
+// well under AckWait. Messages in the read-ahead, which the pipeline has
+// not taken yet, are not kept alive: a pipeline that takes fewer than
+// [ReadAhead] messages per AckWait sees some of them redelivered to other
+// replicas meanwhile (a duplicate, never a loss); lower ReadAhead then.
+// KeepAlive panics if d <= 0.
 func KeepAlive(d time.Duration) SourceOption {
 	if d <= 0 {
 		panic(fmt.Sprintf("sluice: natsjs.KeepAlive: d = %v, want more than 0", d))

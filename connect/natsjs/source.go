@@ -20,7 +20,9 @@ import (
 // them. A message's acknowledgement travels with it and is settled when the
 // sink has committed what it led to (see the package documentation,
 // "Outcomes"). A message that decode rejects is terminated (and
-// dead-lettered) at once and never enters the pipeline.
+// dead-lettered) at once and never enters the pipeline; a panic in decode
+// ends the run with a *stage.SourceError wrapping a *stage.PanicError, and
+// its message is nak'ed with the others the run held.
 //
 // The run's end stops the subscription. A drained run (stage.Until) takes
 // no more messages and settles what it took; every message the run held
