@@ -209,16 +209,12 @@ func r6RunGoroutinesNow(before map[string]string) []string {
 	return left
 }
 
-// r6RunGoroutinesLeft reports the goroutines of a run that outlive its sink.
+// r6RunGoroutinesLeftT reports the goroutines of a run that outlive its sink.
 // A goroutine still parked (waiting on a channel, a lock, a select...) is
 // reported at once. One that is runnable in the library's own code right
 // after the sink returned is usually on its way out after signalling that it
 // is done: it is logged, and reported only if it is still there after the
 // caller has yielded the processor many times.
-func r6RunGoroutinesLeft(before map[string]string) []string {
-	return r6RunGoroutinesLeftT(nil, before)
-}
-
 func r6RunGoroutinesLeftT(t *testing.T, before map[string]string) []string {
 	left := r6RunGoroutinesNow(before)
 	if len(left) == 0 {
@@ -1210,7 +1206,6 @@ func TestReview6SharedRateLimitIgnoresRunDeadline(t *testing.T) {
 // whatever it returned: every sink returns context.Canceled, Handle does not
 // see it, the watcher gets a cancellation error that is not an *Error.
 func TestReview6CancelCutShortEverySink(t *testing.T) {
-	type result struct{ err error }
 	sinks := map[string]func(ctx context.Context, s stage.Stream[int]) error{
 		"Slice": func(ctx context.Context, s stage.Stream[int]) error { _, err := sink.Slice(ctx, s); return err },
 		"Count": func(ctx context.Context, s stage.Stream[int]) error { _, err := sink.Count(ctx, s); return err },
@@ -2416,6 +2411,7 @@ func TestReview6ChildPanicsInStageFunctions(t *testing.T) {
 		}
 		_, err = sink.Slice(ctx, stage.Map(source.Slice([]int{1}), func(context.Context, int) (int, error) {
 			var m map[int]int
+			//lint:ignore SA5000 a runtime error, on purpose
 			m[1] = 1
 			return 0, nil
 		}))

@@ -40,7 +40,7 @@ const (
 	r6DLQ      = "r6dlq.bad"
 )
 
-var r6ErrBoom = errors.New("r6: boom")
+var errR6Boom = errors.New("r6: boom")
 
 // r6Env is one server, a work stream R6W (subjects r6w.>), a dead-letter
 // stream R6DLQ (subjects r6dlq.>), and one durable consumer seen through two
@@ -316,7 +316,7 @@ func TestReview6CommitFailureNaksOnlyTheUncommitted(t *testing.T) {
 		return sink.ForEach(ctx, m, func(_ context.Context, m natsjs.Msg[int]) error {
 			seen = append(seen, m.Value)
 			if len(seen) == 4 {
-				return r6ErrBoom
+				return errR6Boom
 			}
 			committed[strconv.Itoa(m.Value)] = true
 			return nil
@@ -325,8 +325,8 @@ func TestReview6CommitFailureNaksOnlyTheUncommitted(t *testing.T) {
 	err := wait()
 	e.nc.Close()
 	var se *stage.Error
-	if !errors.Is(err, r6ErrBoom) || !errors.As(err, &se) || se.Stage != "foreach" {
-		t.Fatalf("sink error = %v, want a *stage.Error from foreach wrapping r6ErrBoom", err)
+	if !errors.Is(err, errR6Boom) || !errors.As(err, &se) || se.Stage != "foreach" {
+		t.Fatalf("sink error = %v, want a *stage.Error from foreach wrapping errR6Boom", err)
 	}
 	failed := strconv.Itoa(seen[3])
 	rest := e.checkRest(total, committed)
@@ -357,11 +357,11 @@ func TestReview6FailFastOutcomes(t *testing.T) {
 				if m.Value == 2 {
 					switch mode {
 					case "stage-error":
-						return 0, r6ErrBoom
+						return 0, errR6Boom
 					case "stage-panic":
-						panic(r6ErrBoom)
+						panic(errR6Boom)
 					case "permanent":
-						return 0, fmt.Errorf("context: %w", natsjs.Permanent(r6ErrBoom))
+						return 0, fmt.Errorf("context: %w", natsjs.Permanent(errR6Boom))
 					}
 				}
 				return m.Value, nil
@@ -369,7 +369,7 @@ func TestReview6FailFastOutcomes(t *testing.T) {
 			wait := r6Go(t, cancel, func() error {
 				return sink.ForEach(ctx, m, func(_ context.Context, v int) error {
 					if v == 2 && mode == "sink-panic" {
-						panic(r6ErrBoom)
+						panic(errR6Boom)
 					}
 					mu.Lock()
 					committed[strconv.Itoa(v)] = true
@@ -380,8 +380,8 @@ func TestReview6FailFastOutcomes(t *testing.T) {
 			err := wait()
 			e.nc.Close()
 			var se *stage.Error
-			if !errors.Is(err, r6ErrBoom) || !errors.As(err, &se) {
-				t.Fatalf("sink error = %v, want a *stage.Error wrapping r6ErrBoom", err)
+			if !errors.Is(err, errR6Boom) || !errors.As(err, &se) {
+				t.Fatalf("sink error = %v, want a *stage.Error wrapping errR6Boom", err)
 			}
 			wantStage := "work"
 			if mode == "sink-panic" {
@@ -446,7 +446,7 @@ func TestReview6ForwardedErrorNakDelayGrows(t *testing.T) {
 		at[m.Deliveries] = time.Now()
 		mu.Unlock()
 		if m.Deliveries < 4 {
-			return 0, r6ErrBoom
+			return 0, errR6Boom
 		}
 		drain()
 		return m.Value, nil
@@ -456,8 +456,8 @@ func TestReview6ForwardedErrorNakDelayGrows(t *testing.T) {
 	})
 	err := wait()
 	var fe *sink.ForwardedError
-	if !errors.As(err, &fe) || fe.Count != 3 || !errors.Is(err, r6ErrBoom) {
-		t.Fatalf("sink error = %v, want a *sink.ForwardedError of 3 wrapping r6ErrBoom", err)
+	if !errors.As(err, &fe) || fe.Count != 3 || !errors.Is(err, errR6Boom) {
+		t.Fatalf("sink error = %v, want a *sink.ForwardedError of 3 wrapping errR6Boom", err)
 	}
 	for n := uint64(1); n < 4; n++ {
 		gap := at[n+1].Sub(at[n])
@@ -666,7 +666,7 @@ func TestReview6LastDelivery(t *testing.T) {
 		src := natsjs.Source(e.cons, r6Atoi, natsjs.Backoff(0, 0), natsjs.DeadLetter(e.js, r6DLQ))
 		m := stage.Map(stage.Until(src, stop), func(_ context.Context, m natsjs.Msg[int]) (int, error) {
 			deliveries = append(deliveries, m.Deliveries)
-			return 0, r6ErrBoom
+			return 0, errR6Boom
 		}, stage.Workers(1), stage.OnError(stage.Forward))
 		wait := r6Go(t, cancel, func() error {
 			return sink.ForEach(ctx, m, func(context.Context, int) error { return nil })
@@ -792,7 +792,7 @@ func TestReview6DefaultBackoff(t *testing.T) {
 	m := stage.Map(stage.Until(natsjs.Source(e.cons, r6Atoi), stop), func(_ context.Context, m natsjs.Msg[int]) (int, error) {
 		if m.Deliveries == 1 {
 			first = time.Now()
-			return 0, r6ErrBoom
+			return 0, errR6Boom
 		}
 		second = time.Now()
 		drain()
@@ -837,7 +837,7 @@ func TestReview6FanOutAndDropOutcomes(t *testing.T) {
 	odd := stage.Filter(rec, func(_ context.Context, m natsjs.Msg[int]) (bool, error) { return m.Value%2 == 1, nil })
 	handled := stage.Map(odd, func(_ context.Context, m natsjs.Msg[int]) (natsjs.Msg[int], error) {
 		if m.Value == 3 {
-			return m, r6ErrBoom
+			return m, errR6Boom
 		}
 		return m, nil
 	}, stage.OnError(stage.Handle(func(context.Context, *stage.Error) error { return nil })))
@@ -846,7 +846,7 @@ func TestReview6FanOutAndDropOutcomes(t *testing.T) {
 	})
 	checked := stage.Map(kids, func(_ context.Context, c child) (child, error) {
 		if c.v == 51 && c.d == 1 {
-			return c, r6ErrBoom
+			return c, errR6Boom
 		}
 		return c, nil
 	}, stage.OnError(stage.Forward))
@@ -1255,7 +1255,7 @@ func TestReview6PublishFailures(t *testing.T) {
 			var nItems atomic.Int64
 			m := stage.Map(stage.Until(natsjs.Source(e.cons, r6Atoi, natsjs.Backoff(0, 0)), stop), func(_ context.Context, m natsjs.Msg[int]) (int, error) {
 				if mode == "forwarded" && m.Value == 2 {
-					return 0, r6ErrBoom
+					return 0, errR6Boom
 				}
 				return m.Value, nil
 			}, stage.Workers(1), stage.OnError(stage.Forward))
@@ -1270,9 +1270,9 @@ func TestReview6PublishFailures(t *testing.T) {
 						case "nil-msg":
 							return nil, nil
 						case "msg-error":
-							return nil, r6ErrBoom
+							return nil, errR6Boom
 						case "msg-panic":
-							panic(r6ErrBoom)
+							panic(errR6Boom)
 						case "no-stream":
 							subject = "r6nowhere"
 						}
@@ -1283,7 +1283,7 @@ func TestReview6PublishFailures(t *testing.T) {
 					return &nats.Msg{Subject: subject, Data: []byte(strconv.Itoa(v))}, nil
 				}, func(v int) string {
 					if v == 2 && mode == "id-panic" {
-						panic(r6ErrBoom)
+						panic(errR6Boom)
 					}
 					return "r6-" + strconv.Itoa(v)
 				}, &counts)
@@ -1293,8 +1293,8 @@ func TestReview6PublishFailures(t *testing.T) {
 			committed := map[string]bool{}
 			if mode == "forwarded" {
 				var fe *sink.ForwardedError
-				if !errors.As(err, &fe) || fe.Count < 1 || !errors.Is(err, r6ErrBoom) {
-					t.Fatalf("Publish error = %v, want a *sink.ForwardedError wrapping r6ErrBoom", err)
+				if !errors.As(err, &fe) || fe.Count < 1 || !errors.Is(err, errR6Boom) {
+					t.Fatalf("Publish error = %v, want a *sink.ForwardedError wrapping errR6Boom", err)
 				}
 				committed["1"], committed["3"] = true, true
 			} else {
@@ -1308,7 +1308,7 @@ func TestReview6PublishFailures(t *testing.T) {
 						t.Errorf("error %v does not wrap ErrNilMsg", err)
 					}
 				case "msg-error", "msg-panic", "id-panic":
-					if !errors.Is(err, r6ErrBoom) {
+					if !errors.Is(err, errR6Boom) {
 						t.Errorf("error %v does not wrap the callback's error", err)
 					}
 					var pe *stage.PanicError
@@ -1383,9 +1383,9 @@ func TestReview6MisusePanics(t *testing.T) {
 	panics("DeadLetter(js, \"\")", func() { natsjs.DeadLetter(js, "") })
 	panics("OnAckError(nil)", func() { natsjs.OnAckError(nil) })
 
-	perm := natsjs.Permanent(r6ErrBoom)
-	if !errors.Is(perm, natsjs.ErrPermanent) || !errors.Is(perm, r6ErrBoom) {
-		t.Errorf("Permanent(err): errors.Is ErrPermanent %v, err %v; want both", errors.Is(perm, natsjs.ErrPermanent), errors.Is(perm, r6ErrBoom))
+	perm := natsjs.Permanent(errR6Boom)
+	if !errors.Is(perm, natsjs.ErrPermanent) || !errors.Is(perm, errR6Boom) {
+		t.Errorf("Permanent(err): errors.Is ErrPermanent %v, err %v; want both", errors.Is(perm, natsjs.ErrPermanent), errors.Is(perm, errR6Boom))
 	}
 }
 
@@ -1435,7 +1435,7 @@ func r6ChildDecodePanic(t *testing.T) {
 	committed := map[string]bool{}
 	decode := func(b []byte) (int, error) {
 		if string(b) == "boom" {
-			panic(r6ErrBoom)
+			panic(errR6Boom)
 		}
 		return strconv.Atoi(string(b))
 	}
@@ -1455,7 +1455,7 @@ func r6ChildDecodePanic(t *testing.T) {
 	if err != nil {
 		var se *stage.SourceError
 		var pe *stage.PanicError
-		if !errors.As(err, &se) || !errors.As(err, &pe) || !errors.Is(err, r6ErrBoom) {
+		if !errors.As(err, &se) || !errors.As(err, &pe) || !errors.Is(err, errR6Boom) {
 			t.Fatalf("sink error = %v, want nil or a *stage.SourceError wrapping the decode panic", err)
 		}
 	}
@@ -1481,7 +1481,7 @@ func r6ChildOnAckErrorPanic(t *testing.T) {
 	var once sync.Once
 	src := natsjs.Source(e.cons, r6Atoi, natsjs.OnAckError(func(error) {
 		once.Do(func() { close(called) })
-		panic(r6ErrBoom)
+		panic(errR6Boom)
 	}))
 	wait := r6Go(t, cancel, func() error {
 		return sink.ForEach(ctx, stage.Until(src, stop), func(context.Context, natsjs.Msg[int]) error {
@@ -1528,7 +1528,7 @@ func TestReview6KeepAliveStopsAtTheNak(t *testing.T) {
 	m := stage.Map(stage.Until(src, stop), func(_ context.Context, m natsjs.Msg[int]) (int, error) {
 		deliveries = append(deliveries, m.Deliveries)
 		if m.Deliveries == 1 {
-			return 0, r6ErrBoom
+			return 0, errR6Boom
 		}
 		drain()
 		return m.Value, nil
