@@ -30,6 +30,10 @@ type Observer struct {
 	duration metric.Float64Histogram
 }
 
+// durationBuckets are the duration histogram's bounds, in seconds: 1 µs
+// to about 4 s, ×4 each, as in package prom.
+var durationBuckets = []float64{1e-6, 4e-6, 1.6e-5, 6.4e-5, 2.56e-4, 1.024e-3, 4.096e-3, 0.016384, 0.065536, 0.262144, 1.048576, 4.194304}
+
 // New creates the instruments on meter and returns the observer that
 // records with them:
 //
@@ -40,7 +44,12 @@ type Observer struct {
 //
 // A call's outcome is error when its item failed (the stage's error policy
 // handles it) and ok otherwise: a call cut short by the end of the run
-// (another stage's failure, a cancellation) did not fail.
+// (another stage's failure, a cancellation) did not fail. The duration
+// histogram's buckets are in seconds, from 1 µs to about 4 s, each bound
+// 4 times the one before (as the prom package's; a View can change them).
+// New returns the meter's errors, joined, if it could not create an
+// instrument; the same meter may serve several observers, which then add
+// into the same series.
 func New(meter metric.Meter) (*Observer, error) {
 	var o Observer
 	var err, e error
@@ -50,7 +59,8 @@ func New(meter metric.Meter) (*Observer, error) {
 	err = errors.Join(err, e)
 	o.inFlight, e = meter.Int64UpDownCounter("sluice.stage.in_flight", metric.WithDescription("Items a sluice stage has taken and not finished."), metric.WithUnit("{item}"))
 	err = errors.Join(err, e)
-	o.duration, e = meter.Float64Histogram("sluice.stage.duration", metric.WithDescription("Duration of a sluice stage's calls, retries included."), metric.WithUnit("s"))
+	o.duration, e = meter.Float64Histogram("sluice.stage.duration", metric.WithDescription("Duration of a sluice stage's calls, retries included."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	err = errors.Join(err, e)
 	if err != nil {
 		return nil, err

@@ -34,14 +34,16 @@ type Observer struct {
 //
 //	sluice_stage_received_total{stage,kind}          items taken for a call
 //	sluice_stage_finished_total{stage,kind,outcome}  calls ended; outcome "ok" or "error"
-//	sluice_stage_in_flight{stage,kind}               calls running or waiting to be counted
+//	sluice_stage_in_flight{stage,kind}               items taken and not finished
 //	sluice_stage_duration_seconds{stage,kind}        call durations (all attempts)
 //
 // A call's outcome is "error" when its item failed (the stage's error
 // policy handles it) and "ok" otherwise: a call cut short by the end of the
 // run (another stage's failure, a cancellation) did not fail. A stage name
 // that is not valid UTF-8, which a label cannot hold, is recorded with
-// each invalid byte sequence replaced by U+FFFD.
+// each invalid byte sequence replaced by U+FFFD. The duration histogram's
+// buckets are in seconds, from 1 µs to about 4 s, each bound 4 times the
+// one before.
 //
 // It returns reg's error if a metric is already registered (New was called
 // twice on one registry: share the observer instead), and then leaves none
