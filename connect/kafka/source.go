@@ -16,12 +16,15 @@ import (
 )
 
 // Source returns a stream of the records of a consumer group, decoded by
-// decode. Each run is one member of the group: it makes a client from
-// kopts (which name the seed brokers, the group with kgo.ConsumerGroup and
-// the topics with kgo.ConsumeTopics), joins, takes records as the pipeline
-// is ready for them, and commits offsets as the package documentation
+// decode. Each run is one member of the group: when the pipeline first
+// asks for a record, it makes a client from kopts (which name the seed
+// brokers, the group with kgo.ConsumerGroup and the topics with
+// kgo.ConsumeTopics), joins, takes records as the pipeline is ready for
+// them, and commits offsets as the package documentation
 // says ("Offsets"); when the run ends, it commits what is settled, leaves
-// the group and closes the client. The source sets kgo.DisableAutoCommit
+// the group and closes the client. (A run that ends before it asks for a
+// record, cancelled or drained at once, makes no client and never joins.)
+// The source sets kgo.DisableAutoCommit
 // and the OnPartitions callbacks itself (options of kopts for them are
 // overridden).
 //
@@ -49,8 +52,16 @@ func Source[T any](kopts []kgo.Opt, decode func(*kgo.Record) (T, error), opts ..
 	kopts = append([]kgo.Opt(nil), kopts...) // the caller may reuse its slice
 	return stage.AckSource(func(ctx context.Context) (func(context.Context) (Record[T], stage.Ack, error), func()) {
 		m := newMember(cfg)
-		m.open(kopts)
+		opened := false // next is never called concurrently
 		next := func(ctx context.Context) (Record[T], stage.Ack, error) {
+			if !opened {
+				// At the first call, not at the run's open: a run that
+				// ends before it takes anything starts no client, whose
+				// goroutines (a connection being dialled) Close does not
+				// wait for.
+				opened = true
+				m.open(kopts)
+			}
 			for {
 				h, err := m.next(ctx)
 				if err != nil {
