@@ -102,7 +102,12 @@ func crawl(ctx context.Context, base string, cfg config) (result, error) {
 		}
 		p := page{url: url}
 		for _, m := range href.FindAllStringSubmatch(string(body), -1) {
-			p.links = append(p.links, base+m[1])
+			// Relative or absolute, resolved against the page; only links
+			// on the site are followed.
+			if l, err := resp.Request.URL.Parse(m[1]); err == nil && l.Scheme == resp.Request.URL.Scheme && l.Host == resp.Request.URL.Host {
+				l.Fragment = ""
+				p.links = append(p.links, l.String())
+			}
 		}
 		return p, nil
 	}

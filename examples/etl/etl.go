@@ -58,8 +58,11 @@ func Load(ctx context.Context, db *sql.DB, rows [][]string) (Report, error) {
 				return err
 			}
 		}
-		rep.Loaded += len(batch)
-		return tx.Commit()
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		rep.Loaded += len(batch) // committed: upserted
+		return nil
 	})
 	return rep, err
 }
