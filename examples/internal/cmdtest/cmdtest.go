@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,4 +57,67 @@ func Refused(t testing.TB, bin, want string, args ...string) {
 	if hung || !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(out, want) {
 		t.Errorf("%v: err %v, hung %v; want exit 2 with %q; output:\n%s", args, err, hung, want, out)
 	}
+}
+
+// Replicas is what a run of a replicated example (distributed, kafka)
+// reported: one Unit per replica, and the database's line.
+type Replicas struct {
+	Units          []Unit
+	Rows, Distinct int
+	Tail           string // the database line after its counts: the verdicts
+	Out            string // the whole output
+}
+
+// Unit is one replica's line: "<name> <ID>: inserted <Inserted>, ignored
+// <Ignored> duplicates, <Fate>".
+type Unit struct {
+	ID, Inserted, Ignored int
+	Fate                  string
+}
+
+// CheckReplicas runs bin with args and checks what holds for every run of
+// a replicated example whose output is a header matching header (counts n
+// and k), one line per replica matching unit (id, inserted, ignored,
+// fate), and a database line matching db (rows, distinct, the verdicts):
+// k replica lines, the inserts adding up to n, n rows, n distinct, and
+// each of verdicts reported true.
+func CheckReplicas(t testing.TB, bin string, header, unit, db *regexp.Regexp, n, k int, verdicts []string, args ...string) Replicas {
+	t.Helper()
+	out, err, hung := Run(t, bin, time.Minute, args...)
+	if hung || err != nil {
+		t.Fatalf("%v: hung=%v err=%v\n%s", args, hung, err, out)
+	}
+	r := Replicas{Out: out}
+	for _, m := range unit.FindAllStringSubmatch(out, -1) {
+		id, _ := strconv.Atoi(m[1])
+		ins, _ := strconv.Atoi(m[2])
+		ign, _ := strconv.Atoi(m[3])
+		r.Units = append(r.Units, Unit{id, ins, ign, m[4]})
+	}
+	d := db.FindStringSubmatch(out)
+	if d == nil {
+		t.Fatalf("no database line\n%s", out)
+	}
+	r.Rows, _ = strconv.Atoi(d[1])
+	r.Distinct, _ = strconv.Atoi(d[2])
+	r.Tail = d[3]
+	if h := header.FindStringSubmatch(out); h == nil || h[1] != strconv.Itoa(n) || h[2] != strconv.Itoa(k) {
+		t.Errorf("header %q, want counts %d and %d\n%s", h, n, k, out)
+	}
+	if len(r.Units) != k {
+		t.Errorf("%d replica lines, want %d\n%s", len(r.Units), k, out)
+	}
+	sum := 0
+	for _, u := range r.Units {
+		sum += u.Inserted
+	}
+	if sum != n || r.Rows != n || r.Distinct != n {
+		t.Errorf("inserted %d in all, database %d rows, %d distinct; want %d of each\n%s", sum, r.Rows, r.Distinct, n, out)
+	}
+	for _, v := range verdicts {
+		if !regexp.MustCompile(regexp.QuoteMeta(v) + `: true\b`).MatchString(r.Tail) {
+			t.Errorf("verdict %q not true in %q\n%s", v, r.Tail, out)
+		}
+	}
+	return r
 }
