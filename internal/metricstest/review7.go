@@ -1112,3 +1112,24 @@ func Review7(t *testing.T, newEnv func(*testing.T) Env7) {
 		t.Run(s.name, func(t *testing.T) { s.f(t, newEnv) })
 	}
 }
+
+// bucketOf is the index of the histogram bucket (upper bounds inclusive,
+// as both backends have them) that v falls into.
+func bucketOf(bounds []float64, v float64) int {
+	i := 0
+	for i < len(bounds) && bounds[i] < v {
+		i++
+	}
+	return i
+}
+
+// CheckBuckets7 checks that a duration histogram in seconds has buckets
+// that tell typical call durations apart: 1 ms, 100 ms and 1 s fall in
+// three different buckets.
+func CheckBuckets7(t *testing.T, bounds []float64) {
+	t.Helper()
+	a, b, c := bucketOf(bounds, 0.001), bucketOf(bounds, 0.1), bucketOf(bounds, 1)
+	if a == b || b == c {
+		t.Errorf("duration buckets %v put 1 ms, 100 ms and 1 s into buckets %d, %d, %d: a histogram in seconds that cannot tell calls of 1 ms from calls of 1 s", bounds, a, b, c)
+	}
+}

@@ -421,26 +421,6 @@ func TestReview7OtelNewTwiceOnOneMeter(t *testing.T) {
 	metricstest.ExpectDone7(t, pts, "twice", "map", 10, 10, 0)
 }
 
-// r7BucketOf is the index of the histogram bucket (upper bounds inclusive,
-// as in both backends) that v falls in.
-func r7BucketOf(bounds []float64, v float64) int {
-	i := 0
-	for i < len(bounds) && bounds[i] < v {
-		i++
-	}
-	return i
-}
-
-// r7CheckBuckets: durations in seconds go into a histogram whose buckets tell
-// typical call durations apart (1 ms, 100 ms, 1 s: three different buckets).
-func r7CheckBuckets(t *testing.T, bounds []float64) {
-	t.Helper()
-	a, b, c := r7BucketOf(bounds, 0.001), r7BucketOf(bounds, 0.1), r7BucketOf(bounds, 1)
-	if a == b || b == c {
-		t.Errorf("duration buckets %v put 1 ms, 100 ms and 1 s into buckets %d, %d, %d: a histogram in seconds that cannot tell calls of 1 ms from calls of 1 s", bounds, a, b, c)
-	}
-}
-
 // The duration histogram is in seconds and its buckets tell typical call
 // durations apart; the observations land where their seconds say.
 // (The buckets are not documented: this attacks "a histogram of call
@@ -476,7 +456,7 @@ func TestReview7OtelDurationBuckets(t *testing.T) {
 			if dp.Count != 3 || dp.Sum < 1.101-1e-9 || dp.Sum > 1.101+1e-9 {
 				t.Errorf("count %d sum %v, want 3 and 1.101 s", dp.Count, dp.Sum)
 			}
-			r7CheckBuckets(t, dp.Bounds)
+			metricstest.CheckBuckets7(t, dp.Bounds)
 			return
 		}
 	}

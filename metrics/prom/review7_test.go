@@ -365,26 +365,6 @@ func TestReview7PromInvalidUTF8Name(t *testing.T) {
 	}
 }
 
-// r7BucketOf is the index of the histogram bucket (upper bounds inclusive,
-// as in both backends) that v falls in.
-func r7BucketOf(bounds []float64, v float64) int {
-	i := 0
-	for i < len(bounds) && bounds[i] < v {
-		i++
-	}
-	return i
-}
-
-// r7CheckBuckets: durations in seconds go into a histogram whose buckets tell
-// typical call durations apart (1 ms, 100 ms, 1 s: three different buckets).
-func r7CheckBuckets(t *testing.T, bounds []float64) {
-	t.Helper()
-	a, b, c := r7BucketOf(bounds, 0.001), r7BucketOf(bounds, 0.1), r7BucketOf(bounds, 1)
-	if a == b || b == c {
-		t.Errorf("duration buckets %v put 1 ms, 100 ms and 1 s into buckets %d, %d, %d: a histogram in seconds that cannot tell calls of 1 ms from calls of 1 s", bounds, a, b, c)
-	}
-}
-
 // The duration histogram is in seconds (sluice_stage_duration_seconds) and
 // its buckets tell typical call durations apart; the observations land where
 // their seconds say.
@@ -424,7 +404,7 @@ func TestReview7PromDurationBuckets(t *testing.T) {
 					t.Errorf("bucket le=%v holds %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
 				}
 			}
-			r7CheckBuckets(t, bounds)
+			metricstest.CheckBuckets7(t, bounds)
 			return
 		}
 	}
