@@ -30,7 +30,7 @@
 // again: the run takes nothing more. It stays uncommitted, and the next
 // owner of its partition gets it again. (The drain reaches a call of the
 // source already waiting for a record through its context, a moment after
-// stop is done: a record that fails in that moment may be handed to that
+// Until's stop context is done: a record that fails in that moment may be handed to that
 // call and tried once more; it is committed only if that try succeeds.) A dead letter is written with a
 // synchronous produce from the goroutine that settled the record (a worker
 // or the sink's; the source's own for a record decode rejected), waiting up

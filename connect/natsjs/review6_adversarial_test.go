@@ -13,8 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,16 +26,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedev/sluice/connect/natsjs"
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
 )
 
 const (
-	r6Watch    = 30 * time.Second
-	r6ChildEnv = "SLUICE_NATSJS_REVIEW6_CHILD"
-	r6Stream   = "R6W"
-	r6Subject  = "r6w.job"
-	r6DLQ      = "r6dlq.bad"
+	r6Watch   = 30 * time.Second
+	r6Stream  = "R6W"
+	r6Subject = "r6w.job"
+	r6DLQ     = "r6dlq.bad"
 )
 
 var errR6Boom = errors.New("r6: boom")
@@ -924,6 +922,22 @@ func TestReview6ConsumerErrors(t *testing.T) {
 			t.Fatalf("sink error = %v, want a *stage.SourceError wrapping jetstream.ErrConsumerNotFound", err)
 		}
 	})
+	t.Run("stream-deleted-before", func(t *testing.T) {
+		e := r6New(t, jetstream.ConsumerConfig{}, jetstream.WorkQueuePolicy)
+		e.pubN(3)
+		if err := e.js2.DeleteStream(context.Background(), r6Stream); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		wait := r6Go(t, cancel, func() error {
+			return sink.ForEach(ctx, natsjs.Source(e.cons, r6Atoi), func(context.Context, natsjs.Msg[int]) error { return nil })
+		})
+		var se *stage.SourceError
+		if err := wait(); !errors.As(err, &se) || !(errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound)) {
+			t.Fatalf("sink error = %v, want a *stage.SourceError wrapping jetstream.ErrStreamNotFound (or ErrConsumerNotFound)", err)
+		}
+	})
 	t.Run("deleted-during", func(t *testing.T) {
 		e := r6New(t, jetstream.ConsumerConfig{}, jetstream.WorkQueuePolicy)
 		e.pubN(3)
@@ -1392,36 +1406,16 @@ func TestReview6MisusePanics(t *testing.T) {
 // Promise: a panic in decode (user code) does not crash the process, ends or
 // continues the run without hanging, and loses no message: the panicking
 // one is either dead-lettered or comes back. Runs in a child process.
-func TestReview6DecodePanic(t *testing.T) { t.Parallel(); r6InChild(t, "decode-panic") }
+func TestReview6DecodePanic(t *testing.T) {
+	t.Parallel()
+	runcheck.InChildTest(t, r6ChildDecodePanic)
+}
 
 // Promise: a panic in OnAckError fails the run with a *stage.SourceError
 // (unless the run was cut short first) and never crashes the process.
-func TestReview6OnAckErrorPanic(t *testing.T) { t.Parallel(); r6InChild(t, "onackerror-panic") }
-
-func r6InChild(t *testing.T, scenario string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*r6Watch)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestReview6Child$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), r6ChildEnv+"="+scenario)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestReview6Child") {
-		t.Fatalf("child %s: %v\n%s", scenario, err, out)
-	}
-	t.Logf("child %s:\n%s", scenario, out)
-}
-
-func TestReview6Child(t *testing.T) {
-	switch os.Getenv(r6ChildEnv) {
-	case "":
-		t.Skip("runs only as a child process")
-	case "decode-panic":
-		r6ChildDecodePanic(t)
-	case "onackerror-panic":
-		r6ChildOnAckErrorPanic(t)
-	default:
-		t.Fatal("unknown scenario")
-	}
+func TestReview6OnAckErrorPanic(t *testing.T) {
+	t.Parallel()
+	runcheck.InChildTest(t, r6ChildOnAckErrorPanic)
 }
 
 func r6ChildDecodePanic(t *testing.T) {

@@ -45,7 +45,9 @@ import (
 // that does not exist then (errors.Is with jetstream.ErrConsumerNotFound or
 // ErrStreamNotFound), or a consumer whose AckPolicy is not explicit, ends
 // the run at once with a *stage.SourceError and nothing taken. If the
-// server cannot be asked then, the run goes on and waits for it.
+// server cannot be asked then (the ask gives up after the JetStream
+// context's default timeout, 5 s unless set, or when the run's context
+// ends), the run goes on and waits for it.
 //
 // Source is a waiting source (its next waits for the server) and
 // stage.Interruptible: a cheap stage over it takes messages the
@@ -133,11 +135,10 @@ func (s *sourceRun) check(ctx context.Context) {
 	if err != nil {
 		known := s.cons.CachedInfo()
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			name := ""
 			if known != nil {
-				name = known.Name
+				err = fmt.Errorf("consumer %q: %w", known.Name, err)
 			}
-			s.err = fmt.Errorf("natsjs: consumer %q: %w", name, err)
+			s.err = fmt.Errorf("natsjs: %w", err)
 			return
 		}
 		if info = known; info == nil {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -79,10 +80,24 @@ var href = regexp.MustCompile(`href="([^"]+)"`)
 // every page it leads to on that site.
 func crawl(ctx context.Context, base string, cfg config) (result, error) {
 	var res result
-	client := &http.Client{Transport: &http.Transport{}}
+	site, err := url.Parse(base)
+	if err != nil {
+		return res, err
+	}
+	onSite := func(u *url.URL) bool { return u.Scheme == site.Scheme && u.Host == site.Host }
+	client := &http.Client{
+		Transport: &http.Transport{},
+		// A redirect off the site is not followed: its page is not the site's.
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if !onSite(req.URL) || len(via) >= 10 {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		},
+	}
 	defer client.CloseIdleConnections()
-	fetch := func(ctx context.Context, url string) (page, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	fetch := func(ctx context.Context, addr string) (page, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr, nil)
 		if err != nil {
 			return page{}, fmt.Errorf("%w: %v", errPermanent, err)
 		}
@@ -100,12 +115,15 @@ func crawl(ctx context.Context, base string, cfg config) (result, error) {
 		case resp.StatusCode >= 400:
 			return page{}, fmt.Errorf("%w: %s", errPermanent, resp.Status)
 		}
-		p := page{url: url}
+		p := page{url: addr}
 		for _, m := range href.FindAllStringSubmatch(string(body), -1) {
 			// Relative or absolute, resolved against the page; only links
 			// on the site are followed.
-			if l, err := resp.Request.URL.Parse(m[1]); err == nil && l.Scheme == resp.Request.URL.Scheme && l.Host == resp.Request.URL.Host {
+			if l, err := resp.Request.URL.Parse(m[1]); err == nil && onSite(l) {
 				l.Fragment = ""
+				if l.Path == "" {
+					l.Path = "/" // the home page, as the crawl's first address
+				}
 				p.links = append(p.links, l.String())
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,5 +369,39 @@ func TestReview7CrawlBinaryFlags(t *testing.T) {
 	}
 	if dead["/flaky"] != 1 || dead["/missing"] != 1 || dead["/slow"] != 1 || len(dead) != 3 {
 		t.Errorf("-attempts 1: dead %v, want /flaky, /missing, /slow with 1 attempt each", dead)
+	}
+}
+
+// Promise: the crawl fetches the pages "on that site" only: a page of the
+// site that redirects to another site does not lead the crawl there, and
+// a link to the home page without its slash is the home page.
+func TestReview7CrawlStaysOnSiteThroughRedirects(t *testing.T) {
+	var offsite atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		offsite.Add(1)
+		fmt.Fprint(w, `<a href="/offsite-page">x</a>`)
+	}))
+	defer other.Close()
+	var site *httptest.Server
+	site = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/":
+			fmt.Fprintf(w, `<a href="/go">go</a> <a href="%s">home</a>`, site.URL)
+		case "/go":
+			http.Redirect(w, r, other.URL+"/ext", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer site.Close()
+	res, err := crawl(context.Background(), site.URL, config{workers: 2, rate: 1000, timeout: time.Minute, attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := offsite.Load(); n != 0 {
+		t.Errorf("the other site got %d requests; pages %v", n, res.pages)
+	}
+	if want := []string{site.URL + "/", site.URL + "/go"}; !slices.Equal(res.pages, want) {
+		t.Errorf("pages %v, want %v (the home page once)", res.pages, want)
 	}
 }

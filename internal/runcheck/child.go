@@ -64,12 +64,24 @@ func InChildTest(t *testing.T, body func(t *testing.T)) {
 	t.Helper()
 	if os.Getenv(childEnv) == t.Name() {
 		fmt.Printf("%s%s\n", childMarker, "ran")
+		// The same watchdog as InChild's: a hung body ends the child with
+		// every goroutine's stack.
+		hung := time.AfterFunc(Watchdog, func() {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			fmt.Printf("RUNCHECK-CHILD-HUNG: the test body did not return\n%s\n", buf)
+			os.Exit(3)
+		})
+		defer hung.Stop()
 		body(t)
 		return
 	}
 	out := runChild(t)
-	if !strings.Contains(out, childMarker+"ran") {
+	switch {
+	case !strings.Contains(out, childMarker+"ran"):
 		t.Fatalf("the child process did not run the test; its output:\n%s", clip(out))
+	case strings.Contains(out, "--- SKIP: "+t.Name()):
+		t.Skipf("skipped in the child process; its output:\n%s", clip(out))
 	}
 }
 

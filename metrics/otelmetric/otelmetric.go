@@ -32,7 +32,13 @@ type Observer struct {
 
 // durationBuckets are the duration histogram's bounds, in seconds: 1 µs
 // to about 4 s, ×4 each, as in package prom.
-var durationBuckets = []float64{1e-6, 4e-6, 1.6e-5, 6.4e-5, 2.56e-4, 1.024e-3, 4.096e-3, 0.016384, 0.065536, 0.262144, 1.048576, 4.194304}
+var durationBuckets = func() []float64 {
+	b := make([]float64, 12)
+	for i, v := 0, 1e-6; i < len(b); i, v = i+1, v*4 {
+		b[i] = v
+	}
+	return b
+}()
 
 // New creates the instruments on meter and returns the observer that
 // records with them:
