@@ -461,10 +461,7 @@ func TestReview7CommitOnlyOnStopWithLongInterval(t *testing.T) {
 	if n := ev.count(kafka.Committed); n != 0 {
 		t.Errorf("%d Committed events while the run goes on with CommitInterval(1h)", n)
 	}
-	drain()
-	if err := r7Err(t, "the drained run", errc); err != nil {
-		t.Errorf("drained run: %v", err)
-	}
+	r7DrainedNil(t, drain, errc)
 	if got := committedNow(t, addrs, "g", "in", 1)[0]; got != 10 {
 		t.Errorf("committed offset after the drain = %d, want 10", got)
 	}
@@ -520,10 +517,7 @@ func TestReview7PeriodicCommitWhileRunning(t *testing.T) {
 	if got := committedNow(t, addrs, "g", "in", 2); got[0] < 0 && got[1] < 0 {
 		t.Errorf("nothing committed while the run goes on although a Committed event came: %v", got)
 	}
-	drain()
-	if err := r7Err(t, "the drained run", errc); err != nil {
-		t.Errorf("drained run: %v", err)
-	}
+	r7DrainedNil(t, drain, errc)
 	got := committedNow(t, addrs, "g", "in", 2)
 	if got[0] != 7 || got[1] != 4 {
 		t.Errorf("committed after drain = %v, want 0:7 1:4 (Batch flushes its partial batch on drain)", got)
@@ -983,10 +977,7 @@ func TestReview7ByKeyOrderAndParallelism(t *testing.T) {
 		return nil
 	})
 	cond.wait(t, "every record", func() bool { return total.Load() == 2*n })
-	drain()
-	if err := r7Err(t, "the drained run", errc); err != nil {
-		t.Errorf("drained run: %v", err)
-	}
+	r7DrainedNil(t, drain, errc)
 	mu.Lock()
 	defer mu.Unlock()
 	for _, v := range violations[:min(len(violations), 10)] {
@@ -1045,10 +1036,7 @@ func TestReview7ByPartitionOrderAndParallelism(t *testing.T) {
 		return nil
 	})
 	cond.wait(t, "every record", func() bool { return total.Load() == 2*n })
-	drain()
-	if err := r7Err(t, "the drained run", errc); err != nil {
-		t.Errorf("drained run: %v", err)
-	}
+	r7DrainedNil(t, drain, errc)
 	mu.Lock()
 	defer mu.Unlock()
 	for _, v := range violations[:min(len(violations), 10)] {
@@ -1110,10 +1098,7 @@ func TestReview7MaxPendingBoundsTakenRecords(t *testing.T) {
 	}
 	close(release)
 	cond.wait(t, "every record", func() bool { return total.Load() == n+20 })
-	drain()
-	if err := r7Err(t, "the drained run", errc); err != nil {
-		t.Errorf("drained run: %v", err)
-	}
+	r7DrainedNil(t, drain, errc)
 	if p := peak.Load(); p > max {
 		t.Errorf("partition 0 had %d records in flight at once, MaxPending %d", p, max)
 	}
@@ -1248,10 +1233,7 @@ func TestReview7DroppedOnPurposeSettles(t *testing.T) {
 	}, stage.OnError(stage.Handle(func(context.Context, *stage.Error) error { return nil })))
 	errc := r7Start(cond, context.Background(), stop, handled, func(context.Context, kafka.Record[int]) error { return nil })
 	ev.waitCommitted(t, "in", 0, 12)
-	drain()
-	if err := r7Err(t, "the drained run", errc); err != nil {
-		t.Errorf("drained run: %v", err)
-	}
+	r7DrainedNil(t, drain, errc)
 }
 
 // ---------------------------------------------------------------- dead letters
@@ -1919,10 +1901,7 @@ func TestReview7ByKeyAdviceSlowKeyHoldsOnlyItself(t *testing.T) {
 		return nil
 	})
 	cond.wait(t, "every record", func() bool { return total.Load() == 2*n })
-	drain()
-	if err := r7Err(t, "the drained run", errc); err != nil {
-		t.Errorf("drained run: %v", err)
-	}
+	r7DrainedNil(t, drain, errc)
 	if starved.Load() {
 		t.Error("one slow key held back another partition's keys")
 	}
@@ -2167,12 +2146,19 @@ func TestReview7SessionLostRunGoesOn(t *testing.T) {
 		defer mu.Unlock()
 		return seen[3] >= 2
 	})
-	drain()
-	if err := r7Err(t, "the drained run", errc); err != nil {
-		t.Errorf("drained run: %v", err)
-	}
+	r7DrainedNil(t, drain, errc)
 	if got := committedNow(t, addrs, "g", "in", 1)[0]; got != 10 {
 		t.Errorf("committed %d at the end, want 10", got)
 	}
 	ev.checkNoOverlap(t)
+}
+
+// r7DrainedNil drains the run (Until's stop) and checks that it returns nil,
+// as a drain at the end of the work does.
+func r7DrainedNil(t *testing.T, drain context.CancelFunc, errc <-chan error) {
+	t.Helper()
+	drain()
+	if err := r7Err(t, "the drained run", errc); err != nil {
+		t.Errorf("drained run: %v", err)
+	}
 }
