@@ -1096,8 +1096,20 @@ func TestReview6OnAckErrorOnClosedConnection(t *testing.T) {
 
 // Promise: Source survives a server restart: the connection comes back, the
 // source asks again on the same subscription and goes on; none is lost.
+// And a run that starts while the server is away (the check of the
+// consumer cannot be made, or waits for the server) goes on and waits for
+// it.
 func TestReview6SurvivesServerRestart(t *testing.T) {
 	t.Parallel()
+	for _, atStart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "mid-run", true: "at-start"}[atStart], func(t *testing.T) {
+			t.Parallel()
+			r6SurvivesServerRestart(t, atStart)
+		})
+	}
+}
+
+func r6SurvivesServerRestart(t *testing.T, atStart bool) {
 	dir := t.TempDir()
 	newSrv := func(port int) *server.Server {
 		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
@@ -1113,7 +1125,7 @@ func TestReview6SurvivesServerRestart(t *testing.T) {
 	srv := newSrv(-1)
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	port := srv.Addr().(*net.TCPAddr).Port
-	reconnected := make(chan struct{}, 1)
+	reconnected := make(chan struct{}, 2)
 	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
 		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
 	if err != nil {
@@ -1148,6 +1160,27 @@ func TestReview6SurvivesServerRestart(t *testing.T) {
 		}
 	}
 	publish(0, 10)
+	down := func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
+	up := func() { // on the same port and store; the connection comes back
+		srv = newSrv(port)
+		r6Wait(t, "the reconnection", func() chan struct{} {
+			c := make(chan struct{})
+			go func() {
+				select {
+				case <-reconnected:
+				case <-time.After(r6Watch):
+				}
+				close(c)
+			}()
+			return c
+		}())
+	}
+	if atStart {
+		down() // before the run opens its source
+	}
 	ctx, cancel := context.WithCancel(bg)
 	defer cancel()
 	stop, drain := context.WithCancel(bg)
@@ -1173,21 +1206,14 @@ func TestReview6SurvivesServerRestart(t *testing.T) {
 			return nil
 		})
 	})
-	r6Wait(t, "the first ten messages", first)
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	srv = newSrv(port)
-	r6Wait(t, "the reconnection", func() chan struct{} {
-		c := make(chan struct{})
-		go func() {
-			select {
-			case <-reconnected:
-			case <-time.After(r6Watch):
-			}
-			close(c)
-		}()
-		return c
-	}())
+	if atStart {
+		up()
+		r6Wait(t, "the first ten messages", first)
+	} else {
+		r6Wait(t, "the first ten messages", first)
+		down()
+		up()
+	}
 	publish(10, 20)
 	if err := wait(); err != nil {
 		t.Fatalf("sink error after a restart = %v", err)
