@@ -41,7 +41,9 @@ type Watcher interface {
 	// reported.
 	Received()
 	// Finished: the call (all its attempts under [Retry]) ended after
-	// latency. err is nil on success; the *[Error] that the stage's
+	// latency, measured from Received to the end of the last attempt: the
+	// waits for [RateLimit] tokens and the backoff between attempts count
+	// (it is how long the item held a worker). err is nil on success; the *[Error] that the stage's
 	// [ErrorPolicy] is about to handle (of that type, not wrapped): the
 	// item failed; or, when the call ended because the run did (a failure
 	// elsewhere, the caller's cancellation, an early stop), an error for

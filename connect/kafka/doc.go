@@ -28,7 +28,9 @@
 //
 // A record that fails while the run drains (stage.Until) is not tried
 // again: the run takes nothing more. It stays uncommitted, and the next
-// owner of its partition gets it again. (The drain reaches a call of the
+// owner of its partition gets it again. The source adds no error of its own
+// for it: the run's result is what the sink makes of the failure (under
+// stage.Forward, the sink's *sink.ForwardedError, as for any failed item). (The drain reaches a call of the
 // source already waiting for a record through its context, a moment after
 // Until's stop context is done: a record that fails in that moment may be handed to that
 // call and tried once more; it is committed only if that try succeeds.) A dead letter is written with a

@@ -1203,6 +1203,13 @@ func TestReview7FailureDuringDrainNotRetried(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Errorf("run returned %v: the forwarded error was not reported", err)
 	}
+	// The package doc: the source adds no error of its own for a record it
+	// leaves uncommitted in a drain; the result is the sink's.
+	var fe *sink.ForwardedError
+	var se *stage.SourceError
+	if !errors.As(err, &fe) || errors.As(err, &se) {
+		t.Errorf("run returned %v; want the sink's *sink.ForwardedError and no *stage.SourceError", err)
+	}
 	// Once, or twice when a call of next already waiting took the retry
 	// before the drain reached it through its context (see the package
 	// doc); never the third attempt Attempts(3) allows.

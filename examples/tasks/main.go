@@ -5,8 +5,11 @@
 //	go -C examples run ./tasks            # sleeps up to 5 s per task
 //	go -C examples run ./tasks -scale 0.1 # ten times faster
 //
-// Each "starting" line shows how many tasks are running, so the output
-// shows that no more than three ever run at once.
+// Each "starting" line shows how many tasks were running as that task
+// started, itself included, so the output shows that no more than three
+// ever run at once. It is a count at that instant, not a tally of the
+// lines above it: tasks that start at the same moment may print their
+// lines in either order.
 package main
 
 import (

@@ -53,6 +53,9 @@ var durationBuckets = func() []float64 {
 // (another stage's failure, a cancellation) did not fail. The duration
 // histogram's buckets are in seconds, from 1 µs to about 4 s, each bound
 // 4 times the one before (as the prom package's; a View can change them).
+// A call's duration is the stage.Watcher's latency: from the item's
+// receipt to the end of its last attempt, rate-limit and retry waits
+// included.
 // New returns the meter's errors, joined, if it could not create an
 // instrument; the same meter may serve several observers, which then add
 // into the same series.
@@ -65,7 +68,7 @@ func New(meter metric.Meter) (*Observer, error) {
 	err = errors.Join(err, e)
 	o.inFlight, e = meter.Int64UpDownCounter("sluice.stage.in_flight", metric.WithDescription("Items a sluice stage has taken and not finished."), metric.WithUnit("{item}"))
 	err = errors.Join(err, e)
-	o.duration, e = meter.Float64Histogram("sluice.stage.duration", metric.WithDescription("Duration of a sluice stage's calls, retries included."), metric.WithUnit("s"),
+	o.duration, e = meter.Float64Histogram("sluice.stage.duration", metric.WithDescription("Duration of a sluice stage's calls, from receipt to the end of the last attempt, rate-limit and retry waits included."), metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	err = errors.Join(err, e)
 	if err != nil {

@@ -43,7 +43,9 @@ type Observer struct {
 // that is not valid UTF-8, which a label cannot hold, is recorded with
 // each invalid byte sequence replaced by U+FFFD. The duration histogram's
 // buckets are in seconds, from 1 µs to about 4 s, each bound 4 times the
-// one before.
+// one before. A call's duration is the stage.Watcher's latency: from the
+// item's receipt to the end of its last attempt, rate-limit and retry
+// waits included.
 //
 // It returns reg's error if a metric is already registered (New was called
 // twice on one registry: share the observer instead), and then leaves none
@@ -61,7 +63,7 @@ func New(reg prometheus.Registerer) (*Observer, error) {
 			Name: "sluice_stage_in_flight", Help: "Items a sluice stage has taken and not finished.",
 		}, labels),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sluice_stage_duration_seconds", Help: "Duration of a sluice stage's calls, retries included.",
+			Name: "sluice_stage_duration_seconds", Help: "Duration of a sluice stage's calls, from receipt to the end of the last attempt, rate-limit and retry waits included.",
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12), // 1µs .. ~4s
 		}, labels),
 	}
