@@ -3,9 +3,6 @@ package kafka_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicedev/sluice/connect/kafka"
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
 )
@@ -303,38 +301,13 @@ func TestAttackUndecodableFailsTheRun(t *testing.T) {
 
 // A panic in decode does not crash the process. Run in a child process:
 // a crash fails this test instead of the whole package.
-const decodePanicEnv = "SLUICE_ATTACK_DECODE_PANIC"
-
 func TestAttackDecodePanicDoesNotCrash(t *testing.T) {
 	for _, mode := range []string{"nodlq", "dlq"} {
-		t.Run(mode, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestAttackDecodePanicChild$", "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), decodePanicEnv+"="+mode)
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("child process failed (%v):\n%s", err, tail(string(out), 4000))
-			}
-			for _, line := range strings.Split(string(out), "\n") {
-				if strings.Contains(line, "CHILD:") {
-					t.Log(strings.TrimSpace(line))
-				}
-			}
-		})
+		t.Run(mode, func(t *testing.T) { runcheck.InChildTest(t, func(t *testing.T) { attackDecodePanic(t, mode) }) })
 	}
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-func TestAttackDecodePanicChild(t *testing.T) {
-	mode := os.Getenv(decodePanicEnv)
-	if mode == "" {
-		t.Skip("run by TestAttackDecodePanicDoesNotCrash")
-	}
+func attackDecodePanic(t *testing.T, mode string) {
 	const n, x = 30, 10
 	c, addrs := newCluster(t, 1, "jobs", "dlq")
 	l := newLedger()
@@ -370,7 +343,7 @@ func TestAttackDecodePanicChild(t *testing.T) {
 		err := waitErr(t, "the run", errc)
 		var se *stage.SourceError
 		var pe *stage.PanicError
-		fmt.Printf("CHILD: nodlq run: %v\n", err)
+		t.Logf("nodlq run: %v", err)
 		if !errors.As(err, &se) {
 			t.Fatalf("run: %v, want a *stage.SourceError", err)
 		}
@@ -401,7 +374,7 @@ func TestAttackDecodePanicChild(t *testing.T) {
 			return len(dead) > 0
 		})
 		if ended {
-			fmt.Printf("CHILD: dlq run ended without a dead letter: %v\n", runErr)
+			t.Logf("dlq run ended without a dead letter: %v", runErr)
 			var se *stage.SourceError
 			if !errors.As(runErr, &se) {
 				t.Errorf("run: %v, want a *stage.SourceError", runErr)
@@ -411,7 +384,7 @@ func TestAttackDecodePanicChild(t *testing.T) {
 			}
 		} else {
 			h := headerMap(dead[0].Headers)
-			fmt.Printf("CHILD: dlq dead letter headers: %v\n", h)
+			t.Logf("dlq dead letter headers: %v", h)
 			if h["sluice-offset"] != strconv.Itoa(x) {
 				t.Errorf("dead letter headers %v", h)
 			}

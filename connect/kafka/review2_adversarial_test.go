@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -27,44 +25,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicedev/sluice/connect/kafka"
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
 
 // ---------------------------------------------------------------- helpers
-
-const review2ChildEnv = "SLUICE_REVIEW2_CHILD"
-
-// r2InChild runs the test named name in a child process (a crash or a
-// deadlock there fails this test, not the package) with the scenario
-// selector mode, and fails t if the child failed.
-func r2InChild(t *testing.T, name, mode string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // watchdog
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), review2ChildEnv+"="+name+":"+mode)
-	out, err := cmd.CombinedOutput()
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "CHILD:") {
-			t.Log(strings.TrimSpace(line))
-		}
-	}
-	if err != nil {
-		t.Errorf("child process %s/%s failed (%v):\n%s", name, mode, err, tail(string(out), 6000))
-	}
-	return string(out)
-}
-
-// r2ChildMode returns the scenario this process runs as a child, or skips.
-func r2ChildMode(t *testing.T, name string) string {
-	v := os.Getenv(review2ChildEnv)
-	if !strings.HasPrefix(v, name+":") {
-		t.Skip("run in a child process by its parent test")
-	}
-	return strings.TrimPrefix(v, name+":")
-}
 
 // r2NoSluiceLeak: no goroutine of sluice outlives the sink's return (for
 // tests whose own franz-go clients are still open).
@@ -180,12 +147,11 @@ func TestReview2NilKoptsFailTheRun(t *testing.T) {
 // huge allocation would crash the process.
 func TestReview2HostileOptionValues(t *testing.T) {
 	for _, mode := range []string{"huge", "tiny"} {
-		t.Run(mode, func(t *testing.T) { r2InChild(t, "TestReview2HostileOptionValuesChild", mode) })
+		t.Run(mode, func(t *testing.T) { runcheck.InChildTest(t, func(t *testing.T) { r2HostileOptionValues(t, mode) }) })
 	}
 }
 
-func TestReview2HostileOptionValuesChild(t *testing.T) {
-	mode := r2ChildMode(t, "TestReview2HostileOptionValuesChild")
+func r2HostileOptionValues(t *testing.T, mode string) {
 	const n = 120
 	addrs, l := twoPartitions(t, n)
 	var opts []kafka.Option
@@ -220,7 +186,7 @@ func TestReview2HostileOptionValuesChild(t *testing.T) {
 	l.mu.Lock()
 	ncommits := len(l.commits)
 	l.mu.Unlock()
-	fmt.Printf("CHILD: %s: %d stored, %d commits seen at the broker\n", mode, st.len(), ncommits)
+	t.Logf("%s: %d stored, %d commits seen at the broker", mode, st.len(), ncommits)
 }
 
 // "options of kopts for them are overridden": kopts that turn franz-go's
@@ -529,11 +495,10 @@ func TestReview2SinkPanicIsNotCommitted(t *testing.T) {
 // closed), and the end commit is the watermark, not past the record. In a
 // child process, in case the panic escapes elsewhere.
 func TestReview2RunCallbackPanic(t *testing.T) {
-	r2InChild(t, "TestReview2RunCallbackPanicChild", "run")
+	runcheck.InChildTest(t, r2RunCallbackPanic)
 }
 
-func TestReview2RunCallbackPanicChild(t *testing.T) {
-	r2ChildMode(t, "TestReview2RunCallbackPanicChild")
+func r2RunCallbackPanic(t *testing.T) {
 	const n, x = 40, 9
 	c, addrs := newCluster(t, 1, "jobs")
 	l := newLedger()
@@ -571,7 +536,7 @@ func TestReview2RunCallbackPanicChild(t *testing.T) {
 	<-exited
 	checkNoLeak(t, "stage.Run panic")
 	got := committedNow(t, addrs, "g", "jobs", 1)[0]
-	fmt.Printf("CHILD: after the panic at %d, committed %d\n", x, got)
+	t.Logf("after the panic at %d, committed %d", x, got)
 	if got > x {
 		t.Errorf("committed %d, past the record %d the callback panicked on", got, x)
 	} else if got != x {
@@ -590,12 +555,11 @@ func TestReview2RunCallbackPanicChild(t *testing.T) {
 // when it came in the final commit.)
 func TestReview2OnEventPanicFailsTheRun(t *testing.T) {
 	for _, mode := range []string{"assigned", "committed"} {
-		t.Run(mode, func(t *testing.T) { r2InChild(t, "TestReview2OnEventPanicChild", mode) })
+		t.Run(mode, func(t *testing.T) { runcheck.InChildTest(t, func(t *testing.T) { r2OnEventPanic(t, mode) }) })
 	}
 }
 
-func TestReview2OnEventPanicChild(t *testing.T) {
-	mode := r2ChildMode(t, "TestReview2OnEventPanicChild")
+func r2OnEventPanic(t *testing.T, mode string) {
 	const n = 30
 	c, addrs := newCluster(t, 1, "jobs")
 	l := newLedger()
@@ -630,7 +594,7 @@ func TestReview2OnEventPanicChild(t *testing.T) {
 		})
 	})
 	err := waitErr(t, "the run whose OnEvent panicked", errc)
-	fmt.Printf("CHILD: %s: OnEvent panicked %v; run returned %v; %d records stored\n", mode, panicked.Load(), err, st.len())
+	t.Logf("%s: OnEvent panicked %v; run returned %v; %d records stored", mode, panicked.Load(), err, st.len())
 	var pe *stage.PanicError
 	var se *stage.SourceError
 	if !panicked.Load() {
@@ -1153,11 +1117,10 @@ func TestReview2PublishCancelWhileProducing(t *testing.T) {
 // wrapping kafka.ErrNilRecord (it used to be a nil-pointer panic inside
 // the client). In a child process.
 func TestReview2PublishNilRecord(t *testing.T) {
-	r2InChild(t, "TestReview2PublishNilRecordChild", "nil")
+	runcheck.InChildTest(t, r2PublishNilRecord)
 }
 
-func TestReview2PublishNilRecordChild(t *testing.T) {
-	r2ChildMode(t, "TestReview2PublishNilRecordChild")
+func r2PublishNilRecord(t *testing.T) {
 	_, addrs := newCluster(t, 1, "out")
 	cl := client(t, addrs)
 	var counts kafka.Published
@@ -1169,7 +1132,7 @@ func TestReview2PublishNilRecordChild(t *testing.T) {
 			return &kgo.Record{Topic: "out", Value: []byte(strconv.Itoa(v))}, nil
 		}, &counts)
 	}))
-	fmt.Printf("CHILD: nil record: Publish returned %v; %d published\n", err, counts.Records.Load())
+	t.Logf("nil record: Publish returned %v; %d published", err, counts.Records.Load())
 	var se *stage.Error
 	if !errors.As(err, &se) || se.Stage != "foreach" || !errors.Is(err, kafka.ErrNilRecord) {
 		t.Errorf("Publish with a nil record: %v; want a *stage.Error of stage foreach wrapping ErrNilRecord", err)
