@@ -11,19 +11,19 @@ import "sync"
 // The window needs no bound of its own: every item after the head holds a
 // token of the queue until its first output leaves, so at most capacity+1
 // items are in it (the head's token may be out with its first output while
-// it still runs). A capacity below zero (Workers(-1)) is unbounded; the
-// ring then grows as needed.
+// it still runs). A capacity below zero (Workers(-1)) is unbounded. The ring
+// starts small and grows as items need it, up to what the bound lets in:
+// a large Buffer costs memory only for the items the window holds.
 type reorder[T any] struct {
 	out *queue[T]
 
-	mu        sync.Mutex
-	slots     []slot[T] // ring; len is a power of two; item i lives at i&mask
-	mask      int
-	next      int // index of the item to emit next
-	hi        int // one past the highest index parked
-	unbounded bool
-	emitting  bool      // a worker holds the emitter role
-	staged    []item[T] // the emitter's outputs on their way to the queue
+	mu       sync.Mutex
+	slots    []slot[T] // ring; len is a power of two; item i lives at i&mask
+	mask     int
+	next     int       // index of the item to emit next
+	hi       int       // one past the highest index parked
+	emitting bool      // a worker holds the emitter role
+	staged   []item[T] // the emitter's outputs on their way to the queue
 }
 
 type slot[T any] struct {
@@ -33,12 +33,18 @@ type slot[T any] struct {
 }
 
 func newReorder[T any](capacity int, out *queue[T]) *reorder[T] {
+	// capacity+1: the head may have given its token to its first output.
+	// At most initialSlots to begin with: complete and park grow the ring
+	// when an item needs more.
 	size := 1
-	for size < capacity+1 { // the head may have given its token to its first output
+	for size < min(capacity+1, initialSlots) {
 		size *= 2
 	}
-	return &reorder[T]{out: out, unbounded: capacity < 0, slots: make([]slot[T], size), mask: size - 1}
+	return &reorder[T]{out: out, slots: make([]slot[T], size), mask: size - 1}
 }
+
+// initialSlots is the most slots a window starts with (a power of two).
+const initialSlots = 64
 
 // complete parks item idx's outputs (maybe none; tok says whether the item
 // still holds its token) and emits what is in order. It returns an empty
@@ -46,7 +52,7 @@ func newReorder[T any](capacity int, out *queue[T]) *reorder[T] {
 // reused) and false once the run is cancelled.
 func (o *reorder[T]) complete(idx int, items []item[T], tok bool) ([]item[T], bool) {
 	o.mu.Lock()
-	if o.unbounded && idx-o.next >= len(o.slots) {
+	if idx-o.next >= len(o.slots) {
 		o.grow(idx - o.next + 1)
 	}
 	s := &o.slots[idx&o.mask]
@@ -81,7 +87,7 @@ func (o *reorder[T]) park(idx int, it item[T], tok bool) (stream bool) {
 		o.emitting = true
 		return true
 	}
-	if o.unbounded && idx-o.next >= len(o.slots) {
+	if idx-o.next >= len(o.slots) {
 		o.grow(idx - o.next + 1)
 	}
 	s := &o.slots[idx&o.mask]
