@@ -95,13 +95,14 @@ type applyStage[In, Out any] struct {
 func (d *applyStage[In, Out]) open(r *run) puller[Out] {
 	// Upstream first, so that observers meet the stages in order.
 	serial := d.fusable && d.cfg.workers == 1 && d.cfg.buffer == 0
-	in := d.in.openFor(r, d.cfg.consumers(serial))
+	goroutines := d.cfg.goroutines(d.in.n.expected())
+	in := d.in.openFor(r, min(d.cfg.consumers(serial), goroutines))
 	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)
 	if serial {
 		// The sequential path: consumers take turns calling f.
 		return &serialHandle[In, Out]{h: newFuseRun(p, in, d.in.n.expected()).handle()}
 	}
-	return newApplier(p).start(in)
+	return newApplier(p, goroutines).start(in)
 }
 
 // fuse opens the stage for a consumer whose goroutines may take its worker

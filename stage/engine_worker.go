@@ -14,6 +14,8 @@ type applier[In, Out any] struct {
 
 	fuse *fuseRun[In, Out] // set when the stage's consumer may take workers' places
 
+	goroutines int // workers started (see config.goroutines)
+
 	gate  gate[In]   // KeyBy: busy keys and waiting items
 	keyMu sync.Mutex // KeyBy: a pull and its admission are one step
 }
@@ -24,6 +26,19 @@ func (c *config) consumers(serial bool) int {
 		return 1
 	}
 	return max(c.workers, 1) // Workers(-1): the dispatcher
+}
+
+// goroutines is how many workers a stage of Workers(n) starts over an input
+// known to hold at most items items (-1: unknown): n, or items (at least
+// one) when fewer, since no more than items calls can ever run at once.
+// So a large Workers over a small input costs neither goroutines nor
+// memory. (Workers(-1) starts its dispatcher, which counts as one.)
+func (c *config) goroutines(items int) int {
+	n := max(c.workers, 1)
+	if items >= 0 && items < n {
+		n = max(items, 1)
+	}
+	return n
 }
 
 // capacity is the number of tokens of the stage's queue: one per worker
@@ -40,11 +55,13 @@ func (c *config) capacity() int {
 	return n
 }
 
-func newApplier[In, Out any](p *processor[In, Out]) *applier[In, Out] {
+// newApplier makes the stage's state for a run in which it starts
+// goroutines workers (see config.goroutines).
+func newApplier[In, Out any](p *processor[In, Out], goroutines int) *applier[In, Out] {
 	c := &p.cfg
-	s := &applier[In, Out]{r: p.r, p: p}
-	writers := max(c.workers, 1) // Workers(-1): the dispatcher, then one per item
-	s.out = newQueue[Out](p.r, c.capacity(), writers)
+	s := &applier[In, Out]{r: p.r, p: p, goroutines: goroutines}
+	// Workers(-1): the dispatcher, then one per item.
+	s.out = newQueue[Out](p.r, c.capacity(), goroutines)
 	if c.ordered {
 		s.ord = newReorder(c.capacity(), s.out)
 	}
@@ -54,16 +71,16 @@ func newApplier[In, Out any](p *processor[In, Out]) *applier[In, Out] {
 	return s
 }
 
-// start registers the stage's goroutines, each pulling through a handle of
-// its input; they start with the run.
+// start registers the stage's goroutines (s.goroutines of them), each
+// pulling through a handle of its input; they start with the run.
 func (s *applier[In, Out]) start(handles handles[In]) puller[Out] {
 	if s.p.cfg.workers < 0 {
 		in := handles.next()
 		s.r.goroutine(func() { s.dispatch(in) })
 		return s.out
 	}
-	steppers := s.steppers(s.p.cfg.workers)
-	for i := range s.p.cfg.workers {
+	steppers := s.steppers(s.goroutines)
+	for i := range s.goroutines {
 		in, t := handles.next(), steppers.at(i)
 		s.r.goroutine(func() { s.work(in, t) })
 	}

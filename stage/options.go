@@ -61,10 +61,11 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // function, so this is where sluice's speed comes from. Such a stage (or
 // one of one worker) whose input is known to hold a single item (its
 // [Stream.Len] is 1) calls the function in its consumer's goroutine from
-// the start, whatever the call costs, and starts no goroutine of its own;
-// one whose input holds k items starts at most k. (An ordered stage of
-// more workers, and Workers(-1), keep their calls in goroutines of their
-// own.) Once calls turn slow (two timed calls in a row
+// the start, whatever the call costs, and starts no goroutine of its own.
+// (An ordered stage of more workers, and Workers(-1), keep their calls in
+// goroutines of their own.) Any stage whose input is known to hold k items
+// (Stream.Len is k) starts at most k goroutines, whatever n is: a large n
+// over a small input costs neither goroutines nor memory. Once calls turn slow (two timed calls in a row
 // over about 20 µs; calls are timed now and then), the place goes back to
 // a goroutine of the stage's own. With one worker
 // this is the sequential path: the stage's calls then take turns with its
@@ -72,11 +73,12 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 //
 // While a consumer goroutine is inside a call, it takes no output: the
 // stage's other workers stop once the outputs they finished fill the
-// stage's read-ahead, and a function that waits for the consumer to take
+// stage's read-ahead. So a function that waits for the consumer to take
 // another output of the same stage (in the sink's callback, or the next
-// stage's function) waits for ever. Add Buffer(1) to keep every worker a
-// goroutine of the stage's own: the stage's function may then wait for its
-// consumer.
+// stage's function), or for other calls of the same stage (a barrier of n
+// calls: fewer than n may then be running), may wait for ever. Add
+// Buffer(1) to keep every worker a goroutine of the stage's own: the
+// stage's function may then wait for its consumer or for its peers.
 func Workers(n int) Option {
 	if n < -1 {
 		panic(fmt.Sprintf("sluice: stage.Workers: n = %d, want -1 (unlimited), 0 (default) or more", n))
