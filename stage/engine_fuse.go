@@ -213,6 +213,7 @@ func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 		// wait for nothing else of the run's.
 		if items == 1 && h.in == nil && fr.want() {
 			h.hold(in)
+			h.only = true
 			continue
 		}
 		if spawned == 0 { // this place and every one still idle, up to the items left
@@ -318,6 +319,7 @@ type fuseHandle[In, Out any] struct {
 	ended     bool // the place's input ended, or the run stopped
 	calls     int  // items processed through own, for sampling their cost
 	slowCalls int  // timed calls in a row that were slow
+	only      bool // the place is the stage's only one (its input's single item): its call is not timed, since no goroutine could take it over
 }
 
 // claim takes a place if the handle wants one and one is free.
@@ -375,7 +377,7 @@ func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 			h.ended, h.inline = true, false
 			return item[Out]{}, false, true
 		}
-		h.own.timed = h.calls < 2 || h.calls%16 == 0
+		h.own.timed = !h.only && (h.calls < 2 || h.calls%16 == 0)
 		h.calls++
 		if !h.own.process(in, idx) {
 			h.ended = true
