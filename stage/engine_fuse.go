@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ type fuseRun[In, Out any] struct {
 	queue  queue[Out]
 	count  atomic.Int64 // outputs handed out through every handle
 	wanted atomic.Int64 // handles that still want a place
+	handed atomic.Int64 // handles given out (see handle)
 	batons atomic.Int64 // places given up and not yet claimed
 
 	// tries: the input may wait (an Interruptible source). A handle then
@@ -147,6 +149,14 @@ func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles handles[In]) 
 // handle returns a new handle for one goroutine of the consumer; it wants
 // a place (see retire).
 func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
+	// A stream fuses only for a consumer of at most its workers' count of
+	// goroutines (see Stream.openFor), and each of them takes one handle: a
+	// handle beyond the places would see the stage end while items remain.
+	// That is a bug of the consumer's (it took more handles than it opened
+	// the stream for), which must not pass quietly.
+	if fr.handed.Add(1) > int64(max(fr.p.cfg.workers, 1)) {
+		panic(fmt.Sprintf("sluice: a fused stage of %d workers gave out more handles than that: its consumer took more than it opened it for", fr.p.cfg.workers))
+	}
 	fr.wanted.Add(1)
 	if fr.handedFirst.CompareAndSwap(false, true) {
 		fr.first.fr = fr

@@ -80,8 +80,21 @@ func (s *applier[In, Out]) start(handles handles[In]) puller[Out] {
 		return s.out
 	}
 	steppers := s.steppers(s.goroutines)
+	var shared puller[In]
+	if s.gate != nil {
+		// KeyBy: every pull is made under keyMu, so the workers share one
+		// handle, the one the stage opened its input for (see
+		// config.consumers). A handle each would be more handles than the
+		// input was opened for: a fused input gives its places to the
+		// handles it counted, and a handle it did not count sees its end
+		// while items remain, and its worker stops.
+		shared = handles.next()
+	}
 	for i := range s.goroutines {
-		in, t := handles.next(), steppers.at(i)
+		in, t := shared, steppers.at(i)
+		if in == nil {
+			in = handles.next()
+		}
 		s.r.goroutine(func() { s.work(in, t) })
 	}
 	return s.out
