@@ -3064,23 +3064,7 @@ func (w review8ClosedWatcher) Closed() {
 // led to reached the sink".
 func TestReview8AckSettledOncePerItem(t *testing.T) {
 	const n = 60
-	var mu sync.Mutex
-	fates := map[int][]error{}
-	src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
-		i := 0
-		return func(context.Context) (int, stage.Ack, error) {
-			if i == n {
-				return 0, nil, io.EOF
-			}
-			i++
-			v := i - 1
-			return v, review8AckFunc(func(err error) {
-				mu.Lock()
-				fates[v] = append(fates[v], err)
-				mu.Unlock()
-			}), nil
-		}, nil
-	})
+	src, fates := review8FateSource(n)
 	m := stage.Map(src, func(_ context.Context, v int) (int, error) {
 		if v%5 == 0 {
 			return 0, errReview8A
@@ -3097,7 +3081,7 @@ func TestReview8AckSettledOncePerItem(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for v := range n {
-		f := fates[v]
+		f := fates.m[v]
 		if len(f) != 1 {
 			t.Errorf("item %d: Done called %d times, want once", v, len(f))
 			continue
@@ -3672,35 +3656,19 @@ func TestReview8AckFateFollowsWhatTheSinkSaw(t *testing.T) {
 	for name, end := range endings {
 		t.Run(name, func(t *testing.T) {
 			for _, opts := range [][]stage.Option{{stage.Workers(1)}, {stage.Workers(4)}, {stage.Workers(4), stage.Ordered(), stage.Buffer(2)}} {
-				var mu sync.Mutex
-				fates := map[int][]error{}
-				src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
-					i := 0
-					return func(context.Context) (int, stage.Ack, error) {
-						if i == 100 {
-							return 0, nil, io.EOF
-						}
-						i++
-						v := i - 1
-						return v, review8AckFunc(func(err error) {
-							mu.Lock()
-							fates[v] = append(fates[v], err)
-							mu.Unlock()
-						}), nil
-					}, nil
-				})
+				src, fates := review8FateSource(100)
 				s := stage.Map(src, func(_ context.Context, v int) (int, error) { return v, nil }, opts...)
 				var o outcome
 				runcheck.Run(t, name, func() { o = end(context.Background(), s) })
-				mu.Lock()
-				atReturn := len(fates)
-				mu.Unlock()
+				fates.mu.Lock()
+				atReturn := len(fates.m)
+				fates.mu.Unlock()
 				review8Yield(2000)
-				mu.Lock()
-				if len(fates) != atReturn {
+				fates.mu.Lock()
+				if len(fates.m) != atReturn {
 					t.Errorf("Done was called after the sink returned")
 				}
-				for v, f := range fates {
+				for v, f := range fates.m {
 					want, delivered := o.delivered[v]
 					switch {
 					case len(f) != 1:
@@ -3712,11 +3680,11 @@ func TestReview8AckFateFollowsWhatTheSinkSaw(t *testing.T) {
 					}
 				}
 				for v := range o.delivered {
-					if _, ok := fates[v]; !ok {
+					if _, ok := fates.m[v]; !ok {
 						t.Errorf("item %d reached the sink (fate %v) but Done was never called", v, o.delivered[v])
 					}
 				}
-				mu.Unlock()
+				fates.mu.Unlock()
 			}
 		})
 	}
@@ -4135,4 +4103,32 @@ func TestReview8AllBreakAtEveryPosition(t *testing.T) {
 			}
 		}
 	})
+}
+
+// review8Fates records the Done calls of review8FateSource's items: item v's
+// errors in m[v], under mu.
+type review8Fates struct {
+	mu sync.Mutex
+	m  map[int][]error
+}
+
+// review8FateSource is an AckSource of the items 0..n-1, each with an Ack
+// that records its Done calls in the returned fates.
+func review8FateSource(n int) (stage.Stream[int], *review8Fates) {
+	fates := &review8Fates{m: map[int][]error{}}
+	return stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
+		i := 0
+		return func(context.Context) (int, stage.Ack, error) {
+			if i == n {
+				return 0, nil, io.EOF
+			}
+			i++
+			v := i - 1
+			return v, review8AckFunc(func(err error) {
+				fates.mu.Lock()
+				fates.m[v] = append(fates.m[v], err)
+				fates.mu.Unlock()
+			}), nil
+		}, nil
+	}), fates
 }
