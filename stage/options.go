@@ -64,8 +64,9 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // the start, whatever the call costs, and starts no goroutine of its own.
 // (An ordered stage of more workers, and Workers(-1), keep their calls in
 // goroutines of their own.) Any stage whose input is known to hold k items
-// (Stream.Len is k) starts at most k goroutines, whatever n is: a large n
-// over a small input costs neither goroutines nor memory. Once calls turn slow (two timed calls in a row
+// (Stream.Len is k) starts at most k goroutines to call its function,
+// whatever n is (Workers(-1) adds its dispatcher): a large n over a small
+// input costs neither goroutines nor memory. Once calls turn slow (two timed calls in a row
 // over about 20 µs; calls are timed now and then), the place goes back to
 // a goroutine of the stage's own. With one worker
 // this is the sequential path: the stage's calls then take turns with its
