@@ -56,8 +56,7 @@ type fuseRun[In, Out any] struct {
 	items   int         // at most this many input items (Stream.Len), or -1
 	started atomic.Bool // the places no handle took were started
 
-	first       fuseHandle[In, Out] // the first handle: most consumers have one goroutine
-	handedFirst atomic.Bool
+	first fuseHandle[In, Out] // the first handle: most consumers have one goroutine
 
 	mu     sync.Mutex
 	idle   int           // places held by nobody yet (see newFuseRun)
@@ -154,11 +153,12 @@ func (fr *fuseRun[In, Out]) handle() *fuseHandle[In, Out] {
 	// handle beyond the places would see the stage end while items remain.
 	// That is a bug of the consumer's (it took more handles than it opened
 	// the stream for), which must not pass quietly.
-	if fr.handed.Add(1) > int64(max(fr.p.cfg.workers, 1)) {
-		panic(fmt.Sprintf("sluice: a fused stage of %d workers gave out more handles than that: its consumer took more than it opened it for", fr.p.cfg.workers))
+	n := fr.handed.Add(1)
+	if n > int64(max(fr.p.cfg.workers, 1)) {
+		panic(fmt.Sprintf("sluice: a fused stage of %d places gave out a handle more: its consumer took more handles than it opened it for", fr.p.cfg.workers))
 	}
 	fr.wanted.Add(1)
-	if fr.handedFirst.CompareAndSwap(false, true) {
+	if n == 1 {
 		fr.first.fr = fr
 		return &fr.first
 	}

@@ -60,7 +60,8 @@ func (c *config) capacity() int {
 func newApplier[In, Out any](p *processor[In, Out], goroutines int) *applier[In, Out] {
 	c := &p.cfg
 	s := &applier[In, Out]{r: p.r, p: p, goroutines: goroutines}
-	// Workers(-1): the dispatcher, then one per item.
+	// One writer per goroutine (Workers(-1): the dispatcher, which adds
+	// one per item).
 	s.out = newQueue[Out](p.r, c.capacity(), goroutines)
 	if c.ordered {
 		s.ord = newReorder(c.capacity(), s.out)

@@ -42,8 +42,9 @@ type Watcher interface {
 	Received()
 	// Finished: the call (all its attempts under [Retry]) ended after
 	// latency, measured from Received to the end of the last attempt: the
-	// waits for [RateLimit] tokens and the backoff between attempts count
-	// (it is how long the item held a worker). err is nil on success; the *[Error] that the stage's
+	// waits for [RateLimit] tokens, the backoff between attempts and a
+	// FlatMap's or Apply's waits for room for its outputs count (it is how
+	// long the item held a worker). err is nil on success; the *[Error] that the stage's
 	// [ErrorPolicy] is about to handle (of that type, not wrapped): the
 	// item failed; or, when the call ended because the run did (a failure
 	// elsewhere, the caller's cancellation, an early stop), an error for

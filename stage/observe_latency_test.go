@@ -17,9 +17,10 @@ import (
 // latencyWatcher records every Finished of every stage, and signals each
 // Received on received (if set).
 type latencyWatcher struct {
-	received chan struct{}
-	mu       sync.Mutex
-	finished []finishedCall
+	received   chan struct{}
+	mu         sync.Mutex
+	finished   []finishedCall
+	receivedAt time.Time // the last Received
 }
 
 type finishedCall struct {
@@ -29,6 +30,9 @@ type finishedCall struct {
 
 func (w *latencyWatcher) Stage(stage.Info) stage.Watcher { return w }
 func (w *latencyWatcher) Received() {
+	w.mu.Lock()
+	w.receivedAt = time.Now()
+	w.mu.Unlock()
 	if w.received != nil {
 		w.received <- struct{}{}
 	}
@@ -111,5 +115,34 @@ func TestWatcherReportsACallCutShortWhileWaitingForItsToken(t *testing.T) {
 	}
 	if len(w.finished) != 1 || !errors.Is(w.finished[0].err, context.Canceled) {
 		t.Fatalf("Finished calls %+v; want one, cut short (context.Canceled)", w.finished)
+	}
+}
+
+// The Watcher doc: a wait for a RateLimit token counts in the latency. The
+// bucket's only token is spent before the run, so the call starts about a
+// second after the item was received; the latency, which runs from
+// Received, must cover that wait. (If the machine was so slow that the
+// token came back before the item was received, there was no wait to see.)
+func TestWatcherLatencyCountsTheWaitForAToken(t *testing.T) {
+	l := rate.NewLimiter(rate.Every(time.Second), 1)
+	if !l.Allow() {
+		t.Fatal("a new limiter has no token")
+	}
+	w := &latencyWatcher{}
+	ctx := stage.Observe(context.Background(), w)
+	var started time.Time
+	f := func(context.Context, int) (int, error) { started = time.Now(); return 1, nil }
+	if _, err := sink.Slice(ctx, stage.Map(source.Slice([]int{0}), f, stage.Workers(1), stage.SharedRateLimit(l))); err != nil {
+		t.Fatal(err)
+	}
+	waited := started.Sub(w.receivedAt)
+	if waited < 100*time.Millisecond {
+		t.Skipf("the call started %v after the item was received: no wait for the token to see", waited)
+	}
+	if len(w.finished) != 1 || w.finished[0].err != nil {
+		t.Fatalf("Finished calls %+v; want one, successful", w.finished)
+	}
+	if l := w.finished[0].latency; l < waited/2 {
+		t.Fatalf("latency %v, although the call started %v after the item was received: the wait for the token was not counted", l, waited)
 	}
 }

@@ -63,14 +63,16 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // [Stream.Len] is 1) calls the function in its consumer's goroutine from
 // the start, whatever the call costs, and starts no goroutine of its own.
 // (An ordered stage of more workers, and Workers(-1), keep their calls in
-// goroutines of their own.) Any stage whose input is known to hold k items
-// (Stream.Len is k) starts at most k goroutines to call its function,
-// whatever n is (Workers(-1) adds its dispatcher): a large n over a small
-// input costs neither goroutines nor memory. Once calls turn slow (two timed calls in a row
-// over about 20 µs; calls are timed now and then), the place goes back to
-// a goroutine of the stage's own. With one worker
-// this is the sequential path: the stage's calls then take turns with its
-// consumer's work instead of overlapping it.
+// goroutines of their own.) Once calls turn slow (two timed calls in a row
+// over about 20 µs; calls are timed now and then), a place that a consumer
+// goroutine took goes back to a goroutine of the stage's own. With one
+// worker this is the sequential path: the stage's calls then take turns
+// with its consumer's work instead of overlapping it.
+//
+// Any stage whose input is known to hold k items (Stream.Len is k) runs
+// at most k goroutines at a time to call its function, whatever n is
+// (Workers(-1) adds its dispatcher): a large n over a small input costs
+// neither goroutines nor memory.
 //
 // While a consumer goroutine is inside a call, it takes no output: the
 // stage's other workers stop once the outputs they finished fill the
@@ -105,7 +107,7 @@ func Workers(n int) Option {
 // backend of 1–20 ms with a 1% tail of 200 ms, Buffer(32 × 200 / 10) =
 // Buffer(640) keeps Ordered at the unordered throughput (without it, a
 // third of it; see bench/README.md). The buffer costs memory only for the
-// items it holds.
+// items it holds (its room grows, within a run, to the most it has held).
 func Ordered() Option { return Option{apply: func(c *config, _ int) { c.ordered = true }} }
 
 // OnError sets the stage's error policy: [FailFast] (the default, and the

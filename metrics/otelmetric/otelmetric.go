@@ -55,7 +55,7 @@ var durationBuckets = func() []float64 {
 // 4 times the one before (as the prom package's; a View can change them).
 // A call's duration is the stage.Watcher's latency: from the item's
 // receipt to the end of its last attempt, rate-limit and retry waits
-// included.
+// included: how long the item held a worker.
 // New returns the meter's errors, joined, if it could not create an
 // instrument; the same meter may serve several observers, which then add
 // into the same series.

@@ -45,7 +45,7 @@ type Observer struct {
 // buckets are in seconds, from 1 µs to about 4 s, each bound 4 times the
 // one before. A call's duration is the stage.Watcher's latency: from the
 // item's receipt to the end of its last attempt, rate-limit and retry
-// waits included.
+// waits included: how long the item held a worker.
 //
 // It returns reg's error if a metric is already registered (New was called
 // twice on one registry: share the observer instead), and then leaves none
