@@ -1,6 +1,9 @@
 package stage
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // applier is a stage run by goroutines of its own in one run: Workers(n)
 // workers, or with Workers(-1) a dispatcher that starts one goroutine per
@@ -14,7 +17,16 @@ type applier[In, Out any] struct {
 
 	fuse *fuseRun[In, Out] // set when the stage's consumer may take workers' places
 
-	goroutines int // workers started (see config.goroutines)
+	goroutines int // workers to start (see config.goroutines)
+
+	// Workers past the first eagerWorkers start one at a time, each when a
+	// worker has just taken an item (see more): a large Workers over a
+	// short input of unknown length starts few goroutines. lazy counts the
+	// places not started yet; while it is above 0, one writer of the
+	// queue stands for them, and whoever takes lazy to 0 closes it.
+	lazy    atomic.Int64
+	handles handles[In] // the input's handles, for workers started later
+	shared  puller[In]  // KeyBy: the one handle every worker pulls through
 
 	gate  gate[In]   // KeyBy: busy keys and waiting items
 	keyMu sync.Mutex // KeyBy: a pull and its admission are one step
@@ -60,9 +72,15 @@ func (c *config) capacity() int {
 func newApplier[In, Out any](p *processor[In, Out], goroutines int) *applier[In, Out] {
 	c := &p.cfg
 	s := &applier[In, Out]{r: p.r, p: p, goroutines: goroutines}
-	// One writer per goroutine (Workers(-1): the dispatcher, which adds
-	// one per item).
-	s.out = newQueue[Out](p.r, c.capacity(), goroutines)
+	// One writer per goroutine started with the run (Workers(-1): the
+	// dispatcher, which adds one per item), and one that stands for the
+	// places that start later, if any.
+	writers := goroutines
+	if lazy := goroutines - eagerWorkers; lazy > 0 {
+		s.lazy.Store(int64(lazy))
+		writers = eagerWorkers + 1
+	}
+	s.out = newQueue[Out](p.r, c.capacity(), writers)
 	if c.ordered {
 		s.ord = newReorder(c.capacity(), s.out)
 	}
@@ -80,8 +98,9 @@ func (s *applier[In, Out]) start(handles handles[In]) puller[Out] {
 		s.r.goroutine(func() { s.dispatch(in) })
 		return s.out
 	}
-	steppers := s.steppers(s.goroutines)
-	var shared puller[In]
+	eager := min(s.goroutines, eagerWorkers)
+	steppers := s.steppers(eager)
+	s.handles = handles
 	if s.gate != nil {
 		// KeyBy: every pull is made under keyMu, so the workers share one
 		// handle, the one the stage opened its input for (see
@@ -89,16 +108,58 @@ func (s *applier[In, Out]) start(handles handles[In]) puller[Out] {
 		// input was opened for: a fused input gives its places to the
 		// handles it counted, and a handle it did not count sees its end
 		// while items remain, and its worker stops.
-		shared = handles.next()
+		s.shared = handles.next()
 	}
-	for i := range s.goroutines {
-		in, t := shared, steppers.at(i)
-		if in == nil {
-			in = handles.next()
-		}
+	for i := range eager {
+		in, t := s.handle(), steppers.at(i)
 		s.r.goroutine(func() { s.work(in, t) })
 	}
 	return s.out
+}
+
+// eagerWorkers is how many of a stage's workers start with the run; the
+// others start as items come (see applier.more).
+const eagerWorkers = 64
+
+// handle returns the input handle of a new worker.
+func (s *applier[In, Out]) handle() puller[In] {
+	if s.shared != nil {
+		return s.shared
+	}
+	return s.handles.next()
+}
+
+// more starts one more worker, if a place is left to start: the calling
+// worker has just taken an item, so the input may have more. The caller
+// is a live goroutine of the run, so the run cannot have finished.
+func (s *applier[In, Out]) more() {
+	for {
+		n := s.lazy.Load()
+		if n <= 0 {
+			return
+		}
+		if s.lazy.CompareAndSwap(n, n-1) {
+			s.out.addWriter()
+			in, t := s.handle(), s.stepper()
+			s.r.wg.Add(1)
+			go func() {
+				defer s.r.exit()
+				s.work(in, t)
+			}()
+			if n == 1 {
+				s.out.closeWriter() // the last place started: its stand-in goes
+			}
+			return
+		}
+	}
+}
+
+// noMore gives up the places not started: a worker is leaving (its input
+// ended, or the run is over), so no more will be needed.
+func (s *applier[In, Out]) noMore() {
+	if s.lazy.Load() > 0 && s.lazy.Swap(0) > 0 {
+		s.out.closeWriter()
+	}
 }
 
 // queueStepper is a stepper whose outlet is the stage's queue, and
@@ -163,6 +224,7 @@ func (s *applier[In, Out]) stepper() *stepper[In, Out] { return s.steppers(1).at
 // process with t, repeat.
 func (s *applier[In, Out]) work(in puller[In], t *stepper[In, Out]) {
 	defer s.out.closeWriter()
+	defer s.noMore()
 	calls, cheap := 0, 0 // calls sampled; timed calls in a row that were cheap (> 0) or slow (< 0)
 	for {
 		// Calls are cheap and a consumer goroutine wants a worker's place:
@@ -184,6 +246,7 @@ func (s *applier[In, Out]) work(in puller[In], t *stepper[In, Out]) {
 			s.out.release(1)
 			return
 		}
+		s.more()
 		t.timed = s.fuse != nil && s.fuse.wanted.Load() > 0 && (calls < 2 || calls%16 == 0)
 		calls++
 		if !t.process(it, idx) {
@@ -215,10 +278,12 @@ func (s *applier[In, Out]) workKeyed(t *stepper[In, Out], in puller[In]) bool {
 		admitted, err = s.gate.admit(it, idx)
 	}
 	s.keyMu.Unlock()
-	switch {
-	case !ok:
+	if !ok {
 		s.out.release(1)
 		return false
+	}
+	s.more()
+	switch {
 	case err != nil: // the key function panicked: the item failed
 		return t.processFailed(it, idx, err)
 	case !admitted:
