@@ -14,7 +14,11 @@ import (
 // one call at a time and in the caller's goroutine, for each item that
 // reaches the end of s: f(ctx, v, nil) for a value, f(ctx, zero, err) for an
 // error forwarded by a stage with the [Forward] policy. ctx is the run's
-// context, derived from the ctx passed to Run.
+// context, derived from the ctx passed to Run. Run takes what the last
+// stage has ready in one batch and calls f for each of its items; the
+// batch counts in the stage's read-ahead (Workers plus Buffer) until f has
+// seen all of it, so an f that waits for the pipeline to take further
+// items may wait for ever (give the stage a Buffer beyond what f waits for).
 //
 // f returns nil to go on, [ErrStop] to end the run early without an error
 // (or an error that wraps it: see [IsStop]), or any other error to end the run with it, as a [FailFast] item error does:
