@@ -73,8 +73,9 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // at most k goroutines at a time to call its function, whatever n is
 // (Workers(-1) adds its dispatcher): a large n over a small input costs
 // neither goroutines nor memory. Over an input of unknown length, a stage
-// that keeps its workers as goroutines of its own (Ordered, KeyBy, a
-// Buffer) starts at most 64 with the run and each further one when a
+// that keeps its workers as goroutines of its own (one with Ordered, KeyBy
+// or a Buffer, or any that its consumer does not run calls of) starts at
+// most 64 with the run and each further one when a
 // worker has just taken an item, so a large n starts about as many
 // goroutines as the input has items, up to n. (A stage whose calls its
 // consumer may run starts all n at its first pull over such an input.)
