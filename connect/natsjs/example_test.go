@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -52,8 +53,15 @@ func ExampleSource() {
 		return &nats.Msg{Subject: "squares", Data: []byte(strconv.Itoa(sq))}, nil
 	}, func(sq int) string { return "sq-" + strconv.Itoa(sq) }, &counts)
 
-	info, _ := js.Stream(ctx, "NUMS")
-	left, _ := info.Info(ctx)
-	fmt.Println(err, counts.Stored, "published,", left.State.Msgs, "left in the work queue")
+	// Acknowledgements are sent without waiting for the server's reply: the
+	// work queue empties as the server takes them in (30 s: a hang bound).
+	left := uint64(0)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, _ := js.Stream(ctx, "NUMS")
+		if left = info.CachedInfo().State.Msgs; left == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	fmt.Println(err, counts.Stored, "published,", left, "left in the work queue")
 	// Output: <nil> 3 published, 0 left in the work queue
 }
