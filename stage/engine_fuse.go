@@ -13,7 +13,9 @@ import (
 // Interruptible; or any of them with one worker) in one run. Its workers
 // start as goroutines of its own (at the first pull, and only as many as
 // its input has items for; a single item's place goes to the handle that
-// pulls: see startIdle). When their calls prove cheap (two timed calls in
+// pulls: see startIdle), the first eagerWorkers at once and the others one
+// at a time as items are taken (see applier.more: a goroutine of the stage
+// or a handle holding a place starts one after each pull). When their calls prove cheap (two timed calls in
 // a row under cheapCall), a goroutine gives its place to one of
 // the consumer's goroutines that wants one (each of the consumer's handles
 // wants one, once): it leaves its input handle in spares, counts a baton,
@@ -28,7 +30,8 @@ import (
 // costs, and that Buffer(1) opts out.)
 //
 // At any moment each of the stage's n places is held by one goroutine, one
-// handle, or one unclaimed baton, so at most n calls run. A handle only
+// handle, or one unclaimed baton, or is not started yet (idle, or left to
+// applier.more), so at most n calls run. A handle only
 // calls the function when it pulls, so the bound on what the stage runs
 // ahead of its consumer holds too. The queue ends when its goroutines have
 // ended; a handle that still wants a place claims any baton left before it
@@ -93,8 +96,8 @@ const (
 
 // newFuseRun starts a fused stage over an input that never waits. Its
 // places start at the first pull, and only as many as the input has items
-// for (all when the input's size is unknown): a run of one item starts no
-// goroutine, not Workers(n) (see startIdle).
+// for: a run of one item starts no goroutine, not Workers(n) (see
+// startIdle).
 //
 // items is what the stream's build says the input holds (Stream.Len), or
 // -1: an upper bound, since a run may end early.
@@ -120,7 +123,7 @@ func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capac
 	fr.spares = fr.spare[:0]
 	fr.out = &fr.queue
 	fr.out.init(fr.p.r, capacity, writers)
-	fr.app = applier[In, Out]{r: fr.p.r, p: fr.p, out: fr.out, fuse: fr}
+	fr.app = applier[In, Out]{r: fr.p.r, p: fr.p, out: fr.out, fuse: fr, handles: handles}
 	return fr
 }
 
@@ -128,17 +131,26 @@ func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capac
 func (fr *fuseRun[In, Out]) recycle() { toPool(fr, fr.home) }
 
 // newFuseRunWaiting starts a fused stage over a source that may wait
-// (tries): every place starts as a goroutine of the stage, and goes to a
+// (tries): every place starts as a goroutine of the stage (the first
+// eagerWorkers with the run, the others as items come), and goes to a
 // consumer's handle only when calls prove cheap, one place staying with a
 // goroutine that waits in the source (see fuseRun).
 func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles handles[In]) *fuseRun[In, Out] {
 	n := p.cfg.workers
-	fr := allocFuseRun(p, handles, n, n)
+	eager := min(n, eagerWorkers)
+	// One writer and one token per goroutine started with the run, and one
+	// writer for the places that start later, if any (see applier.more).
+	writers := eager
+	if n > eager {
+		writers++
+	}
+	fr := allocFuseRun(p, handles, eager, writers)
 	fr.tries = true
-	fr.goroutines.Store(int64(n))
+	fr.app.lazy.Store(int64(n - eager))
+	fr.goroutines.Store(int64(eager))
 	fr.started.Store(true)
-	steppers := fr.steppers(n)
-	for i := range n {
+	steppers := fr.steppers(eager)
+	for i := range eager {
 		in, t := handles.next(), steppers.at(i)
 		fr.p.r.goroutine(func() { fr.app.work(in, t) })
 	}
@@ -184,9 +196,10 @@ func (fr *fuseRun[In, Out]) takeIdle() (puller[In], bool) {
 type sizedPuller interface{ remaining() int }
 
 // startIdle starts the stage's places, once, at the first pull: as many as
-// there are items left (all, when the input's size is unknown), as
-// goroutines; when one item is left, its place goes to h, the handle that
-// pulls, so that the stage starts no goroutine at all. (Only then:
+// there are items left (all, when the input's size is unknown), the first
+// eagerWorkers as goroutines at once and the others as items come (see
+// applier.more); when one item is left, its place goes to h, the handle
+// that pulls, so that the stage starts no goroutine at all. (Only then:
 // a function may wait for the consumer to take another item's output,
 // which a consumer inside a call cannot do. A sized input is a source's own
 // puller, which every place shares: taking a handle of it to look costs
@@ -195,48 +208,53 @@ func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 	if fr.started.Load() || !fr.started.CompareAndSwap(false, true) {
 		return
 	}
-	defer fr.out.closeWriter() // every place is started: the writer that stood for them ends
+	defer fr.out.closeWriter() // every place is started or left to more: the writer that stood for them ends
 	if fr.p.r.cancelled() {
 		return // the run failed its checks, or is over: nothing starts
+	}
+	in, ok := fr.takeIdle()
+	if !ok {
+		return
 	}
 	// The items left when the first place starts (the goroutines then take
 	// some): the stream's build says at most fr.items, a source's puller
 	// says how many it has left; -1: unknown.
 	items := fr.items
-	var steppers stepperSlab[In, Out] // for the goroutines started here
-	spawned := 0
-	for k := 0; ; k++ {
-		in, ok := fr.takeIdle()
-		if !ok {
-			return
-		}
-		if s, sized := in.(sizedPuller); sized && k == 0 && (items < 0 || s.remaining() < items) {
-			items = s.remaining()
-		}
-		if items >= 0 && k >= items {
-			fr.mu.Lock()
-			fr.idle++ // no item for it: the place stays free
-			fr.mu.Unlock()
-			return
-		}
-		// A single item: the handle calls the function itself, which can
-		// wait for nothing else of the run's.
-		if items == 1 && h.in == nil && fr.want() {
-			h.hold(in)
-			h.only = true
-			continue
-		}
-		if spawned == 0 { // this place and every one still idle, up to the items left
-			fr.mu.Lock()
-			n := fr.idle + 1
-			fr.mu.Unlock()
-			if items >= 0 {
-				n = min(n, items-k)
-			}
-			steppers = fr.steppers(n)
-		}
-		fr.spawn(in, steppers.at(spawned))
-		spawned++
+	if s, sized := in.(sizedPuller); sized && (items < 0 || s.remaining() < items) {
+		items = s.remaining()
+	}
+	if items == 0 {
+		fr.mu.Lock()
+		fr.idle++ // no item for it: the place stays free
+		fr.mu.Unlock()
+		return
+	}
+	// A single item: the handle calls the function itself, which can wait
+	// for nothing else of the run's.
+	if items == 1 && h.in == nil && fr.want() {
+		h.hold(in)
+		h.only = true
+		return
+	}
+	// This place and every one still idle, up to the items left.
+	fr.mu.Lock()
+	n := fr.idle + 1
+	if items >= 0 {
+		n = min(n, items)
+	}
+	fr.idle -= n - 1
+	fr.mu.Unlock()
+	eager := min(n, eagerWorkers)
+	if lazy := n - eager; lazy > 0 {
+		// Before any goroutine starts, since one that leaves gives up what
+		// is left (applier.noMore): a writer stands for these places.
+		fr.out.addWriter()
+		fr.app.lazy.Store(int64(lazy))
+	}
+	steppers := fr.steppers(eager)
+	fr.spawn(in, steppers.at(0))
+	for i := 1; i < eager; i++ {
+		fr.spawn(fr.handles.next(), steppers.at(i))
 	}
 }
 
@@ -371,6 +389,7 @@ func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 	for h.hands.idle() {
 		if h.ended || r.cancelled() {
 			h.inline = false
+			h.fr.app.noMore()
 			return item[Out]{}, false, true
 		}
 		var in item[In]
@@ -385,7 +404,11 @@ func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 		}
 		if !ok {
 			h.ended, h.inline = true, false
+			h.fr.app.noMore() // as a goroutine of the stage does when its input ends
 			return item[Out]{}, false, true
+		}
+		if h.fr.app.lazy.Load() > 0 {
+			h.fr.app.more() // as a goroutine of the stage does when it took an item
 		}
 		h.own.timed = !h.only && (h.calls < 2 || h.calls%16 == 0)
 		h.calls++

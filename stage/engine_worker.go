@@ -130,8 +130,9 @@ func (s *applier[In, Out]) handle() puller[In] {
 }
 
 // more starts one more worker, if a place is left to start: the calling
-// worker has just taken an item, so the input may have more. The caller
-// is a live goroutine of the run, so the run cannot have finished.
+// worker (or, in a fused stage, a consumer's handle holding a place) has
+// just taken an item, so the input may have more. The caller is a live
+// goroutine of the run, so the run cannot have finished.
 func (s *applier[In, Out]) more() {
 	for {
 		n := s.lazy.Load()
@@ -139,13 +140,17 @@ func (s *applier[In, Out]) more() {
 			return
 		}
 		if s.lazy.CompareAndSwap(n, n-1) {
-			s.out.addWriter()
 			in, t := s.handle(), s.stepper()
-			s.r.wg.Add(1)
-			go func() {
-				defer s.r.exit()
-				s.work(in, t)
-			}()
+			if s.fuse != nil {
+				s.fuse.spawn(in, t) // with its token: a fused queue has one per goroutine
+			} else {
+				s.out.addWriter()
+				s.r.wg.Add(1)
+				go func() {
+					defer s.r.exit()
+					s.work(in, t)
+				}()
+			}
 			if n == 1 {
 				s.out.closeWriter() // the last place started: its stand-in goes
 			}
@@ -221,16 +226,25 @@ func (b stepperSlab[In, Out]) at(i int) *stepper[In, Out] {
 func (s *applier[In, Out]) stepper() *stepper[In, Out] { return s.steppers(1).at(0) }
 
 // work is one of Workers(n) goroutines: take a token, pull through in,
-// process with t, repeat.
+// process with t, repeat. When it stops for good (its input ended, the run
+// is over), the places not started are not needed; when it gives its place
+// to a consumer's goroutine, they may still be.
 func (s *applier[In, Out]) work(in puller[In], t *stepper[In, Out]) {
 	defer s.out.closeWriter()
-	defer s.noMore()
+	if !s.loop(in, t) {
+		s.noMore()
+	}
+}
+
+// loop is work's loop; it reports whether the goroutine gave its place to
+// a consumer's goroutine.
+func (s *applier[In, Out]) loop(in puller[In], t *stepper[In, Out]) (retired bool) {
 	calls, cheap := 0, 0 // calls sampled; timed calls in a row that were cheap (> 0) or slow (< 0)
 	for {
 		// Calls are cheap and a consumer goroutine wants a worker's place:
 		// this goroutine gives it its place (see fuseRun).
 		if s.fuse != nil && cheap >= 2 && s.fuse.retire(in) {
-			return
+			return true
 		}
 		if !s.out.acquire() {
 			return

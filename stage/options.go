@@ -72,13 +72,11 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // Any stage whose input is known to hold k items (Stream.Len is k) runs
 // at most k goroutines at a time to call its function, whatever n is
 // (Workers(-1) adds its dispatcher): a large n over a small input costs
-// neither goroutines nor memory. Over an input of unknown length, a stage
-// that keeps its workers as goroutines of its own (one with Ordered, KeyBy
-// or a Buffer, or any that its consumer does not run calls of) starts at
-// most 64 with the run and each further one when a
-// worker has just taken an item, so a large n starts about as many
-// goroutines as the input has items, up to n. (A stage whose calls its
-// consumer may run starts all n at its first pull over such an input.)
+// neither goroutines nor memory. Over an input of unknown length (and
+// over one of more than 64 items), a stage starts at most 64 workers at
+// once (with the run, or at its consumer's first pull) and each further
+// one when a worker has just taken an item, so a large n starts about as
+// many goroutines as the input has items, up to n.
 //
 // While a consumer goroutine is inside a call, it takes no output: the
 // stage's other workers stop once the outputs they finished fill the
