@@ -2187,7 +2187,29 @@ func r3Reconnect(t *testing.T, how string, ackWait time.Duration) {
 		t.Fatalf("after the %s the run committed %d of %d messages within %v and stalled; drained, it returned %v and left NumAckPending %d (%d async errors)",
 			how, got, n, r3Watchdog, err, info.NumAckPending, asyncErrs.Load())
 	}
+	// An ack sent as the connection went down may be lost (an ack gets no
+	// reply: delivery is at least once); the server then redelivers its
+	// message after AckWait, to whoever pulls. A second run takes such
+	// redeliveries until the work queue is empty: each must be a message
+	// the first run committed.
+	late, stopLate := context.WithCancel(context.Background())
+	lateErr := make(chan error, 1)
+	go func() {
+		lateErr <- sink.ForEach(late, natsjs.Source(cons, decodeString, natsjs.ReadAhead(10)), func(_ context.Context, m natsjs.Msg[string]) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[m.Value] == 0 {
+				return fmt.Errorf("the next run got %q, which the first never committed", m.Value)
+			}
+			seen[m.Value]++
+			return nil
+		})
+	}()
 	r3WaitFor(t, "the work queue to empty", func() bool { return rvStreamMsgs(t, js, "R3RS") == 0 })
+	stopLate()
+	if err := rvRecv(t, "the run taking redeliveries", lateErr); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("the run taking redeliveries: %v", err)
+	}
 	mu.Lock()
 	dups := 0
 	for _, k := range seen {
