@@ -666,7 +666,9 @@ func TestReview3LastDeliveryHeldInReadAhead(t *testing.T) {
 			defer drain()
 			entered := make(chan string, 4)
 			gate := make(chan struct{})
-			src := natsjs.Source(cons, decodeString, natsjs.ReadAhead(10), natsjs.DeadLetter(js, "dlq."+name), natsjs.Backoff(time.Hour, time.Hour))
+			var ackErrs sync.Map // what the source could not settle, for the failure message
+			onAckErr := func(err error) { ackErrs.Store(err.Error(), true) }
+			src := natsjs.Source(cons, decodeString, natsjs.ReadAhead(10), natsjs.DeadLetter(js, "dlq."+name), natsjs.Backoff(time.Hour, time.Hour), natsjs.OnAckError(onAckErr))
 			work := stage.Map(stage.Until(src, stop), func(ctx context.Context, m natsjs.Msg[string]) (string, error) {
 				entered <- m.Value
 				if m.Value == "a" {
@@ -721,8 +723,10 @@ func TestReview3LastDeliveryHeldInReadAhead(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			for rvStreamMsgs(t, js, name+"_DLQ") == 0 || rvHas(t, js, name, seqX) {
 				if time.Now().After(deadline) {
-					t.Fatalf("x, on its last delivery and held in the read-ahead at the stop, was not dead-lettered: DLQ holds %d, x still in the work queue %v (NumAckPending %d, NumPending %d, NumRedelivered %d)",
-						rvStreamMsgs(t, js, name+"_DLQ"), rvHas(t, js, name, seqX), info.NumAckPending, info.NumPending, info.NumRedelivered)
+					var errs []string
+					ackErrs.Range(func(k, _ any) bool { errs = append(errs, k.(string)); return true })
+					t.Fatalf("x, on its last delivery and held in the read-ahead at the stop, was not dead-lettered: DLQ holds %d, x still in the work queue %v (NumAckPending %d, NumPending %d, NumRedelivered %d); acknowledgement errors: %q",
+						rvStreamMsgs(t, js, name+"_DLQ"), rvHas(t, js, name, seqX), info.NumAckPending, info.NumPending, info.NumRedelivered, errs)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
