@@ -20,7 +20,7 @@ import (
 // goroutines until calls prove cheap, one always waits in the source) and
 // one declared NeverWaits (its workers start at the consumer's first pull).
 var fusedInputs = map[string]func(n int) stage.Stream[int]{
-	"waiting":    generator,
+	"waiting":    func(n int) stage.Stream[int] { return stage.Interruptible(generator(n)) },
 	"neverwaits": func(n int) stage.Stream[int] { return stage.NeverWaits(generator(n)) },
 }
 
