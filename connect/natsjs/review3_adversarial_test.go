@@ -642,7 +642,7 @@ func TestReview3LastDeliveryHeldInReadAhead(t *testing.T) {
 	for _, how := range []string{"cancel", "drain"} {
 		t.Run(how, func(t *testing.T) {
 			url := startServer(t)
-			ncS, js := connect(t, url)
+			_, js := connect(t, url)
 			name := "R3LAST" + strings.ToUpper(how)
 			cons := rvSetup(t, js, name, time.Hour, 2)
 			other := r3Other(t, url, name)
@@ -668,7 +668,15 @@ func TestReview3LastDeliveryHeldInReadAhead(t *testing.T) {
 			gate := make(chan struct{})
 			var ackErrs sync.Map // what the source could not settle, for the failure message
 			onAckErr := func(err error) { ackErrs.Store(err.Error(), true) }
-			src := natsjs.Source(cons, decodeString, natsjs.ReadAhead(10), natsjs.DeadLetter(js, "dlq."+name), natsjs.Backoff(time.Hour, time.Hour), natsjs.OnAckError(onAckErr))
+			// The run pulls on a connection of its own, so that the test
+			// can see x arrive there (the server counts a delivery before
+			// its send queue writes it to the connection).
+			ncRun, jsRun := connect(t, url)
+			consRun, err := jsRun.Consumer(context.Background(), name, "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := natsjs.Source(consRun, decodeString, natsjs.ReadAhead(10), natsjs.DeadLetter(js, "dlq."+name), natsjs.Backoff(time.Hour, time.Hour), natsjs.OnAckError(onAckErr))
 			work := stage.Map(stage.Until(src, stop), func(ctx context.Context, m natsjs.Msg[string]) (string, error) {
 				entered <- m.Value
 				if m.Value == "a" {
@@ -691,13 +699,15 @@ func TestReview3LastDeliveryHeldInReadAhead(t *testing.T) {
 			if v := rvRecv(t, "a in the stage", entered); v != "a" {
 				t.Fatalf("%s entered the stage first, want a", v)
 			}
+			received := ncRun.Stats().InMsgs
 			if err := x.Nak(); err != nil { // x comes back: its last delivery, to the run
 				t.Fatal(err)
 			}
 			r3WaitFor(t, "x's second delivery", func() bool { return rvInfo(t, cons).Delivered.Consumer >= 3 })
-			if err := ncS.Flush(); err != nil { // the run's client has received it
-				t.Fatal(err)
-			}
+			// The run's client has received it: a message more on its
+			// connection (nothing else comes there now but an idle
+			// heartbeat, every few seconds).
+			r3WaitFor(t, "x at the run's client", func() bool { return ncRun.Stats().InMsgs > received })
 			select {
 			case v := <-entered:
 				t.Fatalf("%s entered the stage while its only worker was busy", v)

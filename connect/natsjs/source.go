@@ -31,7 +31,10 @@ import (
 // that another consumer gets it at once rather than after AckWait. (One
 // on its last allowed delivery, which the server would not deliver again,
 // goes to the dead-letter subject instead, if one is set; see the package
-// documentation, "Outcomes".) If the subscription misses its heartbeats (a
+// documentation, "Outcomes".) A message the server was still sending as
+// the subscription stopped never reaches the run: the server redelivers it
+// once AckWait has passed (on its last allowed delivery, it is not
+// delivered again and stays in the stream). If the subscription misses its heartbeats (a
 // stalled connection or pull request), or the connection comes back after
 // a drop, the source asks the server again
 // on the same subscription and goes on, and messages the server delivered
