@@ -116,7 +116,7 @@ func randomStage(rng *rand.Rand, name string) *stageSpec {
 	s := &stageSpec{
 		name:    name,
 		kind:    []string{"map", "filter", "flatmap", "apply"}[rng.IntN(4)],
-		workers: []int{1, 2, 4, -1}[rng.IntN(4)],
+		workers: []int{1, 2, 4, -1, 70}[rng.IntN(5)], // 70: past the 64 a stage starts at once
 		ordered: rng.IntN(2) == 0,
 		policy:  []stage.ErrorPolicy{stage.FailFast, stage.Forward}[rng.IntN(2)],
 		buffer:  []int{0, 0, 1, 3}[rng.IntN(4)],
