@@ -15,12 +15,29 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// lazyLayouts are the stages that keep their workers as goroutines of
-// their own, whose workers past the first few dozen start as items come.
-var lazyLayouts = map[string][]stage.Option{
-	"ordered": {stage.Ordered()},
-	"keyby":   {stage.KeyBy(func(x int) int { return x })},
-	"buffer":  {stage.Buffer(1)},
+// lazyLayout is a stage whose workers past the first few dozen start as
+// items come: its options, and an input of n items of unknown length.
+type lazyLayout struct {
+	opts  []stage.Option
+	input func(n int) stage.Stream[int]
+}
+
+// lazyLayouts are every kind of stage: those that keep their workers as
+// goroutines of their own (Ordered, KeyBy, a Buffer), and a plain Map,
+// whose calls its consumer may run (fused), over a source that may wait
+// (Interruptible: its workers start with the run) and over one that never
+// waits (they start at the consumer's first pull).
+var lazyLayouts = map[string]lazyLayout{
+	"ordered":          {opts: []stage.Option{stage.Ordered()}, input: generator},
+	"keyby":            {opts: []stage.Option{stage.KeyBy(func(x int) int { return x })}, input: generator},
+	"buffer":           {opts: []stage.Option{stage.Buffer(1)}, input: generator},
+	"fused/waiting":    {input: func(n int) stage.Stream[int] { return stage.Interruptible(generator(n)) }},
+	"fused/neverwaits": {input: func(n int) stage.Stream[int] { return stage.NeverWaits(generator(n)) }},
+}
+
+// run is a Map of the layout with Workers(n) over in.
+func (l lazyLayout) run(in stage.Stream[int], f func(context.Context, int) (int, error), n int) stage.Stream[int] {
+	return stage.Map(in, f, append(l.opts[:len(l.opts):len(l.opts)], stage.Workers(n))...)
 }
 
 // generator is a source of n items whose length the stream does not know.
@@ -43,7 +60,7 @@ func generator(n int) stage.Stream[int] {
 // than workers.
 func TestManyWorkersAllRunAtOnceOverAnInputOfUnknownLength(t *testing.T) {
 	const workers, items = 150, 400
-	for name, opts := range lazyLayouts {
+	for name, l := range lazyLayouts {
 		t.Run(name, func(t *testing.T) {
 			runcheck.InChildTest(t, func(t *testing.T) {
 				var arrived atomic.Int64
@@ -61,7 +78,7 @@ func TestManyWorkersAllRunAtOnceOverAnInputOfUnknownLength(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), runcheck.Watchdog/2) // a hang watchdog
 				defer cancel()
-				got, err := sink.Slice(ctx, stage.Map(generator(items), f, append(opts, stage.Workers(workers))...))
+				got, err := sink.Slice(ctx, l.run(l.input(items), f, workers))
 				if err != nil || len(got) != items {
 					t.Fatalf("Slice = %d items, %v (%d calls arrived): fewer than %d calls ran at once", len(got), err, arrived.Load(), workers)
 				}
@@ -70,33 +87,39 @@ func TestManyWorkersAllRunAtOnceOverAnInputOfUnknownLength(t *testing.T) {
 	}
 }
 
-// The same over a short input: a Workers(1<<30) stage over a channel of 3
-// items neither runs out of memory nor starts more than a few dozen
-// goroutines (in a child process: if it tried to start them all, the
-// process would die).
-func TestHugeWorkersOverAShortChannel(t *testing.T) {
+// The same over a short input: a Workers(1<<30) stage over 3 items, from a
+// channel and from the layout's input, neither runs out of memory nor
+// starts more than a few dozen goroutines (in a child process: if it tried
+// to start them all, the process would die).
+func TestHugeWorkersOverAShortInput(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
-		for name, opts := range lazyLayouts {
-			before := runtime.NumGoroutine()
-			var mu sync.Mutex
-			most := 0
-			f := func(_ context.Context, x int) (int, error) {
-				mu.Lock()
-				most = max(most, runtime.NumGoroutine())
-				mu.Unlock()
-				return x, nil
-			}
-			ch := make(chan int, 3)
-			ch <- 1
-			ch <- 2
-			ch <- 3
-			close(ch)
-			got, err := sink.Slice(context.Background(), stage.Map(source.Chan(ch), f, append(opts, stage.Workers(1<<30))...))
-			if err != nil || len(got) != 3 {
-				t.Fatalf("%s: Slice = %v, %v", name, got, err)
-			}
-			if most > before+100 {
-				t.Errorf("%s: %d goroutines during a run of 3 items, %d before", name, most, before)
+		for name, l := range lazyLayouts {
+			for _, from := range []string{"chan", "input"} {
+				in := l.input(3)
+				if from == "chan" {
+					ch := make(chan int, 3)
+					ch <- 0
+					ch <- 1
+					ch <- 2
+					close(ch)
+					in = source.Chan(ch)
+				}
+				before := runtime.NumGoroutine()
+				var mu sync.Mutex
+				most := 0
+				f := func(_ context.Context, x int) (int, error) {
+					mu.Lock()
+					most = max(most, runtime.NumGoroutine())
+					mu.Unlock()
+					return x, nil
+				}
+				got, err := sink.Slice(context.Background(), l.run(in, f, 1<<30))
+				if err != nil || len(got) != 3 {
+					t.Fatalf("%s over a %s: Slice = %v, %v", name, from, got, err)
+				}
+				if most > before+100 {
+					t.Errorf("%s over a %s: %d goroutines during a run of 3 items, %d before", name, from, most, before)
+				}
 			}
 		}
 	})
@@ -108,13 +131,13 @@ func TestHugeWorkersOverAShortChannel(t *testing.T) {
 func TestManyWorkersEndCleanlyWhileStarting(t *testing.T) {
 	const workers, items = 300, 2000
 	boom := errors.New("boom")
-	for name, opts := range lazyLayouts {
+	for name, l := range lazyLayouts {
 		t.Run(name+"/fewer-items-than-workers", func(t *testing.T) {
 			// The input ends before every place started: the run still
 			// ends, with every item.
 			done := make(chan int, 1)
 			go func() {
-				got, err := sink.Slice(context.Background(), stage.Map(generator(100), double, append(opts, stage.Workers(workers))...))
+				got, err := sink.Slice(context.Background(), l.run(l.input(100), double, workers))
 				if err != nil {
 					t.Error(err)
 				}
@@ -136,7 +159,7 @@ func TestManyWorkersEndCleanlyWhileStarting(t *testing.T) {
 				}
 				return x, nil
 			}
-			_, err := sink.Slice(context.Background(), stage.Map(generator(items), f, append(opts, stage.Workers(workers))...))
+			_, err := sink.Slice(context.Background(), l.run(l.input(items), f, workers))
 			if !errors.Is(err, boom) {
 				t.Fatalf("Slice = %v, want boom", err)
 			}
@@ -154,7 +177,7 @@ func TestManyWorkersEndCleanlyWhileStarting(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() {
-				_, err := sink.Slice(ctx, stage.Map(generator(items), f, append(opts, stage.Workers(workers))...))
+				_, err := sink.Slice(ctx, l.run(l.input(items), f, workers))
 				done <- err
 			}()
 			select {
@@ -164,6 +187,28 @@ func TestManyWorkersEndCleanlyWhileStarting(t *testing.T) {
 				}
 			case <-time.After(time.Minute): // a hang watchdog
 				t.Fatal("the cancelled run did not return")
+			}
+		})
+		t.Run(name+"/consumer-of-many-goroutines", func(t *testing.T) {
+			// Cheap calls: a fused stage's goroutines give their places to
+			// the 100 workers of the next stage, which then see the input
+			// end (and must end what was never started).
+			const n = 20_000
+			done := make(chan int, 1)
+			go func() {
+				got, err := sink.Slice(context.Background(), stage.Map(l.run(l.input(n), double, workers), double, stage.Workers(100)))
+				if err != nil {
+					t.Error(err)
+				}
+				done <- len(got)
+			}()
+			select {
+			case got := <-done:
+				if got != n {
+					t.Fatalf("%d items, want %d", got, n)
+				}
+			case <-time.After(time.Minute): // a hang watchdog
+				t.Fatal("the run did not end when its input did")
 			}
 		})
 	}
