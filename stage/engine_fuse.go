@@ -15,11 +15,12 @@ import (
 // its input has items for; a single item's place goes to the handle that
 // pulls: see startIdle), the first eagerWorkers at once and the others one
 // at a time as items are taken (see applier.more: a goroutine of the stage
-// or a handle holding a place starts one after each pull). When their calls prove cheap (two timed calls in
-// a row under cheapCall), a goroutine gives its place to one of
-// the consumer's goroutines that wants one (each of the consumer's handles
-// wants one, once): it leaves its input handle in spares, counts a baton,
-// queues a baton item to wake a waiting handle, and exits. The handle that
+// or a handle holding a place starts one after each pull). When their
+// calls prove cheap (two timed calls in a row under cheapCall), a goroutine
+// gives its place to one of the consumer's goroutines that wants one
+// (each of the consumer's handles wants one, once): it leaves its input
+// handle in spares, counts a baton, queues a baton item to wake a waiting
+// handle, and exits. The handle that
 // claims the baton processes items itself from then on, through that input
 // handle and a stepper whose outlet is its own hands, which saves the
 // hand-off between goroutines that dominates the cost of a cheap function.
@@ -31,12 +32,12 @@ import (
 //
 // At any moment each of the stage's n places is held by one goroutine, one
 // handle, or one unclaimed baton, or is not started yet (idle, or left to
-// applier.more), so at most n calls run. A handle only
-// calls the function when it pulls, so the bound on what the stage runs
-// ahead of its consumer holds too. The queue ends when its goroutines have
-// ended; a handle that still wants a place claims any baton left before it
-// reports the end, so that no input handle (and what it holds) is left
-// behind.
+// applier.more), so at most n calls run. A handle only calls the function
+// when it pulls, so the bound on what the stage runs ahead of its consumer
+// holds too. The queue ends when its goroutines have ended (and the places
+// not started were given up: applier.noMore); a handle that still wants a
+// place claims any baton left before it reports the end, so that no input
+// handle (and what it holds) is left behind.
 type fuseRun[In, Out any] struct {
 	p      *processor[In, Out] // &proc
 	proc   processor[In, Out]
