@@ -77,19 +77,7 @@ func TestReview10BarrierOverFusedUpstream(t *testing.T) {
 	for lname, opts := range review10Layouts() {
 		t.Run(lname, func(t *testing.T) {
 			runcheck.InChildTest(t, func(t *testing.T) {
-				var arrived atomic.Int64
-				all := make(chan struct{})
-				f := func(ctx context.Context, x int) (int, error) {
-					if arrived.Add(1) == workers {
-						close(all)
-					}
-					select {
-					case <-all:
-					case <-ctx.Done():
-						return 0, ctx.Err()
-					}
-					return x, nil
-				}
+				f, arrived := barrier(workers)
 				ctx, cancel := context.WithTimeout(context.Background(), runcheck.Watchdog/2) // a hang watchdog
 				defer cancel()
 				up := stage.Map(stage.NeverWaits(generator(items)), review10Inc, stage.Workers(workers))

@@ -203,23 +203,11 @@ func TestReview11FusedBarrierOfAllPlaces(t *testing.T) {
 	const workers, items = 150, 400
 	for iname, input := range review11Inputs() {
 		if iname == "neverwaits" {
-			continue // TestManyWorkersFusedAllRunAtOnce
+			continue // TestManyWorkersAllRunAtOnceOverAnInputOfUnknownLength, fused/neverwaits
 		}
 		t.Run(iname, func(t *testing.T) {
 			runcheck.InChildTest(t, func(t *testing.T) {
-				var arrived atomic.Int64
-				all := make(chan struct{})
-				f := func(ctx context.Context, x int) (int, error) {
-					if arrived.Add(1) == workers {
-						close(all)
-					}
-					select {
-					case <-all:
-					case <-ctx.Done():
-						return 0, ctx.Err()
-					}
-					return x, nil
-				}
+				f, arrived := barrier(workers)
 				ctx, cancel := context.WithTimeout(context.Background(), runcheck.Watchdog/2) // a hang watchdog
 				defer cancel()
 				got, err := sink.Slice(ctx, stage.Map(input(items, func() {}), f, stage.Workers(workers)))
@@ -345,7 +333,7 @@ func TestReview11FusedEndsEarlyWhilePlacesStart(t *testing.T) {
 // short for ever: the places stop near the hundred started by then.
 func TestReview11FusedBarrierAfterARetire(t *testing.T) {
 	const workers, cheap = 2000, 500
-	const items, barrier = cheap + workers + 100, workers - 1
+	const items, wall = cheap + workers + 100, workers - 1
 	runcheck.InChildTest(t, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), runcheck.Watchdog/2) // a hang watchdog
 		defer cancel()
@@ -367,21 +355,12 @@ func TestReview11FusedBarrierAfterARetire(t *testing.T) {
 			}
 			close(ch)
 		}()
-		var arrived atomic.Int64
-		all := make(chan struct{})
+		meet, arrived := barrier(wall)
 		f := func(ctx context.Context, x int) (int, error) {
 			if x < cheap {
 				return x, nil
 			}
-			if arrived.Add(1) == barrier {
-				close(all)
-			}
-			select {
-			case <-all:
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			}
-			return x, nil
+			return meet(ctx, x)
 		}
 		var got atomic.Int64
 		err := sink.ForEach(ctx, stage.Map(review11Chan(ch, func() {}), f, stage.Workers(workers)), func(context.Context, int) error {
@@ -392,7 +371,7 @@ func TestReview11FusedBarrierAfterARetire(t *testing.T) {
 		})
 		<-fed
 		if err != nil || got.Load() != items {
-			t.Fatalf("ForEach = %v after %d items of %d (%d calls arrived): fewer than %d calls ran at once", err, got.Load(), items, arrived.Load(), barrier)
+			t.Fatalf("ForEach = %v after %d items of %d (%d calls arrived): fewer than %d calls ran at once", err, got.Load(), items, arrived.Load(), wall)
 		}
 	})
 }

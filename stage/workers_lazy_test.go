@@ -54,6 +54,24 @@ func generator(n int) stage.Stream[int] {
 	})
 }
 
+// barrier returns a function whose first n calls all wait until the n-th
+// has arrived (or their context ends), and the count of calls that arrived.
+func barrier(n int) (func(context.Context, int) (int, error), *atomic.Int64) {
+	var arrived atomic.Int64
+	all := make(chan struct{})
+	return func(ctx context.Context, x int) (int, error) {
+		if arrived.Add(1) == int64(n) {
+			close(all)
+		}
+		select {
+		case <-all:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		return x, nil
+	}, &arrived
+}
+
 // The Workers doc: "with enough input ... exactly n" calls at once, also
 // for n larger than the workers a stage starts with its run: a barrier of
 // all n calls completes, over an input of unknown length with more items
@@ -63,19 +81,7 @@ func TestManyWorkersAllRunAtOnceOverAnInputOfUnknownLength(t *testing.T) {
 	for name, l := range lazyLayouts {
 		t.Run(name, func(t *testing.T) {
 			runcheck.InChildTest(t, func(t *testing.T) {
-				var arrived atomic.Int64
-				all := make(chan struct{})
-				f := func(ctx context.Context, x int) (int, error) {
-					if arrived.Add(1) == workers {
-						close(all)
-					}
-					select {
-					case <-all: // the first workers calls all run at once
-					case <-ctx.Done():
-						return 0, ctx.Err()
-					}
-					return x, nil
-				}
+				f, arrived := barrier(workers)
 				ctx, cancel := context.WithTimeout(context.Background(), runcheck.Watchdog/2) // a hang watchdog
 				defer cancel()
 				got, err := sink.Slice(ctx, l.run(l.input(items), f, workers))
