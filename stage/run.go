@@ -19,6 +19,9 @@ import (
 // batch counts in the stage's read-ahead (Workers plus Buffer) until f has
 // seen all of it, so an f that waits for the pipeline to take further
 // items may wait for ever (give the stage a Buffer beyond what f waits for).
+// (An item handed to Run while it waited for one is taken at once, as with
+// an unbuffered channel: it does not count, so the pipeline may then hold
+// one item more than the read-ahead that f has not seen yet.)
 //
 // f returns nil to go on, [ErrStop] to end the run early without an error
 // (or an error that wraps it: see [IsStop]), or any other error to end the run with it, as a [FailFast] item error does:
