@@ -28,7 +28,7 @@ import (
 // x waited out AckWait. The server's NumAckPending cannot tell: it counts a
 // nak'ed message until it is delivered again.)
 func TestOnAckErrorPanicAtStopGivesEveryMessageBack(t *testing.T) {
-	_, js := connect(t, startServer(t))
+	_, js, tp := tapConnect(t, startServer(t))
 	const name = "ACKERR"
 	cons := rvSetup(t, js, name, time.Hour, 2)
 	rvPub(t, js, name+".job", "y")
@@ -56,6 +56,7 @@ func TestOnAckErrorPanicAtStopGivesEveryMessageBack(t *testing.T) {
 	}()
 	rvRecv(t, "x in the worker", entered)
 	waitFor(t, "y's last delivery", func() bool { return rvInfo(t, cons).Delivered.Consumer >= 3 })
+	waitReceived(t, tp, func() *jetstream.ConsumerInfo { return rvInfo(t, cons) })
 	cancel()
 	err := rvRecv(t, "the cancelled run", errc)
 	// The cancellation cut the run short before the panic: the run reports

@@ -146,18 +146,19 @@ func r3Vals(n int) []string {
 
 // r3Held starts a server with stream name (AckWait an hour) and publishes
 // vals to it: the connection, its JetStream, the consumer, a second
-// client's consumer (to see what goes back), and each value's sequence.
-func r3Held(t *testing.T, name string, vals []string) (*nats.Conn, jetstream.JetStream, jetstream.Consumer, jetstream.Consumer, map[string]uint64) {
+// client's consumer (to see what goes back), each value's sequence, and a
+// tap on the connection.
+func r3Held(t *testing.T, name string, vals []string) (*nats.Conn, jetstream.JetStream, jetstream.Consumer, jetstream.Consumer, map[string]uint64, *tap) {
 	t.Helper()
 	url := startServer(t)
-	ncS, js := connect(t, url)
+	ncS, js, tp := tapConnect(t, url)
 	cons := rvSetup(t, js, name, time.Hour, 0)
 	other := r3Other(t, url, name)
 	seqOf := map[string]uint64{}
 	for _, v := range vals {
 		seqOf[v] = rvPub(t, js, name+".job", v)
 	}
-	return ncS, js, cons, other, seqOf
+	return ncS, js, cons, other, seqOf, tp
 }
 
 func r3PanicMsg(f func()) (msg string, panicked bool) {
@@ -504,7 +505,7 @@ func TestReview3HeldMessagesGoBackAtOnce(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			const n = 30
 			name := "R3HELD" + strings.ToUpper(strings.ReplaceAll(how, "-", ""))
-			ncS, js, cons, other, seqOf := r3Held(t, name, r3Vals(n))
+			ncS, js, cons, other, seqOf, tp := r3Held(t, name, r3Vals(n))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			stop, drain := context.WithCancel(context.Background())
@@ -565,9 +566,7 @@ func TestReview3HeldMessagesGoBackAtOnce(t *testing.T) {
 			a := rvRecv(t, "A in the stage", roleA)
 			h := rvRecv(t, "H in the stage", roleH)
 			r3WaitFor(t, "messages in the read-ahead", func() bool { return rvInfo(t, cons).NumAckPending >= 3 })
-			if err := ncS.Flush(); err != nil { // the run's client has received them
-				t.Fatal(err)
-			}
+			waitReceived(t, tp, func() *jetstream.ConsumerInfo { return rvInfo(t, cons) })
 			switch how {
 			case "cancel":
 				cancel()
@@ -671,7 +670,7 @@ func TestReview3LastDeliveryHeldInReadAhead(t *testing.T) {
 			// The run pulls on a connection of its own, so that the test
 			// can see x arrive there (the server counts a delivery before
 			// its send queue writes it to the connection).
-			ncRun, jsRun := connect(t, url)
+			_, jsRun, tp := tapConnect(t, url)
 			consRun, err := jsRun.Consumer(context.Background(), name, "c")
 			if err != nil {
 				t.Fatal(err)
@@ -699,15 +698,12 @@ func TestReview3LastDeliveryHeldInReadAhead(t *testing.T) {
 			if v := rvRecv(t, "a in the stage", entered); v != "a" {
 				t.Fatalf("%s entered the stage first, want a", v)
 			}
-			received := ncRun.Stats().InMsgs
+			received := tp.received()
 			if err := x.Nak(); err != nil { // x comes back: its last delivery, to the run
 				t.Fatal(err)
 			}
 			r3WaitFor(t, "x's second delivery", func() bool { return rvInfo(t, cons).Delivered.Consumer >= 3 })
-			// The run's client has received it: a message more on its
-			// connection (nothing else comes there now but an idle
-			// heartbeat, every few seconds).
-			r3WaitFor(t, "x at the run's client", func() bool { return ncRun.Stats().InMsgs > received })
+			r3WaitFor(t, "x at the run's client", func() bool { return tp.received() > received })
 			select {
 			case v := <-entered:
 				t.Fatalf("%s entered the stage while its only worker was busy", v)
@@ -997,7 +993,7 @@ func TestReview3KeepAliveWhileHeld(t *testing.T) {
 // its outputs is a Nak with the Backoff delay (not redelivered now, not
 // dead-lettered), a Permanent one a Term with a dead letter.
 func TestReview3FanOutOutcomes(t *testing.T) {
-	_, js, cons, other, seqOf := r3Held(t, "R3FAN", []string{"all", "none", "onefails", "permfails"})
+	_, js, cons, other, seqOf, _ := r3Held(t, "R3FAN", []string{"all", "none", "onefails", "permfails"})
 	stop, drain := context.WithCancel(context.Background())
 	defer drain()
 	src := natsjs.Source(cons, decodeString, natsjs.Backoff(time.Hour, time.Hour), natsjs.DeadLetter(js, "dlq.R3FAN"))
@@ -1894,7 +1890,7 @@ func TestReview3EarlyStopBySink(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			const n = 20
 			name := "R3ES" + strings.ToUpper(strings.ReplaceAll(how, "-", ""))
-			ncS, js, cons, other, seqOf := r3Held(t, name, r3Vals(n))
+			ncS, js, cons, other, seqOf, _ := r3Held(t, name, r3Vals(n))
 			ctx, cancel := context.WithTimeout(context.Background(), r3Watchdog)
 			defer cancel()
 			leaks := goleak.IgnoreCurrent()

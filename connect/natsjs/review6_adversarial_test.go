@@ -49,6 +49,7 @@ type r6Env struct {
 	url  string
 	nc   *nats.Conn
 	js   jetstream.JetStream
+	tap  *tap // counts what nc receives
 	cons jetstream.Consumer
 	nc2  *nats.Conn
 	js2  jetstream.JetStream
@@ -61,7 +62,7 @@ type r6Env struct {
 func r6New(t *testing.T, cc jetstream.ConsumerConfig, retention jetstream.RetentionPolicy) *r6Env {
 	t.Helper()
 	e := &r6Env{t: t, url: startServer(t), seq: map[string]uint64{}}
-	e.nc, e.js = connect(t, e.url)
+	e.nc, e.js, e.tap = tapConnect(t, e.url)
 	e.nc2, e.js2 = connect(t, e.url)
 	ctx := context.Background()
 	var err error
@@ -265,6 +266,7 @@ func TestReview6ReadAheadBoundAndNakOnCancel(t *testing.T) {
 			})
 			r6Wait(t, "the pipeline to take a message", entered)
 			r6WaitFor(t, "the read-ahead to fill", func() bool { return e.info().NumAckPending >= tc.n })
+			waitReceived(t, e.tap, e.info)
 			cancel()
 			err := wait()
 			if !errors.Is(err, context.Canceled) {
@@ -563,6 +565,7 @@ func TestReview6DrainSettlesTakenNaksHeld(t *testing.T) {
 	go func() { entered.Wait(); close(enteredCh) }()
 	r6Wait(t, "both workers to take a message", enteredCh)
 	r6WaitFor(t, "the read-ahead to fill", func() bool { return e.info().NumAckPending >= 10 })
+	waitReceived(t, e.tap, e.info)
 	drain()
 	close(gate)
 	if err := wait(); err != nil {
@@ -700,7 +703,9 @@ func TestReview6LastDelivery(t *testing.T) {
 			entered, gate := make(chan struct{}), make(chan struct{})
 			var once sync.Once
 			var committed atomic.Int64
-			src := natsjs.Source(e.cons, r6Atoi, natsjs.ReadAhead(5), natsjs.DeadLetter(e.js, r6DLQ))
+			var ackErrs sync.Map // what the source could not settle, for the failure message
+			onAckErr := func(err error) { ackErrs.Store(err.Error(), true) }
+			src := natsjs.Source(e.cons, r6Atoi, natsjs.ReadAhead(5), natsjs.DeadLetter(e.js, r6DLQ), natsjs.OnAckError(onAckErr))
 			m := stage.Map(stage.Until(src, stop), func(ctx context.Context, m natsjs.Msg[int]) (int, error) {
 				once.Do(func() { close(entered) })
 				select {
@@ -715,6 +720,7 @@ func TestReview6LastDelivery(t *testing.T) {
 			})
 			r6Wait(t, "the pipeline to take a message", entered)
 			r6WaitFor(t, "the read-ahead to fill", func() bool { return e.info().NumAckPending >= 5 })
+			waitReceived(t, e.tap, e.info)
 			if how == "cancel" {
 				cancel()
 				if err := wait(); !errors.Is(err, context.Canceled) {
@@ -730,10 +736,20 @@ func TestReview6LastDelivery(t *testing.T) {
 					t.Fatalf("%d committed, want the 1 taken before the drain", committed.Load())
 				}
 			}
-			r6WaitFor(t, "every held last delivery to be dead-lettered", func() bool {
+			deadline := time.Now().Add(r6Watch)
+			for {
 				ci := e.info()
-				return ci.NumAckPending == 0 && e.msgs(e.dlq)+uint64(committed.Load()) == ci.Delivered.Consumer
-			})
+				if ci.NumAckPending == 0 && e.msgs(e.dlq)+uint64(committed.Load()) == ci.Delivered.Consumer {
+					break
+				}
+				if time.Now().After(deadline) {
+					var errs []string
+					ackErrs.Range(func(k, _ any) bool { errs = append(errs, k.(string)); return true })
+					t.Fatalf("held last deliveries not all dead-lettered: delivered %d, ack pending %d, dead letters %d, committed %d, received %d; acknowledgement errors: %q",
+						ci.Delivered.Consumer, ci.NumAckPending, e.msgs(e.dlq), committed.Load(), e.tap.received(), errs)
+				}
+				time.Sleep(5 * time.Millisecond) // poll interval; the deadline is a hang watchdog
+			}
 			ci := e.info()
 			if ci.Delivered.Consumer < 5 || ci.NumPending != uint64(total)-ci.Delivered.Consumer {
 				t.Errorf("delivered %d, pending %d of %d", ci.Delivered.Consumer, ci.NumPending, total)
