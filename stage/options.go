@@ -52,22 +52,22 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 //
 // The n workers are goroutines, but not always the stage's own. For an
 // unordered Map, Filter, FlatMap or Concurrent stage without a [Buffer],
-// over a source that never waits (a slice, [NeverWaits]), the goroutines
-// of its consumer (the sink's, or the next stage's workers) may take
-// workers' places: once calls prove cheap (a few microseconds), a
-// worker goroutine gives its place to a consumer goroutine, which from then
-// on calls the function itself whenever nothing is ready for it, instead of
-// waiting. A hand-off between goroutines costs far more than a cheap
-// function, so this is where sluice's speed comes from. Such a stage (or
-// one of one worker) whose input is known to hold a single item (its
-// [Stream.Len] is 1) calls the function in its consumer's goroutine from
-// the start, whatever the call costs, and starts no goroutine of its own.
-// (An ordered stage of more workers, and Workers(-1), keep their calls in
-// goroutines of their own.) Once calls turn slow (two timed calls in a row
-// over about 20 µs; calls are timed now and then), a place that a consumer
-// goroutine took goes back to a goroutine of the stage's own. With one
-// worker this is the sequential path: the stage's calls then take turns
-// with its consumer's work instead of overlapping it.
+// over a source that never waits (a slice, [NeverWaits]) or one marked
+// [Interruptible] (source.Chan), the goroutines of its consumer (the sink's,
+// or the next stage's workers) may take workers' places: once calls prove
+// cheap (a few microseconds), a worker goroutine gives its place to a
+// consumer goroutine, which from then on calls the function itself whenever
+// nothing is ready for it, instead of waiting. A hand-off between goroutines
+// costs far more than a cheap function, so this is where sluice's speed
+// comes from. Such a stage (or one of one worker) whose input is known to
+// hold a single item (its [Stream.Len] is 1) calls the function in its
+// consumer's goroutine from the start, whatever the call costs, and starts
+// no goroutine of its own. (An ordered stage of more workers, and
+// Workers(-1), keep their calls in goroutines of their own.) Once calls turn
+// slow (two timed calls in a row over about 20 µs; calls are timed now and
+// then), a place that a consumer goroutine took goes back to a goroutine of
+// the stage's own. With one worker this is the sequential path: the stage's
+// calls then take turns with its consumer's work instead of overlapping it.
 //
 // Any stage whose input is known to hold k items (Stream.Len is k) runs
 // at most k goroutines at a time to call its function, whatever n is

@@ -72,7 +72,12 @@ func NeverWaits[T any](s Stream[T]) Stream[T] {
 // [Workers]): a consumer goroutine asks next for an item that is ready,
 // and leaves the waiting to the stage's own workers, at least one of which
 // stays a goroutine of the stage. This saves the hand-off between
-// goroutines for every item that is ready when the consumer asks.
+// goroutines for every item that is ready when the consumer asks. A
+// consumer goroutine that found nothing ready waits for the stage's next
+// output with its place, so after the source was empty fewer than n calls
+// may run (as few as the stage's own goroutines, one or more) until
+// outputs come: a function that waits for other calls of its stage needs
+// Buffer(1) (see [Workers]).
 //
 // The claim is yours to keep: a next that waits although its context is
 // done would hold a consumer goroutine, and with it the outputs the stage's
