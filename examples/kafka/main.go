@@ -1,15 +1,17 @@
 // Command kafka runs one sluice pipeline as K members of a Kafka consumer
 // group and loads the records into SQLite with an idempotent insert. It
 // starts an in-process cluster (kfake, a stand-in for a broker that speaks
-// the Kafka protocol; or connects to -brokers host:port), produces -n
-// orders keyed by customer (on 8 partitions in the process), and runs the
-// members as goroutines, each with its own client. Each member processes a partition's
-// records concurrently, in per-customer order, and commits an offset only
-// when every record before it is stored. One member crashes mid-run (on
-// the in-process cluster: its commits stop landing, then it dies): the
-// others take its partitions from their last committed offsets, and the
-// database ignores what was already stored. It prints what each member did
-// and whether every record was committed exactly once.
+// the Kafka protocol; or connects to -brokers host:port), runs the members
+// as goroutines, each with its own client, and produces -n orders keyed by
+// customer (on 8 partitions in the process, once every member owns some).
+// Each member processes a partition's records concurrently, in
+// per-customer order, and commits an offset only when every record before
+// it is stored. One member crashes mid-run (on the in-process cluster: its
+// commits stop landing, then it dies): the others take its partitions from
+// their last committed offsets, and the database ignores what was already
+// stored. The members drain once every order is stored and every offset
+// committed. It prints what each member did and whether every record was
+// committed exactly once.
 //
 //	go -C examples run ./kafka
 //	go -C examples run ./kafka -members 4 -n 20000 -crash=false
@@ -81,6 +83,41 @@ const topic, group = "orders", "loaders"
 type stats struct {
 	inserted, duplicates atomic.Int64
 	crashed              atomic.Bool
+	owned                atomic.Int64 // partitions the member owns now
+}
+
+// inProcessPartitions is how many partitions the in-process cluster's
+// topic has.
+const inProcessPartitions = 8
+
+// waitOwners waits until n members own a partition, or every member has
+// stopped (exited is closed).
+func waitOwners(members []*stats, n int, exited <-chan struct{}) {
+	for {
+		owners := 0
+		for _, st := range members {
+			if st.owned.Load() > 0 {
+				owners++
+			}
+		}
+		if owners >= n {
+			return
+		}
+		select {
+		case <-exited:
+			return
+		case <-time.After(20 * time.Millisecond): // poll interval
+		}
+	}
+}
+
+// partitionCount is how many partitions ps names.
+func partitionCount(ps map[string][]int32) int64 {
+	n := 0
+	for _, p := range ps {
+		n += len(p)
+	}
+	return int64(n)
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
@@ -89,15 +126,17 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	var cluster *kfake.Cluster
 	if len(cfg.brokers) == 0 {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, topic), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(inProcessPartitions, topic), kfake.GroupMinSessionTimeout(100*time.Millisecond))
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		cluster, cfg.brokers = c, c.ListenAddrs()
 	}
-	if err := produceOrders(ctx, cfg.brokers, cfg.n); err != nil {
-		return err
+	if cluster == nil { // the brokers' topic may not exist before this
+		if err := produceOrders(ctx, cfg.brokers, cfg.n); err != nil {
+			return err
+		}
 	}
 	dir, err := os.MkdirTemp("", "sluice-kafka")
 	if err != nil {
@@ -152,15 +191,42 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	exited := make(chan struct{}) // closed when every member has stopped
 	go func() { wg.Wait(); close(exited) }()
-	// Done when every order is stored, or when no member is left to store
-	// the rest (each crashed or failed); then the members drain and leave.
+	if cluster != nil {
+		// The orders come once every member owns partitions: else the
+		// first member to join may store them all before the others (and
+		// the crash) have a share.
+		waitOwners(members, min(cfg.members, inProcessPartitions), exited)
+		if err := produceOrders(ctx, cfg.brokers, cfg.n); err != nil {
+			drain()
+			<-exited
+			return err
+		}
+	}
+	adm, closeAdm, err := admin(cfg.brokers)
+	if err != nil {
+		return err
+	}
+	defer closeAdm()
+	// Done when every order is stored and the group's offsets are
+	// committed to the end, or when no member is left to store the rest
+	// (each crashed or failed); then the members drain and leave. (Stored
+	// is not enough: a commit refused during a rebalance leaves records to
+	// their partition's next owner, which stores them again, a duplicate
+	// the database ignores, and commits them. A member that drained first
+	// would take nothing more.)
 	for waiting := true; waiting; {
 		var rows int
 		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders`).Scan(&rows); err != nil {
 			return err
 		}
 		if rows == cfg.n {
-			break
+			done, err := committedToEnd(ctx, adm)
+			if err != nil {
+				return err
+			}
+			if done {
+				break
+			}
 		}
 		select {
 		case <-exited:
@@ -192,7 +258,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT id) FROM orders`).Scan(&rows, &distinct); err != nil {
 		return err
 	}
-	committed, err := allCommitted(ctx, cfg.brokers)
+	committed, err := committedToEnd(ctx, adm)
 	if err != nil {
 		return err
 	}
@@ -212,8 +278,12 @@ func member(ctx, stop context.Context, brokers []string, db *sql.DB, id int, st 
 	defer abort()
 	var memberID atomic.Value
 	opts := []kafka.Option{kafka.CommitInterval(200 * time.Millisecond), kafka.OnEvent(func(e kafka.Event) {
-		if e.Kind == kafka.Assigned {
+		switch e.Kind {
+		case kafka.Assigned:
 			memberID.Store(e.Member)
+			st.owned.Add(partitionCount(e.Partitions))
+		case kafka.Revoked, kafka.Lost:
+			st.owned.Add(-partitionCount(e.Partitions))
 		}
 	})}
 	kopts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
@@ -299,34 +369,31 @@ func partitions(ctx context.Context, brokers []string) (int, error) {
 	return len(topics[topic].Partitions), nil
 }
 
-// allCommitted reports whether the group's committed offsets reached the
-// topic's end offsets (waiting a little for the last commits to land).
-func allCommitted(ctx context.Context, brokers []string) (bool, error) {
+// admin is an admin client of the cluster, and the function that closes it.
+func admin(brokers []string) (*kadm.Client, func(), error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return false, err
+		return nil, nil, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	return kadm.NewClient(cl), cl.Close, nil
+}
+
+// committedToEnd reports whether the group's committed offsets have
+// reached the topic's end offsets.
+func committedToEnd(ctx context.Context, adm *kadm.Client) (bool, error) {
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return false, err
 	}
-	for range 100 {
-		committed, err := adm.FetchOffsets(ctx, group)
-		if err != nil {
-			return false, err
-		}
-		all := true
-		ends.Each(func(e kadm.ListedOffset) {
-			if c, ok := committed.Lookup(e.Topic, e.Partition); !ok || c.At != e.Offset {
-				all = false
-			}
-		})
-		if all {
-			return true, nil
-		}
-		time.Sleep(50 * time.Millisecond)
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return false, err
 	}
-	return false, nil
+	all := true
+	ends.Each(func(e kadm.ListedOffset) {
+		if c, ok := committed.Lookup(e.Topic, e.Partition); !ok || c.At != e.Offset {
+			all = false
+		}
+	})
+	return all, nil
 }
