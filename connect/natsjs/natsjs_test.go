@@ -53,9 +53,9 @@ func startServer(t testing.TB) string {
 	return s.ClientURL()
 }
 
-func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+func connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

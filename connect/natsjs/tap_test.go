@@ -36,15 +36,7 @@ var jsAckPrefix = []byte("$JS.ACK.")
 func tapConnect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream, *tap) {
 	t.Helper()
 	tp := &tap{}
-	nc, err := nats.Connect(url, nats.SetCustomDialer(tapDialer{tp}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := connect(t, url, nats.SetCustomDialer(tapDialer{tp}))
 	return nc, js, tp
 }
 
