@@ -2530,8 +2530,11 @@ func review8WaitN(n *atomic.Int64, k int64, dog *review8Dog) <-chan struct{} {
 // Guarantees "Drain is not abort. stage.Until(s, stop) stops the sources
 // upstream (once stop is done, none is asked for another item) and lets
 // everything taken finish (partial batches flushed, sink returns nil)".
-// stop is cancelled while the source is inside a call that waits: that call
-// may end quietly, and no call may start after it.
+// stop is cancelled while every source is inside a call that waits (so no
+// call is on its way in as stop comes): that call may end quietly, and no
+// call may start after it. (A call that has begun as stop comes, before the
+// source's body can look at stop, is no late call: with two sources, the
+// drain once came while the second was between its calls.)
 func TestReview8UntilAsksNoItemAfterStop(t *testing.T) {
 	for _, layout := range []string{"map", "map ordered + batch", "merge of two untils"} {
 		t.Run(layout, func(t *testing.T) {
@@ -2539,14 +2542,16 @@ func TestReview8UntilAsksNoItemAfterStop(t *testing.T) {
 			stop, drain := context.WithCancel(context.Background())
 			defer drain()
 			var produced, late atomic.Int64
-			waiting := review8NewSignal()
+			var waiting []*review8Signal // one per source: it waits in a call
 			mk := func() stage.Stream[int] {
+				w := review8NewSignal()
+				waiting = append(waiting, w)
 				return source.Func(func(ctx context.Context) (int, error) {
 					if stop.Err() != nil {
 						late.Add(1) // asked for an item once stop was done
 					}
 					if n := produced.Load(); n >= 20 {
-						waiting.fire()
+						w.fire()
 						dog.ctxDone(ctx) // "a source blocked waiting for one sees its context end"
 						return 0, ctx.Err()
 					}
@@ -2564,7 +2569,11 @@ func TestReview8UntilAsksNoItemAfterStop(t *testing.T) {
 				s = stage.Batch(stage.Merge(stage.Until(mk(), stop), stage.Until(mk(), stop)), 3, 0)
 			}
 			go func() {
-				if dog.gate(waiting.ch) {
+				all := true
+				for _, w := range waiting {
+					all = all && dog.gate(w.ch)
+				}
+				if all {
 					review8Yield(2000)
 				}
 				drain()
