@@ -322,8 +322,10 @@ func (fr *fuseRun[In, Out]) claim() (puller[In], bool) {
 // spawn gives a place to a new goroutine pulling through in and
 // processing with t.
 func (fr *fuseRun[In, Out]) spawn(in puller[In], t *stepper[In, Out]) {
-	fr.goroutines.Add(1)
+	// Its writer first: a goroutine that retires, having counted this one
+	// (see retire), must not end the queue.
 	fr.out.addWorker()
+	fr.goroutines.Add(1)
 	r := fr.p.r
 	r.wg.Add(1) // the run has started: startIdle or ownNext saw it live
 	go func() {
