@@ -80,7 +80,9 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 //
 // While a consumer goroutine is inside a call, it takes no output: the
 // stage's other workers stop once the outputs they finished fill the
-// stage's read-ahead. So a function that waits for the consumer to take
+// stage's read-ahead. (And over an [Interruptible] source, one that holds
+// a place and found no item ready waits for an output with it: after the
+// source was empty, fewer than n calls may run until outputs come.) So a function that waits for the consumer to take
 // another output of the same stage (in the sink's callback, or the next
 // stage's function), or for other calls of the same stage (a barrier of n
 // calls: fewer than n may then be running), may wait for ever. Add
