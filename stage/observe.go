@@ -46,12 +46,14 @@ type Watcher interface {
 	// FlatMap's or Apply's waits for room for its outputs count (it is how
 	// long the item held a worker). err is nil on success; the *[Error] that the stage's
 	// [ErrorPolicy] is about to handle (of that type, not wrapped): the
-	// item failed; or, when the call ended because the run did (a failure
-	// elsewhere, the caller's cancellation, an early stop), an error for
-	// which errors.Is(err, context.Canceled) holds and that neither is nor
-	// wraps an *Error, whatever the function returned: the call neither
-	// succeeded nor failed. Its message names the run's cause
-	// (context.Cause of the run's context).
+	// item failed; or, when the call returned an error once the run was
+	// ending (a failure elsewhere, the caller's cancellation, an early
+	// stop), an error for which errors.Is(err, context.Canceled) holds and
+	// that neither is nor wraps an *Error, whatever error the function
+	// returned: the call neither succeeded nor failed. Its message names
+	// the run's cause (context.Cause of the run's context). A call that
+	// returned nil is a success, even once the run was ending (as under
+	// [Timeout]).
 	Finished(latency time.Duration, err error)
 	// Closed: the run is over and every goroutine of it has exited; the
 	// stage reports nothing more. Called once, from the sink's goroutine.
@@ -76,39 +78,26 @@ type observerKey struct{}
 
 // Observe returns a copy of ctx that attaches o to every run started with it
 // (or with a context derived from it): give it to the sink. Observers
-// attached by several calls all see every stage. Observe panics if o is nil.
+// attached by several calls all see every stage, each on its own: one that
+// panics (see [Watcher]) is told nothing more, the others are told
+// everything. Observe panics if o is nil.
 //
 // Cost: nothing per item when no observer is attached; with one, two reads
 // of the clock and the observer's two calls per item, each behind a panic
 // guard, and no allocation.
 func Observe(ctx context.Context, o Observer) context.Context {
 	checkFunc(o == nil, "stage.Observe", "observer")
-	if prev, ok := ctx.Value(observerKey{}).(Observer); ok {
-		o = observers{prev, o}
-	}
-	return context.WithValue(ctx, observerKey{}, o)
+	prev, _ := ctx.Value(observerKey{}).(observers)
+	// A new slice: contexts derived from ctx before keep their observers.
+	return context.WithValue(ctx, observerKey{}, append(prev[:len(prev):len(prev)], o))
 }
 
-// observers is several observers as one.
+// observers is the observers attached to a context, in the order attached.
 type observers []Observer
 
-func (os observers) Stage(info Info) Watcher {
-	var all watchers
-	for _, o := range os {
-		if so := o.Stage(info); so != nil {
-			all = append(all, so)
-		}
-	}
-	switch len(all) {
-	case 0:
-		return nil
-	case 1:
-		return all[0]
-	}
-	return all
-}
-
-type watchers []Watcher
+// watchers is a stage's watchers when several observers watch it, each
+// guarded on its own (see guardedWatcher).
+type watchers []*guardedWatcher
 
 func (s watchers) Received() {
 	for _, o := range s {
@@ -129,14 +118,39 @@ func (s watchers) Closed() {
 }
 
 // observe returns the watcher of a stage in run r, or nil, and arranges
-// for its Closed call. The observer is user code: a panic in it fails the
-// run (see guardedWatcher).
+// for its Closed calls. Each observer is user code, guarded on its own: a
+// panic in one fails the run and silences that one only (see
+// guardedWatcher).
 func (r *run) observe(c *config, total int) Watcher {
-	o, ok := r.ctx.Value(observerKey{}).(Observer)
-	if !ok {
+	os, _ := r.ctx.Value(observerKey{}).(observers)
+	if len(os) == 0 {
 		return nil
 	}
 	info := Info{Name: c.stageName(), Kind: c.kind, Workers: c.workers, Total: total}
+	if len(os) == 1 { // no slice of watchers
+		if g := r.watch(os[0], info); g != nil {
+			return g
+		}
+		return nil
+	}
+	var all watchers
+	for _, o := range os {
+		if g := r.watch(o, info); g != nil {
+			all = append(all, g)
+		}
+	}
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	return all
+}
+
+// watch asks o for its watcher of the stage info describes: nil if o
+// watches it not, or if Stage panicked (the run then fails).
+func (r *run) watch(o Observer, info Info) *guardedWatcher {
 	var so Watcher
 	if rec := guard.Call(func() { so = o.Stage(info) }); rec != nil {
 		r.fail(observerPanic(info.Name, rec))
@@ -155,10 +169,11 @@ func observerPanic(name string, rec *panics.Recovered) error {
 	return fmt.Errorf("sluice: the observer of stage %q panicked: %w", name, panicError(rec))
 }
 
-// guardedWatcher calls a stage's watcher so that its panics end the run,
-// not the process: the first fails the run with an error wrapping a
-// *PanicError, and from then on the watcher is told nothing more but its
-// Closed (see the Watcher doc).
+// guardedWatcher calls one observer's watcher of a stage so that its
+// panics end the run, not the process: the first fails the run with an
+// error wrapping a *PanicError, and from then on that watcher is told
+// nothing more but its Closed (see the Watcher doc); the stage's other
+// watchers, guarded each on its own, go on.
 type guardedWatcher struct {
 	w      Watcher
 	r      *run

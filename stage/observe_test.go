@@ -110,6 +110,32 @@ func TestObserveSeveral(t *testing.T) {
 	}
 }
 
+// Observers attached to a context stay its own: two contexts derived from
+// one with an observer each see their own observer and the shared one,
+// never each other's (Observe appends to a list that both could share).
+func TestObserveBranches(t *testing.T) {
+	var first, second, shared, left, right stage.Stats
+	// Three observers deep, so that a list grown by append has room left.
+	base := stage.Observe(stage.Observe(stage.Observe(context.Background(), &first), &second), &shared)
+	lctx := stage.Observe(base, &left)
+	rctx := stage.Observe(base, &right)
+	if _, err := sink.Count(lctx, stage.Map(source.Slice(ints(3)), double)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Count(rctx, stage.Map(source.Slice(ints(5)), double)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		st   *stage.Stats
+		want int64
+	}{{"shared", &shared, 8}, {"left", &left, 3}, {"right", &right, 5}} {
+		if s, _ := c.st.Get("map#1"); s.Finished != c.want {
+			t.Errorf("%s observer: %d finished, want %d", c.name, s.Finished, c.want)
+		}
+	}
+}
+
 func TestTotalsThroughBatch(t *testing.T) {
 	var st stage.Stats
 	ctx := stage.Observe(context.Background(), &st)
