@@ -92,16 +92,18 @@ var ErrNilTask = errors.New("sluice: nil task")
 
 // ErrStop, returned by the callback of [Run], ends the run early without an
 // error; so does an error that wraps it, unless the ErrStop is inside an
-// *[Error] or a *[SourceError] (see [IsStop]).
+// *[Error], a *[SourceError] or a *[PanicError] (see [IsStop]).
 var ErrStop = errors.New("sluice: stop")
 
 // IsStop reports whether err, returned by the callback of [Run], ends the
 // run early without an error: err is [ErrStop] or wraps it (as errors.Is
-// sees it), and the ErrStop is not inside an *[Error] or a *[SourceError].
-// Those are failures that some run reported (a stage's function, or a
-// source, returned ErrStop), so a callback that returns one, say from a
-// run of its own, fails the run with it. A sink that wraps its callback's
-// errors (as sink.ForEach does, in an *Error) passes a stop on as it is.
+// sees it), and the ErrStop is not inside an *[Error], a *[SourceError] or
+// a *[PanicError]. Those are failures: some run reported them (a stage's
+// function, or a source, returned ErrStop), so a callback that returns
+// one, say from a run of its own, fails the run with it; and a panic,
+// whatever its value, is a failure (panic(ErrStop) does not stop a run). A
+// sink that wraps its callback's errors (as sink.ForEach does, in an
+// *Error) passes a stop on as it is.
 func IsStop(err error) bool {
 	if !errors.Is(err, ErrStop) {
 		return false
@@ -111,5 +113,9 @@ func IsStop(err error) bool {
 		return false
 	}
 	var se *SourceError
-	return !errors.As(err, &se) || !errors.Is(se, ErrStop)
+	if errors.As(err, &se) && errors.Is(se, ErrStop) {
+		return false
+	}
+	var pe *PanicError
+	return !errors.As(err, &pe) || !errors.Is(pe, ErrStop)
 }

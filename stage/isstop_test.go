@@ -26,6 +26,9 @@ func TestIsStop(t *testing.T) {
 		"in an *Error":             {itemErr, false},
 		"in a wrapped *Error":      {fmt.Errorf("inner run: %w", itemErr), false},
 		"in a *SourceError":        {&stage.SourceError{Err: stage.ErrStop}, false},
+		"a panic's value":          {&stage.PanicError{Value: stage.ErrStop}, false},
+		"wrapped by a panic's":     {&stage.PanicError{Value: fmt.Errorf("enough: %w", stage.ErrStop)}, false},
+		"a wrapped *PanicError":    {fmt.Errorf("callback: %w", &stage.PanicError{Value: stage.ErrStop}), false},
 		"an *Error of another err": {errors.Join(&stage.Error{Err: errors.New("x")}, stage.ErrStop), true},
 	} {
 		if got := stage.IsStop(c.err); got != c.stop {
