@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"sync"
@@ -200,31 +198,6 @@ func r13oWait(t *testing.T, what string, c <-chan struct{}) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("hung waiting for %s", what)
 	}
-}
-
-const r13oChildEnv = "SLUICE_REVIEW13_OBSERVE_CHILD"
-
-// r13oInChild runs scenario in a child process (the test binary re-executed
-// for this test only), so that a crash or a deadlock cannot take the test
-// binary down. The child's TestMain (goleak) also checks for leaks. It
-// returns true in the child (the caller then runs the scenario).
-func r13oInChild(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(r13oChildEnv) == t.Name() {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), r13oChildEnv+"="+t.Name())
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("child hung (killed by the watchdog); output:\n%s", out)
-	}
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
-		t.Fatalf("child failed (%v); output:\n%s", err, out)
-	}
-	return false
 }
 
 var errR13o = errors.New("review13 observe: boom")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -76,10 +77,9 @@ func r13oIsPanic(err error, where string) bool {
 // watcher is told nothing more in that run but its Closed. Run in a child
 // process: a broken promise here could crash or hang the test binary. The
 // child's TestMain (goleak) also checks that no goroutine is left behind.
-func TestReview13ObservePanics(t *testing.T) {
-	if !r13oInChild(t) {
-		return
-	}
+func TestReview13ObservePanics(t *testing.T) { runcheck.InChildTest(t, r13oObservePanics) }
+
+func r13oObservePanics(t *testing.T) {
 
 	t.Run("in-Stage", func(t *testing.T) {
 		other := &r13oRec{}
@@ -320,9 +320,10 @@ func TestReview13ObserveLogger(t *testing.T) {
 // calls finished, or their in-flight counts stay up for ever. Child process,
 // as above.
 func TestReview13ObservePanicSilencesOtherObservers(t *testing.T) {
-	if !r13oInChild(t) {
-		return
-	}
+	runcheck.InChildTest(t, r13oObservePanicSilencesOtherObservers)
+}
+
+func r13oObservePanicSilencesOtherObservers(t *testing.T) {
 	t.Run("in-Received-peers-in-flight", func(t *testing.T) {
 		other := &r13oRec{}
 		var st stage.Stats
