@@ -119,6 +119,7 @@ var scenarios = map[string]func(*testing.T, stage.Observer, metricstest.Read){
 	"DurationCoversAllAttempts":      metricstest.DurationCoversAllAttempts,
 	"OutcomesAndKinds":               metricstest.OutcomesAndKinds,
 	"ConcurrentRunsShareTheObserver": metricstest.ConcurrentRunsShareTheObserver,
+	"BesideAPanickingObserver":       metricstest.BesideAPanickingObserver,
 }
 
 // TestChild runs one scenario with one fake adapter (in a child
@@ -143,6 +144,7 @@ func TestScenariosCatchBrokenAdapters(t *testing.T) {
 		"DurationCoversAllAttempts":      {"outcome-swapped", "finished-double"},
 		"OutcomesAndKinds":               {"inflight-no-dec", "outcome-swapped", "no-kind", "finished-double", "reset-per-run"},
 		"ConcurrentRunsShareTheObserver": {"inflight-no-dec", "outcome-swapped", "no-kind", "finished-double", "reset-per-run"},
+		"BesideAPanickingObserver":       {"inflight-no-dec", "finished-double"},
 	}
 	muts := []string{"", "inflight-no-dec", "outcome-swapped", "duration-ms", "received-at-finish", "finished-double", "no-kind", "reset-per-run"}
 	names := make([]string, 0, len(scenarios))

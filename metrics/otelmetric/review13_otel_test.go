@@ -20,6 +20,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/sluicedev/sluice/internal/metricstest"
 	"github.com/sluicedev/sluice/metrics/otelmetric"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -534,40 +535,6 @@ func TestReview13OtelNameStabilityAndEmptyRuns(t *testing.T) {
 // panic in another observer of the same run must not leave in_flight up
 // after the sink returned.
 func TestReview13OtelInFlightWithPanickingNeighbour(t *testing.T) {
-	reader, _, o := r13New(t)
-	started := make(chan struct{}, 3)
-	bad := &r13PanicObserver{before: func() {
-		for range 3 {
-			<-started
-		}
-	}}
-	s := stage.Map(source.Slice(r13Ints(4)), func(ctx context.Context, x int) (int, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return 0, ctx.Err()
-	}, stage.Workers(4), stage.Buffer(1), stage.Name("m"))
-	var err error
-	r13Watchdog(t, func() {
-		_, err = sink.Count(stage.Observe(stage.Observe(context.Background(), bad), o), s)
-	})
-	var pe *stage.PanicError
-	if !errors.As(err, &pe) {
-		t.Fatalf("sink %v, want a *PanicError", err)
-	}
-	r13Balanced(t, r13Collect(t, reader), "m")
+	reader, obs := rvNew(t)
+	metricstest.BesideAPanickingObserver(t, obs, rvRead(reader))
 }
-
-type r13PanicObserver struct {
-	before func()
-	n      atomic.Int64
-}
-
-func (p *r13PanicObserver) Stage(stage.Info) stage.Watcher { return p }
-func (p *r13PanicObserver) Received() {
-	if p.n.Add(1) == 4 {
-		p.before()
-		panic("review13 otel: observer panic")
-	}
-}
-func (p *r13PanicObserver) Finished(time.Duration, error) {}
-func (p *r13PanicObserver) Closed()                       {}

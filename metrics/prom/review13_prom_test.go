@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicedev/sluice/internal/metricstest"
 	"github.com/sluicedev/sluice/metrics/prom"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -631,40 +632,6 @@ func TestReview13PromNameStabilityAndEmptyRuns(t *testing.T) {
 // attached to the same run must not leave prom's in_flight up: it is "items
 // taken and not finished", and the sink returned.
 func TestReview13PromInFlightWithPanickingNeighbour(t *testing.T) {
-	reg, o := r13pNew(t)
-	started := make(chan struct{}, 3)
-	bad := &r13pPanicObserver{before: func() {
-		for range 3 {
-			<-started
-		}
-	}}
-	s := stage.Map(source.Slice(r13pInts(4)), func(ctx context.Context, x int) (int, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return 0, ctx.Err()
-	}, stage.Workers(4), stage.Buffer(1), stage.Name("m"))
-	var err error
-	r13pWatchdog(t, func() {
-		_, err = sink.Count(stage.Observe(stage.Observe(context.Background(), bad), o), s)
-	})
-	var pe *stage.PanicError
-	if !errors.As(err, &pe) {
-		t.Fatalf("sink %v, want a *PanicError", err)
-	}
-	r13pBalanced(t, r13pGather(t, reg), "m")
+	reg, obs := rvNew(t)
+	metricstest.BesideAPanickingObserver(t, obs, rvRead(reg))
 }
-
-type r13pPanicObserver struct {
-	before func()
-	n      atomic.Int64
-}
-
-func (p *r13pPanicObserver) Stage(stage.Info) stage.Watcher { return p }
-func (p *r13pPanicObserver) Received() {
-	if p.n.Add(1) == 4 {
-		p.before()
-		panic("review13 prom: observer panic")
-	}
-}
-func (p *r13pPanicObserver) Finished(time.Duration, error) {}
-func (p *r13pPanicObserver) Closed()                       {}
