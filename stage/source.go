@@ -195,17 +195,21 @@ func (p *sourcePuller[T]) take(ctx context.Context) (it item[T], idx int, ok, re
 	var v T
 	var a Ack
 	var err error
-	if rec := guard.Call(func() {
+	rec := guard.Call(func() {
 		if p.nextAck != nil {
 			v, a, err = p.nextAck(ctx)
 		} else {
 			v, err = p.next(ctx)
 		}
-	}); rec != nil {
+	})
+	if rec != nil {
 		err = panicError(rec)
 	}
 	if err != nil {
-		if ctx == p.tryCtx && p.ctx.Err() == nil && (errors.Is(err, errNotReady) || errors.Is(err, context.Canceled)) {
+		// A try's context is done from the start: next returning its
+		// error means nothing was ready. A panic is a failure, whatever
+		// its value (panic(ctx.Err()) too).
+		if rec == nil && ctx == p.tryCtx && p.ctx.Err() == nil && (errors.Is(err, errNotReady) || errors.Is(err, context.Canceled)) {
 			return item[T]{}, 0, false, false
 		}
 		// At the end of its input, or drained (Until, or another source
