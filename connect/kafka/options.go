@@ -72,8 +72,10 @@ func DeadLetter(topic string) Option {
 // run, f is called from the source's goroutines one call at a time (runs
 // of one Source at the same time are several members: they may call f at
 // once); it should be quick. A panic in f fails the run with a
-// *stage.SourceError wrapping a *stage.PanicError, and f is called no more
-// in that run. OnEvent panics if f is nil.
+// *stage.SourceError wrapping a *stage.PanicError (unless the run's result
+// was decided first: the sink stopped it with ErrStop or sink.First, see
+// stage.Source), and f is called no more in that run. OnEvent panics if f
+// is nil.
 func OnEvent(f func(Event)) Option {
 	if f == nil {
 		panic("sluice: kafka.OnEvent: nil function")
