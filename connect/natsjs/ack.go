@@ -17,6 +17,22 @@ type msgAck struct {
 	msg        jetstream.Msg
 	seq        uint64
 	deliveries uint64
+
+	// settled is set by Done before it sends the acknowledgement, under
+	// mu, which KeepAlive holds while it sends an in-progress ack: so no
+	// in-progress ack follows the settlement on the wire (the server
+	// resets a delayed Nak's timer on one, whatever came before).
+	mu      sync.Mutex
+	settled bool
+}
+
+// inProgress sends an in-progress ack unless the message was settled.
+func (a *msgAck) inProgress() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.settled {
+		a.msg.InProgress()
+	}
 }
 
 // track makes m's acknowledgement and counts it as in flight until it is
@@ -65,6 +81,9 @@ func (a *msgAck) Done(err error) {
 	s.mu.Lock()
 	delete(s.inFlight, a)
 	s.mu.Unlock()
+	a.mu.Lock() // after an in-progress ack on its way (see settled)
+	a.settled = true
+	a.mu.Unlock()
 	var ackErr error
 	switch {
 	case err == nil:
@@ -119,13 +138,13 @@ func (s *sourceRun) startKeepAlive() func() {
 			select {
 			case <-t.C:
 				s.mu.Lock()
-				msgs := make([]jetstream.Msg, 0, len(s.inFlight))
+				acks := make([]*msgAck, 0, len(s.inFlight))
 				for a := range s.inFlight {
-					msgs = append(msgs, a.msg)
+					acks = append(acks, a)
 				}
 				s.mu.Unlock()
-				for _, m := range msgs {
-					m.InProgress()
+				for _, a := range acks {
+					a.inProgress()
 				}
 			case <-done:
 				return
