@@ -136,6 +136,36 @@ func r3WaitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// r3SweepWait waits (30 s watchdog) for the work queue name to empty while a
+// run takes redeliveries; giving up, it reports the stream's and the
+// consumer's state, so that a failure says which side holds what.
+func r3SweepWait(t *testing.T, js jetstream.JetStream, cons jetstream.Consumer, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for rvStreamMsgs(t, js, name) != 0 {
+		if time.Now().After(deadline) {
+			s, err := js.Stream(context.Background(), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			si, err := s.Info(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ci := rvInfo(t, cons)
+			var left []string
+			for seq := si.State.FirstSeq; seq <= si.State.LastSeq && len(left) < 10; seq++ {
+				if m, err := s.GetMsg(context.Background(), seq); err == nil {
+					left = append(left, fmt.Sprintf("seq %d %q", seq, m.Data))
+				}
+			}
+			t.Fatalf("gave up waiting for the work queue to empty: stream %+v, left %v; consumer delivered %+v, ack floor %+v, pending %d, ack pending %d, redelivered %d, waiting %d",
+				si.State, left, ci.Delivered, ci.AckFloor, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func r3Vals(n int) []string {
 	vs := make([]string, n)
 	for i := range vs {
@@ -2215,7 +2245,7 @@ func r3Reconnect(t *testing.T, how string, ackWait time.Duration) {
 			return nil
 		})
 	}()
-	r3WaitFor(t, "the work queue to empty", func() bool { return rvStreamMsgs(t, js, "R3RS") == 0 })
+	r3SweepWait(t, js, cons, "R3RS")
 	stopLate()
 	if err := rvRecv(t, "the run taking redeliveries", lateErr); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("the run taking redeliveries: %v", err)
