@@ -53,7 +53,12 @@ type sourceConfig struct {
 // Sluice-Subject, Sluice-Stream-Seq and Sluice-Deliveries. If the publish
 // fails, the message is nak'ed instead, so that it is not lost: it is
 // delivered again, unless that was its last allowed delivery (MaxDeliver);
-// then it stays in the stream, undelivered.
+// then it stays in the stream, undelivered. A publish waits for the
+// server's answer for up to 5 s, whatever the run's context: a run that
+// ends, even cancelled, returns only once the dead letters of its messages
+// are stored or have failed (a message on its last delivery that a
+// cancelled run leaves is dead-lettered too; see the package
+// documentation, "Outcomes").
 // DeadLetter panics if js is nil or subject is empty.
 func DeadLetter(js jetstream.JetStream, subject string) SourceOption {
 	if js == nil || subject == "" {
