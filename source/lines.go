@@ -105,8 +105,9 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 					}
 					return finish(line, n, maxLen)
 				case err == bufio.ErrBufferFull: // bufio's own, never the reader's
-					// +1: a '\r' that the line ending may still drop.
-					if len(buf)+len(frag) > maxLen+1 {
+					// -1: a '\r' that the line ending may still drop
+					// (not maxLen+1, which overflows at math.MaxInt).
+					if len(buf)+len(frag)-1 > maxLen {
 						return "", &LineTooLongError{Line: n + 1, Max: maxLen}
 					}
 					buf = append(buf, frag...)

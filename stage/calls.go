@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -20,18 +21,18 @@ type retry struct {
 	retryable func(error) bool
 }
 
-// maxBackoff caps the exponential growth of the wait between attempts, as a
-// multiple of the first wait.
-const maxBackoff = 64
+// maxDoublings caps the exponential growth of the wait between attempts:
+// at most 2^6 = 64 times the first wait.
+const maxDoublings = 6
 
 // Retry makes the stage call its function up to attempts times for an item
 // whose call failed, unless the error is a *[PanicError] (a bug is not
 // cured by trying again; see [RetryIf] to choose). Before the n-th retry
 // the worker waits a random duration between d/2 and d, where
-// d = backoff·2^(n-1), capped at 64·backoff (exponential backoff with
-// jitter, so that workers that failed together do not retry together). The
-// wait holds the worker and ends early, without a retry, when the run is
-// cancelled.
+// d = backoff·2^(n-1), capped at 64·backoff and at the longest
+// time.Duration (exponential backoff with jitter, so that workers that
+// failed together do not retry together). The wait holds the worker and
+// ends early, without a retry, when the run is cancelled.
 //
 // Only the last error reaches the error policy, in an *[Error] whose
 // Attempts field says how many calls were made. Each attempt gets its own
@@ -237,10 +238,17 @@ func waitToken(ctx context.Context, l *rate.Limiter) error {
 	}
 }
 
-// backoff is the wait after the given failed attempt: random in [d/2, d).
+// backoff is the wait after the given failed attempt: random in [d/2, d),
+// where d = backoff·2^k, k = min(attempt-1, maxDoublings), saturating at the
+// longest Duration rather than overflowing (a first wait over ~4.5 years
+// would overflow at 64 times it, and an overflow is a short or negative
+// wait: an immediate retry).
 func (c *config) backoff(attempt int) time.Duration {
-	d := c.retry.backoff << min(attempt-1, 6)
-	d = min(d, maxBackoff*c.retry.backoff)
+	k := min(attempt-1, maxDoublings)
+	d := time.Duration(math.MaxInt64)
+	if b := c.retry.backoff; b <= d>>k {
+		d = b << k
+	}
 	if d <= 1 {
 		return d
 	}

@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -14,6 +15,28 @@ func TestBackoffRangeAndCap(t *testing.T) {
 		for range 200 {
 			if w := c.backoff(attempt); w < d/2 || w >= d {
 				t.Fatalf("attempt %d: waited %v, want in [%v, %v)", attempt, w, d/2, d)
+			}
+		}
+	}
+}
+
+// A first wait so long that 64 times it overflows saturates at the longest
+// Duration: never a short or negative wait (an immediate retry).
+func TestBackoffSaturates(t *testing.T) {
+	for _, b := range []time.Duration{math.MaxInt64 / 64, math.MaxInt64/64 + 1, math.MaxInt64 / 2, math.MaxInt64} {
+		c := config{retry: retry{attempts: 20, backoff: b}}
+		for attempt := 1; attempt <= 12; attempt++ {
+			d := time.Duration(math.MaxInt64)
+			if k := min(attempt-1, 6); b <= d>>k {
+				d = b << k
+			}
+			if d < b {
+				t.Fatalf("backoff %v, attempt %d: cap %v below the first wait", b, attempt, d)
+			}
+			for range 50 {
+				if w := c.backoff(attempt); w < d/2 || w >= d {
+					t.Fatalf("backoff %v, attempt %d: waited %v, want in [%v, %v)", b, attempt, w, d/2, d)
+				}
 			}
 		}
 	}

@@ -37,7 +37,7 @@ func newReorder[T any](capacity int, out *queue[T]) *reorder[T] {
 	// At most initialSlots to begin with: complete and park grow the ring
 	// when an item needs more.
 	size := 1
-	for size < min(capacity+1, initialSlots) {
+	for size < min(capacity, initialSlots-1)+1 { // not capacity+1: MaxInt overflows
 		size *= 2
 	}
 	return &reorder[T]{out: out, slots: make([]slot[T], size), mask: size - 1}

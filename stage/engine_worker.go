@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 )
@@ -55,16 +56,25 @@ func (c *config) goroutines(items int) int {
 
 // capacity is the number of tokens of the stage's queue: one per worker
 // (two when Ordered: the reorder window) plus the buffer; -1 (no bound)
-// with Workers(-1).
+// with Workers(-1). The sum saturates at math.MaxInt (Workers and Buffer
+// take any int), rather than overflowing to a negative capacity.
 func (c *config) capacity() int {
 	if c.workers < 0 {
 		return -1
 	}
-	n := c.workers + c.buffer
+	n := addSat(c.workers, c.buffer)
 	if c.ordered {
-		n += c.workers
+		n = addSat(n, c.workers)
 	}
 	return n
+}
+
+// addSat is a+b for a, b >= 0, or math.MaxInt if that overflows.
+func addSat(a, b int) int {
+	if a > math.MaxInt-b {
+		return math.MaxInt
+	}
+	return a + b
 }
 
 // newApplier makes the stage's state for a run in which it starts
