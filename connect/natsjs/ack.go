@@ -98,7 +98,9 @@ func (a *msgAck) Done(err error) {
 	}
 }
 
-// terminate dead-letters the message, if a subject is set, and terms it.
+// terminate dead-letters the message, if a subject is set, and terms it;
+// if the dead letter cannot be published, it naks the message instead,
+// with the delay of a retryable failure.
 func (a *msgAck) terminate(reason error) error {
 	s := a.s
 	if s.cfg.dlq != nil {
@@ -114,7 +116,10 @@ func (a *msgAck) terminate(reason error) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, err := s.cfg.dlq.PublishMsg(ctx, dead); err != nil {
-			return errors.Join(err, a.msg.Nak())
+			// Nak'ed with a retryable failure's delay: at once, a poison
+			// message with a dead-letter subject that takes nothing would
+			// circulate as fast as the server redelivers it.
+			return errors.Join(err, a.msg.NakWithDelay(nakDelay(s.cfg.backoff, s.cfg.maxDelay, a.deliveries)))
 		}
 	}
 	return a.msg.TermWithReason(reason.Error())

@@ -51,7 +51,9 @@ type sourceConfig struct {
 // DeadLetter publishes each terminated message to subject through js (a
 // stream must capture subject), with headers Sluice-Reason,
 // Sluice-Subject, Sluice-Stream-Seq and Sluice-Deliveries. If the publish
-// fails, the message is nak'ed instead, so that it is not lost: it is
+// fails, the message is nak'ed instead, so that it is not lost, with the
+// delay of a retryable failure ([Backoff]), so that a poison message does
+// not circulate while the dead-letter subject takes nothing: it is
 // delivered again, unless that was its last allowed delivery (MaxDeliver);
 // then it stays in the stream, undelivered. A publish waits for the
 // server's answer for up to 5 s, whatever the run's context: a run that
