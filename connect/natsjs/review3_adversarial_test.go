@@ -1761,7 +1761,9 @@ func TestReview3BackoffDelayOnTheWire(t *testing.T) {
 			defer drain()
 			var deliveries atomic.Uint64
 			work := stage.Map(stage.Until(natsjs.Source(cons, decodeString, opts...), stop), func(_ context.Context, m natsjs.Msg[string]) (string, error) {
-				deliveries.Store(m.Deliveries)
+				// The first delivery the run saw: with no delay (base 0),
+				// the Nak'ed message may come back before the drain.
+				deliveries.CompareAndSwap(0, m.Deliveries)
 				return "", errRetry
 			}, stage.OnError(stage.Forward))
 			if err := stage.Run(context.Background(), work, func(_ context.Context, _ string, err error) error {
