@@ -76,7 +76,7 @@ func runCalls[T any](ctx context.Context, s stage.Stream[T], kind string, fwd *f
 		if rec := guard.Call(func() { err = f(ctx, v) }); rec != nil {
 			err = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
 		}
-		if err != nil && !stage.IsStop(err) {
+		if err != nil && !stage.IsStop(err) { // IsStop contains a panic in err's methods
 			return &stage.Error{Stage: kind, Index: idx, Input: v, Attempts: 1, Err: err}
 		}
 		return err // nil, or a stop: as it is, for Run to see (see stage.IsStop)

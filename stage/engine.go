@@ -71,9 +71,14 @@ package stage
 // goroutine of the run: a stage's function (processor.attempt), RetryIf's
 // predicate (retry.again), a KeyBy key, a Handle or Budget handler, an
 // Indexed function, a source's open, next and stop, an Ack's Done, an
-// observer and its watchers (guardedWatcher), and the sinks' callbacks. A
-// new kind of callback joins this list, and a child-process test of its
-// panic (promises_crash_test.go, usercode_test.go).
+// observer and its watchers (guardedWatcher), and the sinks' callbacks. So
+// do the methods of user values that the engine calls on its own: a KeyBy
+// key's hash (mustHash, inside the key's guard: K = any may hold a slice),
+// and an error's Is, As and Unwrap when the engine classifies it (IsStop; a
+// try's "nothing ready" in sourcePuller.take). A new kind of callback, or
+// a new place that inspects a user's error or hashes a user's value, joins
+// this list, and a child-process test of its panic (promises_crash_test.go,
+// usercode_test.go, review15_*).
 //
 // Ending. A queue ends when its last producer closes it; a stage's
 // producers close when their input has ended. Cancellation of the run's

@@ -295,13 +295,7 @@ func (s *applier[In, Out]) loop(in puller[In], t *stepper[In, Out]) (retired boo
 // waiting, with the token, if its key is busy. It reports false when the
 // goroutine should stop.
 func (s *applier[In, Out]) workKeyed(t *stepper[In, Out], in puller[In]) bool {
-	s.keyMu.Lock()
-	it, idx, ok := in.pull()
-	admitted, err := true, error(nil)
-	if ok && it.err == nil {
-		admitted, err = s.gate.admit(it, idx)
-	}
-	s.keyMu.Unlock()
+	it, idx, ok, admitted, err := s.pullKeyed(in)
 	if !ok {
 		s.out.release(1)
 		return false
@@ -314,6 +308,21 @@ func (s *applier[In, Out]) workKeyed(t *stepper[In, Out], in puller[In]) bool {
 		return true
 	}
 	return s.processKeyed(t, it, idx)
+}
+
+// pullKeyed pulls an item and admits it to its key under keyMu (so that
+// items reach the gate in input order). Nothing under the lock should panic
+// (user code runs guarded), but a goroutine that died holding keyMu would
+// hang every other worker of the stage: the unlock is deferred.
+func (s *applier[In, Out]) pullKeyed(in puller[In]) (it item[In], idx int, ok, admitted bool, err error) {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	it, idx, ok = in.pull()
+	admitted = true
+	if ok && it.err == nil {
+		admitted, err = s.gate.admit(it, idx)
+	}
+	return it, idx, ok, admitted, err
 }
 
 // processKeyed processes an admitted item, then every item that waited for

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/sourcegraph/conc/panics"
+
+	"github.com/sluicedev/sluice/internal/guard"
 )
 
 // Error is an item error: the user's function failed for one item in a stage
@@ -104,7 +106,19 @@ var ErrStop = errors.New("sluice: stop")
 // whatever its value, is a failure (panic(ErrStop) does not stop a run). A
 // sink that wraps its callback's errors (as sink.ForEach does, in an
 // *Error) passes a stop on as it is.
-func IsStop(err error) bool {
+//
+// Asking calls err's own methods (Is, As, Unwrap), which a callback's
+// error type defines: if one panics, IsStop reports false, and the error is
+// a failure like any other (the panic is not raised again here).
+func IsStop(err error) (stop bool) {
+	if err == nil {
+		return false
+	}
+	guard.Call(func() { stop = isStop(err) })
+	return stop
+}
+
+func isStop(err error) bool {
 	if !errors.Is(err, ErrStop) {
 		return false
 	}

@@ -30,12 +30,28 @@ func TestIsStop(t *testing.T) {
 		"wrapped by a panic's":     {&stage.PanicError{Value: fmt.Errorf("enough: %w", stage.ErrStop)}, false},
 		"a wrapped *PanicError":    {fmt.Errorf("callback: %w", &stage.PanicError{Value: stage.ErrStop}), false},
 		"an *Error of another err": {errors.Join(&stage.Error{Err: errors.New("x")}, stage.ErrStop), true},
+		"its Unwrap panics":        {(*unwrapPanics)(nil), false},
+		"its Is panics":            {isPanics{}, false},
+		"joined, its Is panics":    {errors.Join(isPanics{}, stage.ErrStop), false},
 	} {
 		if got := stage.IsStop(c.err); got != c.stop {
 			t.Errorf("%s: IsStop = %v, want %v", name, got, c.stop)
 		}
 	}
 }
+
+// unwrapPanics is a callback's bug: a typed nil whose Unwrap reads its
+// receiver.
+type unwrapPanics struct{ cause error }
+
+func (e *unwrapPanics) Error() string { return "unwrapPanics" }
+func (e *unwrapPanics) Unwrap() error { return e.cause }
+
+// isPanics is an error whose Is method panics.
+type isPanics struct{}
+
+func (isPanics) Error() string { return "isPanics" }
+func (isPanics) Is(error) bool { panic("isPanics.Is") }
 
 // A Run callback that returns the failure of a run of its own, in which a
 // stage returned ErrStop, fails the run with it: it is not a stop.

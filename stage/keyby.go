@@ -85,7 +85,7 @@ type keyGate[T any, K comparable] struct {
 
 func (g *keyGate[T, K]) admit(it item[T], idx int) (bool, error) {
 	var k K
-	if rec := guard.Call(func() { k = g.key(it.v) }); rec != nil {
+	if rec := guard.Call(func() { k = g.key(it.v); mustHash(k) }); rec != nil {
 		return false, panicError(rec)
 	}
 	g.mu.Lock()
@@ -97,6 +97,16 @@ func (g *keyGate[T, K]) admit(it item[T], idx int) (bool, error) {
 	g.busy[k] = nil
 	g.keys[idx] = k
 	return true, nil
+}
+
+// mustHash panics as a map would if k cannot be a map key: a key of an
+// interface type (K = any) holding a slice, a map or a func compiles, and
+// panics only when hashed. Called in the key function's guard, it fails the
+// item as a panic in key does, before the gate's maps (and its lock) see
+// the key.
+func mustHash[K comparable](k K) {
+	var m map[K]struct{}
+	_ = m[k] // a lookup in a nil map still hashes the key
 }
 
 func (g *keyGate[T, K]) done(idx int) (item[T], int, bool) {

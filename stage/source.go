@@ -195,21 +195,25 @@ func (p *sourcePuller[T]) take(ctx context.Context) (it item[T], idx int, ok, re
 	var v T
 	var a Ack
 	var err error
+	notReady := false
 	rec := guard.Call(func() {
 		if p.nextAck != nil {
 			v, a, err = p.nextAck(ctx)
 		} else {
 			v, err = p.next(ctx)
 		}
+		// A try's context is done from the start: next returning its
+		// error means nothing was ready. Asking calls err's own methods
+		// (Is, Unwrap), which are user code: under the guard too.
+		notReady = err != nil && ctx == p.tryCtx && (errors.Is(err, errNotReady) || errors.Is(err, context.Canceled))
 	})
 	if rec != nil {
-		err = panicError(rec)
+		// A panic is a failure, whatever its value (panic(ctx.Err())
+		// too), and so is one in err's methods.
+		err, notReady = panicError(rec), false
 	}
 	if err != nil {
-		// A try's context is done from the start: next returning its
-		// error means nothing was ready. A panic is a failure, whatever
-		// its value (panic(ctx.Err()) too).
-		if rec == nil && ctx == p.tryCtx && p.ctx.Err() == nil && (errors.Is(err, errNotReady) || errors.Is(err, context.Canceled)) {
+		if notReady && p.ctx.Err() == nil {
 			return item[T]{}, 0, false, false
 		}
 		// At the end of its input, or drained (Until, or another source
