@@ -75,7 +75,8 @@ package stage
 // do the methods of user values that the engine calls on its own: a KeyBy
 // key's hash (mustHash, inside the key's guard: K = any may hold a slice),
 // and an error's Is, As and Unwrap when the engine classifies it (IsStop; a
-// try's "nothing ready" in sourcePuller.take). A new kind of callback, or
+// try's "nothing ready" in sourcePuller.take; the cancel cause in
+// run.result). A new kind of callback, or
 // a new place that inspects a user's error or hashes a user's value, joins
 // this list, and a child-process test of its panic (promises_crash_test.go,
 // usercode_test.go, review15_*).

@@ -65,3 +65,24 @@ func TestRunCallbackReturningANestedErrStopFailure(t *testing.T) {
 		t.Fatalf("Run = %v, want the inner run's *stage.Error", err)
 	}
 }
+
+// A run cancelled with a cause returns the context's error and the cause;
+// telling whether the cause is that error itself calls the cause's Is,
+// which is user code: one that panics does not crash the sink.
+func TestCancelCauseWhoseIsPanics(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(isPanics{})
+	var err error
+	var escaped any
+	func() {
+		defer func() { escaped = recover() }()
+		err = stage.Run(ctx, source.Slice([]int{1, 2, 3}), func(context.Context, int, error) error { return nil })
+	}()
+	if escaped != nil {
+		t.Fatalf("Run panicked: %v", escaped)
+	}
+	var cause isPanics
+	if !errors.As(err, &cause) {
+		t.Fatalf("Run = %v, want the context's error with the cause", err)
+	}
+}

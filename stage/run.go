@@ -481,7 +481,12 @@ func (r *run) result(parent context.Context) error {
 	if err == nil {
 		return r.srcErr // a stop function panicked after the run was cut short
 	}
-	if cause != nil && !errors.Is(cause, err) {
+	same := false // the cause is the context's error itself (or wraps it)
+	if cause != nil {
+		// The cause is the user's error: its Is and Unwrap are user code.
+		guard.Call(func() { same = errors.Is(cause, err) })
+	}
+	if cause != nil && !same {
 		return fmt.Errorf("%w: %w", err, cause)
 	}
 	return cause
