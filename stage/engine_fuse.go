@@ -329,8 +329,10 @@ func (fr *fuseRun[In, Out]) spawn(in puller[In], t *stepper[In, Out]) {
 	r := fr.p.r
 	r.wg.Add(1) // the run has started: startIdle or ownNext saw it live
 	go func() {
-		defer r.exit()
+		var returned bool
+		defer r.exit(&returned)
 		fr.app.work(in, t)
+		returned = true
 	}()
 }
 

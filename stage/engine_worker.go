@@ -157,8 +157,10 @@ func (s *applier[In, Out]) more() {
 				s.out.addWriter()
 				s.r.wg.Add(1)
 				go func() {
-					defer s.r.exit()
+					var returned bool
+					defer s.r.exit(&returned)
 					s.work(in, t)
+					returned = true
 				}()
 			}
 			if n == 1 {

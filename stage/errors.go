@@ -92,6 +92,16 @@ var ErrNoToken = errors.New("sluice: the rate limiter can give no token (a burst
 // ErrNilTask is the item error of a nil task in [Concurrent].
 var ErrNilTask = errors.New("sluice: nil task")
 
+// ErrGoexit is the error of a run one of whose goroutines was ended by
+// runtime.Goexit in user code (t.Fatal or t.FailNow called from a stage's
+// function, which may run on a goroutine of the run): the item it held is
+// lost, so the run fails with ErrGoexit rather than return what it has as
+// if complete (unless it failed otherwise, whose error it returns, or its
+// sink stopped it with ErrStop). A function that calls Goexit on the sink's
+// own goroutine ends that goroutine: the sink does not return, as with any
+// function, and the run's goroutines exit.
+var ErrGoexit = errors.New("sluice: a goroutine of the run was ended by runtime.Goexit (t.Fatal or t.FailNow in a stage's function?)")
+
 // ErrStop, returned by the callback of [Run], ends the run early without an
 // error; so does an error that wraps it, unless the ErrStop is inside an
 // *[Error], a *[SourceError] or a *[PanicError] (see [IsStop]).

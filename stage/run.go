@@ -151,6 +151,7 @@ type run struct {
 	armedFast    atomic.Bool  // armed, without mu
 	unhookParent func() bool  // stops the parent's hook (see armWake); under mu
 	bug          atomic.Value // a library panic in a goroutine, re-raised by finish
+	goexit       atomic.Bool  // a goroutine of the run ended by runtime.Goexit: the run fails with ErrGoexit
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through. srcCtx, the context of the
@@ -300,18 +301,27 @@ func (r *run) goroutine(f func()) {
 	}
 	r.wg.Add(1)
 	go func() {
-		defer r.exit()
+		var returned bool
+		defer r.exit(&returned)
 		f()
+		returned = true
 	}()
 }
 
 // exit ends a goroutine of the run: it is deferred first thing in every
-// one (after r.wg.Add(1) in the goroutine that starts it). It recovers a
-// library panic (see goroutine).
-func (r *run) exit() {
+// one (after r.wg.Add(1) in the goroutine that starts it), and *returned is
+// set once its function returned. It recovers a library panic (see
+// goroutine). A goroutine that neither returned nor panicked was ended by
+// runtime.Goexit in user code (t.Fatal in a stage's function): its item is
+// lost and its queue may have ended early, so the run fails with ErrGoexit
+// rather than look complete.
+func (r *run) exit(returned *bool) {
 	if p := recover(); p != nil {
 		r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
 		r.cancelRun(fmt.Errorf("sluice: internal panic: %v", p))
+	} else if !*returned {
+		r.goexit.Store(true)
+		r.cancelRun(ErrGoexit)
 	}
 	r.wg.Done()
 }
@@ -473,6 +483,8 @@ func (r *run) result(parent context.Context) error {
 		return nil
 	case r.failure != nil:
 		return r.failure
+	case r.goexit.Load(): // set before the goroutine's wg.Done: finish saw it
+		return ErrGoexit
 	case r.ended:
 		return r.srcErr
 	}
