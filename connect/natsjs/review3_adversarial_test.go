@@ -139,26 +139,44 @@ func r3WaitFor(t *testing.T, what string, cond func() bool) {
 // r3SweepWait waits (30 s watchdog) for the work queue name to empty while a
 // run takes redeliveries; giving up, it reports the stream's and the
 // consumer's state, so that a failure says which side holds what.
-func r3SweepWait(t *testing.T, js jetstream.JetStream, cons jetstream.Consumer, name string) {
+//
+// After a server restart (restarted), the sweep is also over when the
+// consumer has nothing left to deliver or to wait for (no pending, no ack
+// pending, its ack floor at the stream's last message) and every message
+// still in the stream is one the first run committed (committed reports
+// it): the server then applied the message's ack to its consumer but not
+// its removal to the work-queue stream before it stopped. Seen in CI: the
+// consumer's ack floor at 100 of 100, one committed message left in the
+// stream; nothing a client can ack again.
+func r3SweepWait(t *testing.T, js jetstream.JetStream, cons jetstream.Consumer, name string, restarted bool, committed func(string) bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for rvStreamMsgs(t, js, name) != 0 {
+	for {
+		s, err := js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		si, err := s.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if si.State.Msgs == 0 {
+			return
+		}
+		ci := rvInfo(t, cons)
+		var left []string
+		allCommitted := true
+		for seq := si.State.FirstSeq; seq <= si.State.LastSeq && len(left) < 10; seq++ {
+			if m, err := s.GetMsg(context.Background(), seq); err == nil {
+				left = append(left, fmt.Sprintf("seq %d %q", seq, m.Data))
+				allCommitted = allCommitted && committed(string(m.Data))
+			}
+		}
+		if restarted && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.AckFloor.Stream >= si.State.LastSeq && allCommitted && si.State.Msgs <= 10 {
+			t.Logf("the restarted server kept %d acknowledged messages in the work queue: %v (consumer ack floor %+v)", si.State.Msgs, left, ci.AckFloor)
+			return
+		}
 		if time.Now().After(deadline) {
-			s, err := js.Stream(context.Background(), name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			si, err := s.Info(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ci := rvInfo(t, cons)
-			var left []string
-			for seq := si.State.FirstSeq; seq <= si.State.LastSeq && len(left) < 10; seq++ {
-				if m, err := s.GetMsg(context.Background(), seq); err == nil {
-					left = append(left, fmt.Sprintf("seq %d %q", seq, m.Data))
-				}
-			}
 			t.Fatalf("gave up waiting for the work queue to empty: stream %+v, left %v; consumer delivered %+v, ack floor %+v, pending %d, ack pending %d, redelivered %d, waiting %d",
 				si.State, left, ci.Delivered, ci.AckFloor, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting)
 		}
@@ -2247,7 +2265,11 @@ func r3Reconnect(t *testing.T, how string, ackWait time.Duration) {
 			return nil
 		})
 	}()
-	r3SweepWait(t, js, cons, "R3RS")
+	r3SweepWait(t, js, cons, "R3RS", how == "server-restart", func(v string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[v] > 0
+	})
 	stopLate()
 	if err := rvRecv(t, "the run taking redeliveries", lateErr); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("the run taking redeliveries: %v", err)
