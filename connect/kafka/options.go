@@ -71,7 +71,9 @@ func DeadLetter(topic string) Option {
 // assigned, revoked or lost, and every commit (with its offsets). Within a
 // run, f is called from the source's goroutines one call at a time (runs
 // of one Source at the same time are several members: they may call f at
-// once); it should be quick. A panic in f fails the run with a
+// once), each call on a goroutine of its own that the source waits for; it
+// should be quick. A runtime.Goexit in f (t.Fatal) fails the run with
+// stage.ErrGoexit, and f is called no more. A panic in f fails the run with a
 // *stage.SourceError wrapping a *stage.PanicError (unless the run's result
 // was decided first: the sink stopped it with ErrStop or sink.First, see
 // stage.Source), and f is called no more in that run. OnEvent panics if f

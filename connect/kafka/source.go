@@ -106,7 +106,8 @@ type member struct {
 	eventMu   sync.Mutex // OnEvent calls one at a time
 	// eventPanic is the first panic of the OnEvent function, which is then
 	// called no more (under eventMu).
-	eventPanic *stage.PanicError
+	eventPanic  *stage.PanicError
+	eventGoexit bool // f was ended by runtime.Goexit: called no more either
 }
 
 func newMember(cfg config) *member {
@@ -492,12 +493,32 @@ func (m *member) event(e Event) {
 	m.mu.Unlock()
 	m.eventMu.Lock()
 	defer m.eventMu.Unlock()
-	if m.eventPanic != nil {
+	if m.eventPanic != nil || m.eventGoexit {
 		return
 	}
-	if rec := guard.Call(func() { m.cfg.onEvent(e) }); rec != nil {
-		m.eventPanic = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
+	// f runs on a goroutine of its own, waited for: a runtime.Goexit in it
+	// (t.Fatal) then ends that goroutine only, not the committer, a
+	// rebalance callback or the sink's goroutine, which hold locks and the
+	// client (a Goexit there hung the run or leaked the client). The run
+	// fails with stage.ErrGoexit instead.
+	var perr *stage.PanicError
+	returned := false
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if rec := guard.Call(func() { m.cfg.onEvent(e) }); rec != nil {
+			perr = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
+		}
+		returned = true
+	}()
+	<-done
+	switch {
+	case perr != nil:
+		m.eventPanic = perr
 		m.fail(fmt.Errorf("kafka: OnEvent: %w", m.eventPanic))
+	case !returned:
+		m.eventGoexit = true
+		m.fail(fmt.Errorf("kafka: OnEvent: %w", stage.ErrGoexit))
 	}
 }
 

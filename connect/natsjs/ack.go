@@ -70,7 +70,7 @@ var errUnprocessed = errors.New("natsjs: the run ended before the message was pr
 // instead, if a dead-letter subject is set.
 func (a *msgAck) giveBack() error {
 	if a.lastDelivery() && a.s.cfg.dlq != nil {
-		return a.terminate(errUnprocessed)
+		return a.terminate(errUnprocessed.Error())
 	}
 	return a.msg.Nak()
 }
@@ -78,6 +78,14 @@ func (a *msgAck) giveBack() error {
 // Done maps the item's outcome to an acknowledgement.
 func (a *msgAck) Done(err error) {
 	s := a.s
+	// Classify first: errors.Is and Error call err's own methods, user code
+	// that may panic (the engine makes that the run's *stage.SourceError).
+	// Until then the message stays in flight, so that if one does, the
+	// run's stop naks it rather than leave it unsettled until AckWait.
+	terminal, reason := false, ""
+	if err != nil && (errors.Is(err, ErrPermanent) || a.lastDelivery()) {
+		terminal, reason = true, err.Error()
+	}
 	s.mu.Lock()
 	delete(s.inFlight, a)
 	s.mu.Unlock()
@@ -88,8 +96,8 @@ func (a *msgAck) Done(err error) {
 	switch {
 	case err == nil:
 		ackErr = a.msg.Ack()
-	case errors.Is(err, ErrPermanent) || a.lastDelivery():
-		ackErr = a.terminate(err)
+	case terminal:
+		ackErr = a.terminate(reason)
 	default:
 		ackErr = a.msg.NakWithDelay(nakDelay(s.cfg.backoff, s.cfg.maxDelay, a.deliveries))
 	}
@@ -101,12 +109,12 @@ func (a *msgAck) Done(err error) {
 // terminate dead-letters the message, if a subject is set, and terms it;
 // if the dead letter cannot be published, it naks the message instead,
 // with the delay of a retryable failure.
-func (a *msgAck) terminate(reason error) error {
+func (a *msgAck) terminate(reason string) error {
 	s := a.s
 	if s.cfg.dlq != nil {
 		dead := nats.NewMsg(s.cfg.dlqSubj)
 		dead.Data = a.msg.Data()
-		dead.Header.Set("Sluice-Reason", reason.Error())
+		dead.Header.Set("Sluice-Reason", reason)
 		dead.Header.Set("Sluice-Subject", a.msg.Subject())
 		dead.Header.Set("Sluice-Stream-Seq", strconv.FormatUint(a.seq, 10))
 		dead.Header.Set("Sluice-Deliveries", strconv.FormatUint(a.deliveries, 10))
@@ -122,7 +130,7 @@ func (a *msgAck) terminate(reason error) error {
 			return errors.Join(err, a.msg.NakWithDelay(nakDelay(s.cfg.backoff, s.cfg.maxDelay, a.deliveries)))
 		}
 	}
-	return a.msg.TermWithReason(reason.Error())
+	return a.msg.TermWithReason(reason)
 }
 
 // startKeepAlive starts the in-progress ticker, if configured, and returns
