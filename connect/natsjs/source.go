@@ -195,19 +195,23 @@ func (s *sourceRun) close() {
 	}
 	clear(s.inFlight)
 	s.mu.Unlock()
-	// Every message goes back, even when OnAckError panics for one: its
-	// first panic is raised once all are given back (the engine makes it
-	// the run's *stage.SourceError), and it is called no more.
-	var panicked *stage.PanicError
+	// Every message goes back before OnAckError hears of any failure, so
+	// that nothing it does (a panic, a runtime.Goexit) keeps one from going
+	// back. Its first panic is raised then (the engine makes it the run's
+	// *stage.SourceError), and it is called no more.
+	var failed []error
 	for _, a := range left {
-		if err := a.giveBack(); err != nil && s.cfg.onAckErr != nil && panicked == nil {
-			if rec := guard.Call(func() { s.cfg.onAckErr(err) }); rec != nil {
-				panicked = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
-			}
+		if err := a.giveBack(); err != nil {
+			failed = append(failed, err)
 		}
 	}
-	if panicked != nil {
-		panic(&stage.SourceError{Err: panicked})
+	if s.cfg.onAckErr == nil {
+		return
+	}
+	for _, err := range failed {
+		if rec := guard.Call(func() { s.cfg.onAckErr(err) }); rec != nil {
+			panic(&stage.SourceError{Err: &stage.PanicError{Value: rec.Value, Stack: rec.Stack}})
+		}
 	}
 }
 
