@@ -381,7 +381,12 @@ func TestReview4DeadLetterGivenUpAfterEarlyStop(t *testing.T) {
 	defer g.release()
 	r4Produce(t, addrs, r4Undecodable, n, x)
 	var sawX atomic.Int32
+	var putMu sync.Mutex
+	put := map[int64]bool{} // the offsets the sink committed
 	errc := r4Run(context.Background(), context.Background(), addrs, l, r4Undecodable, x, &sawX, func(r kafka.Record[int]) error {
+		putMu.Lock()
+		put[r.Offset] = true
+		putMu.Unlock()
 		if r.Offset == x-1 {
 			r2Wait(t, "x's dead letter at the broker", g.held)
 			l.settleRec(r)
@@ -402,8 +407,18 @@ func TestReview4DeadLetterGivenUpAfterEarlyStop(t *testing.T) {
 	if got > x {
 		t.Errorf("committed %d, past the undecodable record %d whose dead letter was never confirmed", got, x)
 	}
-	if got < x {
-		t.Errorf("committed %d; the sink committed every record before %d and the run commits when it stops", got, x)
+	// The Map's workers run unordered: the sink may get x-1, and stop,
+	// before an earlier record reached it; that one was cut short, not
+	// committed. So the run must commit up to the first record the sink
+	// did not get (seen under load: 1 run in 25).
+	putMu.Lock()
+	prefix := int64(0)
+	for prefix < x && put[prefix] {
+		prefix++
+	}
+	putMu.Unlock()
+	if got < prefix {
+		t.Errorf("committed %d; the sink committed every record before %d and the run commits when it stops", got, prefix)
 	}
 	l.verify(t)
 }
