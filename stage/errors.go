@@ -96,8 +96,9 @@ var ErrNilTask = errors.New("sluice: nil task")
 // runtime.Goexit in user code (t.Fatal or t.FailNow called from a stage's
 // function, which may run on a goroutine of the run): the item it held is
 // lost, so the run fails with ErrGoexit rather than return what it has as
-// if complete (unless it failed otherwise, whose error it returns, or its
-// sink stopped it with ErrStop). A function that calls Goexit on the sink's
+// if complete (unless it failed otherwise, whose error it returns, its
+// context was cancelled first, whose error it returns as for any
+// cancellation, or its sink stopped it with ErrStop). A function that calls Goexit on the sink's
 // own goroutine ends that goroutine: the sink does not return, as with any
 // function, and the run's goroutines exit.
 var ErrGoexit = errors.New("sluice: a goroutine of the run was ended by runtime.Goexit (t.Fatal or t.FailNow in a stage's function?)")

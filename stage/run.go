@@ -151,7 +151,7 @@ type run struct {
 	armedFast    atomic.Bool  // armed, without mu
 	unhookParent func() bool  // stops the parent's hook (see armWake); under mu
 	bug          atomic.Value // a library panic in a goroutine, re-raised by finish
-	goexit       atomic.Bool  // a goroutine of the run ended by runtime.Goexit: the run fails with ErrGoexit
+	goexit       atomic.Int32 // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through. srcCtx, the context of the
@@ -314,17 +314,30 @@ func (r *run) goroutine(f func()) {
 // goroutine). A goroutine that neither returned nor panicked was ended by
 // runtime.Goexit in user code (t.Fatal in a stage's function): its item is
 // lost and its queue may have ended early, so the run fails with ErrGoexit
-// rather than look complete.
+// rather than look complete. (One that the parent had cancelled already is
+// cut short anyway: it returns the parent's error, unless its sink saw its
+// stream end, which the dying goroutine may have ended early.)
 func (r *run) exit(returned *bool) {
 	if p := recover(); p != nil {
 		r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
 		r.cancelRun(fmt.Errorf("sluice: internal panic: %v", p))
 	} else if !*returned {
-		r.goexit.Store(true)
+		if r.parent.Err() != nil {
+			r.goexit.CompareAndSwap(0, goexitLate)
+		} else {
+			r.goexit.Store(goexitLive)
+		}
 		r.cancelRun(ErrGoexit)
 	}
 	r.wg.Done()
 }
+
+// The values of run.goexit: a goroutine of the run was ended by Goexit
+// while the parent context was live, or only after it was done.
+const (
+	goexitLive = 1
+	goexitLate = 2
+)
 
 // check registers f to run once the whole pipeline is opened, before any
 // goroutine starts: an error fails the run before it takes an item.
@@ -483,7 +496,9 @@ func (r *run) result(parent context.Context) error {
 		return nil
 	case r.failure != nil:
 		return r.failure
-	case r.goexit.Load(): // set before the goroutine's wg.Done: finish saw it
+	case r.goexit.Load() == goexitLive || r.goexit.Load() == goexitLate && r.ended:
+		// Set before the goroutine's wg.Done: finish saw it. Its queue may
+		// have ended early, so a stream end the sink saw proves nothing.
 		return ErrGoexit
 	case r.ended:
 		return r.srcErr
