@@ -24,8 +24,10 @@ import (
 // says ("Offsets"); when the run ends, it commits what is settled, leaves
 // the group and closes the client. (A run that ends before it asks for a
 // record, cancelled or drained at once, makes no client and never joins.)
-// The source sets kgo.DisableAutoCommit
-// and the OnPartitions callbacks itself (options of kopts for them are
+// The source sets kgo.DisableAutoCommit, kgo.BlockRebalanceOnPoll (a
+// rebalance waits the moment it takes to record a poll's records, so that
+// none is credited to a later ownership of its partition) and the
+// OnPartitions callbacks itself (options of kopts for them are
 // overridden).
 //
 // Every record carries an acknowledgement (see stage.Ack): settle it by
@@ -118,6 +120,12 @@ func newMember(cfg config) *member {
 func (m *member) open(kopts []kgo.Opt) {
 	kopts = append(kopts,
 		kgo.DisableAutoCommit(),
+		// No rebalance between a poll's return and the recording of its
+		// records (next calls AllowRebalance after each poll): else a
+		// partition lost and assigned again meanwhile would get the old
+		// ownership's records, past its committed offset, and its
+		// watermark would pass records the new ownership never took.
+		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(m.assigned),
 		kgo.OnPartitionsRevoked(m.revoked),
 		kgo.OnPartitionsLost(m.lost))
@@ -172,40 +180,52 @@ func (m *member) next(ctx context.Context) (*held, error) {
 		}
 		fetches := m.cl.PollRecords(poll, room)
 		cancel()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		err := m.record(ctx, fetches)
+		m.cl.AllowRebalance() // after every poll, whatever it returned (see open)
+		if err != nil {
+			return nil, err
 		}
-		if fetches.IsClientClosed() {
-			return nil, errors.New("kafka: client closed")
-		}
-		var ferr error
-		fetches.EachError(func(t string, p int32, err error) {
-			var session *kgo.ErrGroupSession
-			switch {
-			case errors.Is(err, context.Canceled), errors.As(err, &session):
-				// Our own wake-up; or the group session ended (its
-				// partitions are lost, see lost): the client joins again.
-			case ferr == nil:
-				ferr = fmt.Errorf("kafka: fetching %s/%d: %w", t, p, err)
-			}
-		})
-		if ferr != nil {
-			return nil, ferr
-		}
-		m.mu.Lock()
-		m.wake = nil
-		fetches.EachRecord(func(r *kgo.Record) {
-			p := m.parts[tp{r.Topic, r.Partition}]
-			if p == nil || !p.owned {
-				return // not ours (any more): its new owner reads it
-			}
-			m.ready = append(m.ready, p.add(r))
-			if p.pending >= m.cfg.maxPending {
-				p.paused = true // in the client before the next poll
-			}
-		})
-		m.mu.Unlock()
 	}
+}
+
+// record adds the records of a poll to their partitions, or returns why
+// the run cannot go on. No rebalance runs meanwhile (see open), so every
+// partition that owns a record is the ownership the record was fetched for.
+func (m *member) record(ctx context.Context, fetches kgo.Fetches) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if fetches.IsClientClosed() {
+		return errors.New("kafka: client closed")
+	}
+	var ferr error
+	fetches.EachError(func(t string, p int32, err error) {
+		var session *kgo.ErrGroupSession
+		switch {
+		case errors.Is(err, context.Canceled), errors.As(err, &session):
+			// Our own wake-up; or the group session ended (its
+			// partitions are lost, see lost): the client joins again.
+		case ferr == nil:
+			ferr = fmt.Errorf("kafka: fetching %s/%d: %w", t, p, err)
+		}
+	})
+	if ferr != nil {
+		return ferr
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.wake = nil
+	fetches.EachRecord(func(r *kgo.Record) {
+		p := m.parts[tp{r.Topic, r.Partition}]
+		if p == nil || !p.owned {
+			return // not ours (any more): its new owner reads it
+		}
+		m.ready = append(m.ready, p.add(r))
+		if p.pending >= m.cfg.maxPending {
+			p.paused = true // in the client before the next poll
+		}
+	})
+	return nil
 }
 
 // room is how many records a poll may bring: as many as the fullest
