@@ -25,7 +25,9 @@ func Chan[T any](ctx context.Context, s stage.Stream[T], out chan<- T) error {
 		case out <- v:
 			return nil
 		case <-ctx.Done():
-			return context.Cause(ctx) // the run already has its error
+			// The run already has its error. Not the cause: one that is
+			// (or wraps) stage.ErrStop would read as the callback's stop.
+			return ctx.Err()
 		}
 	})
 	return fwd.result(err)

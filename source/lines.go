@@ -88,7 +88,7 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	}
 	maxLen := c.max
 	s := stage.Source(func(context.Context) (func(context.Context) (string, error), func()) {
-		br := bufio.NewReaderSize(r, 4096)
+		br := bufio.NewReaderSize(linesReader{r}, 4096)
 		var buf []byte // the current line, when it spans several reads
 		n := 0         // lines read
 		return func(context.Context) (string, error) {
@@ -104,7 +104,7 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 						line = buf
 					}
 					return finish(line, n, maxLen)
-				case err == bufio.ErrBufferFull: // bufio's own, never the reader's
+				case err == bufio.ErrBufferFull: // bufio's own, never r's (see linesReader)
 					// -1: a '\r' that the line ending may still drop
 					// (not maxLen+1, which overflows at math.MaxInt).
 					if len(buf)+len(frag)-1 > maxLen {
@@ -128,6 +128,21 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 		s = stage.NeverWaits(s)
 	}
 	return s
+}
+
+// linesReader is r as Lines reads it: an error of r that is
+// bufio.ErrBufferFull itself is wrapped, since ReadSlice returns r's errors
+// as they are and Lines takes that one for bufio's own (the line goes on in
+// the next read). Wrapping r also gives every run a buffer of its own, even
+// over a *bufio.Reader, which bufio.NewReaderSize would reuse.
+type linesReader struct{ r io.Reader }
+
+func (l linesReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if err == bufio.ErrBufferFull {
+		err = fmt.Errorf("source.Lines: the reader failed: %w", err)
+	}
+	return n, err
 }
 
 // readsWithoutWaiting reports whether a Read of r completes without waiting
