@@ -129,7 +129,11 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 	}
 	start := p.cfg.started()
 	if err == nil {
-		err = s.call(it.v)
+		if p.cfg.obs != nil {
+			err = s.callWatched(it.v, start)
+		} else {
+			err = s.call(it.v)
+		}
 		if s.holding {
 			s.holding = false
 			if !s.out.put(s.held) {
@@ -175,6 +179,23 @@ func (s *stepper[In, Out]) call(v In) error {
 	start := sinceStart()
 	err := s.p.call(v, s)
 	s.lastCall = sinceStart() - start
+	return err
+}
+
+// callWatched is call in a watched stage. A call that runtime.Goexit ended
+// (t.Fatal in the function: the goroutine ends, skipping all that follows)
+// is still reported Finished, cut short by ErrGoexit, so that the watcher
+// does not count it in flight for ever. (A panic never gets here: the call
+// recovers it.)
+func (s *stepper[In, Out]) callWatched(v In, start time.Time) error {
+	returned := false
+	defer func() {
+		if !returned {
+			s.p.cfg.finished(start, &cutShortError{cause: ErrGoexit})
+		}
+	}()
+	err := s.call(v)
+	returned = true
 	return err
 }
 

@@ -86,3 +86,45 @@ func TestGoexitPrecedence(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", out, want)
 	}
 }
+
+// Watcher's doc: a call that runtime.Goexit ended is reported Finished, cut
+// short; before, the watcher heard Received and never Finished, so Stats
+// (and the Prometheus and OpenTelemetry gauges) counted the item in flight
+// for ever. Both on a goroutine of the stage (Buffer(1)) and on the sink's
+// own goroutine (one item: the call runs there; the sink does not return).
+func TestGoexitCallIsFinishedForWatchers(t *testing.T) {
+	out, ok := runcheck.InChild(t, func() string {
+		var res []string
+		for _, c := range []struct {
+			name  string
+			items []int
+			opts  []stage.Option
+		}{
+			{"stage-goroutine", []int{0, 1, 2, 3}, []stage.Option{stage.Name("m"), stage.Workers(2), stage.Buffer(1)}},
+			{"sink-goroutine", []int{2}, []stage.Option{stage.Name("m")}},
+		} {
+			stats := &stage.Stats{}
+			ctx := stage.Observe(context.Background(), stats)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = sink.Slice(ctx, stage.Map(source.Slice(c.items), func(_ context.Context, v int) (int, error) {
+					if v == 2 {
+						runtime.Goexit()
+					}
+					return v, nil
+				}, c.opts...))
+			}()
+			<-done
+			n, _ := stats.Get("m")
+			res = append(res, fmt.Sprintf("%s: received=finished %v in-flight %d", c.name, n.Received == n.Finished, n.InFlight))
+		}
+		return fmt.Sprint(res)
+	})
+	if !ok {
+		return
+	}
+	if want := "[stage-goroutine: received=finished true in-flight 0 sink-goroutine: received=finished true in-flight 0]"; out != want {
+		t.Fatalf("got  %s\nwant %s", out, want)
+	}
+}

@@ -53,7 +53,8 @@ type Watcher interface {
 	// returned: the call neither succeeded nor failed. Its message names
 	// the run's cause (context.Cause of the run's context). A call that
 	// returned nil is a success, even once the run was ending (as under
-	// [Timeout]).
+	// [Timeout]). A call that runtime.Goexit ended (see [ErrGoexit]) is
+	// reported as cut short too, naming ErrGoexit.
 	Finished(latency time.Duration, err error)
 	// Closed: the run is over and every goroutine of it has exited; the
 	// stage reports nothing more. Called once, from the sink's goroutine.
