@@ -477,8 +477,26 @@ func (r *run) finish() {
 		}
 	}
 	r.hooks.Wait()
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		if rec := guard.Call(r.cleanups[i]); rec != nil && r.srcErr == nil {
+	r.cleanUp()
+}
+
+// cleanUp runs the cleanups, last first, then recycles the run's states.
+// A cleanup that runtime.Goexit ends (a source's stop or an observer's
+// Closed calling t.Fatal) ends the sink's goroutine, as any function of it
+// does (see ErrGoexit); the other cleanups still run, from the deferred
+// call, so that every source is stopped and every watcher closed.
+func (r *run) cleanUp() {
+	completed := false
+	defer func() {
+		if !completed {
+			r.cleanUp() // a Goexit: the cleanup that ended was taken off already
+		}
+	}()
+	for len(r.cleanups) > 0 {
+		last := len(r.cleanups) - 1
+		f := r.cleanups[last]
+		r.cleanups = r.cleanups[:last]
+		if rec := guard.Call(f); rec != nil && r.srcErr == nil {
 			if se, ok := rec.Value.(*SourceError); ok && se != nil {
 				r.srcErr = se // a failure the source found after its last item (see Source)
 			} else {
@@ -487,6 +505,7 @@ func (r *run) finish() {
 		}
 	}
 	r.recycle()
+	completed = true
 }
 
 // result is the error the sink reports for a finished run (see Run).
