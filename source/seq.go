@@ -19,6 +19,14 @@ import (
 // iterator over a channel or a paged API. If it never waits, wrap the
 // stream in [stage.NeverWaits] for the faster path. A step of seq cannot be
 // abandoned: an iterator that waits should end when what it waits on does.
+//
+// Seq steps seq with iter.Pull, whose coroutine the runtime lets resume
+// only from goroutines locked to an OS thread as the one that made it was
+// (it ends the process otherwise: "coro: OS thread locking must match
+// locking at coroutine creation"). A run's workers are not locked, so do
+// not run a sink over Seq from a goroutine locked to its thread
+// (runtime.LockOSThread, a cgo callback): run it from a goroutine of its
+// own there, or use [Func].
 func Seq[T any](seq iter.Seq[T]) stage.Stream[T] {
 	if seq == nil {
 		panic("sluice: source.Seq: nil iterator")
@@ -39,7 +47,8 @@ func Seq[T any](seq iter.Seq[T]) stage.Stream[T] {
 // an item and (anything, err) for a failure. The first error ends the run
 // with a *stage.SourceError after the items before it went through; the
 // iterator is not advanced after it. Otherwise Seq2 behaves as [Seq] (a
-// waiting source, see there). A nil seq panics.
+// waiting source, see there; and, like Seq, not from a goroutine locked to
+// its OS thread). A nil seq panics.
 func Seq2[T any](seq iter.Seq2[T, error]) stage.Stream[T] {
 	if seq == nil {
 		panic("sluice: source.Seq2: nil iterator")
