@@ -81,6 +81,16 @@ package stage
 // this list, and a child-process test of its panic (promises_crash_test.go,
 // usercode_test.go, review15_*).
 //
+// User code may also end its goroutine with runtime.Goexit (t.Fatal),
+// which no guard can stop: everything after the call in that goroutine is
+// skipped, except deferred calls. So what must happen after user code
+// whatever becomes of the goroutine is deferred: a run goroutine's end
+// (run.exit, which fails the run with ErrGoexit), a watched call's
+// Finished (stepper.callWatched), the later cleanups (run.cleanUp), the
+// locks held around user code (the source's and a key's). Goexit on the
+// sink's goroutine ends the sink, whose deferred finish still waits for
+// the run. A test of each: goexit_test.go, goexit_precedence_test.go.
+//
 // Ending. A queue ends when its last producer closes it; a stage's
 // producers close when their input has ended. Cancellation of the run's
 // context wakes every wait. The sink's Run returns after run.finish has
