@@ -330,8 +330,28 @@ func TestReview14KafkaTwoRunsOfOneSourceAtOnce(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// Every call waits until both runs have taken a record (each run's
+	// calls get its own context): so both are members at once, each with
+	// partitions of its own, rather than the first taking every record
+	// before the second joins.
+	var runsMu sync.Mutex
+	runs := map[context.Context]bool{}
+	both := make(chan struct{})
 	run := func() error {
-		return sink.ForEach(ctx, stage.Map(stage.Until(src, stop), func(_ context.Context, r kafka.Record[int]) (int, error) {
+		return sink.ForEach(ctx, stage.Map(stage.Until(src, stop), func(ctx context.Context, r kafka.Record[int]) (int, error) {
+			runsMu.Lock()
+			if !runs[ctx] {
+				runs[ctx] = true
+				if len(runs) == 2 {
+					close(both)
+				}
+			}
+			runsMu.Unlock()
+			select {
+			case <-both:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
 			return r.Value, nil
 		}, stage.KeyBy(kafka.ByKey[int]), stage.Workers(4)), func(context.Context, int) error { return nil })
 	}
