@@ -178,14 +178,21 @@ func (m *member) next(ctx context.Context) (*held, error) {
 			}
 			continue
 		}
-		fetches := m.cl.PollRecords(poll, room)
+		err := m.poll(ctx, poll, room)
 		cancel()
-		err := m.record(ctx, fetches)
-		m.cl.AllowRebalance() // after every poll, whatever it returned (see open)
 		if err != nil {
 			return nil, err
 		}
 	}
+}
+
+// poll polls up to room records and records them (see record). It allows
+// rebalances again once done (see open), whatever the poll returned, and
+// also if a hook of kopts that the poll runs panicked or called
+// runtime.Goexit: else the client's Close would wait for ever.
+func (m *member) poll(ctx, poll context.Context, room int) error {
+	defer m.cl.AllowRebalance()
+	return m.record(ctx, m.cl.PollRecords(poll, room))
 }
 
 // record adds the records of a poll to their partitions, or returns why
@@ -490,7 +497,7 @@ func (m *member) close() {
 	close(m.done)
 	m.committer.Wait()
 	m.commit(context.Background(), nil)
-	m.cl.Close()
+	m.cl.CloseAllowingRebalance() // no poll runs any more (see poll)
 	m.mu.Lock()
 	err := m.err
 	m.mu.Unlock()
