@@ -26,7 +26,8 @@ import (
 // locking at coroutine creation"). A run's workers are not locked, so do
 // not run a sink over Seq from a goroutine locked to its thread
 // (runtime.LockOSThread, a cgo callback): run it from a goroutine of its
-// own there, or use [Func].
+// own there, or use [Func]. Nor may a function of the run leave its
+// goroutine locked (a LockOSThread without its Unlock).
 func Seq[T any](seq iter.Seq[T]) stage.Stream[T] {
 	if seq == nil {
 		panic("sluice: source.Seq: nil iterator")
