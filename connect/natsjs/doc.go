@@ -51,4 +51,8 @@
 //     without one it stays in the stream, undelivered.
 //   - Retention: WorkQueuePolicy on the stream, so that acknowledged
 //     messages are deleted and the stream's size is the work left.
+//   - MaxRequestBatch and MaxRequestExpires: none, or what the source asks
+//     within: a MaxRequestBatch below [ReadAhead] lowers the read-ahead to
+//     it, and a MaxRequestExpires below 5 s shortens each pull request's
+//     wait (below 1 s, which nats.go cannot ask for, a run fails at once).
 package natsjs

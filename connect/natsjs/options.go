@@ -25,7 +25,9 @@ const MaxReadAhead = 1 << 20
 // counts against the consumer's MaxAckPending, and a message held when the
 // run stops is nak'ed, to be redelivered at once. The subscription's
 // buffer has room for n messages, made when a run starts (8 bytes each).
-// ReadAhead panics if n < 1 or n > [MaxReadAhead].
+// A consumer's MaxRequestBatch, if set and below n, is the read-ahead
+// instead (the server refuses a larger pull request). ReadAhead panics if
+// n < 1 or n > [MaxReadAhead].
 func ReadAhead(n int) SourceOption {
 	if n < 1 || n > MaxReadAhead {
 		panic(fmt.Sprintf("sluice: natsjs.ReadAhead: n = %d, want 1 to %d", n, MaxReadAhead))

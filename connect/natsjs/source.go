@@ -47,7 +47,10 @@ import (
 // server for the consumer's info (one round trip): a consumer or stream
 // that does not exist then (errors.Is with jetstream.ErrConsumerNotFound or
 // ErrStreamNotFound), or a consumer whose AckPolicy is not explicit, ends
-// the run at once with a *stage.SourceError and nothing taken. If the
+// the run at once with a *stage.SourceError and nothing taken (so does a
+// MaxRequestExpires below 1 s; pull requests keep within the consumer's
+// MaxRequestBatch and MaxRequestExpires, see the package documentation,
+// "Consumer settings"). If the
 // server cannot be asked then (the ask gives up after the JetStream
 // context's default timeout, 5 s unless set, or when the run's context
 // ends), the run goes on and waits for it.
@@ -101,10 +104,11 @@ func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts
 
 // sourceRun is a Source in one run.
 type sourceRun struct {
-	cfg        sourceConfig
+	cfg        sourceConfig // readAhead lowered to the consumer's MaxRequestBatch (see check)
 	cons       jetstream.Consumer
 	maxDeliver int
-	err        error // the subscription could not be made: every next fails
+	pullExpiry time.Duration // the consumer's MaxRequestExpires, if below pullExpiry (see expiry)
+	err        error         // the subscription could not be made: every next fails
 
 	// Only next (never called concurrently) and close (once every
 	// goroutine of the run has exited) touch it.
@@ -152,13 +156,33 @@ func (s *sourceRun) check(ctx context.Context) {
 	if info.Config.AckPolicy != jetstream.AckExplicitPolicy {
 		s.err = fmt.Errorf("natsjs: consumer %q: AckPolicy is %v, want explicit", info.Name, info.Config.AckPolicy)
 	}
+	// The server refuses a pull request over the consumer's limits (a 409
+	// that nats.go ignores, asking again for ever): ask within them.
+	if b := info.Config.MaxRequestBatch; b > 0 && b < s.cfg.readAhead {
+		s.cfg.readAhead = b
+	}
+	if e := info.Config.MaxRequestExpires; e > 0 && e < s.expiry() {
+		if e < time.Second { // nats.go asks for 1 s at least
+			s.err = fmt.Errorf("natsjs: consumer %q: MaxRequestExpires is %v, want 1s or more (or none)", info.Name, e)
+		}
+		s.pullExpiry = e
+	}
+}
+
+// expiry is how long each pull request waits at the server: pullExpiry,
+// or the consumer's MaxRequestExpires if shorter (see check).
+func (s *sourceRun) expiry() time.Duration {
+	if s.pullExpiry > 0 {
+		return s.pullExpiry
+	}
+	return pullExpiry
 }
 
 // subscribe starts the run's pull subscription.
 func (s *sourceRun) subscribe() (jetstream.MessagesContext, error) {
 	return s.cons.Messages(
 		jetstream.PullMaxMessages(s.cfg.readAhead),
-		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullExpiry(s.expiry()),
 		jetstream.WithMessagesErrOnMissingHeartbeat(false)) // asks again itself
 }
 
