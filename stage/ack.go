@@ -27,11 +27,14 @@ import "context"
 //
 // Done is not called when the run ended before the item's fate was known:
 // a [FailFast] error at another item, a cancelled context, a sink that
-// stopped early, an item whose function was cut short. The source then
-// leaves the item unacknowledged, and a broker redelivers it. Whatever ends
-// the run, an item whose outputs were all committed is told nil (unless it
-// shares the fate of a batch, see above, whose other items failed), and one
-// whose commit failed is told its error.
+// stopped early, an item whose function was cut short, or whose sink
+// callback, once the run was ending, returned an error that says so (the
+// context's error or the run's cause, see [Run]: its commit was cut short,
+// as sink.Chan's wait for room, or a write that saw the context end). The
+// source then leaves the item unacknowledged, and a broker redelivers it.
+// Whatever ends the run, an item whose outputs were all committed is told
+// nil (unless it shares the fate of a batch, see above, whose other items
+// failed), and one whose commit failed otherwise is told its error.
 //
 // Done is called from the goroutine that settled the item (a worker, or
 // the sink's) and must be safe for that; it should not block for long. A

@@ -54,8 +54,8 @@ package stage
 // sink, or the item was dropped on purpose), failed (released with the
 // error that ended its way: a forwarded *Error or a failed commit reached
 // the sink, or its policy ended the run), or abandoned (the run ended
-// before its fate was known: its function was cut short or an output was
-// dropped). The source's Ack.Done(err) is called at the first failure;
+// before its fate was known: its function or its commit at the sink was
+// cut short, or an output was dropped). The source's Ack.Done(err) is called at the first failure;
 // Done(nil) once every reference was released and none abandoned; never
 // otherwise. A reference still held when the run ends (an output left in a
 // queue) keeps its item unsettled, so that the source redelivers it. What

@@ -29,7 +29,11 @@ import (
 // returns it (unless a FailFast error had cut the run short already: the
 // first error wins). An item for which f returned nil or ErrStop is
 // committed (its acknowledgement, if any, is released); one for which f
-// returned an error failed with it. A panic in f is not recovered: Run cancels the run, waits
+// returned an error failed with it, unless the run was ending already when
+// f returned (cancelled, or failed elsewhere) and the error says so (it is,
+// for errors.Is, context.Canceled, context.DeadlineExceeded or the run's
+// cause): then the commit was cut short, and the item's fate is unknown
+// (its acknowledgement is not told, as for a stage's call cut short). A panic in f is not recovered: Run cancels the run, waits
 // for it, and lets the panic continue (the sinks that take user callbacks
 // turn their panics into errors themselves).
 //
@@ -73,6 +77,12 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		case IsStop(err):
 			r.stopped = true
 			it.ack.release(failure)
+		case r.cancelled() && r.endedBy(err):
+			// The run was ending, and f failed because it did: the commit
+			// was cut short (sink.Chan's wait for room, a write that saw
+			// the context end), as a stage's call is (see engine.go), and
+			// the item's fate is unknown. The run has its error already.
+			it.ack.abandon()
 		default:
 			r.fail(err)
 			it.ack.release(err)
@@ -120,6 +130,19 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		room.put(batch)
 	}
 	return r.result(ctx)
+}
+
+// endedBy reports whether err says that the run's end made it: the
+// context's error (context.Canceled, context.DeadlineExceeded) or the run's
+// cause, as errors.Is finds them. err's methods are user code: a panic in
+// them is a no.
+func (r *run) endedBy(err error) (yes bool) {
+	guard.Call(func() {
+		cause := context.Cause(r.ctx)
+		yes = errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+			cause != nil && errors.Is(err, cause)
+	})
+	return yes
 }
 
 // errFinished is the cause with which a run's context is cancelled once its

@@ -20,7 +20,8 @@
 //     publishing it to the dead-letter subject if one is set
 //     ([DeadLetter]);
 //   - the run ended first (cancelled, a FailFast error at another message,
-//     drained before the message was handed to the pipeline): Nak, when the
+//     drained before the message was handed to the pipeline; or a commit
+//     that failed with the context's error as the run ended): Nak, when the
 //     run stops, so that another consumer gets it at once; after a crash,
 //     nothing: the server redelivers it once AckWait has passed. (So too
 //     for a message that nats.go dropped, after a stall or a reconnect,
