@@ -436,10 +436,18 @@ func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 	return it, true, true
 }
 
-// done reports whether the stage has nothing more for this handle: its
-// queue has ended and it has no place to claim.
+// done reports whether the stage has nothing more for this handle, whose
+// queue has ended: it has no place to claim, or the place it holds is spent
+// (its input ended) or the run is over. A handle whose place is live is not
+// done: it saw an output queued, so it pulled from the queue rather than
+// through its place, and another handle took that output first; the queue
+// has ended since every place is with a handle, but its place's input may
+// still hold items (ownNext takes them next time round, or ends the place).
 func (h *fuseHandle[In, Out]) done() bool {
-	return h.in != nil || h.fr.batons.Load() == 0
+	if h.in != nil {
+		return !h.inline || h.fr.p.r.cancelled()
+	}
+	return h.fr.batons.Load() == 0
 }
 
 func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
