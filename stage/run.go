@@ -33,7 +33,8 @@ import (
 // f returned (cancelled, or failed elsewhere) and the error says so (it is,
 // for errors.Is, context.Canceled, context.DeadlineExceeded or the run's
 // cause): then the commit was cut short, and the item's fate is unknown
-// (its acknowledgement is not told, as for a stage's call cut short). A panic in f is not recovered: Run cancels the run, waits
+// (its acknowledgement is not told, as for a stage's call cut short; a
+// forwarded error's item is told that error, as when f returns nil). A panic in f is not recovered: Run cancels the run, waits
 // for it, and lets the panic continue (the sinks that take user callbacks
 // turn their panics into errors themselves).
 //
@@ -81,8 +82,13 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 			// The run was ending, and f failed because it did: the commit
 			// was cut short (sink.Chan's wait for room, a write that saw
 			// the context end), as a stage's call is (see engine.go), and
-			// the item's fate is unknown. The run has its error already.
-			it.ack.abandon()
+			// the item's fate is unknown, unless it came as a forwarded
+			// error: that failure is its fate. The run has its error already.
+			if failure != nil {
+				it.ack.release(failure)
+			} else {
+				it.ack.abandon()
+			}
 		default:
 			r.fail(err)
 			it.ack.release(err)

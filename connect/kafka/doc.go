@@ -14,7 +14,9 @@
 // below which every record was acknowledged by the sink (see stage.Ack),
 // dropped on purpose (a Filter, a Handle policy), or sent to the dead-letter
 // topic. A record that failed (a forwarded *stage.Error or a failed commit
-// at the sink) holds the watermark: it is tried again, up to [Attempts]
+// at the sink; not a commit cut short by the run's end, which stays
+// uncommitted like any record the run did not finish: see stage.Ack)
+// holds the watermark: it is tried again, up to [Attempts]
 // times, then sent to the [DeadLetter] topic; without one, the run fails,
 // so that nothing is ever skipped silently. A record that does not decode
 // goes to the dead-letter topic at once (or fails the run).
