@@ -61,8 +61,9 @@ func (e *LineTooLongError) Error() string {
 // r is read through a buffer that each run makes anew, so r is not rewound:
 // a second run reads on from where the first run's buffer had read (its first
 // line may be the rest of a line), and a run that stops early may have read
-// past the last line it delivered. Two runs
-// must not read one r at the same time.
+// past the last line it delivered. (A *bufio.Reader of 4 KiB or more is the
+// buffer itself: a second run reads on from the line after the first run's
+// last.) Two runs must not read one r at the same time.
 //
 // Over an in-memory reader (*bytes.Reader, *strings.Reader, *bytes.Buffer)
 // or a regular file, Lines is a source that never waits (see
@@ -88,7 +89,10 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	}
 	maxLen := c.max
 	s := stage.Source(func(context.Context) (func(context.Context) (string, error), func()) {
-		br := bufio.NewReaderSize(linesReader{r}, 4096)
+		br, ok := r.(*bufio.Reader)
+		if !ok || br.Size() < 4096 {
+			br = bufio.NewReaderSize(linesReader{r}, 4096)
+		}
 		var buf []byte // the current line, when it spans several reads
 		n := 0         // lines read
 		return func(context.Context) (string, error) {
@@ -104,7 +108,7 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 						line = buf
 					}
 					return finish(line, n, maxLen)
-				case err == bufio.ErrBufferFull: // bufio's own, never r's (see linesReader)
+				case err == bufio.ErrBufferFull && len(frag) == br.Size(): // bufio's own (see linesReader)
 					// -1: a '\r' that the line ending may still drop
 					// (not maxLen+1, which overflows at math.MaxInt).
 					if len(buf)+len(frag)-1 > maxLen {
@@ -132,9 +136,10 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 
 // linesReader is r as Lines reads it: an error of r that is
 // bufio.ErrBufferFull itself is wrapped, since ReadSlice returns r's errors
-// as they are and Lines takes that one for bufio's own (the line goes on in
-// the next read). Wrapping r also gives every run a buffer of its own, even
-// over a *bufio.Reader, which bufio.NewReaderSize would reuse.
+// as they are and Lines would take that one for bufio's own (the line goes
+// on in the next read). A *bufio.Reader of 4 KiB or more is read directly,
+// as bufio.NewReaderSize would: there an ErrBufferFull with less than a
+// full buffer is its reader's, a read error.
 type linesReader struct{ r io.Reader }
 
 func (l linesReader) Read(p []byte) (int, error) {
