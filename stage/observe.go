@@ -54,7 +54,8 @@ type Watcher interface {
 	// the run's cause (context.Cause of the run's context). A call that
 	// returned nil is a success, even once the run was ending (as under
 	// [Timeout]). A call that runtime.Goexit ended (see [ErrGoexit]) is
-	// reported as cut short too, naming ErrGoexit.
+	// reported as cut short too, naming ErrGoexit, from the ending
+	// goroutine: before the run has recorded the Goexit as its failure.
 	Finished(latency time.Duration, err error)
 	// Closed: the run is over and every goroutine of it has exited; the
 	// stage reports nothing more. Called once, from the sink's goroutine.
