@@ -341,6 +341,11 @@ func (s *applier[In, Out]) processKeyed(t *stepper[In, Out], it item[In], idx in
 		if it, idx, more = s.gate.done(idx); !more {
 			return true
 		}
+		if s.r.cancelled() {
+			// A cancelled run starts no new item: the ones that waited for
+			// this key are abandoned, as items not yet pulled are.
+			return false
+		}
 	}
 }
 
