@@ -128,7 +128,8 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 		s.members, s.next = it.ack.split(), 0
 	}
 	start := p.cfg.started()
-	if err == nil {
+	called := err == nil // else the item failed before its function could be called
+	if called {
 		if p.cfg.obs != nil {
 			err = s.callWatched(it.v, start)
 		} else {
@@ -158,6 +159,9 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 		return false
 	}
 	e := p.cfg.itemError(idx, it.v, err)
+	if !called {
+		e.Attempts = 0
+	}
 	p.cfg.finished(start, e)
 	fwd, end := p.cfg.failed(p.r, e)
 	if end != nil { // the policy ended the run at this item

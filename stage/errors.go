@@ -25,8 +25,10 @@ type Error struct {
 	Index int
 	// Input is the item the function was called with.
 	Input any
-	// Attempts is how many times the function was called for the item: 1,
-	// or more under [Retry].
+	// Attempts is how many times the stage tried the item: 1, or more
+	// under [Retry]; 0 when its [KeyBy] key function panicked, so that it
+	// was never tried. A try that failed without calling the function (a
+	// nil task of [Concurrent], a limiter's [ErrNoToken]) counts as one.
 	Attempts int
 	// Err is the error the function returned, or a *[PanicError].
 	Err error

@@ -15,7 +15,9 @@ import (
 // takes at most workers+buffer items ahead of its consumer (memory stays
 // bounded even if every item has the same key; the stage then runs one call
 // at a time). A worker that finishes an item takes the next waiting item of
-// the same key itself.
+// the same key itself. Keys compare as == does: a key that is not equal
+// to itself (a float NaN, or a key holding one) matches no other, so its
+// item runs as if its key were its own.
 //
 // key is called once per item, from several workers at once: make it a
 // pure function of the item (a field, an id). A panic in key fails the item
@@ -80,13 +82,19 @@ type keyGate[T any, K comparable] struct {
 	key  keyFunc[T, K]
 	mu   sync.Mutex
 	busy map[K][]keyed[T] // a key is busy while present; its waiting items
-	keys map[int]K        // the key of each admitted item, by index
+	keys map[int]K        // the key of each admitted item, by index (none for a key != itself)
 }
 
 func (g *keyGate[T, K]) admit(it item[T], idx int) (bool, error) {
 	var k K
 	if rec := guard.Call(func() { k = g.key(it.v); mustHash(k) }); rec != nil {
 		return false, panicError(rec)
+	}
+	if k != k {
+		// A NaN (or a key holding one) equals no key, not even itself: a
+		// map could store it but never find it again, so its item is
+		// admitted without a place in the maps (done finds no key for it).
+		return true, nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -112,7 +120,10 @@ func mustHash[K comparable](k K) {
 func (g *keyGate[T, K]) done(idx int) (item[T], int, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	k := g.keys[idx]
+	k, known := g.keys[idx]
+	if !known {
+		return item[T]{}, 0, false // its key equals no other (see admit)
+	}
 	delete(g.keys, idx)
 	q := g.busy[k]
 	if len(q) == 0 {
