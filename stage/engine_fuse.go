@@ -391,6 +391,11 @@ func (h *fuseHandle[In, Out]) ownTurn() bool {
 // there was none (the handle keeps its place and waits on the queue).
 func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 	r := h.fr.p.r
+	if !h.hands.idle() && r.cancelled() {
+		// A cancelled run hands out nothing more, as its queues do: the
+		// outputs of the last item still in hands are abandoned with it.
+		h.hands.begin(0)
+	}
 	for h.hands.idle() {
 		if h.ended || r.cancelled() {
 			h.inline = false
