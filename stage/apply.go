@@ -47,7 +47,7 @@ const (
 	emitsWhileRunning shape = iota
 	// emitsAfter: f emits a bounded number of outputs once the user's
 	// function has returned (FlatMap, Unbatch): the stage may run in its
-	// consumer's goroutines (see fuseRun).
+	// consumer's goroutine, when its consumer has one (see fuseRun).
 	emitsAfter
 	// emitsOne: as emitsAfter, and at most one output (Map, Filter,
 	// Concurrent): the output takes over the item's acknowledgement
@@ -73,7 +73,15 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	// item that is ready (Interruptible): a consumer goroutine must never
 	// wait in it.
 	if d.fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && (!in.n.waits || in.n.tries) {
-		st.fuseWorkers = cfg.workers
+		st.fuseConsumers = cfg.workers
+		if !cfg.single {
+			// A handle holding a place hands its item's outputs to its own
+			// goroutine only: with many outputs, the consumer's other
+			// goroutines would go without (they end once the places are
+			// with handles and the queue ends), and a function of the
+			// consumer that waits for its peers would wait for ever.
+			st.fuseConsumers = 1
+		}
 		st.fuse = d
 	}
 	return st

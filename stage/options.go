@@ -54,7 +54,9 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // unordered Map, Filter, FlatMap or Concurrent stage without a [Buffer],
 // over a source that never waits (a slice, [NeverWaits]) or one marked
 // [Interruptible] (source.Chan), the goroutines of its consumer (the sink's,
-// or the next stage's workers) may take workers' places: once calls prove
+// or the next stage's workers; for a FlatMap, only a consumer of one
+// goroutine, such as a sink, since an item's many outputs would all go to
+// the one that called) may take workers' places: once calls prove
 // cheap (a few microseconds), a worker goroutine gives its place to a
 // consumer goroutine, which from then on calls the function itself whenever
 // nothing is ready for it, instead of waiting. A hand-off between goroutines

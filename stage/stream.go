@@ -25,14 +25,15 @@ type Stream[T any] struct {
 	open opener[T]
 
 	// fuse, when set, opens the stream for a consumer that pulls from at
-	// most fuseWorkers goroutines, each through a handle of its own that may
-	// take one of the stage's worker places (see fuseRun). More consumer
-	// goroutines than workers would leave some of them without places and
-	// hold the consumer's own calls back, so the stream is then opened
-	// plainly. It is set for unordered Map, Filter, FlatMap and Concurrent
-	// stages of more than one worker and no Buffer.
-	fuse        fuser[T]
-	fuseWorkers int
+	// most fuseConsumers goroutines, each through a handle of its own that
+	// may take one of the stage's worker places (see fuseRun). More
+	// consumer goroutines than workers would leave some of them without
+	// places and hold the consumer's own calls back, so the stream is then
+	// opened plainly. It is set for unordered Map, Filter, FlatMap and
+	// Concurrent stages of more than one worker and no Buffer; a FlatMap
+	// fuses only into a consumer of one goroutine (see apply).
+	fuse          fuser[T]
+	fuseConsumers int
 }
 
 // opener opens a stream in a run: it builds the run's state of the
@@ -57,7 +58,7 @@ func (f fuseFunc[T]) fuse(r *run) handles[T] { return f(r) }
 // openFor opens s for a consumer that pulls from consumers goroutines, and
 // returns what gives each of them its handle.
 func (s Stream[T]) openFor(r *run, consumers int) handles[T] {
-	if s.fuse != nil && consumers <= s.fuseWorkers {
+	if s.fuse != nil && consumers <= s.fuseConsumers {
 		return s.fuse.fuse(r)
 	}
 	return handles[T]{shared: s.open.open(r)}
@@ -85,9 +86,11 @@ func (h handles[T]) next() puller[T] {
 // through stages that give one item per item (Map, Concurrent), carries n;
 // a Filter, FlatMap, Apply, Batch, Merge or Tee makes it unknown. It is
 // what [Info].Total reports for a stage built on s (Total counts the items
-// a stage takes in). Forwarded errors count as items, and a run that ends early
-// carries fewer; sinks use it only to size what they collect. Len calls no
-// user code and costs nothing. The zero Stream's Len is -1 (a sink that is
+// a stage takes in). Forwarded errors count as items. A run that ends early
+// carries fewer, and so does one in which a Map or Concurrent under a
+// [Handle] or [Budget] policy dropped items: Len is then the most s can
+// carry. Sinks use it only to size what they collect. Len calls no user
+// code and costs nothing. The zero Stream's Len is -1 (a sink that is
 // given it panics when it runs it).
 func (s Stream[T]) Len() int {
 	if s.n == nil {

@@ -38,7 +38,7 @@ func Until[T any](in Stream[T], stop context.Context) Stream[T] {
 		}),
 	}
 	if in.fuse != nil {
-		out.fuseWorkers = in.fuseWorkers
+		out.fuseConsumers = in.fuseConsumers
 		out.fuse = fuseFunc[T](func(r *run) handles[T] {
 			defer r.enterScope(stop)()
 			return in.fuse.fuse(r)
