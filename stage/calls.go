@@ -220,12 +220,21 @@ func (p *processor[In, Out]) attempt(ctx context.Context, v In, emit emitter[Out
 func waitToken(ctx context.Context, l *rate.Limiter) error {
 	res := l.Reserve()
 	d := res.Delay()
-	if !res.OK() || d > rate.InfDuration/2 { // InfDuration less the time since it was reserved
+	never := d > rate.InfDuration/2 // InfDuration less the time since it was reserved
+	if !res.OK() || never && l.Limit() <= 0 {
 		res.Cancel()
 		return ErrNoToken // it would wait for ever
 	}
 	if d == 0 {
 		return nil
+	}
+	if never {
+		// A rate so small that the token is further away than a Duration
+		// reaches (rate saturates the delay): it comes, but only the run's
+		// end ends this wait.
+		<-ctx.Done()
+		res.Cancel()
+		return ctx.Err()
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
