@@ -2,7 +2,8 @@ package stage
 
 // Merge returns a stream with the items of all ins, in the order they become
 // available (no order between inputs). One goroutine per input moves items
-// on, each at most one item ahead. Forwarded errors pass through. The merged
+// on; together they are at most one item per input ahead of the merged
+// stream's consumer (an input that ended leaves its room to the others). Forwarded errors pass through. The merged
 // stream ends when every input has ended.
 //
 // Merge panics if an input is the zero Stream, or if two inputs share a
