@@ -142,7 +142,11 @@ func tokIf(b bool) flags {
 // 0-based index in the stream, or ok == false when the stream has ended:
 // exhausted, stopped by a source error or a drain, or cancelled. pull is
 // safe for concurrent use; it takes an item only when called, in the
-// stream's order, and returns ok == false once the run is cancelled.
+// stream's order, and returns ok == false once the run is cancelled. That
+// is how "no new item starts" holds for a cancelled run; so every path that
+// gives a goroutine an item it did not pull (the items that waited for a
+// KeyBy key, a fused handle's outputs in hand) looks at the run first, as
+// pull does, and abandons what it holds.
 type puller[T any] interface {
 	pull() (it item[T], idx int, ok bool)
 }
