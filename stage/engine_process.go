@@ -164,7 +164,12 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 	}
 	p.cfg.finished(start, e)
 	fwd, end := p.cfg.failed(p.r, e)
-	if end != nil { // the policy ended the run at this item
+	switch {
+	case end == errHandlerCutShort: // the run ended while the handler ran
+		s.lost = true
+		s.settle(nil)
+		return false
+	case end != nil: // the policy ended the run at this item
 		s.settle(end)
 		return false
 	}

@@ -47,7 +47,10 @@ func (p ErrorPolicy) String() string {
 // cause) once the item's retries are spent. If h returns nil, the item is
 // dropped (outputs it emitted before failing stay emitted) and the run goes
 // on; if h returns an error, the run fails with it as with [FailFast], and
-// the sink returns h's error.
+// the sink returns h's error. (Once the run is ending, an error of h's that
+// is the context's error or the run's cause means h was cut short: the
+// run's result stays what ended it, and the item is left unacknowledged,
+// see [Ack].)
 //
 // Calls of h never overlap within one stage of one run, so h may append to
 // a slice or count without a lock of its own; they run in the stage's
@@ -81,6 +84,13 @@ func Budget(n int, h func(ctx context.Context, e *Error) error) ErrorPolicy {
 	return ErrorPolicy{&policy{name: fmt.Sprintf("Budget(%d)", n), handle: h, budget: n}}
 }
 
+// errHandlerCutShort is what failed returns when a Handle or Budget handler
+// failed because the run was ending (with the context's error or the run's
+// cause, once the run is cancelled): the handler was cut short, as a call
+// is, so the item's fate is unknown and its acknowledgement is abandoned,
+// not failed.
+var errHandlerCutShort = errors.New("sluice: handler cut short")
+
 // handler is a Handle or Budget policy in one run of one stage.
 type handler struct {
 	p      *policy
@@ -106,13 +116,16 @@ func (h *handler) handle(ctx context.Context, e *Error) error {
 // failed applies the stage's policy to an item error. It returns the error
 // to send downstream in the item's place (nil: the item is dropped), or the
 // error with which the policy ended the run (then the calling goroutine
-// should stop).
+// should stop), or errHandlerCutShort.
 func (c *config) failed(r *run, e *Error) (forward *Error, end error) {
 	switch {
 	case c.policy == Forward:
 		return e, nil
 	case c.handler != nil:
 		if err := c.handler.handle(r.ctx, e); err != nil {
+			if r.cancelled() && r.endedBy(err) {
+				return nil, errHandlerCutShort
+			}
 			r.fail(err)
 			return nil, err
 		}
