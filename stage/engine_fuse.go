@@ -372,7 +372,7 @@ func (h *fuseHandle[In, Out]) hold(in puller[In]) {
 		h.try = in.(tryPuller[In])
 	}
 	if h.own.p == nil {
-		h.hands.items = h.hands.one[:0]
+		h.hands.r, h.hands.items = h.fr.p.r, h.hands.one[:0]
 		h.fr.p.initStepper(&h.own, &h.hands)
 	}
 }
@@ -393,8 +393,8 @@ func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 	r := h.fr.p.r
 	if !h.hands.idle() && r.cancelled() {
 		// A cancelled run hands out nothing more, as its queues do: the
-		// outputs of the last item still in hands are abandoned with it.
-		h.hands.begin(0)
+		// outputs of the last item still in hands are abandoned.
+		h.hands.drop()
 	}
 	for h.hands.idle() {
 		if h.ended || r.cancelled() {

@@ -352,10 +352,12 @@ func (o *orderOut[Out]) end() bool {
 
 // handOut is the outlet of a stage run in its consumer's goroutine: the
 // outputs wait in items until the consumer takes them, one by one. It
-// takes every output: they are bounded by what one call of a fusable
-// function emits, and the consumer looks at the run before it takes the
-// next input.
+// takes every output while the run is live (they are bounded by what one
+// call of a fusable function emits); once the run is cancelled it takes
+// none and abandons them, as a queue does, and the consumer drops what it
+// still holds (see fuseHandle.ownNext): a cancelled run hands nothing on.
 type handOut[Out any] struct {
+	r     *run
 	items []item[Out]
 	pos   int          // the next one to hand out
 	one   [1]item[Out] // items' first room: most items have one output
@@ -367,11 +369,23 @@ func (o *handOut[Out]) begin(int) {
 }
 
 func (o *handOut[Out]) put(it item[Out]) bool {
+	if o.r.cancelled() {
+		it.ack.abandon()
+		return false
+	}
 	o.items = append(o.items, it)
 	return true
 }
 
 func (o *handOut[Out]) end() bool { return true }
+
+// drop abandons the outputs not handed out yet.
+func (o *handOut[Out]) drop() {
+	for _, it := range o.items[o.pos:] {
+		it.ack.abandon()
+	}
+	o.begin(0)
+}
 
 // idle reports whether every output of the last item was handed out.
 func (o *handOut[Out]) idle() bool { return o.pos == len(o.items) }
