@@ -87,7 +87,8 @@ func Interruptible[T any](s Stream[T]) Stream[T] {
 	return markSource("stage.Interruptible", s, func(n *node) { n.tries = true })
 }
 
-// markSource returns s with a copy of its node changed by mark; fn names
+// markSource returns s with a copy of its node changed by mark, whose input
+// is s's node, so that s and the marked stream count as one; fn names
 // the caller, which panics unless s is a source made by Source or
 // AckSource.
 func markSource[T any](fn string, s Stream[T], mark func(*node)) Stream[T] {
@@ -96,6 +97,7 @@ func markSource[T any](fn string, s Stream[T], mark func(*node)) Stream[T] {
 		panic("sluice: " + fn + ": the stream is not a source made by stage.Source or stage.AckSource")
 	}
 	n := *s.n
+	n.inputs = []*node{s.n} // the same source: a pipeline may not use both (see checkDisjoint)
 	mark(&n)
 	s.n = &n
 	return s
