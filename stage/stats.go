@@ -91,25 +91,30 @@ type stageCounters struct {
 
 func (c *stageCounters) Received() { c.received.Add(1) }
 
+// Finished counts a call in finished before failed, and snapshot reads them
+// the other way round (and received last), so that a snapshot taken while
+// calls end never shows Failed > Finished or Finished > Received.
 func (c *stageCounters) Finished(d time.Duration, err error) {
+	c.latency.Add(int64(d))
+	c.finished.Add(1)
 	if isItemError(err) {
 		c.failed.Add(1)
 	}
-	c.latency.Add(int64(d))
-	c.finished.Add(1)
 }
 
 func (c *stageCounters) Closed() { c.running.Add(-1) }
 
 func (c *stageCounters) snapshot() Counts {
-	// Finished before Received, so that InFlight is never negative.
+	// Failed, then Finished, then Received (see Finished): InFlight is
+	// never negative and Failed never above Finished.
+	failed := c.failed.Load()
 	fin := c.finished.Load()
 	s := Counts{
 		Info:     *c.info.Load(),
 		Finished: fin,
-		Failed:   c.failed.Load(),
-		Received: c.received.Load(),
+		Failed:   failed,
 		Latency:  time.Duration(c.latency.Load()),
+		Received: c.received.Load(),
 		Running:  int(c.running.Load()),
 	}
 	s.InFlight = s.Received - s.Finished
