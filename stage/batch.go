@@ -153,7 +153,7 @@ func (b *batcher[T]) send(it item[[]T]) bool {
 // the inverse of [Batch]. Forwarded errors pass through. It is a stage of
 // one worker that holds one slice at a time; as its calls are cheap, it
 // soon runs in its consumer's goroutine (see [Workers]), and at once over
-// an input of one item. Straight after a Batch, each element takes back its own item's
+// an input known to hold one item (its [Stream.Len] is 1). Straight after a Batch, each element takes back its own item's
 // acknowledgement (see [Ack]), so that elements are settled one by one;
 // elsewhere they share their slice's. Unbatch panics if in is the zero
 // Stream.

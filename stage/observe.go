@@ -37,7 +37,9 @@ type Observer interface {
 // the watcher is told nothing more in that run but its Closed.
 type Watcher interface {
 	// Received: the stage took an item and is about to call its function
-	// on it. Forwarded errors, which pass through without a call, are not
+	// on it (or, when its [KeyBy] key function panicked, to hand it to the
+	// policy without a call: Finished then gets its *[Error], of Attempts
+	// 0). Forwarded errors, which pass through without a call, are not
 	// reported.
 	Received()
 	// Finished: the call (all its attempts under [Retry]) ended after

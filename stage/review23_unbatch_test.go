@@ -11,7 +11,8 @@ import (
 
 // Unbatch: "It is a stage of one worker that holds one slice at a time; as
 // its calls are cheap, it soon runs in its consumer's goroutine (see
-// Workers), and at once over an input of one item." (The review found the
+// Workers), and at once over an input known to hold one item (its
+// Stream.Len is 1)." (The review found the
 // old doc's "no goroutine of its own" broken: over an input of unknown
 // length its first calls run on a goroutine of the stage. The doc now says
 // when it runs in its consumer's.) Over an input of one slice, while the
