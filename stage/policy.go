@@ -99,18 +99,19 @@ type handler struct {
 }
 
 // handle applies h to e under the lock; a non-nil result ends the run.
-func (h *handler) handle(ctx context.Context, e *Error) error {
+// returned reports that err is what h returned (not the budget's error, nor
+// a panic of h's): only such an error can say that h was cut short.
+func (h *handler) handle(ctx context.Context, e *Error) (err error, returned bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.failed++
 	if h.p.budget >= 0 && h.failed > h.p.budget {
-		return fmt.Errorf("%w: %d failed items in stage %q (budget %d); last: %w", ErrBudget, h.failed, e.Stage, h.p.budget, e)
+		return fmt.Errorf("%w: %d failed items in stage %q (budget %d); last: %w", ErrBudget, h.failed, e.Stage, h.p.budget, e), false
 	}
-	var err error
 	if rec := guard.Call(func() { err = h.p.handle(ctx, e) }); rec != nil {
-		return &Error{Stage: e.Stage, Index: e.Index, Input: e.Input, Attempts: e.Attempts, Err: panicError(rec)}
+		return &Error{Stage: e.Stage, Index: e.Index, Input: e.Input, Attempts: e.Attempts, Err: panicError(rec)}, false
 	}
-	return err
+	return err, true
 }
 
 // failed applies the stage's policy to an item error. It returns the error
@@ -122,8 +123,8 @@ func (c *config) failed(r *run, e *Error) (forward *Error, end error) {
 	case c.policy == Forward:
 		return e, nil
 	case c.handler != nil:
-		if err := c.handler.handle(r.ctx, e); err != nil {
-			if r.cancelled() && r.endedBy(err) {
+		if err, returned := c.handler.handle(r.ctx, e); err != nil {
+			if returned && r.cancelled() && r.endedBy(err) {
 				return nil, errHandlerCutShort
 			}
 			r.fail(err)
