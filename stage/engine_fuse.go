@@ -391,12 +391,17 @@ func (h *fuseHandle[In, Out]) ownTurn() bool {
 // there was none (the handle keeps its place and waits on the queue).
 func (h *fuseHandle[In, Out]) ownNext() (it item[Out], ok, ready bool) {
 	r := h.fr.p.r
-	if !h.hands.idle() && r.cancelled() {
-		// A cancelled run hands out nothing more, as its queues do: the
-		// outputs of the last item still in hands are abandoned.
-		h.hands.drop()
-	}
-	for h.hands.idle() {
+	for {
+		if !h.hands.idle() {
+			if !r.cancelled() {
+				break // an output to hand out
+			}
+			// A cancelled run hands out nothing more, as its queues do:
+			// the outputs still in hands are abandoned. (Looked at before
+			// every take: user code, a watcher's Finished, may have
+			// cancelled the run since the output was put.)
+			h.hands.drop()
+		}
 		if h.ended || r.cancelled() {
 			h.inline = false
 			h.fr.app.noMore()
