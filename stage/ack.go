@@ -29,11 +29,11 @@ import "context"
 // a [FailFast] error at another item, a cancelled context, a sink that
 // stopped early, an item whose function was cut short, or whose Handle or
 // Budget handler or sink callback, once the run was ending, returned an
-// error that says so (the context's error or the run's cause, see [Run]:
-// the handler, or the commit, was cut short, as sink.Chan's wait for room,
-// or a write that saw the context end; an item that reached the sink as a
-// forwarded error is still told it). Such a handler error does not end the
-// run: the run was ending already. The
+// error that says so (the context's error or the run's cause, not a panic
+// of any value; see [Run]): the handler, or the commit, was cut short, as
+// sink.Chan's wait for room, or a write that saw the context end (an item
+// that reached the sink as a forwarded error is still told it). Such a
+// handler error does not end the run: the run was ending already. The
 // source then leaves the item unacknowledged, and a broker redelivers it.
 // Whatever ends the run, an item whose outputs were all committed is told
 // nil (unless it shares the fate of a batch, see above, whose other items

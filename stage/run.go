@@ -140,10 +140,15 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 
 // endedBy reports whether err says that the run's end made it: the
 // context's error (context.Canceled, context.DeadlineExceeded) or the run's
-// cause, as errors.Is finds them. err's methods are user code: a panic in
-// them is a no.
+// cause, as errors.Is finds them. A panic never says so, whatever its
+// value (a *PanicError unwraps to a panicked error: panic(ctx.Err()) is a
+// failure, as IsStop has it). err's methods are user code: a panic in them
+// is a no.
 func (r *run) endedBy(err error) (yes bool) {
 	guard.Call(func() {
+		if pe := (*PanicError)(nil); errors.As(err, &pe) {
+			return
+		}
 		cause := context.Cause(r.ctx)
 		yes = errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 			cause != nil && errors.Is(err, cause)
