@@ -60,5 +60,8 @@ func (p *indexPuller[T]) pull() (item[T], int, bool) {
 		p.r.sourceFailed(&SourceError{Err: panicError(rec)})
 		return item[T]{}, 0, false
 	}
+	if p.r.cancelled() { // at (user code) may have cancelled the run: no new item starts
+		return item[T]{}, 0, false
+	}
 	return item[T]{v: v}, i, true
 }

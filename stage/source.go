@@ -229,6 +229,12 @@ func (p *sourcePuller[T]) take(ctx context.Context) (it item[T], idx int, ok, re
 		p.ended = true
 		return item[T]{}, 0, false, true
 	}
+	if p.r.cancelled() {
+		// next returned after the run was cancelled (it may wait, and it is
+		// user code): no new item starts, so this one is not taken (its Ack
+		// is never told; the source's stop gives it back).
+		return item[T]{}, 0, false, true
+	}
 	i := p.n
 	p.n++
 	it = item[T]{v: v}
