@@ -273,7 +273,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		// Both may be ready (a short backoff, a cancel while the predicate
+		// ran), and select picks either: the run's end wins.
+		return ctx.Err() == nil
 	case <-ctx.Done():
 		return false
 	}
