@@ -146,7 +146,10 @@ func tokIf(b bool) flags {
 // is how "no new item starts" holds for a cancelled run; so every path that
 // gives a goroutine an item it did not pull (the items that waited for a
 // KeyBy key, a fused handle's outputs in hand) looks at the run first, as
-// pull does, and abandons what it holds.
+// pull does, and abandons what it holds. Any look must come after the user
+// code it waits on: a source's next (or an Indexed at) may return after the
+// cancel or cause it, a watcher's Finished may cancel between a put and a
+// take, and a retry's backoff may end as the run does.
 type puller[T any] interface {
 	pull() (it item[T], idx int, ok bool)
 }
