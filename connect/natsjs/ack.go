@@ -99,7 +99,7 @@ func (a *msgAck) Done(err error) {
 	case terminal:
 		ackErr = a.terminate(reason)
 	default:
-		ackErr = a.msg.NakWithDelay(nakDelay(s.cfg.backoff, s.cfg.maxDelay, a.deliveries))
+		ackErr = a.nakRetry()
 	}
 	if ackErr != nil && s.cfg.onAckErr != nil {
 		s.cfg.onAckErr(ackErr)
@@ -121,16 +121,39 @@ func (a *msgAck) terminate(reason string) error {
 		if id := a.msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
 			dead.Header.Set(jetstream.MsgIDHeader, "dead-"+id) // a retried dead-letter is not stored twice
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := s.cfg.dlq.PublishMsg(ctx, dead); err != nil {
+		if err := a.publishDead(dead); err != nil {
 			// Nak'ed with a retryable failure's delay: at once, a poison
 			// message with a dead-letter subject that takes nothing would
 			// circulate as fast as the server redelivers it.
-			return errors.Join(err, a.msg.NakWithDelay(nakDelay(s.cfg.backoff, s.cfg.maxDelay, a.deliveries)))
+			return errors.Join(err, a.nakRetry())
 		}
 	}
 	return a.msg.TermWithReason(reason)
+}
+
+// publishDead publishes the dead letter of the message. The dead-letter
+// JetStream is the user's (it may be a wrapper of theirs): if its publish
+// panics or calls runtime.Goexit, the message is nak'ed as for a failed
+// publish before that goes on (a panic then fails the run with a
+// *stage.SourceError wherever the engine called: Done, next or stop), so
+// that the message is not left unsettled until AckWait.
+func (a *msgAck) publishDead(dead *nats.Msg) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	returned := false
+	defer func() {
+		if !returned {
+			a.nakRetry()
+		}
+	}()
+	_, err := a.s.cfg.dlq.PublishMsg(ctx, dead)
+	returned = true
+	return err
+}
+
+// nakRetry naks the message with the delay of a retryable failure.
+func (a *msgAck) nakRetry() error {
+	return a.msg.NakWithDelay(nakDelay(a.s.cfg.backoff, a.s.cfg.maxDelay, a.deliveries))
 }
 
 // startKeepAlive starts the in-progress ticker, if configured, and returns

@@ -62,7 +62,12 @@ type sourceConfig struct {
 // ends, even cancelled, returns only once the dead letters of its messages
 // are stored or have failed (a message on its last delivery that a
 // cancelled run leaves is dead-lettered too; see the package
-// documentation, "Outcomes").
+// documentation, "Outcomes"). js may be a wrapper of yours: a publish that
+// panics is a failed one (the message is nak'ed as above, and the run's
+// other messages still go back to the server when it stops) and fails the
+// run with a *stage.SourceError wrapping the *stage.PanicError; one that
+// calls runtime.Goexit is a failed one too, and ends its goroutine as any
+// user code's Goexit does (see stage.ErrGoexit).
 // DeadLetter panics if js is nil or subject is empty.
 func DeadLetter(js jetstream.JetStream, subject string) SourceOption {
 	if js == nil || subject == "" {

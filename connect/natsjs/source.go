@@ -222,19 +222,49 @@ func (s *sourceRun) close() {
 	// Every message goes back before OnAckError hears of any failure, so
 	// that nothing it does (a panic, a runtime.Goexit) keeps one from going
 	// back. Its first panic is raised then (the engine makes it the run's
-	// *stage.SourceError), and it is called no more.
-	var failed []error
-	for _, a := range left {
-		if err := a.giveBack(); err != nil {
-			failed = append(failed, err)
+	// *stage.SourceError), and it is called no more; else the first panic
+	// of a dead letter's publish, if any.
+	var gb giveBacks
+	gb.all(left)
+	if s.cfg.onAckErr != nil {
+		for _, err := range gb.failed {
+			if rec := guard.Call(func() { s.cfg.onAckErr(err) }); rec != nil {
+				panic(&stage.SourceError{Err: &stage.PanicError{Value: rec.Value, Stack: rec.Stack}})
+			}
 		}
 	}
-	if s.cfg.onAckErr == nil {
-		return
+	if gb.panicked != nil {
+		panic(&stage.SourceError{Err: gb.panicked})
 	}
-	for _, err := range failed {
-		if rec := guard.Call(func() { s.cfg.onAckErr(err) }); rec != nil {
-			panic(&stage.SourceError{Err: &stage.PanicError{Value: rec.Value, Stack: rec.Stack}})
+}
+
+// giveBacks gives back the messages a run left (see close), each on its
+// own: a dead letter's publish (through the user's JetStream) that
+// panics, or calls runtime.Goexit, at one message keeps none of the others
+// from going back.
+type giveBacks struct {
+	failed   []error           // acknowledgements that could not be sent
+	panicked *stage.PanicError // the first panic of a give-back
+}
+
+// all gives back every message of left.
+func (gb *giveBacks) all(left []*msgAck) {
+	i := 0
+	defer func() {
+		if i < len(left) { // a Goexit in left[i]'s give-back (which nak'ed it): on with the rest
+			gb.all(left[i+1:])
+		}
+	}()
+	for ; i < len(left); i++ {
+		var err error
+		if rec := guard.Call(func() { err = left[i].giveBack() }); rec != nil {
+			if gb.panicked == nil {
+				gb.panicked = &stage.PanicError{Value: rec.Value, Stack: rec.Stack}
+			}
+			continue
+		}
+		if err != nil {
+			gb.failed = append(gb.failed, err)
 		}
 	}
 }
