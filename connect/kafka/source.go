@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,7 +119,10 @@ func newMember(cfg config) *member {
 
 // open makes the client and starts the periodic committer.
 func (m *member) open(kopts []kgo.Opt) {
-	kopts = append(kopts,
+	// Clipped: kopts is the Source's, shared by its runs, which may run at
+	// the same time; an append within its capacity would write this run's
+	// hooks into the array the others read.
+	kopts = append(slices.Clip(kopts),
 		kgo.DisableAutoCommit(),
 		// No rebalance between a poll's return and the recording of its
 		// records (next calls AllowRebalance after each poll): else a
