@@ -48,7 +48,9 @@ func (e *LineTooLongError) Error() string {
 // them: the line ending ("\n" or "\r\n") is dropped, and a last line without
 // a newline is delivered. A read error ends the run with a
 // *stage.SourceError after the complete lines before it went through (a
-// partial line before the error is dropped). The end of r is io.EOF itself,
+// partial line before the error is dropped), unless stage.Until's stop was
+// done first: then it ends the stream quietly, as any source's error does
+// (see stage.Source). The end of r is io.EOF itself,
 // as io.Reader's contract has it: an error that wraps io.EOF is a read
 // error, so that a truncated input is never taken for a complete one.
 //
@@ -63,7 +65,8 @@ func (e *LineTooLongError) Error() string {
 // line may be the rest of a line), and a run that stops early may have read
 // past the last line it delivered. (A *bufio.Reader of 4 KiB or more is the
 // buffer itself: a second run reads on from the line after the first run's
-// last.) Two runs must not read one r at the same time.
+// last, unless the first stopped within a line longer than the buffer.) Two
+// runs must not read one r at the same time.
 //
 // Over an in-memory reader (*bytes.Reader, *strings.Reader, *bytes.Buffer)
 // or a regular file, Lines is a source that never waits (see
@@ -74,8 +77,11 @@ func (e *LineTooLongError) Error() string {
 // Lines(struct{ io.Reader }{f}).) Over anything else (a pipe, a socket, a
 // terminal, a wrapper such as a gzip reader) it is a waiting source: a Read
 // may block. A blocked Read cannot be abandoned: when the run is cancelled,
-// the sink waits for it to return. To stop a run blocked on a read, close
-// the reader (or set a deadline on it). A nil r panics.
+// the sink waits for it to return, and no Read follows it, even within a
+// line (the line in progress is dropped; under stage.Until, no Read follows
+// once the source's context has ended, a moment after stop is done). To
+// stop a run blocked on a read, close the reader (or set a deadline on
+// it). A nil r panics.
 func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	if r == nil {
 		panic("sluice: source.Lines: nil reader")
@@ -89,41 +95,62 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	}
 	maxLen := c.max
 	s := stage.Source(func(context.Context) (func(context.Context) (string, error), func()) {
+		lr := &linesReader{r: r}
 		br, ok := r.(*bufio.Reader)
 		if !ok || br.Size() < 4096 {
-			br = bufio.NewReaderSize(linesReader{r}, 4096)
+			br = bufio.NewReaderSize(lr, 4096)
 		}
-		var buf []byte // the current line, when it spans several reads
+		var buf []byte // the current line, when it spans several buffers
 		n := 0         // lines read
-		return func(context.Context) (string, error) {
+		return func(ctx context.Context) (string, error) {
+			lr.ctx = ctx
 			buf = buf[:0]
+			from := 0 // how much of what is buffered holds no '\n'
 			for {
-				frag, err := br.ReadSlice('\n')
-				switch {
-				case err == nil: // a whole line
+				b, _ := br.Peek(br.Buffered())
+				if i := bytes.IndexByte(b[from:], '\n'); i >= 0 { // a whole line
+					i += from
 					n++
-					line := frag[:len(frag)-1]
+					line := b[:i]
 					if len(buf) > 0 {
 						buf = append(buf, line...)
 						line = buf
 					}
-					return finish(line, n, maxLen)
-				case err == bufio.ErrBufferFull && len(frag) == br.Size(): // bufio's own (see linesReader)
+					v, err := finish(line, n, maxLen)
+					br.Discard(i + 1)
+					return v, err
+				}
+				from = len(b)
+				if len(b) == br.Size() { // a full buffer, no line ending: the line goes on
 					// -1: a '\r' that the line ending may still drop
 					// (not maxLen+1, which overflows at math.MaxInt).
-					if len(buf)+len(frag)-1 > maxLen {
+					if len(buf)+len(b)-1 > maxLen {
 						return "", &LineTooLongError{Line: n + 1, Max: maxLen}
 					}
-					buf = append(buf, frag...)
-				case err == io.EOF: // itself: an error that wraps it is a read error
-					if len(buf)+len(frag) == 0 {
+					buf = append(buf, b...)
+					br.Discard(len(b))
+					from = 0
+				}
+				// One read more (Peek reads once, unless it reads nothing),
+				// and none once the run was cancelled or drained: the sink
+				// waits for one blocked Read at most. What a line in
+				// progress had in a buffer of r's own stays there.
+				if ctx.Err() != nil {
+					return "", context.Cause(ctx)
+				}
+				if _, err := br.Peek(from + 1); err != nil {
+					if err != io.EOF { // itself: an error that wraps it is a read error
+						return "", err
+					}
+					rest, _ := br.Peek(br.Buffered())
+					if len(buf)+len(rest) == 0 {
 						return "", io.EOF
 					}
 					// The last line has no newline: deliver it now, EOF next time.
 					n++
-					return finish(append(buf, frag...), n, maxLen)
-				default:
-					return "", err
+					v, err := finish(append(buf, rest...), n, maxLen)
+					br.Discard(len(rest))
+					return v, err
 				}
 			}
 		}, nil
@@ -134,20 +161,20 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 	return s
 }
 
-// linesReader is r as Lines reads it: an error of r that is
-// bufio.ErrBufferFull itself is wrapped, since ReadSlice returns r's errors
-// as they are and Lines would take that one for bufio's own (the line goes
-// on in the next read). A *bufio.Reader of 4 KiB or more is read directly,
-// as bufio.NewReaderSize would: there an ErrBufferFull with less than a
-// full buffer is its reader's, a read error.
-type linesReader struct{ r io.Reader }
+// linesReader is r as Lines reads it through a buffer of its own: a Read
+// once ctx, the context of the next in progress, is done returns its cause
+// without reading, so that bufio's retries of a Read that gave nothing
+// (up to 100) stop with the run.
+type linesReader struct {
+	r   io.Reader
+	ctx context.Context
+}
 
-func (l linesReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	if err == bufio.ErrBufferFull {
-		err = fmt.Errorf("source.Lines: the reader failed: %w", err)
+func (l *linesReader) Read(p []byte) (int, error) {
+	if l.ctx != nil && l.ctx.Err() != nil {
+		return 0, context.Cause(l.ctx)
 	}
-	return n, err
+	return l.r.Read(p)
 }
 
 // readsWithoutWaiting reports whether a Read of r completes without waiting

@@ -19,8 +19,9 @@ import (
 // item, never concurrently, and never once the run is cancelled or its input
 // has ended. The ctx given to open and next is the run's context; it also
 // ends when another source of the run fails, and under [Until] when the
-// stop context is done: an error next then returns ends the stream
-// quietly. next returns io.EOF (itself, not an error wrapping it) to end
+// stop context is done (a moment after: it is cancelled from a goroutine
+// of the run's): an error next returns once stop is done ends the stream
+// quietly, whether or not its context has ended yet. next returns io.EOF (itself, not an error wrapping it) to end
 // the stream; any
 // other error (or a panic in open, next or stop) becomes a *[SourceError]
 // that ends the run: items produced before it still go through, then the
@@ -218,12 +219,18 @@ func (p *sourcePuller[T]) take(ctx context.Context) (it item[T], idx int, ok, re
 		if notReady && p.ctx.Err() == nil {
 			return item[T]{}, 0, false, false
 		}
-		// At the end of its input, or drained (Until, or another source
-		// failed): the source's context ended, so its error is a
-		// consequence, not a failure.
+		// At the end of its input, or drained: an error next returns once
+		// Until's stop is done ends the stream quietly, as Source promises
+		// (stop itself is looked at: the scope's context ends a moment
+		// later, from a goroutine of its own, and a drain followed by a
+		// close of what next waits on must not fail the run by timing);
+		// so does one once another source failed, when the source's
+		// context ended: its error is a consequence, not a failure.
 		// io.EOF itself ends the stream, as io.Reader's contract has it;
 		// an error that wraps it, or a panic with it, is a failure.
-		if err != io.EOF && !((p.scope.stopped() || p.r.draining.Load()) && p.ctx.Err() != nil) {
+		// A panic is no error next returned: it fails the run whenever it
+		// comes.
+		if rec != nil || err != io.EOF && !p.scope.stopped() && !(p.r.draining.Load() && p.ctx.Err() != nil) {
 			p.fail(err)
 		}
 		p.ended = true

@@ -1,0 +1,119 @@
+package source_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+// Lines over a *bufio.Reader of 4 KiB: a run cancelled within a line (its
+// first part read, the Read for the rest blocked) reads no more once that
+// Read returned, and leaves the line in the buffer: a second run reads on
+// from the line after the first run's last, the whole interrupted line
+// first.
+func TestLinesCancelledWithinALineLeavesItToTheNextRun(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	br := bufio.NewReaderSize(pr, 4096)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sawX := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- sink.ForEach(ctx, source.Lines(br), func(_ context.Context, l string) error {
+			if l == "x" {
+				close(sawX)
+			}
+			return nil
+		})
+	}()
+	write := func(s string) {
+		t.Helper()
+		if _, err := pw.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("x\nab") // one Read: x, and the start of the next line
+	waitClosed(t, sawX)
+	cancel()
+	write("cd") // the Read that was blocked takes it; no Read follows
+	if err := waitErr(t, done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want context.Canceled", err)
+	}
+	go func() { pw.Write([]byte("ef\ny\n")); pw.Close() }()
+	got, err := sink.Slice(context.Background(), source.Lines(br))
+	if err != nil || len(got) != 2 || got[0] != "abcdef" || got[1] != "y" {
+		t.Fatalf("second run: %q, %v; want [abcdef y]", got, err)
+	}
+}
+
+// A panic in next after Until's stop is done still fails the run: only an
+// error next returns then ends the stream quietly.
+func TestPanicInNextAfterADrainFails(t *testing.T) {
+	stop, drain := context.WithCancel(context.Background())
+	defer drain()
+	first := true
+	src := source.Func(func(context.Context) (int, error) {
+		if first {
+			first = false
+			return 1, nil
+		}
+		drain() // stop is done: then next panics
+		panic("boom")
+	})
+	got, err := sink.Slice(context.Background(), stage.Until(src, stop))
+	var se *stage.SourceError
+	var pe *stage.PanicError
+	if !errors.As(err, &se) || !errors.As(err, &pe) || pe.Value != "boom" {
+		t.Fatalf("run: %v, %v; want a *stage.SourceError wrapping the panic", got, err)
+	}
+}
+
+// An error next returns once Until's stop is done ends the stream quietly,
+// although the source's context may not have ended yet.
+func TestErrorInNextAfterADrainIsQuiet(t *testing.T) {
+	for range 50 {
+		stop, drain := context.WithCancel(context.Background())
+		first := true
+		src := source.Func(func(context.Context) (int, error) {
+			if first {
+				first = false
+				return 1, nil
+			}
+			drain()
+			return 0, errors.New("closed by the shutdown")
+		})
+		got, err := sink.Slice(context.Background(), stage.Until(src, stop))
+		drain()
+		if err != nil || len(got) != 1 {
+			t.Fatalf("run: %v, %v; want [1], nil", got, err)
+		}
+	}
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(time.Minute): // a hang bound
+		t.Fatal("hang")
+	}
+}
+
+func waitErr(t *testing.T, ch <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(time.Minute): // a hang bound
+		t.Fatal("hang")
+		return nil
+	}
+}
