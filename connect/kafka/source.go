@@ -73,6 +73,11 @@ func Source[T any](kopts []kgo.Opt, decode func(*kgo.Record) (T, error), opts ..
 				v, err := decode(h.rec)
 				if err != nil {
 					m.deadLetter(h, fmt.Errorf("decode: %w", err))
+					if err := ctx.Err(); err != nil {
+						// The run ended meanwhile: take no more records
+						// (their offsets are not committed).
+						return Record[T]{}, nil, err
+					}
 					continue
 				}
 				r := h.rec

@@ -86,6 +86,11 @@ func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts
 				v, err := decode(m.Data())
 				if err != nil {
 					a.Done(Permanent(fmt.Errorf("decode: %w", err)))
+					if err := ctx.Err(); err != nil {
+						// The run ended meanwhile: take no more messages
+						// (they go back with the subscription at stop).
+						return Msg[T]{}, nil, err
+					}
 					continue
 				}
 				out := Msg[T]{Value: v, Subject: m.Subject(), Sequence: a.seq, Deliveries: a.deliveries, ID: m.Headers().Get(jetstream.MsgIDHeader)}
