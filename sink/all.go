@@ -15,8 +15,11 @@ import (
 // Breaking out of the loop stops the run; the loop statement ends only once
 // every goroutine of the run has exited. Whatever the run would have
 // reported after the break (an error of an item the loop never saw) is
-// dropped: the loop saw everything it asked for. A panic in the loop body
-// stops the run the same way and then continues.
+// dropped: the loop saw everything it asked for. The item of the loop body
+// that breaks counts as committed (its acknowledgement, if any, is
+// released, see stage.Ack). A panic in the loop body stops the run the same
+// way and then continues; its item is not committed, and its
+// acknowledgement is not told (a broker redelivers it).
 func All[T any](ctx context.Context, s stage.Stream[T]) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		broke := false

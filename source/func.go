@@ -8,7 +8,8 @@ import (
 
 // Func returns a stream of the values next produces. The run calls next only
 // when a stage is ready for an item, never concurrently, and with the run's
-// context. next returns io.EOF to end the stream (io.EOF itself, as an
+// context. next returns io.EOF to end the stream (the value returned with
+// it is not delivered; io.EOF itself, as an
 // io.Reader does: an error that wraps it is a failure, so that a truncated
 // input is never taken for a complete one); any other error ends the run
 // with a *stage.SourceError after the items produced before it went

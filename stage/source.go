@@ -21,9 +21,9 @@ import (
 // ends when another source of the run fails, and under [Until] when the
 // stop context is done (a moment after: it is cancelled from a goroutine
 // of the run's): an error next returns once stop is done ends the stream
-// quietly, whether or not its context has ended yet. next returns io.EOF (itself, not an error wrapping it) to end
-// the stream; any
-// other error (or a panic in open, next or stop) becomes a *[SourceError]
+// quietly, whether or not its context has ended yet. next returns io.EOF
+// (itself, not an error wrapping it) to end the stream, and the item
+// returned with an error is not delivered; any other error (or a panic in open, next or stop) becomes a *[SourceError]
 // that ends the run: items produced before it still go through, then the
 // sink returns it. stop is called once every goroutine of the run has
 // exited, whether the run succeeded, failed or stopped early. A source that
