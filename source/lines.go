@@ -48,11 +48,13 @@ func (e *LineTooLongError) Error() string {
 // them: the line ending ("\n" or "\r\n") is dropped, and a last line without
 // a newline is delivered. A read error ends the run with a
 // *stage.SourceError after the complete lines before it went through (a
-// partial line before the error is dropped), unless stage.Until's stop was
-// done first: then it ends the stream quietly, as any source's error does
-// (see stage.Source). The end of r is io.EOF itself,
+// partial line before the error is dropped). The end of r is io.EOF itself,
 // as io.Reader's contract has it: an error that wraps io.EOF is a read
-// error, so that a truncated input is never taken for a complete one.
+// error, so that a truncated input is never taken for a complete one; once
+// r said io.EOF, a run does not read it again (a terminal would wait for
+// more). An error of Lines once stage.Until's stop was done (a read error,
+// a line too long) ends the stream quietly instead, as any source's error
+// then does (see stage.Source).
 //
 // Hostile input cannot exhaust memory: a line longer than the maximum
 // ([DefaultMaxLineLength], or the one set by [MaxLineLength]) ends the run
@@ -102,14 +104,28 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 		}
 		var buf []byte // the current line, when it spans several buffers
 		n := 0         // lines read
+		eof := false   // r said io.EOF: not read again (a terminal would wait)
 		return func(ctx context.Context) (string, error) {
 			lr.ctx = ctx
 			buf = buf[:0]
 			from := 0 // how much of what is buffered holds no '\n'
 			for {
 				b, _ := br.Peek(br.Buffered())
-				if i := bytes.IndexByte(b[from:], '\n'); i >= 0 { // a whole line
+				i := bytes.IndexByte(b[from:], '\n')
+				if i < 0 && eof && len(b) < br.Size() {
+					i = len(b) - from // the last line, without a newline
+				}
+				if i >= 0 { // a whole line
+					if ctx.Err() != nil {
+						// The run ended meanwhile (a Read that was blocked
+						// completed the line): it is not taken, and stays in
+						// a buffer of r's own for the next run.
+						return "", context.Cause(ctx)
+					}
 					i += from
+					if i == 0 && len(buf) == 0 && eof {
+						return "", io.EOF
+					}
 					n++
 					line := b[:i]
 					if len(buf) > 0 {
@@ -117,19 +133,24 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 						line = buf
 					}
 					v, err := finish(line, n, maxLen)
-					br.Discard(i + 1)
+					br.Discard(min(i+1, len(b)))
 					return v, err
 				}
 				from = len(b)
 				if len(b) == br.Size() { // a full buffer, no line ending: the line goes on
-					// -1: a '\r' that the line ending may still drop
-					// (not maxLen+1, which overflows at math.MaxInt).
-					if len(buf)+len(b)-1 > maxLen {
+					// A '\r' at its end may begin the line ending: it stays
+					// in the buffer, so that the line held never passes the
+					// maximum, nor what was read the maximum plus a buffer.
+					keep := 0
+					if b[len(b)-1] == '\r' {
+						keep = 1
+					}
+					if len(buf)+len(b)-keep > maxLen {
 						return "", &LineTooLongError{Line: n + 1, Max: maxLen}
 					}
-					buf = append(buf, b...)
-					br.Discard(len(b))
-					from = 0
+					buf = append(buf, b[:len(b)-keep]...)
+					br.Discard(len(b) - keep)
+					from = keep
 				}
 				// One read more (Peek reads once, unless it reads nothing),
 				// and none once the run was cancelled or drained: the sink
@@ -142,15 +163,7 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 					if err != io.EOF { // itself: an error that wraps it is a read error
 						return "", err
 					}
-					rest, _ := br.Peek(br.Buffered())
-					if len(buf)+len(rest) == 0 {
-						return "", io.EOF
-					}
-					// The last line has no newline: deliver it now, EOF next time.
-					n++
-					v, err := finish(append(buf, rest...), n, maxLen)
-					br.Discard(len(rest))
-					return v, err
+					eof = true // what is buffered is the last line
 				}
 			}
 		}, nil

@@ -21,7 +21,8 @@ import (
 func TestLinesCancelledWithinALineLeavesItToTheNextRun(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pr.Close()
-	br := bufio.NewReaderSize(pr, 4096)
+	gate := &secondRead{r: pr, entered: make(chan struct{})}
+	br := bufio.NewReaderSize(gate, 4096)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sawX := make(chan struct{})
@@ -42,6 +43,7 @@ func TestLinesCancelledWithinALineLeavesItToTheNextRun(t *testing.T) {
 	}
 	write("x\nab") // one Read: x, and the start of the next line
 	waitClosed(t, sawX)
+	waitClosed(t, gate.entered) // the Read for the rest of the line waits
 	cancel()
 	write("cd") // the Read that was blocked takes it; no Read follows
 	if err := waitErr(t, done); !errors.Is(err, context.Canceled) {
@@ -115,5 +117,54 @@ func waitErr(t *testing.T, ch <-chan error) error {
 	case <-time.After(time.Minute): // a hang bound
 		t.Fatal("hang")
 		return nil
+	}
+}
+
+// secondRead is r that closes entered as its second Read begins.
+type secondRead struct {
+	r       io.Reader
+	reads   int
+	entered chan struct{}
+}
+
+func (s *secondRead) Read(p []byte) (int, error) {
+	if s.reads++; s.reads == 2 {
+		close(s.entered)
+	}
+	return s.r.Read(p)
+}
+
+// eofOnce gives data, then io.EOF, and counts the Reads after that.
+type eofOnce struct {
+	data     string
+	afterEOF int
+	said     bool
+}
+
+func (e *eofOnce) Read(p []byte) (int, error) {
+	if e.said {
+		e.afterEOF++
+		return 0, io.EOF
+	}
+	n := copy(p, e.data)
+	e.data = e.data[n:]
+	if len(e.data) == 0 {
+		e.said = true
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Lines does not read r again in a run once r said io.EOF (a terminal
+// would wait for more), whether the last line has a newline or not.
+func TestLinesReadsNothingAfterEOF(t *testing.T) {
+	for _, data := range []string{"a\nb", "a\nb\n", "", "a"} {
+		r := &eofOnce{data: data}
+		if _, err := sink.Slice(context.Background(), source.Lines(r)); err != nil {
+			t.Fatal(err)
+		}
+		if r.afterEOF != 0 {
+			t.Errorf("%q: %d Reads after io.EOF", data, r.afterEOF)
+		}
 	}
 }
