@@ -59,16 +59,18 @@ func (e *LineTooLongError) Error() string {
 // Hostile input cannot exhaust memory: a line longer than the maximum
 // ([DefaultMaxLineLength], or the one set by [MaxLineLength]) ends the run
 // with a *stage.SourceError wrapping a *[LineTooLongError] that names the
-// line; at most the maximum plus 4 KiB is read into memory for it. A run
-// holds one line and one read buffer at a time.
+// line; at most the maximum plus one buffer (4 KiB, or the size of a
+// *bufio.Reader given as r, which is then the buffer) is read into memory
+// for it. A run holds one line and one read buffer at a time.
 //
 // r is read through a buffer that each run makes anew, so r is not rewound:
 // a second run reads on from where the first run's buffer had read (its first
 // line may be the rest of a line), and a run that stops early may have read
 // past the last line it delivered. (A *bufio.Reader of 4 KiB or more is the
 // buffer itself: a second run reads on from the line after the first run's
-// last, unless the first stopped within a line longer than the buffer.) Two
-// runs must not read one r at the same time.
+// last, unless the first stopped within a line that filled the buffer: as
+// long as the buffer or longer, counting a final '\r'.) Two runs must not
+// read one r at the same time.
 //
 // Over an in-memory reader (*bytes.Reader, *strings.Reader, *bytes.Buffer)
 // or a regular file, Lines is a source that never waits (see
@@ -81,7 +83,9 @@ func (e *LineTooLongError) Error() string {
 // may block. A blocked Read cannot be abandoned: when the run is cancelled,
 // the sink waits for it to return, and no Read follows it, even within a
 // line (the line in progress is dropped; under stage.Until, no Read follows
-// once the source's context has ended, a moment after stop is done). To
+// once the source's context has ended, a moment after stop is done; a
+// *bufio.Reader given as r still retries a Read that returned nothing, up
+// to 100 times, as bufio does). To
 // stop a run blocked on a read, close the reader (or set a deadline on
 // it). A nil r panics.
 func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
@@ -138,6 +142,9 @@ func Lines(r io.Reader, opts ...LinesOption) stage.Stream[string] {
 				}
 				from = len(b)
 				if len(b) == br.Size() { // a full buffer, no line ending: the line goes on
+					if ctx.Err() != nil {
+						return "", context.Cause(ctx) // the buffer stays whole for the next run
+					}
 					// A '\r' at its end may begin the line ending: it stays
 					// in the buffer, so that the line held never passes the
 					// maximum, nor what was read the maximum plus a buffer.
