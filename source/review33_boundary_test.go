@@ -49,7 +49,7 @@ func (r *r33Script) Read(p []byte) (int, error) {
 	return copy(p, s.data), s.err
 }
 
-var r33ErrX = errors.New("r33: read failed")
+var errR33Read = errors.New("r33: read failed")
 
 // TestReview33LinesBufioLineAsLongAsTheBufferIsKept: Lines over a
 // *bufio.Reader of size S (4096, 4097, 65536). The first run stops within a
@@ -99,7 +99,7 @@ func TestReview33LinesBufioLineAsLongAsTheBufferIsKept(t *testing.T) {
 					sc := &r33Script{cancel: cancel}
 					sc.steps = []r33Step{{data: first}}
 					if stop == "read error" {
-						sc.steps = append(sc.steps, r33Step{err: r33ErrX}, r33Step{data: rest + "next\n"})
+						sc.steps = append(sc.steps, r33Step{err: errR33Read}, r33Step{data: rest + "next\n"})
 					} else {
 						sc.steps = append(sc.steps, r33Step{data: rest + "next\n", cancel: true})
 					}
@@ -113,7 +113,7 @@ func TestReview33LinesBufioLineAsLongAsTheBufferIsKept(t *testing.T) {
 					// deliver it; then the second run starts after it.
 					var se *stage.SourceError
 					switch {
-					case stop == "read error" && len(got1) == 0 && errors.As(err, &se) && errors.Is(err, r33ErrX):
+					case stop == "read error" && len(got1) == 0 && errors.As(err, &se) && errors.Is(err, errR33Read):
 					case stop == "cancel" && errors.Is(err, context.Canceled):
 					case len(got1) == 1 && got1[0] == line:
 					default:
