@@ -470,8 +470,11 @@ func review7FailFastAndPanics(t *testing.T, newEnv func(*testing.T) Env7) {
 	Expect7(t, pts, "in_flight", "cheapff", "map", "", 0)
 	rec := r7Val(pts, "received", "cheapff", "map", "")
 	fin := r7Val(pts, "finished", "cheapff", "map", "ok") + r7Val(pts, "finished", "cheapff", "map", "error")
-	if rec != fin || rec < 2501 {
-		t.Errorf("cheapff: received %v, finished %v; want equal and at least 2501", rec, fin)
+	// Items 0..2500 were claimed in order, but one that another of the
+	// 4 places claimed as item 2500 failed is not taken once the run is
+	// cancelled (never received): at most 3 of them.
+	if rec != fin || rec < 2501-3 {
+		t.Errorf("cheapff: received %v, finished %v; want equal and at least 2498", rec, fin)
 	}
 }
 

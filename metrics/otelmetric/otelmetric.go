@@ -13,6 +13,7 @@ package otelmetric
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -55,7 +56,10 @@ var durationBuckets = func() []float64 {
 // 4 times the one before (as the prom package's; a View can change them).
 // A call's duration is the stage.Watcher's latency: from the item's
 // receipt to the end of its last attempt, rate-limit and retry waits
-// included: how long the item held a worker.
+// included: how long the item held a worker. A stage name (or kind) that
+// is not valid UTF-8, which OTLP's string attributes cannot carry, is
+// recorded with each run of invalid bytes replaced by one U+FFFD, as in
+// package prom.
 // New returns the meter's errors, joined, if it could not create an
 // instrument; the same meter may serve several observers, which then add
 // into the same series.
@@ -80,7 +84,8 @@ func New(meter metric.Meter) (*Observer, error) {
 // Stage implements stage.Observer: the stage's attribute sets are built
 // once, so that an item costs no allocation for them.
 func (o *Observer) Stage(info stage.Info) stage.Watcher {
-	base := []attribute.KeyValue{attribute.String("sluice.stage", info.Name), attribute.String("sluice.kind", info.Kind)}
+	name, kind := strings.ToValidUTF8(info.Name, "\uFFFD"), strings.ToValidUTF8(info.Kind, "\uFFFD")
+	base := []attribute.KeyValue{attribute.String("sluice.stage", name), attribute.String("sluice.kind", kind)}
 	set := attribute.NewSet(base...)
 	with := func(outcome string) attribute.Set {
 		return attribute.NewSet(append(base[:2:2], attribute.String("sluice.outcome", outcome))...)

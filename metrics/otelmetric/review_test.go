@@ -351,8 +351,9 @@ func TestReviewOtelConcurrentRunsShareTheObserver(t *testing.T) {
 }
 
 // 7. Awkward stage names keep their exact value as the sluice.stage
-// attribute, and each name is its own set of points; a name that is not
-// valid UTF-8 does not take the run down.
+// attribute (a name that is not valid UTF-8 with U+FFFD for its invalid
+// bytes), and each name is its own set of points; an invalid name does not
+// take the run down.
 func TestReviewOtelAwkwardStageNames(t *testing.T) {
 	reader, obs := rvNew(t)
 	ctx := stage.Observe(context.Background(), obs)
@@ -375,7 +376,8 @@ func TestReviewOtelAwkwardStageNames(t *testing.T) {
 	}
 	all := rvCollect(t, reader)
 	for _, name := range names {
-		if got := rvVal(all, mReceived, name, ""); got != 3 {
+		// An invalid name's invalid bytes become U+FFFD (New's doc).
+		if got := rvVal(all, mReceived, strings.ToValidUTF8(name, "\uFFFD"), ""); got != 3 {
 			t.Errorf("stage %q: received %v, want 3", name, got)
 		}
 	}

@@ -41,7 +41,8 @@ type Observer struct {
 // policy handles it) and "ok" otherwise: a call cut short by the end of the
 // run (another stage's failure, a cancellation) did not fail. A stage name
 // that is not valid UTF-8, which a label cannot hold, is recorded with
-// each invalid byte sequence replaced by U+FFFD. The duration histogram's
+// each run of invalid bytes replaced by one U+FFFD (so names that differ
+// only there share a series). The duration histogram's
 // buckets are in seconds, from 1 µs to about 4 s, each bound 4 times the
 // one before. A call's duration is the stage.Watcher's latency: from the
 // item's receipt to the end of its last attempt, rate-limit and retry
