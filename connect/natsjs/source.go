@@ -43,7 +43,9 @@ import (
 // may still come, and drops what finds no room (a "slow consumer" error,
 // reported to the connection's error handler). The server redelivers those
 // once AckWait has passed; none is lost. An error of the consumer ends the
-// run with a *stage.SourceError. As a run starts, the source asks the
+// run with a *stage.SourceError (once stage.Until's stop is done, it ends
+// the stream quietly instead, as any source's error then does). As a run
+// starts, the source asks the
 // server for the consumer's info (one round trip): a consumer or stream
 // that does not exist then (errors.Is with jetstream.ErrConsumerNotFound or
 // ErrStreamNotFound), or a consumer whose AckPolicy is not explicit, ends
