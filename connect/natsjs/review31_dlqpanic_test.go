@@ -39,7 +39,7 @@ func (p *r31PanicJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstr
 // that waits out AckWait, an hour here) into a failure.
 func r31WaitFor(t *testing.T, what string, cond func() bool, report func() string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // a hang bound
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting for %s: %s", what, report())
