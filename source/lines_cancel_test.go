@@ -168,3 +168,37 @@ func TestLinesReadsNothingAfterEOF(t *testing.T) {
 		}
 	}
 }
+
+// drainingReader gives "x\n", then, in its second Read, calls drain and
+// gives a line longer than the maximum (no newline yet), then io.EOF.
+type drainingReader struct {
+	reads int
+	drain func()
+}
+
+func (d *drainingReader) Read(p []byte) (int, error) {
+	d.reads++
+	switch d.reads {
+	case 1:
+		return copy(p, "x\n"), nil
+	case 2:
+		d.drain()
+		for i := range p {
+			p[i] = 'a'
+		}
+		return len(p), nil
+	}
+	return 0, io.EOF
+}
+
+// A line too long found once Until's stop is done ends the stream quietly,
+// as any error of Lines then does.
+func TestLinesTooLongAfterADrainIsQuiet(t *testing.T) {
+	stop, drain := context.WithCancel(context.Background())
+	defer drain()
+	r := &drainingReader{drain: drain}
+	got, err := sink.Slice(context.Background(), stage.Until(source.Lines(r, source.MaxLineLength(10)), stop))
+	if err != nil || len(got) != 1 || got[0] != "x" {
+		t.Fatalf("got %q, %v; want [x], nil", got, err)
+	}
+}
