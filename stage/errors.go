@@ -112,8 +112,9 @@ var ErrStop = errors.New("sluice: stop")
 
 // IsStop reports whether err, returned by the callback of [Run], ends the
 // run early without an error: err is [ErrStop] or wraps it (as errors.Is
-// sees it), and the ErrStop is not inside an *[Error], a *[SourceError] or
-// a *[PanicError]. Those are failures: some run reported them (a stage's
+// sees it), and that ErrStop is not inside an *[Error], a *[SourceError] or
+// a *[PanicError] (of an err that joins several errors, one ErrStop
+// outside them is enough, whatever else it holds). Those are failures: some run reported them (a stage's
 // function, or a source, returned ErrStop), so a callback that returns
 // one, say from a run of its own, fails the run with it; and a panic,
 // whatever its value, is a failure (panic(ErrStop) does not stop a run). A
@@ -131,18 +132,29 @@ func IsStop(err error) (stop bool) {
 	return stop
 }
 
+// isStop is IsStop's walk of err's tree: an ErrStop (err itself, or one
+// an Is method claims) on a path that passes through no *Error,
+// *SourceError or *PanicError, whatever the rest of the tree holds.
 func isStop(err error) bool {
-	if !errors.Is(err, ErrStop) {
-		return false
+	switch err.(type) {
+	case nil, *Error, *SourceError, *PanicError:
+		return false // what a failure holds is the failure's
 	}
-	var e *Error
-	if errors.As(err, &e) && errors.Is(e, ErrStop) {
-		return false
+	if err == ErrStop {
+		return true
 	}
-	var se *SourceError
-	if errors.As(err, &se) && errors.Is(se, ErrStop) {
-		return false
+	if x, ok := err.(interface{ Is(error) bool }); ok && x.Is(ErrStop) {
+		return true
 	}
-	var pe *PanicError
-	return !errors.As(err, &pe) || !errors.Is(pe, ErrStop)
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return isStop(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if isStop(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
