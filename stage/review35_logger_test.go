@@ -278,7 +278,7 @@ func TestReview35LoggerHostileHandlers(t *testing.T) {
 		return
 	}
 	t.Logf("outcome: %s", out)
-	for _, want := range []string{"start-panics=panic-error", "warn-panics=", "handler-errs=forwarded", "zero-logger="} {
+	for _, want := range []string{"start-panics=panic-error", "warn-panics=", "handler-errs=forwarded", "zero-logger=panic-error"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("outcome %q lacks %q", out, want)
 		}

@@ -129,8 +129,10 @@ func isItemError(err error) bool {
 // Logger returns an [Observer] that logs to l: a stage's start (Info, with
 // its kind, workers and expected total), each failed item (Warn, with its
 // index, attempts and error; a call ended by the run's cancellation is not
-// a failure), and its close (Info, with its counts and mean latency). It
-// never logs per successful item. Logger panics if l is nil.
+// a failure), and its close (Info, with its counts and mean latency; the
+// counts are the run's). It never logs per successful item. A handler that
+// panics (the zero slog.Logger's has none to call) fails the run with a
+// *[PanicError], as any observer's panic does. Logger panics if l is nil.
 func Logger(l *slog.Logger) Observer {
 	checkFunc(l == nil, "stage.Logger", "logger")
 	return logger{l}
