@@ -134,27 +134,56 @@ func IsStop(err error) (stop bool) {
 
 // isStop is IsStop's walk of err's tree: an ErrStop (err itself, or one
 // an Is method claims) on a path that passes through no *Error,
-// *SourceError or *PanicError, whatever the rest of the tree holds.
+// *SourceError or *PanicError (nor an error whose As method says it is one
+// that holds ErrStop), whatever the rest of the tree holds. A chain of
+// single wrappers is walked in a loop, as errors.Is does, so that its
+// length costs no stack.
 func isStop(err error) bool {
-	switch err.(type) {
-	case nil, *Error, *SourceError, *PanicError:
-		return false // what a failure holds is the failure's
-	}
-	if err == ErrStop {
-		return true
-	}
-	if x, ok := err.(interface{ Is(error) bool }); ok && x.Is(ErrStop) {
-		return true
-	}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		return isStop(u.Unwrap())
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			if isStop(e) {
-				return true
+	for {
+		switch err.(type) {
+		case nil, *Error, *SourceError, *PanicError:
+			return false // what a failure holds is the failure's
+		}
+		if failureAs(err) {
+			return false
+		}
+		if err == ErrStop {
+			return true
+		}
+		if x, ok := err.(interface{ Is(error) bool }); ok && x.Is(ErrStop) {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if isStop(e) {
+					return true
+				}
 			}
+			return false
+		default:
+			return false
 		}
 	}
-	return false
+}
+
+// failureAs reports whether err's own As method says it is an *Error, a
+// *SourceError or a *PanicError that holds ErrStop.
+func failureAs(err error) bool {
+	x, ok := err.(interface{ As(any) bool })
+	if !ok {
+		return false
+	}
+	var e *Error
+	if x.As(&e) && e != nil && errors.Is(e, ErrStop) {
+		return true
+	}
+	var se *SourceError
+	if x.As(&se) && se != nil && errors.Is(se, ErrStop) {
+		return true
+	}
+	var pe *PanicError
+	return x.As(&pe) && pe != nil && errors.Is(pe, ErrStop)
 }
