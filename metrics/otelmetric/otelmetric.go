@@ -59,7 +59,7 @@ var durationBuckets = func() []float64 {
 // included: how long the item held a worker. A stage name (or kind) that
 // is not valid UTF-8, which OTLP's string attributes cannot carry, is
 // recorded with each run of invalid bytes replaced by one U+FFFD, as in
-// package prom.
+// package prom (so names that differ only there share a series).
 // New returns the meter's errors, joined, if it could not create an
 // instrument; the same meter may serve several observers, which then add
 // into the same series.
