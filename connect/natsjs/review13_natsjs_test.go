@@ -1511,11 +1511,18 @@ func r13Reconnect(t *testing.T, strict bool) {
 	const n, ra = 50, 5
 	e := r13New(t, "RECON", n, 0)
 	var dropped atomic.Int64
+	// nats.go reports a slow consumer once per episode, not once per
+	// message it drops: the subscription's count is read again below.
+	var slowSub atomic.Pointer[nats.Subscription]
+	countDropped := func(sub *nats.Subscription) {
+		if d, derr := sub.Dropped(); derr == nil && int64(d) > dropped.Load() {
+			dropped.Store(int64(d))
+		}
+	}
 	e.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 		if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
-			if d, derr := sub.Dropped(); derr == nil && int64(d) > dropped.Load() {
-				dropped.Store(int64(d))
-			}
+			slowSub.Store(sub)
+			countDropped(sub)
 		}
 	})
 	stop, drain := context.WithCancel(context.Background())
@@ -1564,6 +1571,9 @@ func r13Reconnect(t *testing.T, strict bool) {
 	close(gate)
 	deadline := time.Now().Add(2 * r13Watchdog)
 	for {
+		if sub := slowSub.Load(); sub != nil {
+			countDropped(sub)
+		}
 		if strict && total.Load() == n {
 			break
 		}
