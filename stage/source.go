@@ -23,9 +23,9 @@ import (
 // of the run's): an error next returns once stop is done ends the stream
 // quietly, whether or not its context has ended yet. next returns io.EOF
 // (itself, not an error wrapping it) to end the stream, and the item
-// returned with an error is not delivered; any other error (or a panic in open, next or stop) becomes a *[SourceError]
-// that ends the run: items produced before it still go through, then the
-// sink returns it. stop is called once every goroutine of the run has
+// returned with an error is not delivered; any other error (or a panic in
+// open, next or stop) becomes a *[SourceError] that ends the run: items
+// produced before it still go through, then the sink returns it. stop is called once every goroutine of the run has
 // exited, whether the run succeeded, failed or stopped early. A source that
 // finds a failure after its last item (a connector whose acknowledgements
 // fail during a drain, when next is no longer called) reports it by

@@ -45,8 +45,8 @@ import (
 // once AckWait has passed; none is lost. An error of the consumer ends the
 // run with a *stage.SourceError (once stage.Until's stop is done, it ends
 // the stream quietly instead, as any source's error then does). As a run
-// starts, the source asks the
-// server for the consumer's info (one round trip): a consumer or stream
+// starts, the source asks the server for the consumer's info (one round
+// trip): a consumer or stream
 // that does not exist then (errors.Is with jetstream.ErrConsumerNotFound or
 // ErrStreamNotFound), or a consumer whose AckPolicy is not explicit, ends
 // the run at once with a *stage.SourceError and nothing taken (so does a
