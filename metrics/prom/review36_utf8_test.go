@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/sluicedev/sluice/internal/metricstest"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -29,7 +30,7 @@ func TestReview36PromInvalidUTF8Names(t *testing.T) {
 	}
 	want := map[string]float64{}
 	for n, rec := range names {
-		m := stage.Map(source.Slice(r34Ints(2)), func(_ context.Context, v int) (int, error) { return v, nil }, stage.Name(n))
+		m := stage.Map(source.Slice(metricstest.Ints(2)), func(_ context.Context, v int) (int, error) { return v, nil }, stage.Name(n))
 		if _, err := sink.Count(ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -37,11 +38,11 @@ func TestReview36PromInvalidUTF8Names(t *testing.T) {
 	}
 	got := map[string]float64{}
 	for k, p := range r34Read(t, reg) {
-		if k.metric == "received" {
-			if k.kind != "map" {
-				t.Errorf("kind %q, want map", k.kind)
+		if k.Metric == "received" {
+			if k.Kind != "map" {
+				t.Errorf("kind %q, want map", k.Kind)
 			}
-			got[k.stage] += p.value
+			got[k.Stage] += p.Value
 		}
 	}
 	if len(got) != len(want) {
