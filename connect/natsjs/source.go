@@ -115,7 +115,7 @@ type sourceRun struct {
 	cons       jetstream.Consumer
 	maxDeliver int
 	pullExpiry time.Duration // the consumer's MaxRequestExpires, if below pullExpiry (see expiry)
-	err        error         // the subscription could not be made: every next fails
+	err        error         // the subscription could not be made, or failed: every next fails
 
 	// Only next (never called concurrently) and close (once every
 	// goroutine of the run has exited) touch it.
@@ -202,7 +202,17 @@ func (s *sourceRun) next(ctx context.Context) (jetstream.Msg, error) {
 	switch {
 	case err == nil:
 		return m, nil // even if ctx ended meanwhile: the run settles or naks it
+	case ctx.Err() != nil && err == ctx.Err():
+		return nil, err // the wait ended with ctx (nats.go returns ctx.Err() itself)
 	case ctx.Err() != nil:
+		// The subscription's own error (the consumer deleted: nats.go has
+		// stopped the subscription), met by a next whose ctx ended, such as
+		// a try (see stage.Interruptible), whose ctx is done from the
+		// start: it answers "nothing ready", and the error is kept for the
+		// next call, which a live run makes and reports. (Returned now, it
+		// would be lost for a try, and the run would report the closed
+		// subscription instead.)
+		s.err = err
 		return nil, ctx.Err()
 	default:
 		return nil, err
