@@ -56,4 +56,13 @@
 //     within: a MaxRequestBatch below [ReadAhead] lowers the read-ahead to
 //     it, and a MaxRequestExpires below 5 s shortens each pull request's
 //     wait (below 1 s, which nats.go cannot ask for, a run fails at once).
+//
+// A run reads MaxDeliver, MaxRequestBatch and MaxRequestExpires as it
+// starts; change them between runs. One lowered under a running run:
+// MaxRequestBatch or MaxRequestExpires below what the run asks makes the
+// server refuse its pull requests, and the run fails at its next stall (a
+// *stage.SourceError, once the subscription missed its heartbeats); a
+// lower MaxDeliver is not seen, so a message that fails on its new last
+// delivery is nak'ed rather than terminated and stays in the stream,
+// undelivered.
 package natsjs

@@ -36,8 +36,11 @@ import (
 // once AckWait has passed (on its last allowed delivery, it is not
 // delivered again and stays in the stream). If the subscription misses its heartbeats (a
 // stalled connection or pull request), or the connection comes back after
-// a drop, the source asks the server again
-// on the same subscription and goes on, and messages the server delivered
+// a drop, the source asks the server again on the same subscription and
+// goes on (after a stall it first asks for the consumer's info: a consumer
+// or stream deleted meanwhile, or limits lowered below what the run asks,
+// see the package documentation, "Consumer settings", end the run with a
+// *stage.SourceError), and messages the server delivered
 // into the stall are taken when they arrive, as far as the subscription
 // has room for them: nats.go asks for a new batch while the stalled one
 // may still come, and drops what finds no room (a "slow consumer" error,
@@ -190,7 +193,7 @@ func (s *sourceRun) subscribe() (jetstream.MessagesContext, error) {
 	return s.cons.Messages(
 		jetstream.PullMaxMessages(s.cfg.readAhead),
 		jetstream.PullExpiry(s.expiry()),
-		jetstream.WithMessagesErrOnMissingHeartbeat(false)) // asks again itself
+		jetstream.WithMessagesErrOnMissingHeartbeat(true)) // next looks at the consumer, then nats.go asks again
 }
 
 // next waits for the next message, or for ctx to end.
@@ -198,25 +201,63 @@ func (s *sourceRun) next(ctx context.Context) (jetstream.Msg, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
-	m, err := s.it.Next(jetstream.NextContext(ctx))
-	switch {
-	case err == nil:
-		return m, nil // even if ctx ended meanwhile: the run settles or naks it
-	case ctx.Err() != nil && err == ctx.Err():
-		return nil, err // the wait ended with ctx (nats.go returns ctx.Err() itself)
-	case ctx.Err() != nil:
-		// The subscription's own error (the consumer deleted: nats.go has
-		// stopped the subscription), met by a next whose ctx ended, such as
-		// a try (see stage.Interruptible), whose ctx is done from the
-		// start: it answers "nothing ready", and the error is kept for the
-		// next call, which a live run makes and reports. (Returned now, it
-		// would be lost for a try, and the run would report the closed
-		// subscription instead.)
-		s.err = err
-		return nil, ctx.Err()
-	default:
-		return nil, err
+	for {
+		m, err := s.it.Next(jetstream.NextContext(ctx))
+		switch {
+		case err == nil:
+			return m, nil // even if ctx ended meanwhile: the run settles or naks it
+		case ctx.Err() != nil && (err == ctx.Err() || errors.Is(err, jetstream.ErrNoHeartbeat)):
+			return nil, ctx.Err() // the wait ended with ctx (nats.go returns ctx.Err() itself)
+		case ctx.Err() != nil:
+			// The subscription's own error (the consumer deleted: nats.go
+			// has stopped the subscription), met by a next whose ctx
+			// ended, such as a try (see stage.Interruptible), whose ctx is
+			// done from the start: it answers "nothing ready", and the
+			// error is kept for the next call, which a live run makes and
+			// reports. (Returned now, it would be lost for a try, and the
+			// run would report the closed subscription instead.)
+			s.err = err
+			return nil, ctx.Err()
+		case errors.Is(err, jetstream.ErrNoHeartbeat):
+			// A stall: nats.go asks the server again at the next call.
+			// First, is the consumer still there, and does it still take
+			// the run's pull requests? (The server's answers that say no
+			// are ignored by nats.go, which would ask for ever.)
+			if err := s.recheck(ctx); err != nil {
+				s.err = err
+				return nil, err
+			}
+		default:
+			return nil, err
+		}
 	}
+}
+
+// recheck asks the server for the consumer's info after a stall (one round
+// trip, abandoned when ctx ends): a consumer or stream that no longer
+// exists, or limits lowered below what the run's pull requests ask
+// (MaxRequestBatch below the read-ahead, MaxRequestExpires below the pull
+// expiry), which the server refuses, fail the run. If the server cannot be
+// asked, the stall goes on as before.
+func (s *sourceRun) recheck(ctx context.Context) error {
+	name := ""
+	if known := s.cons.CachedInfo(); known != nil {
+		name = known.Name
+	}
+	info, err := s.cons.Info(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("natsjs: consumer %q: %w", name, err)
+	case err != nil:
+		return nil
+	}
+	if b := info.Config.MaxRequestBatch; b > 0 && b < s.cfg.readAhead {
+		return fmt.Errorf("natsjs: consumer %q: MaxRequestBatch lowered to %d during the run, below its read-ahead of %d: the server refuses its pull requests", info.Name, b, s.cfg.readAhead)
+	}
+	if e := info.Config.MaxRequestExpires; e > 0 && e < s.expiry() {
+		return fmt.Errorf("natsjs: consumer %q: MaxRequestExpires lowered to %v during the run, below its pull requests' %v: the server refuses them", info.Name, e, s.expiry())
+	}
+	return nil
 }
 
 // close ends the run's subscription and gives back every message the run
