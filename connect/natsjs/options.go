@@ -67,7 +67,9 @@ type sourceConfig struct {
 // other messages still go back to the server when it stops) and fails the
 // run with a *stage.SourceError wrapping the *stage.PanicError; one that
 // calls runtime.Goexit is a failed one too, and ends its goroutine as any
-// user code's Goexit does (see stage.ErrGoexit).
+// user code's Goexit does (see stage.ErrGoexit), after the run's other
+// messages went back and [OnAckError] heard of every acknowledgement that
+// could not be sent.
 // DeadLetter panics if js is nil or subject is empty.
 func DeadLetter(js jetstream.JetStream, subject string) SourceOption {
 	if js == nil || subject == "" {

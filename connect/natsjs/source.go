@@ -281,12 +281,21 @@ func (s *sourceRun) close() {
 	// that nothing it does (a panic, a runtime.Goexit) keeps one from going
 	// back. Its first panic is raised then (the engine makes it the run's
 	// *stage.SourceError), and it is called no more; else the first panic
-	// of a dead letter's publish, if any.
+	// of a dead letter's publish, if any. Deferred, so that OnAckError
+	// hears of every failure also when a dead letter's publish calls
+	// runtime.Goexit (which ends the goroutine once the defers ran).
 	var gb giveBacks
+	defer gb.report(s.cfg.onAckErr)
 	gb.all(left)
-	if s.cfg.onAckErr != nil {
+}
+
+// report tells onAckErr (if set) of every give-back that failed, then
+// raises the first panic: onAckErr's, which ends the calls, else a dead
+// letter's publish's.
+func (gb *giveBacks) report(onAckErr func(error)) {
+	if onAckErr != nil {
 		for _, err := range gb.failed {
-			if rec := guard.Call(func() { s.cfg.onAckErr(err) }); rec != nil {
+			if rec := guard.Call(func() { onAckErr(err) }); rec != nil {
 				panic(&stage.SourceError{Err: &stage.PanicError{Value: rec.Value, Stack: rec.Stack}})
 			}
 		}
