@@ -62,7 +62,11 @@ import (
 //
 // Source is a waiting source (its next waits for the server) and
 // stage.Interruptible: a cheap stage over it takes messages the
-// subscription already holds in its consumer's goroutines.
+// subscription already holds in its consumer's goroutines. One exception
+// to "returns at once": a consumer's look that meets a message decode
+// rejects waits for that message's dead letter (a publish to the server,
+// up to 5 s; see DeadLetter) before it answers, and the outputs that
+// consumer would take wait with it.
 func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts ...SourceOption) stage.Stream[Msg[T]] {
 	if cons == nil || decode == nil {
 		panic("sluice: natsjs.Source: nil consumer or decode function")
