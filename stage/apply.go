@@ -12,8 +12,9 @@ import "context"
 // emit queues an output for the stage's consumer and returns true. The
 // first output of an item never waits: it takes the read-ahead place the
 // item took from upstream. Each further output waits while the stage's
-// queue holds as many outputs as its read-ahead bound (workers + buffer),
-// until the consumer takes some (outputs the consumer has taken but not
+// queue holds as many outputs as its read-ahead bound (workers + buffer;
+// with [Ordered], its window's 2×workers + buffer), until the consumer
+// takes some (outputs the consumer has taken but not
 // finished with do not count). emit returns false, and drops the output, once
 // the run is cancelled; f should then return. With [Ordered], an item's
 // outputs wait in memory until the items before it have left; the moment
