@@ -19,9 +19,9 @@ import (
 // cancels the run, so that the stop gives each back through the dead-letter
 // JetStream dlq (the test's own connection, which stays up): each dead
 // letter is stored, but its Term cannot be sent (the run's connection is
-// gone). It returns the sink's result (errR31Goexited if a Goexit ended
-// its goroutine) and the errors OnAckError heard.
-func r38StopWithDeadConnection(t *testing.T, n int, dlq func(w *r14) jetstream.JetStream) (*r14, error, []error) {
+// gone). It returns the errors OnAckError heard and the sink's result
+// (errR31Goexited if a Goexit ended its goroutine).
+func r38StopWithDeadConnection(t *testing.T, n int, dlq func(w *r14) jetstream.JetStream) (*r14, []error, error) {
 	w := r14World(t, jetstream.ConsumerConfig{MaxDeliver: 1})
 	w.pubN(t, n)
 	rnc, rjs, tp := tapConnect(t, w.url)
@@ -54,7 +54,7 @@ func r38StopWithDeadConnection(t *testing.T, n int, dlq func(w *r14) jetstream.J
 	err = r38Recv(t, "the sink's end", errc)
 	mu.Lock()
 	defer mu.Unlock()
-	return w, err, append([]error(nil), heard...)
+	return w, append([]error(nil), heard...), err
 }
 
 // TestReview38GoexitInStopDeadLetterSilencesOnAckError
@@ -77,7 +77,7 @@ func r38StopWithDeadConnection(t *testing.T, n int, dlq func(w *r14) jetstream.J
 func TestReview38GoexitInStopDeadLetterSilencesOnAckError(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		var gj *r31GoexitJS
-		w, err, heard := r38StopWithDeadConnection(t, 3, func(w *r14) jetstream.JetStream {
+		w, heard, err := r38StopWithDeadConnection(t, 3, func(w *r14) jetstream.JetStream {
 			gj = &r31GoexitJS{JetStream: w.js, exits: 1}
 			return gj
 		})
@@ -98,7 +98,7 @@ func TestReview38GoexitInStopDeadLetterSilencesOnAckError(t *testing.T) {
 // stored, and OnAckError hears of the three Terms that could not be sent.
 // Passes; it guards OnAckError's calls for the stop's give-backs.
 func TestReview38StopDeadLettersOnADeadConnectionReportAckErrors(t *testing.T) {
-	w, err, heard := r38StopWithDeadConnection(t, 3, func(w *r14) jetstream.JetStream { return w.js })
+	w, heard, err := r38StopWithDeadConnection(t, 3, func(w *r14) jetstream.JetStream { return w.js })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("sink: %v, want context.Canceled", err)
 	}
