@@ -19,9 +19,6 @@ import (
 // batch counts in the stage's read-ahead (Workers plus Buffer) until f has
 // seen all of it, and may hold all of it, so an f that waits for the
 // pipeline to take further items may wait for ever, whatever the Buffer.
-// Wait in a stage's function instead: a stage gives back an output's
-// read-ahead place as its own consumer takes the output (see [Workers] for
-// the Buffer such a function needs).
 // (An item handed to Run while it waited for one is taken at once, as with
 // an unbuffered channel: it does not count, so the pipeline may then hold
 // one item more than the read-ahead that f has not seen yet.)
