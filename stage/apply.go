@@ -9,7 +9,10 @@ import "context"
 // handles (an *[Error] with the item's index and input). Outputs emitted
 // before an error still go downstream.
 //
-// emit queues an output for the stage's consumer and returns true. The
+// emit queues an output for the stage's consumer and returns true. Call it
+// from f's goroutine and before f returns: it is not safe for concurrent
+// use, and an output emitted after f returned may reach the consumer after
+// the item was acknowledged. The
 // first output of an item never waits: it takes the read-ahead place the
 // item took from upstream. Each further output waits while the stage's
 // queue holds as many outputs as its read-ahead bound (workers + buffer;
