@@ -92,7 +92,7 @@ func TestReview37GoexitInComposition(t *testing.T) {
 				}()
 				err := <-res
 				var leaked []string
-				for range 100 { // the sink returned: give a goroutine on its way out time to go
+				for deadline := time.Now().Add(r37Watchdog); time.Now().Before(deadline); { // the sink returned: a goroutine on its way out has only its return left (a watchdog, not a verdict)
 					if leaked = runcheck.LeakedSince(before); len(leaked) == 0 {
 						break
 					}
