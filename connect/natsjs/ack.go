@@ -24,6 +24,8 @@ type msgAck struct {
 	// resets a delayed Nak's timer on one, whatever came before).
 	mu      sync.Mutex
 	settled bool
+
+	rejected error // decode's Permanent error, if terminating it was left to later (see reject)
 }
 
 // inProgress sends an in-progress ack unless the message was settled.
@@ -69,6 +71,9 @@ var errUnprocessed = errors.New("natsjs: the run ended before the message was pr
 // which a Nak would leave in the stream undelivered, dead-lettered
 // instead, if a dead-letter subject is set.
 func (a *msgAck) giveBack() error {
+	if a.rejected != nil { // decode rejected it: terminated, as it would have been at once
+		return a.terminate(a.rejected.Error())
+	}
 	if a.lastDelivery() && a.s.cfg.dlq != nil {
 		return a.terminate(errUnprocessed.Error())
 	}

@@ -2,6 +2,7 @@ package natsjs_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,13 +23,22 @@ import (
 // records which came first, before it publishes.
 type r38WaitDLQ struct {
 	jetstream.JetStream
-	sinkG   *atomic.Int64
-	onSink  *r38Once
-	rTaken  *r38Once
-	firstly chan string
+	sinkG     *atomic.Int64
+	onSink    *r38Once
+	rTaken    *r38Once
+	firstly   chan string
+	published chan string // the data of every dead letter published (buffered)
+	seqs      chan string // and its Sluice-Stream-Seq header
 }
 
 func (d *r38WaitDLQ) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	defer func() {
+		select {
+		case d.published <- string(m.Data):
+			d.seqs <- m.Header.Get("Sluice-Stream-Seq")
+		default:
+		}
+	}()
 	if r38Gid() == d.sinkG.Load() {
 		d.onSink.fire()
 		select {
@@ -41,34 +51,50 @@ func (d *r38WaitDLQ) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstr
 	return d.JetStream.PublishMsg(ctx, m, opts...)
 }
 
-// TestReview38TryWaitsForADeadLetter
+// TestReview38TryLeavesADeadLetterToALiveCall
 //
-// Source: "Source is a waiting source (its next waits for the server) and
-// stage.Interruptible". stage.Interruptible: a next "called with a context
-// that is already done, returns at once: an item if one is ready without
-// waiting, else the context's error ... The claim is yours to keep: a next
-// that waits although its context is done would hold a consumer goroutine,
-// and with it the outputs the stage's other workers have finished."
-// DeadLetter: "A publish waits for the server's answer for up to 5 s,
-// whatever the run's context".
+// Source: "A consumer's look answers at once also when it meets a message
+// decode rejects: with a DeadLetter subject, whose publish waits for the
+// server, that message is terminated and dead-lettered by the next call
+// that may wait ..., or at the run's stop if none comes". stage.Interruptible:
+// a next "called with a context that is already done, returns at once".
 //
 // A cheap Map of three workers gives a place to the sink's goroutine. While
 // one of the Map's own goroutines works on r, a try of the sink's goroutine
-// (its context done from the start) meets an undecodable message: next
-// terminates it at once, publishing its dead letter, and waits for the
-// server's answer (here a dead-letter server that does not answer: the
-// wrapper waits). r is finished meanwhile, but the sink's goroutine is held
-// in the try until the publish gives up after 5 s, and takes r only then.
-// The consumer wrapper only orders events (it holds a try of the sink's
-// goroutine, begun with the buffer empty, until the undecodable message is
-// in the buffer; nats.go then picks it or the done context at random, so
-// the test repeats until the try takes it). Failure rate: 10/10 against the
-// Interruptible claim; Source's doc now states this exception ("a
-// consumer's look that meets a message decode rejects waits for that
-// message's dead letter ... and the outputs that consumer would take wait
-// with it"), which the test checks: the publish's 5 s end comes first.
-func TestReview38TryWaitsForADeadLetter(t *testing.T) {
+// (its context done from the start) meets an undecodable message. The
+// dead-letter JetStream (a wrapper) holds any publish made on the sink's
+// goroutine until the sink has taken r (or for 5 s, the publish's bound):
+// so a try that published there would keep the sink from r until the
+// publish gave up. r is released; the sink must take it, and the dead
+// letter must then be published (by the Map's worker that takes its next
+// message), not by the sink's goroutine. The consumer wrapper only orders
+// events (it holds a try of the sink's goroutine, begun with the buffer
+// empty, until the undecodable message is in the buffer; nats.go then
+// picks it or the done context at random, so the test repeats until the
+// try takes it). Before the source left the dead letter to a live call,
+// the try waited for the publish (10 of 10 runs, then a documented
+// exception).
+// r38TryBad is a run whose sink's goroutine, in a try, met an undecodable
+// message while one of the Map's own goroutines holds r (see
+// TestReview38TryLeavesADeadLetterToALiveCall).
+type r38TryBad struct {
+	dlq      *r38WaitDLQ
+	releaseR *r38Once
+	cancel   func()
+	errc     chan error
+	attempts int64 // undecodable messages published (the Map's goroutines met all but the last)
+	log      *r13Log
+	rnc      *nats.Conn
+}
+
+// r38TryMeetsBad starts a Map of three workers over a Source with a
+// dead-letter subject and brings it to the point where a try of the sink's
+// goroutine has met an undecodable message while one of the Map's own
+// goroutines holds r. If cancelOnSink, decode cancels the run there, before
+// it returns its error.
+func r38TryMeetsBad(t *testing.T, cancelOnSink bool) *r38TryBad {
 	w := r14World(t, jetstream.ConsumerConfig{})
+	l := r13WatchAcks(t, w.url, "WORK")
 	rnc, rjs, tp := tapConnect(t, w.url)
 	rc, err := rjs.Consumer(context.Background(), "WORK", "c")
 	if err != nil {
@@ -98,22 +124,27 @@ func TestReview38TryWaitsForADeadLetter(t *testing.T) {
 		}
 		return m, err
 	}}
-	dlq := &r38WaitDLQ{JetStream: w.js, sinkG: &sinkG, onSink: newR38Once(), rTaken: newR38Once(), firstly: make(chan string, 1)}
-	var badElsewhere atomic.Int64 // undecodable messages met by the Map's own goroutines
+	dlq := &r38WaitDLQ{JetStream: w.js, sinkG: &sinkG, onSink: newR38Once(), rTaken: newR38Once(), firstly: make(chan string, 1), published: make(chan string, 64), seqs: make(chan string, 64)}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var badElsewhere, badOnSink atomic.Int64 // undecodable messages met by the Map's own goroutines, by the sink's
 	decode := func(b []byte) (string, error) {
 		if strings.HasPrefix(string(b), "bad") {
 			if r38Gid() != sinkG.Load() {
 				badElsewhere.Add(1)
+			} else {
+				badOnSink.Add(1)
+				if cancelOnSink {
+					cancel()
+				}
 			}
 			return "", strconv.ErrSyntax
 		}
 		return string(b), nil
 	}
 	rIn, releaseR := newR38Once(), newR38Once()
-	defer releaseR.fire()
+	t.Cleanup(releaseR.fire)
 	var blockedR atomic.Value // the r the Map's own goroutine holds
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	work := stage.Map(natsjs.Source(cons, decode, natsjs.DeadLetter(dlq, "dlq")), func(ctx context.Context, m natsjs.Msg[string]) (string, error) {
 		if strings.HasPrefix(m.Value, "r") && r38Gid() != sinkG.Load() && blockedR.CompareAndSwap(nil, m.Value) {
 			rIn.fire()
@@ -183,28 +214,79 @@ func TestReview38TryWaitsForADeadLetter(t *testing.T) {
 		}
 		goOn <- struct{}{}
 		r38WaitFor(t, "bad met", func() bool {
-			select {
-			case <-dlq.onSink.ch:
-				return true
-			default:
-				return badElsewhere.Load() == int64(attempt+1)
-			}
+			return badOnSink.Load() == 1 || badElsewhere.Load() == int64(attempt+1)
 		})
-		select {
-		case <-dlq.onSink.ch:
-		default:
+		if badOnSink.Load() == 0 {
 			continue // the Map's goroutine met it: again
 		}
 		break
 	}
-	// The try of the sink's goroutine is in the dead-letter publish. r is
-	// finished now: a try that returned at once would let the sink take it.
+	return &r38TryBad{dlq: dlq, releaseR: releaseR, cancel: cancel, errc: errc, attempts: badElsewhere.Load() + 1, log: l, rnc: rnc}
+}
+
+func TestReview38TryLeavesADeadLetterToALiveCall(t *testing.T) {
+	b := r38TryMeetsBad(t, false)
+	dlq, attempts, releaseR, cancel, errc := b.dlq, b.attempts, b.releaseR, b.cancel, b.errc
+	// The try of the sink's goroutine met the undecodable message. r is
+	// finished now: the sink takes it, as the try answered at once.
 	releaseR.fire()
-	// Source's doc states the exception: the look waits for the dead
-	// letter (up to 5 s), and the outputs it would take wait with it.
-	if got := r38Recv(t, "the dead-letter publish's end", dlq.firstly); !strings.HasPrefix(got, "the dead-letter publish's context ended") {
-		t.Fatalf("the doc says a try that meets an undecodable message waits for its dead letter, and the outputs with it; first: %s", got)
+	select {
+	case <-dlq.rTaken.ch:
+	case got := <-dlq.firstly:
+		t.Fatalf("the sink's goroutine published a dead letter, which held it from r: %s", got)
+	case <-after(r38Watchdog):
+		t.Fatalf("hang: the sink never took r")
+	}
+	// Every undecodable message is dead-lettered (those the Map's
+	// goroutines met at once, the sink's by a later live call), none on the
+	// sink's goroutine.
+	for range attempts {
+		if got := r38Recv(t, "a dead letter", dlq.published); !strings.HasPrefix(got, "bad") {
+			t.Fatalf("dead letter %q, want one of the bad messages", got)
+		}
+	}
+	select {
+	case <-dlq.onSink.ch:
+		t.Fatal("a dead letter was published on the sink's goroutine")
+	default:
 	}
 	cancel()
 	<-errc
+}
+
+// TestReview38TryLeavesADeadLetterToTheStop: as above, but decode cancels
+// the run as it rejects the message in the sink's try, so that no call
+// with a live context comes after it. Source: the message is "terminated
+// and dead-lettered ... at the run's stop if none comes" (not nak'ed as
+// the other messages a run leaves are).
+func TestReview38TryLeavesADeadLetterToTheStop(t *testing.T) {
+	b := r38TryMeetsBad(t, true)
+	b.dlq.rTaken.fire() // a publish on the sink's goroutine (the stop's) need not wait
+	b.cancel()
+	if err := r38Recv(t, "the run's end", b.errc); !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v, want context.Canceled", err)
+	}
+	seqs := map[uint64]bool{} // every undecodable message's (the Map's goroutines met the first attempts-1)
+	for range b.attempts {
+		if got := r38Recv(t, "a dead letter", b.dlq.published); !strings.HasPrefix(got, "bad") {
+			t.Fatalf("dead letter %q, want a bad message", got)
+		}
+		seq, err := strconv.ParseUint(<-b.dlq.seqs, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[seq] = true
+	}
+	b.log.sync(t, b.rnc)
+	kinds := map[uint64][]string{}
+	for _, a := range b.log.all {
+		if seqs[a.seq] {
+			kinds[a.seq] = append(kinds[a.seq], a.kind)
+		}
+	}
+	for seq := range seqs {
+		if k := kinds[seq]; len(k) != 1 || k[0] != "term" {
+			t.Fatalf("acknowledgements of undecodable message %d: %v, want one term", seq, k)
+		}
+	}
 }

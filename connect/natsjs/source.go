@@ -20,7 +20,8 @@ import (
 // them. A message's acknowledgement travels with it and is settled when the
 // sink has committed what it led to (see the package documentation,
 // "Outcomes"). A message that decode rejects is terminated (and
-// dead-lettered) at once and never enters the pipeline; a panic in decode
+// dead-lettered) at once, or by a later call (see below), and never enters
+// the pipeline; a panic in decode
 // ends the run with a *stage.SourceError wrapping a *stage.PanicError, and
 // its message is nak'ed with the others the run held.
 //
@@ -62,11 +63,13 @@ import (
 //
 // Source is a waiting source (its next waits for the server) and
 // stage.Interruptible: a cheap stage over it takes messages the
-// subscription already holds in its consumer's goroutines. One exception
-// to "returns at once": a consumer's look that meets a message decode
-// rejects waits for that message's dead letter (a publish to the server,
-// up to 5 s; see DeadLetter) before it answers, and the outputs that
-// consumer would take wait with it.
+// subscription already holds in its consumer's goroutines. A consumer's
+// look answers at once also when it meets a message decode rejects: with
+// a DeadLetter subject, whose publish waits for the server, that message
+// is terminated and dead-lettered by the next call that may wait (a
+// stage's own worker asking for its next message), or at the run's stop if
+// none comes; it stays in flight until then (kept alive by KeepAlive, if
+// set).
 func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts ...SourceOption) stage.Stream[Msg[T]] {
 	if cons == nil || decode == nil {
 		panic("sluice: natsjs.Source: nil consumer or decode function")
@@ -86,6 +89,9 @@ func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts
 		}
 		stopKeepAlive := s.startKeepAlive()
 		next := func(ctx context.Context) (Msg[T], stage.Ack, error) {
+			if ctx.Err() == nil {
+				s.settleRejected()
+			}
 			for {
 				m, err := s.next(ctx)
 				if err != nil {
@@ -94,7 +100,16 @@ func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts
 				a := s.track(m)
 				v, err := decode(m.Data())
 				if err != nil {
-					a.Done(Permanent(fmt.Errorf("decode: %w", err)))
+					err = Permanent(fmt.Errorf("decode: %w", err))
+					if ctx.Err() != nil && s.cfg.dlq != nil {
+						// A try (or a run that ended meanwhile), which
+						// answers at once: the dead letter's publish, which
+						// waits for the server, is left to the next call
+						// whose ctx is live, or to the stop (see reject).
+						s.reject(a, err)
+						return Msg[T]{}, nil, ctx.Err()
+					}
+					a.Done(err)
 					if err := ctx.Err(); err != nil {
 						// The run ended meanwhile: take no more messages
 						// (they go back with the subscription at stop).
@@ -130,6 +145,35 @@ type sourceRun struct {
 
 	mu       sync.Mutex
 	inFlight map[*msgAck]struct{} // taken by the pipeline, not settled
+
+	// rejected holds the messages decode rejected in a call whose ctx was
+	// done, in flight until a live call or the stop terminates them (see
+	// reject). Only next and close touch it, as it.
+	rejected []*msgAck
+}
+
+// reject leaves a, which decode rejected with err (a Permanent error) in a
+// call whose ctx was done, to be terminated and dead-lettered by the next
+// call whose ctx is live (settleRejected), or by the stop (giveBack): such
+// a call answers at once, as stage.Interruptible asks, and the dead
+// letter's publish waits for the server (up to 5 s). The message stays in
+// flight meanwhile, kept alive by KeepAlive if set; no live call comes
+// only if the run ends, whose stop terminates it.
+func (s *sourceRun) reject(a *msgAck, err error) {
+	a.rejected = err
+	s.rejected = append(s.rejected, a)
+}
+
+// settleRejected terminates the messages reject left, in a call whose ctx
+// is live, one at a time: if one panics (the engine ends the run), the
+// rest are still in flight and the stop terminates them.
+func (s *sourceRun) settleRejected() {
+	for len(s.rejected) > 0 {
+		a := s.rejected[0]
+		s.rejected[0] = nil
+		s.rejected = s.rejected[1:]
+		a.Done(a.rejected)
+	}
 }
 
 // pullExpiry is how long one pull request waits at the server; the
