@@ -72,6 +72,8 @@ var errUnprocessed = errors.New("natsjs: the run ended before the message was pr
 // instead, if a dead-letter subject is set.
 func (a *msgAck) giveBack() error {
 	if a.rejected != nil { // decode rejected it: terminated, as it would have been at once
+		// (Its Error cannot panic: fmt.Errorf made it, and called decode's
+		// error's Error then, in the call that rejected it.)
 		return a.terminate(a.rejected.Error())
 	}
 	if a.lastDelivery() && a.s.cfg.dlq != nil {
