@@ -20,11 +20,13 @@ import "context"
 // takes some (outputs the consumer has taken but not
 // finished with do not count). emit returns false, and drops the output, once
 // the run is cancelled; f should then return. With [Ordered], an item's
-// outputs wait in memory until the items before it have left; the moment
-// they have, the outputs waiting go to the queue, even while f still runs,
-// and from then on emit queues them directly, so an item may emit without
-// end once its turn has come, and may wait for its own outputs to be
-// consumed.
+// outputs wait in memory until the items before it have left, and a further
+// output waits while the window holds 2×workers + buffer outputs waiting
+// so, so that memory stays bounded (an f must then not wait for a later
+// item of its stage: that item may wait for it); the moment they have, the
+// outputs waiting go to the queue, even while f still runs, and from then
+// on emit queues them directly, so an item may emit without end once its
+// turn has come, and may wait for its own outputs to be consumed.
 //
 // When f returns nil, the item counts as fully processed: an item from an
 // [AckSource] is acknowledged once its outputs are committed. An f that

@@ -193,11 +193,14 @@ func TestContractApplyEmitFalseOnceCancelled(t *testing.T) {
 }
 
 // TestContractApplyOrderedEmitWithoutEnd: with Ordered, an item that is the
-// oldest in flight may emit without end; a later item that finished first
-// waits with its outputs in memory. No hang, every output in input order.
+// oldest in flight may emit without end; a later item that emits meanwhile
+// waits with its outputs in memory, and its further outputs wait for room
+// (the window's 2×workers + buffer) until the items before it have left.
+// Item 0 starts once item 1 has emitted one output. No hang, every output
+// in input order.
 func TestContractApplyOrderedEmitWithoutEnd(t *testing.T) {
 	const many = 20000
-	oneDone := make(chan struct{})
+	oneDone := make(chan struct{}) // item 1 emitted its first output
 	s := stage.Apply(source.Slice([]int{0, 1, 2}), func(ctx context.Context, x int, emit func(int) bool) error {
 		switch x {
 		case 0:
@@ -214,8 +217,10 @@ func TestContractApplyOrderedEmitWithoutEnd(t *testing.T) {
 				if !emit(many + i) {
 					return ctx.Err()
 				}
+				if i == 0 {
+					close(oneDone)
+				}
 			}
-			close(oneDone)
 		case 2:
 			for i := range many {
 				if !emit(many + 50 + i) {

@@ -311,9 +311,12 @@ func (o *orderOut[Out]) put(it item[Out]) bool {
 	// to be consumed: each output goes to the window at once, so that an
 	// emitter that reaches the item moves it on (see reorder.park).
 	if o.eager {
-		if !o.ord.park(o.idx, it, o.tok) {
+		switch o.ord.park(o.idx, it, o.tok) {
+		case parkedOut:
 			o.tok = false
 			return true
+		case cancelledOut:
+			return false
 		}
 		o.streaming = true
 		return o.queueOut.put(it)

@@ -14,8 +14,16 @@ import "sync"
 // it still runs). A capacity below zero (Workers(-1)) is unbounded. The ring
 // starts small and grows as items need it, up to what the bound lets in:
 // a large Buffer costs memory only for the items the window holds.
+//
+// The outputs an Apply parks while it runs (see park) are bounded too: a
+// further output (one without the item's token) of an item that is not the
+// head waits while the window holds capacity parked outputs, until the
+// head moves on or the run is cancelled. The head never waits here, so the
+// window always moves: the head's item is running or done (items start in
+// order), and its outputs go to the queue, which only its consumer holds.
 type reorder[T any] struct {
-	out *queue[T]
+	out      *queue[T]
+	capacity int // parked outputs the window holds at most (see park); < 0: no bound
 
 	mu       sync.Mutex
 	slots    []slot[T] // ring; len is a power of two; item i lives at i&mask
@@ -24,15 +32,22 @@ type reorder[T any] struct {
 	hi       int       // one past the highest index parked
 	emitting bool      // a worker holds the emitter role
 	staged   []item[T] // the emitter's outputs on their way to the queue
+	parked   int       // outputs park put in slots, not yet moved on
+	waiters  int       // parks waiting for room (canPark)
+	canPark  sync.Cond
 }
 
 type slot[T any] struct {
-	done  bool
-	tok   bool      // the item still holds its token
-	items []item[T] // its outputs (and forwarded error), in order
+	done   bool
+	tok    bool      // the item still holds its token
+	items  []item[T] // its outputs (and forwarded error), in order
+	parked int       // how many of items park put there (counted in reorder.parked)
 }
 
-func newReorder[T any](capacity int, out *queue[T]) *reorder[T] {
+// newReorder makes the window of a stage whose queue is out. If eager (an
+// Apply, which parks outputs while it runs), the window registers with the
+// run, whose cancellation wakes the parks that wait for room.
+func newReorder[T any](capacity int, out *queue[T], eager bool) *reorder[T] {
 	// capacity+1: the head may have given its token to its first output.
 	// At most initialSlots to begin with: complete and park grow the ring
 	// when an item needs more.
@@ -40,7 +55,27 @@ func newReorder[T any](capacity int, out *queue[T]) *reorder[T] {
 	for size < min(capacity, initialSlots-1)+1 { // not capacity+1: MaxInt overflows
 		size *= 2
 	}
-	return &reorder[T]{out: out, slots: make([]slot[T], size), mask: size - 1}
+	o := &reorder[T]{out: out, capacity: capacity, slots: make([]slot[T], size), mask: size - 1}
+	o.canPark.L = &o.mu
+	if eager {
+		out.r.onCancel(o)
+	}
+	return o
+}
+
+// wake wakes the parks that wait for room: the run is cancelled.
+func (o *reorder[T]) wake() {
+	o.mu.Lock()
+	o.canPark.Broadcast()
+	o.mu.Unlock()
+}
+
+// moved wakes the parks that wait for room, if any, once the head moved
+// or parked outputs left; called with mu held.
+func (o *reorder[T]) moved() {
+	if o.waiters > 0 {
+		o.canPark.Broadcast()
+	}
 }
 
 // initialSlots is the most slots a window starts with (a power of two).
@@ -73,28 +108,53 @@ func (o *reorder[T]) complete(idx int, items []item[T], tok bool) ([]item[T], bo
 	return spare, o.emitReady()
 }
 
+// What park did with an output.
+const (
+	parkedOut    = iota // the output waits in its item's slot
+	streamOut           // the caller took the emitter role: it queues the output itself
+	cancelledOut        // the run is cancelled: the output was abandoned
+)
+
 // park is an output of item idx, which is still running (an Apply's emit).
 // If idx is the head and no one emits, the caller takes the emitter role
-// and streams (park returns true and keeps nothing). Otherwise the output
-// waits in idx's slot, with the item's token if tok (the caller's token is
-// then spent): an emitter that reaches idx while it runs moves them to the
-// queue at once, so that an output never waits for its own item to return
-// once the items before it have left.
-func (o *reorder[T]) park(idx int, it item[T], tok bool) (stream bool) {
+// and streams (park returns streamOut and keeps nothing). Otherwise the
+// output waits in idx's slot, with the item's token if tok (the caller's
+// token is then spent): an emitter that reaches idx while it runs moves
+// them to the queue at once, so that an output never waits for its own
+// item to return once the items before it have left. A further output
+// (!tok) of an item that is not the head first waits while the window
+// holds capacity parked outputs (see reorder), until the head moves on or
+// parked outputs leave; once the run is cancelled, it is abandoned.
+func (o *reorder[T]) park(idx int, it item[T], tok bool) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.emitting && idx == o.next {
-		o.emitting = true
-		return true
+	for {
+		if !o.emitting && idx == o.next {
+			o.emitting = true
+			return streamOut
+		}
+		if tok || idx == o.next || o.capacity < 0 || o.parked < o.capacity {
+			break
+		}
+		o.out.r.armWake() // before the last look at the run (see armWake)
+		if o.out.r.cancelled() {
+			it.ack.abandon()
+			return cancelledOut
+		}
+		o.waiters++
+		o.canPark.Wait()
+		o.waiters--
 	}
 	if idx-o.next >= len(o.slots) {
 		o.grow(idx - o.next + 1)
 	}
 	s := &o.slots[idx&o.mask]
 	s.items = append(s.items, it)
+	s.parked++
+	o.parked++
 	s.tok = s.tok || tok
 	o.hi = max(o.hi, idx+1)
-	return false
+	return parkedOut
 }
 
 // tryStream takes the emitter role for item idx if it is the head and no one
@@ -114,6 +174,7 @@ func (o *reorder[T]) tryStream(idx int) bool {
 func (o *reorder[T]) endStream() bool {
 	o.mu.Lock()
 	o.next++
+	o.moved()
 	return o.emitReady()
 }
 
@@ -136,7 +197,10 @@ func (o *reorder[T]) emitReady() bool {
 			}
 			clear(s.items) // drop references the buffer would otherwise keep alive
 			s.items, s.tok, s.done = s.items[:0], false, false
+			o.parked -= s.parked
+			s.parked = 0
 			o.next++
+			o.moved()
 		}
 		// The head is still running, and has parked outputs (see park):
 		// they go now. Its later ones are parked for this loop, or streamed
@@ -148,6 +212,9 @@ func (o *reorder[T]) emitReady() bool {
 			}
 			clear(s.items)
 			s.items, s.tok = s.items[:0], false
+			o.parked -= s.parked
+			s.parked = 0
+			o.moved()
 		}
 		if len(o.staged) == 0 && release == 0 {
 			break

@@ -130,7 +130,7 @@ func TestEngineOrderedHeadBufferedWhileEmitterHoldsRole(t *testing.T) {
 	r := newRun(context.Background())
 	defer r.finish()
 	q := newQueue[int](r, 4, 2)
-	ord := newReorder(4, q)
+	ord := newReorder(4, q, false)
 	o0 := &orderOut[int]{queueOut: queueOut[int]{q: q}, ord: ord, eager: true}
 	o1 := &orderOut[int]{queueOut: queueOut[int]{q: q}, ord: ord, eager: true}
 	o0.begin(0)

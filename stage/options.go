@@ -103,7 +103,9 @@ func Workers(n int) Option {
 // Ordered makes the stage emit its outputs in the order of its input.
 // Finished items wait in a reorder window behind a slow one: the stage takes
 // at most 2×workers+buffer items from upstream that its consumer has not yet
-// taken, and then stops pulling. With Workers(-1) the window is unbounded.
+// taken, and then stops pulling; an [Apply]'s outputs that wait for their
+// item's turn are bounded the same way (see Apply). With Workers(-1) the
+// window is unbounded.
 // Without Ordered, outputs leave in completion order (with one worker that
 // is input order too).
 //

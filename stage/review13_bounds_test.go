@@ -268,12 +268,14 @@ func r13FirstDiff(a, b []int) int {
 // items before it have left; the moment they have, the outputs waiting go to
 // the queue, even while f still runs, and from then on emit queues them
 // directly, so an item may emit without end once its turn has come, and may
-// wait for its own outputs to be consumed." Item 1 emits far more than the
-// read-ahead while item 0 has not emitted yet; then item 0 emits as many.
+// wait for its own outputs to be consumed." Item 1 starts emitting far more
+// than the read-ahead while item 0 has not emitted yet (item 0 starts once
+// item 1 emitted its first output; item 1's further outputs wait for room
+// in the window until item 0 has left); then item 0 emits as many.
 func TestReview13OrderedApplyLaterItemEmitsFirst(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		const many = 5000
-		item1Done := make(chan struct{})
+		item1Done := make(chan struct{})                                         // item 1 emitted its first output
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // watchdog only
 		defer cancel()
 		consumed := 0
@@ -289,9 +291,9 @@ func TestReview13OrderedApplyLaterItemEmitsFirst(t *testing.T) {
 				if !emit(v*many + j) {
 					return ctx.Err()
 				}
-			}
-			if v == 1 {
-				close(item1Done)
+				if v == 1 && j == 0 {
+					close(item1Done)
+				}
 			}
 			return nil
 		}, stage.Workers(2), stage.Ordered()), func(_ context.Context, x int) error {

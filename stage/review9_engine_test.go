@@ -250,15 +250,17 @@ func TestReview9HugeWorkersAndBufferOverComposedSmallInputs(t *testing.T) {
 type review9Out struct{ item, n int }
 
 // An Ordered Apply with a window far larger than the ring's first 64 slots:
-// the head streams its first output, then waits while every other item of
-// the window emits three outputs each, all parked (the ring grows from 64
-// to 512 slots while the head's worker holds the emitter role and the
-// parked slots hold their buffers); the head then emits more and returns.
-// Every output leaves, in input order and in each item's emit order.
+// the head streams its first output, then waits while 100 items after it
+// emit three outputs each, all parked (the ring grows from 64 to 128 slots
+// while the head's worker holds the emitter role and the parked slots hold
+// their buffers; 300 parked outputs stay within the window's 308, beyond
+// which a later item's further outputs would wait for the head); the head
+// then emits more and returns. Every output leaves, in input order and in
+// each item's emit order.
 func TestReview9OrderedApplyParkedOutputsAcrossGrowth(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		const workers, buffer, outs = 4, 300, 3
-		const others = buffer // items after the head that finish behind it
+		const others = buffer / outs // items after the head that finish behind it, their outputs within the window
 		const n = 1000
 		release := make(chan struct{})
 		var finished atomic.Int64
@@ -345,8 +347,8 @@ func TestReview9OrderedApplyRunningItemPromotedAcrossGrowth(t *testing.T) {
 			for i := range outs {
 				emit(review9Out{x, i})
 			}
-			if x > 1 && finished.Add(1) == buffer {
-				close(releaseHead) // items 2..buffer+1 are parked behind the head
+			if x > 1 && finished.Add(1) == buffer/outs {
+				close(releaseHead) // items 2..101 are parked behind the head (201 outputs, within the window's 208)
 			}
 			return nil
 		}
