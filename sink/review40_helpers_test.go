@@ -1,0 +1,5 @@
+package sink_test
+
+import "io"
+
+var ioEOF = io.EOF
