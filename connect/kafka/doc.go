@@ -24,15 +24,19 @@
 // Every [CommitInterval] (1 s by default) the source commits the
 // watermarks that moved; it also commits when a partition is revoked
 // (before it is given up) and when the run stops. Each partition holds at
-// most [MaxPending] records that are not settled (taken by the pipeline,
-// waiting to be tried again, or polled and waiting); when it is full, its
-// fetches pause, so memory stays bounded however slow one record is.
+// most [MaxPending] records from its watermark on (taken by the pipeline,
+// waiting to be tried again, polled and waiting, or settled behind one that
+// is not); when it is full, its fetches pause until the watermark moves, so
+// memory stays bounded however slow one record is, and so does what the
+// next owner repeats.
 //
 // A record that fails while the run drains (stage.Until) is not tried
 // again: the run takes nothing more. It stays uncommitted, and the next
 // owner of its partition gets it again. The source adds no error of its own
 // for it: the run's result is what the sink makes of the failure (under
-// stage.Forward, the sink's *sink.ForwardedError, as for any failed item). (The drain reaches a call of the
+// stage.Forward, the sink's *sink.ForwardedError, as for any failed item).
+// (A record that fails its last attempt then goes to the dead-letter topic,
+// or fails the run without one, as at any time.) (The drain reaches a call of the
 // source already waiting for a record through its context, a moment after
 // Until's stop context is done: a record that fails in that moment may be handed to that
 // call and tried once more; it is committed only if that try succeeds.) A dead letter is written with a
@@ -54,7 +58,8 @@
 //   - stage.KeyBy(kafka.ByKey[T]): records of one key (within a
 //     partition) one at a time, in offset order; different keys in
 //     parallel. The mode to use unless you know better: one slow record
-//     holds back only its key.
+//     holds back only its key, until [MaxPending] records of its partition
+//     have passed it (then the partition waits for it).
 //   - stage.KeyBy(kafka.ByPartition[T]): a partition's records one at a
 //     time, in offset order, as a classic consumer does.
 //   - no KeyBy: no order at all; the most parallel.
@@ -71,7 +76,8 @@
 // When a partition is revoked, the source takes no more of its records,
 // commits its watermark, and never commits for it again: acknowledgements
 // of its records still in flight are ignored (the records may still finish;
-// the new owner gets them again from the watermark). When the group session
+// the new owner gets them again from the watermark), and so is the failure
+// of a dead letter of one of them. When the group session
 // is lost (the member was too slow to heartbeat), its partitions are let go
 // without a commit and the member joins again; the run goes on. A
 // partition newly assigned starts from its committed offset. With
@@ -85,7 +91,8 @@
 // sink (a primary key, an upsert) the effect is exactly once. Records after
 // the watermark are processed again after a crash or a rebalance, so a
 // slow or failing record makes the next owner repeat up to MaxPending
-// records of its partition. Per-key order holds within one member; across
-// a rebalance, the new owner may process a key's record while the old one
-// still finishes an earlier one.
+// records of its partition. Per-key order holds within one ownership of a
+// partition; across a rebalance, even one that gives the partition back to
+// the same member, the new ownership may process a key's record while the
+// old one still finishes an earlier one.
 package kafka

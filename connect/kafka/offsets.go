@@ -9,14 +9,14 @@ type tp struct {
 }
 
 // part is a partition this member owns, in one ownership: the records it
-// holds and has not settled, in offset order, and what it committed. A
+// holds from its watermark on (settled or not), in offset order, and what
+// it committed. A
 // record of a partition that was revoked (or lost) refers to a part that is
 // no longer the member's: its settlement changes nothing.
 type part struct {
 	tp        tp
 	held      []*held // in offset order, from head on
 	head      int     // the first entry not yet passed by the watermark
-	pending   int     // held and not settled
 	next      int64   // one past the last record polled; -1: none yet
 	committed int64   // the last offset committed in this ownership; -1: none
 	paused    bool
@@ -38,7 +38,6 @@ func newPart(t tp) *part { return &part{tp: t, next: -1, committed: -1, owned: t
 func (p *part) add(r *kgo.Record) *held {
 	h := &held{rec: r, part: p}
 	p.held = append(p.held, h)
-	p.pending++
 	p.next = r.Offset + 1
 	return h
 }
@@ -50,7 +49,6 @@ func (p *part) settle(h *held) {
 		return
 	}
 	h.settled = true
-	p.pending--
 	for p.head < len(p.held) && p.held[p.head].settled {
 		p.held[p.head] = nil
 		p.head++
@@ -60,6 +58,12 @@ func (p *part) settle(h *held) {
 		p.head = 0
 	}
 }
+
+// size is how many records the partition holds: every record from its
+// watermark on, settled or not (MaxPending bounds it). A settled record
+// behind one that is not stays counted until the watermark passes it:
+// the next owner would process it again, and the member holds it.
+func (p *part) size() int { return len(p.held) - p.head }
 
 // watermark is the offset to commit: the oldest record not settled, or one
 // past the last record polled when every record is settled; ok is false

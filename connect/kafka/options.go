@@ -22,11 +22,13 @@ func defaults() config {
 	return config{maxPending: 1000, interval: time.Second, attempts: 3}
 }
 
-// MaxPending sets how many records of one partition may be held and not
-// settled at once (taken by the pipeline, waiting to be tried again, or
-// polled and not taken yet). A full partition's fetches pause until its
-// oldest records are settled. The default is 1000. MaxPending panics if
-// n < 1.
+// MaxPending sets how many records of one partition may be held at once,
+// from its watermark on: taken by the pipeline, waiting to be tried again,
+// polled and not taken yet, or settled behind one that is not. A full
+// partition's fetches pause until its oldest record is settled (the
+// watermark moves). It bounds the memory a partition holds and what its
+// next owner repeats after a crash or a rebalance. The default is 1000.
+// MaxPending panics if n < 1.
 func MaxPending(n int) Option {
 	if n < 1 {
 		panic(fmt.Sprintf("sluice: kafka.MaxPending: n = %d, want 1 or more", n))

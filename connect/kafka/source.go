@@ -29,7 +29,9 @@ import (
 // rebalance waits the moment it takes to record a poll's records, so that
 // none is credited to a later ownership of its partition) and the
 // OnPartitions callbacks itself (options of kopts for them are
-// overridden).
+// overridden); kgo.AutoCommitMarks and kgo.GreedyAutoCommit in kopts make
+// the run fail as it starts, with a *stage.SourceError, before it takes
+// anything (franz-go refuses them beside DisableAutoCommit).
 //
 // Every record carries an acknowledgement (see stage.Ack): settle it by
 // committing what it led to at the sink, or drop it on purpose. A record
@@ -237,7 +239,7 @@ func (m *member) record(ctx context.Context, fetches kgo.Fetches) error {
 			return // not ours (any more): its new owner reads it
 		}
 		m.ready = append(m.ready, p.add(r))
-		if p.pending >= m.cfg.maxPending {
+		if p.size() >= m.cfg.maxPending {
 			p.paused = true // in the client before the next poll
 		}
 	})
@@ -261,7 +263,7 @@ func (m *member) room() int {
 		}
 		owned++
 		if !p.paused {
-			room = min(room, m.cfg.maxPending-p.pending)
+			room = min(room, m.cfg.maxPending-p.size())
 		}
 	}
 	if owned > 0 && m.allPaused() {
@@ -308,7 +310,7 @@ func (m *member) settle(h *held) {
 	m.mu.Lock()
 	p := h.part
 	p.settle(h)
-	resume := p.owned && p.paused && p.pending < m.cfg.maxPending
+	resume := p.owned && p.paused && p.size() < m.cfg.maxPending
 	if resume {
 		p.paused = false
 	}
