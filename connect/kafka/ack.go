@@ -20,11 +20,8 @@ type recordAck struct {
 // partition this member no longer owns changes nothing.
 func (a *recordAck) Done(err error) {
 	m, h := a.m, a.h
-	m.mu.Lock()
-	owned := h.part.owned
-	m.mu.Unlock()
 	switch {
-	case !owned:
+	case !m.owns(h):
 	case err == nil:
 		m.settle(h)
 	case h.attempts < m.cfg.attempts:
@@ -39,8 +36,14 @@ func (a *recordAck) Done(err error) {
 var deadLetterWait = 30 * time.Second
 
 // deadLetter sends h to the dead-letter topic and settles it, or, without
-// one (or if the broker refuses it), fails the run with reason.
+// one (or if the broker refuses it), fails the run with reason. A record
+// of a partition this member no longer owns changes nothing (its new owner
+// gets it again), even if its partition is revoked while the dead letter is
+// on its way: a refused dead letter then does not fail the run.
 func (m *member) deadLetter(h *held, reason error) {
+	if !m.owns(h) {
+		return
+	}
 	r := h.rec
 	where := fmt.Sprintf("%s/%d@%d", r.Topic, r.Partition, r.Offset)
 	if m.cfg.dlq == "" {
@@ -70,8 +73,18 @@ func (m *member) deadLetter(h *held, reason error) {
 		err = fmt.Errorf("not confirmed within %v: %w", deadLetterWait, context.DeadlineExceeded)
 	}
 	if err != nil {
-		m.fail(fmt.Errorf("kafka: dead-lettering record %s: %w", where, err))
+		if m.owns(h) {
+			m.fail(fmt.Errorf("kafka: dead-lettering record %s: %w", where, err))
+		}
 		return
 	}
 	m.settle(h)
+}
+
+// owns reports whether h's partition is still this member's, in the
+// ownership h was taken in.
+func (m *member) owns(h *held) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return h.part.owned
 }
