@@ -6,7 +6,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Record is a decoded Kafka record and where it came from.
+// Record is a decoded Kafka record and where it came from. Key and
+// Headers share their memory with the record the source holds: do not
+// modify them in place (append to a copy), since a try again and a dead
+// letter are made from that record and would carry the change.
 type Record[T any] struct {
 	Value     T
 	Topic     string
