@@ -22,11 +22,14 @@ import "context"
 // the run is cancelled; f should then return. With [Ordered], an item's
 // outputs wait in memory until the items before it have left, and a further
 // output waits while the window holds 2×workers + buffer outputs waiting
-// so, so that memory stays bounded (an f must then not wait for a later
-// item of its stage: that item may wait for it); the moment they have, the
-// outputs waiting go to the queue, even while f still runs, and from then
-// on emit queues them directly, so an item may emit without end once its
-// turn has come, and may wait for its own outputs to be consumed.
+// so (an f must then not wait for a later item of its stage: that item may
+// wait for it); the moment they have, the outputs waiting go to the queue,
+// even while f still runs, and from then on emit queues them directly, so
+// an item may emit without end once its turn has come, and may wait for
+// its own outputs to be consumed. The outputs waiting go to the queue
+// beyond its bound, so an Ordered Apply holds at most 4×(2×workers +
+// buffer) outputs its consumer has not taken, plus one per item in its
+// window: memory stays bounded.
 //
 // When f returns nil, the item counts as fully processed: an item from an
 // [AckSource] is acknowledged once its outputs are committed. An f that

@@ -174,6 +174,21 @@ func (p *queue[T]) pushBatch(items []item[T], release int) {
 	}
 }
 
+// waitRoom waits while the queue holds capacity items or more (an Ordered
+// stage's emitter, before it moves the outputs a running head parked); it
+// returns at once when the run is cancelled.
+func (p *queue[T]) waitRoom() {
+	p.mu.Lock()
+	for p.capacity > 0 && p.size >= p.capacity {
+		p.r.armWake() // before the last look at the run (see armWake)
+		if p.r.cancelled() {
+			break
+		}
+		p.canPush.Wait()
+	}
+	p.mu.Unlock()
+}
+
 // pushExtra queues an output without a token, waiting while the queue is
 // full; false means the run was cancelled.
 func (p *queue[T]) pushExtra(it item[T]) bool {

@@ -16,11 +16,13 @@ import "sync"
 // a large Buffer costs memory only for the items the window holds.
 //
 // The outputs an Apply parks while it runs (see park) are bounded too: a
-// further output (one without the item's token) of an item that is not the
-// head waits while the window holds capacity parked outputs, until the
-// head moves on or the run is cancelled. The head never waits here, so the
-// window always moves: the head's item is running or done (items start in
-// order), and its outputs go to the queue, which only its consumer holds.
+// further output (one without the item's token) that would be parked waits
+// while the window holds capacity parked outputs, until the head moves on,
+// the emitter role is free, or the run is cancelled. The window always
+// moves: the head's item is running or done (items start in order); it
+// waits here only while another worker holds the emitter role, which waits
+// only for the queue's consumer (see emitReady), and once the role is free
+// the head takes it and streams to the queue.
 type reorder[T any] struct {
 	out      *queue[T]
 	capacity int // parked outputs the window holds at most (see park); < 0: no bound
@@ -122,9 +124,9 @@ const (
 // token is then spent): an emitter that reaches idx while it runs moves
 // them to the queue at once, so that an output never waits for its own
 // item to return once the items before it have left. A further output
-// (!tok) of an item that is not the head first waits while the window
-// holds capacity parked outputs (see reorder), until the head moves on or
-// parked outputs leave; once the run is cancelled, it is abandoned.
+// (!tok) first waits while the window holds capacity parked outputs (see
+// reorder), until the head moves on, parked outputs leave or the emitter
+// role is free; once the run is cancelled, it is abandoned.
 func (o *reorder[T]) park(idx int, it item[T], tok bool) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -133,7 +135,7 @@ func (o *reorder[T]) park(idx int, it item[T], tok bool) int {
 			o.emitting = true
 			return streamOut
 		}
-		if tok || idx == o.next || o.capacity < 0 || o.parked < o.capacity {
+		if tok || o.capacity < 0 || o.parked < o.capacity {
 			break
 		}
 		o.out.r.armWake() // before the last look at the run (see armWake)
@@ -182,7 +184,8 @@ func (o *reorder[T]) endStream() bool {
 // from the head on into the queue, then gives up the role and unlocks.
 func (o *reorder[T]) emitReady() bool {
 	for {
-		release := 0 // tokens of items with no output at all
+		release := 0     // tokens of items with no output at all
+		running := false // staged holds outputs of the head, still running
 		for {
 			s := &o.slots[o.next&o.mask]
 			if !s.done {
@@ -206,6 +209,7 @@ func (o *reorder[T]) emitReady() bool {
 		// they go now. Its later ones are parked for this loop, or streamed
 		// by its worker once the role is free.
 		if s := &o.slots[o.next&o.mask]; len(s.items) > 0 {
+			running = true
 			for i, it := range s.items {
 				it.flags |= tokIf(s.tok && i == 0)
 				o.staged = append(o.staged, it)
@@ -219,14 +223,21 @@ func (o *reorder[T]) emitReady() bool {
 		if len(o.staged) == 0 && release == 0 {
 			break
 		}
-		// Other workers may park meanwhile; the role keeps the order.
+		// Other workers may park meanwhile; the role keeps the order. A
+		// running head's outputs wait for room in the queue first: the head
+		// parks more while the role is held, and this loop, if it never
+		// waited, would move them on as fast as it parks them.
 		o.mu.Unlock()
+		if running {
+			o.out.waitRoom()
+		}
 		o.out.pushBatch(o.staged, release)
 		clear(o.staged)
 		o.staged = o.staged[:0]
 		o.mu.Lock()
 	}
 	o.emitting = false
+	o.moved() // a head waiting for the role (see park)
 	o.mu.Unlock()
 	return !o.out.r.cancelled()
 }

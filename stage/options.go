@@ -89,7 +89,9 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // stage's function), or for other calls of the same stage (a barrier of n
 // calls: fewer than n may then be running), may wait for ever. Add
 // Buffer(1) to keep every worker a goroutine of the stage's own: the
-// stage's function may then wait for its consumer or for its peers.
+// stage's function may then wait for its consumer or for its peers (an
+// Ordered Apply's for a later peer only while the outputs waiting for
+// their turn stay within its window: see Apply).
 func Workers(n int) Option {
 	if n < -1 {
 		panic(fmt.Sprintf("sluice: stage.Workers: n = %d, want -1 (unlimited), 0 (default) or more", n))
