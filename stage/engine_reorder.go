@@ -34,7 +34,7 @@ type reorder[T any] struct {
 	hi       int       // one past the highest index parked
 	emitting bool      // a worker holds the emitter role
 	staged   []item[T] // the emitter's outputs on their way to the queue
-	parked   int       // outputs park put in slots, not yet moved on
+	parked   int       // further outputs (without a token) park put in slots, not yet moved on
 	waiters  int       // parks waiting for room (canPark)
 	canPark  sync.Cond
 }
@@ -43,7 +43,7 @@ type slot[T any] struct {
 	done   bool
 	tok    bool      // the item still holds its token
 	items  []item[T] // its outputs (and forwarded error), in order
-	parked int       // how many of items park put there (counted in reorder.parked)
+	parked int       // how many of items park put there without a token (counted in reorder.parked)
 }
 
 // newReorder makes the window of a stage whose queue is out. If eager (an
@@ -152,8 +152,10 @@ func (o *reorder[T]) park(idx int, it item[T], tok bool) int {
 	}
 	s := &o.slots[idx&o.mask]
 	s.items = append(s.items, it)
-	s.parked++
-	o.parked++
+	if !tok { // an item's first output is bounded by its token
+		s.parked++
+		o.parked++
+	}
 	s.tok = s.tok || tok
 	o.hi = max(o.hi, idx+1)
 	return parkedOut
