@@ -173,7 +173,7 @@ var errFinished = errors.New("sluice: run finished")
 // (engine_recycle.go); result says what the sink returns.
 type run struct {
 	ctx          context.Context
-	cancelCtx    context.CancelCauseFunc // only through cancelRun, or in finish: both wake the sleepers
+	cancelCtx    context.CancelCauseFunc // only under mu, through cancelLocked or in finish: both wake the sleepers
 	done         <-chan struct{}         // ctx.Done(), for cancelled, unless ownOnly
 	wg           sync.WaitGroup          // the run's goroutines
 	hooks        sync.WaitGroup          // the cancellation hook and Until's
@@ -267,10 +267,22 @@ func (r *run) cancelled() bool {
 
 // fail ends the run with err: the cause of the cancellation, and what the
 // sink returns if it is the first and the run was still live.
+//
+// The failure and the cause are one decision, under mu (see cancelRun): a
+// failure is recorded only if its cancellation is the one that ended the
+// context, so that calls in flight see as the cause what the sink returns.
+// (A parent's cancellation reaches the context without mu: if it came
+// first, the run was cut short, and no failure is recorded.)
 func (r *run) fail(err error) {
 	r.mu.Lock()
 	if r.failure == nil && !r.cancelled() {
-		r.failure = err
+		wake := r.cancelLocked(err)
+		if context.Cause(r.ctx) == err {
+			r.failure = err
+		}
+		r.mu.Unlock()
+		r.wakeAll(wake)
+		return
 	}
 	r.mu.Unlock()
 	r.cancelRun(err)
@@ -453,15 +465,35 @@ func (r *run) armWake() {
 // in a waker and none was woken yet, a goroutine wakes them all (the caller
 // may hold locks that the wakers' are taken after). finish waits for it.
 func (r *run) cancelRun(cause error) {
+	r.mu.Lock()
+	wake := r.cancelLocked(cause)
+	r.mu.Unlock()
+	r.wakeAll(wake)
+}
+
+// cancelLocked sets over and cancels the context with cause, under mu, and
+// reports whether the wakers are the caller's to wake (wakeAll). Over and
+// the cause are set together under mu, so that whoever sees over set and
+// then takes mu (finish, with its own cause) finds the cause decided: a
+// sink that saw the run over cannot finish it with errFinished before the
+// failure that ended it is the cause. (Cancelling under mu calls no user
+// code: the context's children are the library's, or a user's
+// context.WithCancel, cancelled in place; an AfterFunc runs in its own
+// goroutine.)
+func (r *run) cancelLocked(cause error) (wake bool) {
 	r.over.Store(true) // before the channel closes: whoever sees it closed sees this
 	r.cancelCtx(cause)
-	r.mu.Lock()
-	wake := r.armed && !r.woken
+	wake = r.armed && !r.woken
 	r.woken = r.woken || wake
 	if wake {
 		r.hooks.Add(1)
 	}
-	r.mu.Unlock()
+	return wake
+}
+
+// wakeAll wakes the wakers in a goroutine of its own if wake (see
+// cancelLocked).
+func (r *run) wakeAll(wake bool) {
 	if wake {
 		go func() {
 			defer r.hooks.Done()
@@ -488,9 +520,9 @@ func (r *run) finish() {
 		return
 	}
 	r.finished = true
+	r.mu.Lock() // after a cancelRun that set over: the cause is decided (see cancelLocked)
 	r.over.Store(true)
 	r.cancelCtx(errFinished)
-	r.mu.Lock()
 	wake := r.armed && !r.woken // else nobody sleeps, or a goroutine of cancelRun's wakes them
 	r.woken = true
 	stop := r.unhookParent
