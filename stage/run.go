@@ -277,7 +277,7 @@ func (r *run) fail(err error) {
 	r.mu.Lock()
 	if r.failure == nil && !r.cancelled() {
 		wake := r.cancelLocked(err)
-		if context.Cause(r.ctx) == err {
+		if r.parent.Err() == nil || sameError(context.Cause(r.ctx), err) {
 			r.failure = err
 		}
 		r.mu.Unlock()
@@ -286,6 +286,14 @@ func (r *run) fail(err error) {
 	}
 	r.mu.Unlock()
 	r.cancelRun(err)
+}
+
+// sameError reports whether a and b are the same error value, as ==, but
+// false, not a panic, when == cannot compare them (a value of an
+// uncomparable type, or holding one).
+func sameError(a, b error) (same bool) {
+	guard.Call(func() { same = a == b })
+	return same
 }
 
 // sourceFailed ends the run's input with err: sources stop (one waiting in

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"sync"
 	"testing"
+
+	"github.com/sluicedev/sluice/internal/runcheck"
 )
 
 const causeReps = 3000
@@ -104,4 +106,59 @@ func cancellable(t *testing.T) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// uncomparable is an error whose dynamic type == cannot compare: the run
+// must not compare a failure with ==.
+type uncomparable struct{ parts []string }
+
+func (e uncomparable) Error() string { return "uncomparable" }
+
+// TestRunCauseUncomparableFailure: a run that fails with an error of an
+// uncomparable type, with and without a parent that is cancelled at the
+// same time, returns it (or the parent's error) and does not panic.
+func TestRunCauseUncomparableFailure(t *testing.T) {
+	runcheck.InChildTest(t, runCauseUncomparable)
+}
+
+func runCauseUncomparable(t *testing.T) {
+	e := uncomparable{parts: []string{"a"}}
+	for range causeReps / 10 {
+		for _, cancelParent := range []bool{false, true} {
+			parent, cancel := context.WithCancelCause(context.Background())
+			r := newRun(parent)
+			var wg sync.WaitGroup
+			wg.Go(func() { r.fail(e) })
+			if cancelParent {
+				wg.Go(func() { cancel(e) })
+			}
+			wg.Wait()
+			r.finish()
+			var u uncomparable
+			if got := r.result(parent); !errors.As(got, &u) {
+				t.Fatalf("result %v, want the uncomparable failure", got)
+			}
+			cancel(nil)
+		}
+	}
+}
+
+// TestSameErrorNeverPanics: sameError compares what == can and says no to
+// what it cannot, including a comparable type that holds an uncomparable
+// value.
+func TestSameErrorNeverPanics(t *testing.T) {
+	type holder struct{ error }
+	u := uncomparable{parts: []string{"a"}}
+	e := errors.New("e")
+	for _, c := range []struct {
+		a, b error
+		want bool
+	}{
+		{e, e, true}, {e, errors.New("e"), false}, {nil, nil, true}, {e, nil, false},
+		{u, u, false}, {holder{u}, holder{u}, false}, {holder{e}, holder{e}, true}, {u, e, false},
+	} {
+		if got := sameError(c.a, c.b); got != c.want {
+			t.Errorf("sameError(%#v, %#v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
 }
