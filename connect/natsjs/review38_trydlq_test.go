@@ -5,16 +5,10 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/sluicedev/sluice/connect/natsjs"
-	"github.com/sluicedev/sluice/sink"
-	"github.com/sluicedev/sluice/stage"
 )
 
 // r38WaitDLQ is a dead-letter JetStream (a user's wrapper) whose publish,
@@ -23,9 +17,8 @@ import (
 // records which came first, before it publishes.
 type r38WaitDLQ struct {
 	jetstream.JetStream
-	sinkG     *atomic.Int64
+	f         *tryForce
 	onSink    *r38Once
-	rTaken    *r38Once
 	firstly   chan string
 	published chan string // the data of every dead letter published (buffered)
 	seqs      chan string // and its Sluice-Stream-Seq header
@@ -39,16 +32,29 @@ func (d *r38WaitDLQ) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstr
 		default:
 		}
 	}()
-	if r38Gid() == d.sinkG.Load() {
+	if d.f.onSink() {
 		d.onSink.fire()
 		select {
-		case <-d.rTaken.ch:
+		case <-d.f.rTaken.ch:
 			d.firstly <- "the sink took r"
 		case <-ctx.Done():
 			d.firstly <- "the dead-letter publish's context ended (" + context.Cause(ctx).Error() + ")"
 		}
 	}
 	return d.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// r38TryMeetsBad brings a Map of three workers over a Source with a
+// dead-letter subject (r38WaitDLQ) to the point where a try of the sink's
+// goroutine has met an undecodable message while one of the Map's own
+// goroutines holds r (see tryMeetsBad). If cancelOnSink, decode cancels
+// the run there, before it returns its error.
+func r38TryMeetsBad(t *testing.T, cancelOnSink bool) (*tryBad, *r38WaitDLQ, *r13Log) {
+	w := r14World(t, jetstream.ConsumerConfig{})
+	l := r13WatchAcks(t, w.url, "WORK")
+	f := newTryForce(t, w)
+	dlq := &r38WaitDLQ{JetStream: w.js, f: f, onSink: newR38Once(), firstly: make(chan string, 1), published: make(chan string, 64), seqs: make(chan string, 64)}
+	return tryMeetsBad(f, dlq, false, cancelOnSink), dlq, l
 }
 
 // TestReview38TryLeavesADeadLetterToALiveCall
@@ -74,164 +80,14 @@ func (d *r38WaitDLQ) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstr
 // try takes it). Before the source left the dead letter to a live call,
 // the try waited for the publish (10 of 10 runs, then a documented
 // exception).
-// r38TryBad is a run whose sink's goroutine, in a try, met an undecodable
-// message while one of the Map's own goroutines holds r (see
-// TestReview38TryLeavesADeadLetterToALiveCall).
-type r38TryBad struct {
-	dlq      *r38WaitDLQ
-	releaseR *r38Once
-	cancel   func()
-	errc     chan error
-	attempts int64 // undecodable messages published (the Map's goroutines met all but the last)
-	log      *r13Log
-	rnc      *nats.Conn
-}
-
-// r38TryMeetsBad starts a Map of three workers over a Source with a
-// dead-letter subject and brings it to the point where a try of the sink's
-// goroutine has met an undecodable message while one of the Map's own
-// goroutines holds r. If cancelOnSink, decode cancels the run there, before
-// it returns its error.
-func r38TryMeetsBad(t *testing.T, cancelOnSink bool) *r38TryBad {
-	w := r14World(t, jetstream.ConsumerConfig{})
-	l := r13WatchAcks(t, w.url, "WORK")
-	rnc, rjs, tp := tapConnect(t, w.url)
-	rc, err := rjs.Consumer(context.Background(), "WORK", "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sinkG, published, returned atomic.Int64
-	pub := func(v string) {
-		published.Add(1)
-		w.pub(t, v)
-	}
-	var armed atomic.Bool
-	var pubMu sync.Mutex
-	held := make(chan struct{})
-	goOn := make(chan struct{})
-	cons := &r38Cons{Consumer: rc, hook: func(next func() (jetstream.Msg, error)) (jetstream.Msg, error) {
-		pubMu.Lock()
-		hold := sinkG.Load() != 0 && r38Gid() == sinkG.Load() &&
-			returned.Load() == published.Load() && armed.CompareAndSwap(true, false)
-		pubMu.Unlock()
-		if hold {
-			held <- struct{}{}
-			<-goOn
-		}
-		m, err := next()
-		if m != nil {
-			returned.Add(1)
-		}
-		return m, err
-	}}
-	dlq := &r38WaitDLQ{JetStream: w.js, sinkG: &sinkG, onSink: newR38Once(), rTaken: newR38Once(), firstly: make(chan string, 1), published: make(chan string, 64), seqs: make(chan string, 64)}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	var badElsewhere, badOnSink atomic.Int64 // undecodable messages met by the Map's own goroutines, by the sink's
-	decode := func(b []byte) (string, error) {
-		if strings.HasPrefix(string(b), "bad") {
-			if r38Gid() != sinkG.Load() {
-				badElsewhere.Add(1)
-			} else {
-				badOnSink.Add(1)
-				if cancelOnSink {
-					cancel()
-				}
-			}
-			return "", strconv.ErrSyntax
-		}
-		return string(b), nil
-	}
-	rIn, releaseR := newR38Once(), newR38Once()
-	t.Cleanup(releaseR.fire)
-	var blockedR atomic.Value // the r the Map's own goroutine holds
-	work := stage.Map(natsjs.Source(cons, decode, natsjs.DeadLetter(dlq, "dlq")), func(ctx context.Context, m natsjs.Msg[string]) (string, error) {
-		if strings.HasPrefix(m.Value, "r") && r38Gid() != sinkG.Load() && blockedR.CompareAndSwap(nil, m.Value) {
-			rIn.fire()
-			select {
-			case <-releaseR.ch:
-			case <-ctx.Done():
-			}
-		}
-		return m.Value, nil
-	}, stage.Workers(3))
-	errc := make(chan error, 1)
-	go func() {
-		errc <- sink.ForEach(ctx, work, func(_ context.Context, v string) error {
-			if sinkG.Load() == 0 {
-				sinkG.Store(r38Gid())
-			}
-			if b := blockedR.Load(); b != nil && v == b.(string) {
-				dlq.rTaken.fire()
-			}
-			return nil
-		})
-	}()
-	for i := range 64 { // the warm-up: calls prove cheap, a place goes to the sink's goroutine
-		pub("w" + strconv.Itoa(i))
-	}
-	r38WaitFor(t, "the warm-up", func() bool { return returned.Load() == published.Load() && sinkG.Load() != 0 })
-	for i := 0; ; i++ { // r, in a Map goroutine of its own
-		pub("r" + strconv.Itoa(i))
-		r38WaitFor(t, "r taken", func() bool { return returned.Load() == published.Load() })
-		select {
-		case <-rIn.ch:
-		default:
-			continue
-		}
-		break
-	}
-	for attempt := 0; ; attempt++ {
-		armed.Store(true)
-	batches:
-		for b := 0; ; b++ {
-			select {
-			case <-held:
-				break batches
-			default:
-			}
-			pubMu.Lock()
-			if !armed.Load() {
-				pubMu.Unlock()
-				<-held
-				break
-			}
-			for i := range 4 {
-				pub("a" + strconv.Itoa(attempt) + "-" + strconv.Itoa(b) + "-" + strconv.Itoa(i))
-			}
-			pubMu.Unlock()
-			r38WaitFor(t, "a batch taken, or a try held", func() bool {
-				return returned.Load() == published.Load() || !armed.Load()
-			})
-		}
-		// A try of the sink's goroutine is held, nobody else is in next:
-		// put an undecodable message in the buffer.
-		before := tp.received()
-		pub("bad" + strconv.Itoa(attempt))
-		r38WaitFor(t, "bad at the run's connection", func() bool { return tp.received() > before })
-		if err := rnc.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		goOn <- struct{}{}
-		r38WaitFor(t, "bad met", func() bool {
-			return badOnSink.Load() == 1 || badElsewhere.Load() == int64(attempt+1)
-		})
-		if badOnSink.Load() == 0 {
-			continue // the Map's goroutine met it: again
-		}
-		break
-	}
-	return &r38TryBad{dlq: dlq, releaseR: releaseR, cancel: cancel, errc: errc, attempts: badElsewhere.Load() + 1, log: l, rnc: rnc}
-}
-
 func TestReview38TryLeavesADeadLetterToALiveCall(t *testing.T) {
-	b := r38TryMeetsBad(t, false)
-	dlq, attempts, releaseR, cancel, errc := b.dlq, b.attempts, b.releaseR, b.cancel, b.errc
+	b, dlq, _ := r38TryMeetsBad(t, false)
+	attempts, releaseR, cancel, errc := b.attempts, b.releaseR, b.cancel, b.errc
 	// The try of the sink's goroutine met the undecodable message. r is
 	// finished now: the sink takes it, as the try answered at once.
 	releaseR.fire()
 	select {
-	case <-dlq.rTaken.ch:
+	case <-b.f.rTaken.ch:
 	case got := <-dlq.firstly:
 		t.Fatalf("the sink's goroutine published a dead letter, which held it from r: %s", got)
 	case <-after(r38Watchdog):
@@ -260,26 +116,26 @@ func TestReview38TryLeavesADeadLetterToALiveCall(t *testing.T) {
 // and dead-lettered ... at the run's stop if none comes" (not nak'ed as
 // the other messages a run leaves are).
 func TestReview38TryLeavesADeadLetterToTheStop(t *testing.T) {
-	b := r38TryMeetsBad(t, true)
-	b.dlq.rTaken.fire() // a publish on the sink's goroutine (the stop's) need not wait
+	b, dlq, l := r38TryMeetsBad(t, true)
+	b.f.rTaken.fire() // a publish on the sink's goroutine (the stop's) need not wait
 	b.cancel()
 	if err := r38Recv(t, "the run's end", b.errc); !errors.Is(err, context.Canceled) {
 		t.Fatalf("run: %v, want context.Canceled", err)
 	}
 	seqs := map[uint64]bool{} // every undecodable message's (the Map's goroutines met the first attempts-1)
 	for range b.attempts {
-		if got := r38Recv(t, "a dead letter", b.dlq.published); !strings.HasPrefix(got, "bad") {
+		if got := r38Recv(t, "a dead letter", dlq.published); !strings.HasPrefix(got, "bad") {
 			t.Fatalf("dead letter %q, want a bad message", got)
 		}
-		seq, err := strconv.ParseUint(<-b.dlq.seqs, 10, 64)
+		seq, err := strconv.ParseUint(<-dlq.seqs, 10, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
 		seqs[seq] = true
 	}
-	b.log.sync(t, b.rnc)
+	l.sync(t, b.f.rnc)
 	kinds := map[uint64][]string{}
-	for _, a := range b.log.all {
+	for _, a := range l.all {
 		if seqs[a.seq] {
 			kinds[a.seq] = append(kinds[a.seq], a.kind)
 		}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -36,48 +34,12 @@ func TestReview38GoexitInDecodeOnATryNaksTheMessage(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		w := r14World(t, jetstream.ConsumerConfig{})
 		l := r13WatchAcks(t, w.url, "WORK")
-		rnc, rjs, tp := tapConnect(t, w.url)
-		rc, err := rjs.Consumer(context.Background(), "WORK", "c")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var seqMu sync.Mutex
-		seqOf := map[string]uint64{}
-		var sinkG, published, returned atomic.Int64
-		pub := func(v string) {
-			published.Add(1)
-			ack, err := w.js.Publish(context.Background(), "w.x", []byte(v))
-			if err != nil {
-				t.Fatal(err)
-			}
-			seqMu.Lock()
-			seqOf[v] = ack.Sequence
-			seqMu.Unlock()
-		}
-		var armed atomic.Bool
-		var pubMu sync.Mutex
-		held := make(chan struct{})
-		goOn := make(chan struct{})
-		cons := &r38Cons{Consumer: rc, hook: func(next func() (jetstream.Msg, error)) (jetstream.Msg, error) {
-			pubMu.Lock()
-			hold := sinkG.Load() != 0 && r38Gid() == sinkG.Load() &&
-				returned.Load() == published.Load() && armed.CompareAndSwap(true, false)
-			pubMu.Unlock()
-			if hold {
-				held <- struct{}{}
-				<-goOn
-			}
-			m, err := next()
-			if m != nil {
-				returned.Add(1)
-			}
-			return m, err
-		}}
+		f := newTryForce(t, w)
 		var exited atomic.Value      // the value whose decode called Goexit
 		var boomsPassed atomic.Int64 // booms decoded by the Map's own goroutine
 		decode := func(b []byte) (string, error) {
 			if strings.HasPrefix(string(b), "boom") {
-				if r38Gid() == sinkG.Load() {
+				if f.onSink() {
 					exited.Store(string(b))
 					runtime.Goexit()
 				}
@@ -87,71 +49,25 @@ func TestReview38GoexitInDecodeOnATryNaksTheMessage(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		work := stage.Map(natsjs.Source(cons, decode), func(_ context.Context, m natsjs.Msg[string]) (string, error) {
+		work := stage.Map(natsjs.Source(f.cons, decode), func(_ context.Context, m natsjs.Msg[string]) (string, error) {
 			return m.Value, nil
 		}, stage.Workers(2))
 		errc := r31Sink(func() error {
 			return sink.ForEach(ctx, work, func(context.Context, string) error {
-				if sinkG.Load() == 0 {
-					sinkG.Store(r38Gid())
-				}
+				f.sinkRan()
 				return nil
 			})
 		})
-		for i := range 64 { // the warm-up: calls prove cheap, a place goes to the sink's goroutine
-			pub("w" + strconv.Itoa(i))
-		}
-		r38WaitFor(t, "the warm-up", func() bool { return returned.Load() == published.Load() && sinkG.Load() != 0 })
-		var sinkErr error
-		for attempt := 0; sinkErr == nil; attempt++ {
-			armed.Store(true)
-			// Batches until a try of the sink's goroutine begins with the
-			// buffer empty.
-		batches:
-			for b := 0; ; b++ {
-				select {
-				case <-held:
-					break batches
-				default:
-				}
-				pubMu.Lock()
-				if !armed.Load() { // a try is being held: publish nothing
-					pubMu.Unlock()
-					<-held
-					break
-				}
-				for i := range 4 {
-					pub("a" + strconv.Itoa(attempt) + "-" + strconv.Itoa(b) + "-" + strconv.Itoa(i))
-				}
-				pubMu.Unlock()
-				r38WaitFor(t, "a batch taken, or a try held", func() bool {
-					return returned.Load() == published.Load() || !armed.Load()
-				})
-			}
-			// Held: nobody else is in next. Put boom in the buffer.
-			before := tp.received()
-			pub("boom" + strconv.Itoa(attempt))
-			r38WaitFor(t, "boom at the run's connection", func() bool { return tp.received() > before })
-			if err := rnc.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			goOn <- struct{}{}
-			r38WaitFor(t, "boom decoded", func() bool {
-				return exited.Load() != nil || boomsPassed.Load() == int64(attempt+1)
-			})
-			if exited.Load() != nil {
-				sinkErr = r38Recv(t, "the sink's end", errc)
-			}
-		}
+		f.warmUp()
+		f.meet("boom", func() bool { return exited.Load() != nil }, boomsPassed.Load)
+		sinkErr := r38Recv(t, "the sink's end", errc)
 		if !errors.Is(sinkErr, errR31Goexited) {
 			t.Fatalf("sink: %v, want its goroutine ended by decode's Goexit", sinkErr)
 		}
 		v := exited.Load().(string)
-		seqMu.Lock()
-		seq := seqOf[v]
-		seqMu.Unlock()
+		seq := f.seq(v)
 		r38WaitFor(t, "a settlement of "+v, func() bool {
-			l.sync(t, rnc)
+			l.sync(t, f.rnc)
 			return len(l.bySeq()[seq]) > 0
 		})
 		if acks := l.bySeq()[seq]; len(acks) != 1 || acks[0].kind != "nak" || acks[0].delay != 0 {
