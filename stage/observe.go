@@ -222,8 +222,8 @@ func (g *guardedWatcher) panicked(rec *panics.Recovered) {
 type cutShortError struct{ cause error }
 
 func cutShort(r *run) error {
-	cause := context.Cause(r.ctx)
-	if cause == nil { // over is set an instant before the context is cancelled
+	cause := r.cause()
+	if cause == nil { // never, once the run is over (see run.cause); a defence
 		cause = context.Canceled
 	}
 	return &cutShortError{cause: cause}

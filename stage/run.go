@@ -149,7 +149,7 @@ func (r *run) endedBy(err error) (yes bool) {
 		if pe := (*PanicError)(nil); errors.As(err, &pe) {
 			return
 		}
-		cause := context.Cause(r.ctx)
+		cause := r.cause()
 		yes = errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 			cause != nil && errors.Is(err, cause)
 	})
@@ -247,12 +247,12 @@ func (r *run) halted() bool {
 // is being cancelled by cancelRun or finish. When only the run can cancel
 // its context (the parent never ends: context.Background), that is the
 // over flag, which cancelRun and finish (then the only cancellations) set
-// before they close the context's channel: one atomic load instead of a
-// receive on a channel every goroutine of the run looks at. With a parent
-// that can end, the parent may close the channel without setting over, so
-// the channel decides. The run's decisions (fail, sourceFailed,
-// sawEnd) look here too, never at ctx.Err(), so that they agree with what
-// its goroutines saw.
+// before they close the context's channel, under mu with the cause (see
+// cancelLocked): one atomic load instead of a receive on a channel every
+// goroutine of the run looks at. With a parent that can end, the parent
+// may close the channel without setting over, so the channel decides. The
+// run's decisions (fail, sourceFailed, sawEnd) look here too, never at
+// ctx.Err(), so that they agree with what its goroutines saw.
 func (r *run) cancelled() bool {
 	if r.ownOnly {
 		return r.over.Load()
@@ -286,6 +286,19 @@ func (r *run) fail(err error) {
 	}
 	r.mu.Unlock()
 	r.cancelRun(err)
+}
+
+// cause is the run's cause (context.Cause of its context). Over can be
+// seen an instant before the context is cancelled, but both are set under
+// mu (see cancelLocked): a caller that saw the run over and finds no cause
+// looks again under mu, and finds the cause.
+func (r *run) cause() error {
+	if c := context.Cause(r.ctx); c != nil || !r.over.Load() {
+		return c
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return context.Cause(r.ctx)
 }
 
 // sameError reports whether a and b are the same error value, as ==, but

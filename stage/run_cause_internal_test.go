@@ -162,3 +162,28 @@ func TestSameErrorNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// TestRunCauseSeenWithOver: whoever sees the run over (the flag that
+// stands for the context when only the run can cancel it) and then asks for
+// the cause gets it, not nil: a watcher's cut-short error names the run's
+// cause ("naming the run's cause", see cutShortError), never a bare
+// context.Canceled for a run a failure ended.
+func TestRunCauseSeenWithOver(t *testing.T) {
+	for range causeReps {
+		r := newRun(context.Background())
+		e := errors.New("boom")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.fail(e)
+		}()
+		for !r.cancelled() {
+		}
+		var ce *cutShortError
+		if err := cutShort(r); !errors.As(err, &ce) || ce.cause != e {
+			t.Fatalf("cut short: %v, want it to name the failure %v", err, e)
+		}
+		<-done
+		r.finish()
+	}
+}
