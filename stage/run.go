@@ -273,19 +273,20 @@ func (r *run) cancelled() bool {
 // context, so that calls in flight see as the cause what the sink returns.
 // (A parent's cancellation reaches the context without mu: if it came
 // first, the run was cut short, and no failure is recorded.)
-func (r *run) fail(err error) {
+func (r *run) fail(err error) { r.wakeAll(r.failLocked(err)) }
+
+// failLocked is fail's decision, under mu (unlocked by a defer: the
+// parent's Err, and the parent's methods that cancelling the run's context
+// calls, are a user's if the parent is a context type of the user's).
+func (r *run) failLocked(err error) (wake bool) {
 	r.mu.Lock()
-	if r.failure == nil && !r.cancelled() {
-		wake := r.cancelLocked(err)
-		if r.parent.Err() == nil || sameError(context.Cause(r.ctx), err) {
-			r.failure = err
-		}
-		r.mu.Unlock()
-		r.wakeAll(wake)
-		return
+	defer r.mu.Unlock()
+	live := r.failure == nil && !r.cancelled()
+	wake = r.cancelLocked(err)
+	if live && (r.parent.Err() == nil || sameError(context.Cause(r.ctx), err)) {
+		r.failure = err
 	}
-	r.mu.Unlock()
-	r.cancelRun(err)
+	return wake
 }
 
 // cause is the run's cause (context.Cause of its context). Over can be
@@ -486,10 +487,11 @@ func (r *run) armWake() {
 // in a waker and none was woken yet, a goroutine wakes them all (the caller
 // may hold locks that the wakers' are taken after). finish waits for it.
 func (r *run) cancelRun(cause error) {
-	r.mu.Lock()
-	wake := r.cancelLocked(cause)
-	r.mu.Unlock()
-	r.wakeAll(wake)
+	r.wakeAll(func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock() // cancelling may call the parent's methods (see failLocked)
+		return r.cancelLocked(cause)
+	}())
 }
 
 // cancelLocked sets over and cancels the context with cause, under mu, and
@@ -533,6 +535,20 @@ func (r *run) wake() {
 	}
 }
 
+// finishLocked cancels the run's context with errFinished, under mu (after
+// a cancelRun that set over, the cause is decided: see cancelLocked), and
+// reports whether the wakers are finish's to wake (else nobody sleeps, or
+// a goroutine of cancelRun's wakes them) and the parent's hook to stop.
+func (r *run) finishLocked() (wake bool, stop func() bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock() // cancelling may call the parent's methods (see failLocked)
+	r.over.Store(true)
+	r.cancelCtx(errFinished)
+	wake = r.armed && !r.woken
+	r.woken = true
+	return wake, r.unhookParent
+}
+
 // finish cancels what is still running, waits for every goroutine and the
 // cancellation hooks, runs the cleanups, and last gives the run's states
 // back to their pools (engine_recycle.go). It is idempotent.
@@ -541,13 +557,7 @@ func (r *run) finish() {
 		return
 	}
 	r.finished = true
-	r.mu.Lock() // after a cancelRun that set over: the cause is decided (see cancelLocked)
-	r.over.Store(true)
-	r.cancelCtx(errFinished)
-	wake := r.armed && !r.woken // else nobody sleeps, or a goroutine of cancelRun's wakes them
-	r.woken = true
-	stop := r.unhookParent
-	r.mu.Unlock()
+	wake, stop := r.finishLocked()
 	if wake {
 		r.wake()
 	}
