@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/sluicedev/sluice/internal/guard"
+	"github.com/sourcegraph/conc/panics"
 )
 
 // Run is the primitive every sink is written with. It runs s and calls f,
@@ -180,12 +182,13 @@ type run struct {
 	wakers       []waker                 // woken once the run's context is done (see onCancel); under mu
 	wakerSlots   [2]waker                // wakers' first room: a small run makes no slice for them
 	parent       context.Context
-	armed        bool         // a goroutine may sleep in a waker (see armWake); under mu
-	woken        bool         // the wakers were woken; under mu
-	armedFast    atomic.Bool  // armed, without mu
-	unhookParent func() bool  // stops the parent's hook (see armWake); under mu
-	bug          atomic.Value // a library panic in a goroutine, re-raised by finish
-	goexit       atomic.Int32 // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
+	armed        bool              // a goroutine may sleep in a waker (see armWake); under mu
+	woken        bool              // the wakers were woken; under mu
+	armedFast    atomic.Bool       // armed, without mu
+	unhookParent func() bool       // stops the parent's hook (see armWake); under mu
+	bug          atomic.Value      // a library panic in a goroutine, re-raised by finish
+	parentPanic  *panics.Recovered // the parent's methods panicked as the run cancelled its context (see cancelCtxLocked); under mu
+	goexit       atomic.Int32      // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through. srcCtx, the context of the
@@ -302,12 +305,13 @@ func (r *run) cause() error {
 	return context.Cause(r.ctx)
 }
 
-// sameError reports whether a and b are the same error value, as ==, but
-// false, not a panic, when == cannot compare them (a value of an
-// uncomparable type, or holding one).
-func sameError(a, b error) (same bool) {
-	guard.Call(func() { same = a == b })
-	return same
+// sameError reports whether a and b are the very same error value: the
+// same dynamic type and the same data word. It answers "is the context's
+// cause the error I cancelled it with" (context stores the interface value
+// it was given), also for values that == cannot compare (an uncomparable
+// type, or a comparable one holding one), for which == panics.
+func sameError(a, b error) bool {
+	return *(*[2]unsafe.Pointer)(unsafe.Pointer(&a)) == *(*[2]unsafe.Pointer)(unsafe.Pointer(&b))
 }
 
 // sourceFailed ends the run's input with err: sources stop (one waiting in
@@ -390,14 +394,28 @@ func (r *run) exit(returned *bool) {
 		r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
 		r.cancelRun(fmt.Errorf("sluice: internal panic: %v", p))
 	} else if !*returned {
-		if r.parent.Err() != nil {
-			r.goexit.CompareAndSwap(0, goexitLate)
-		} else {
-			r.goexit.Store(goexitLive)
-		}
-		r.cancelRun(ErrGoexit)
+		r.wakeAll(r.goexitLocked())
 	}
 	r.wg.Done()
+}
+
+// goexitLocked cancels the run with ErrGoexit and records whether the
+// parent's cancellation came first (the run's cause is the parent's) or
+// not, under mu as fail decides a failure (see failLocked), so that the
+// cause calls in flight see and what the sink returns agree. (The parent's
+// Err alone cannot tell: it is set before the parent cancels its
+// children.) A Goexit after the run's own end (a failure, finish) is a live
+// one: a stream end the sink saw proves nothing then.
+func (r *run) goexitLocked() (wake bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wake = r.cancelLocked(ErrGoexit)
+	if r.parent.Err() != nil && sameError(context.Cause(r.ctx), context.Cause(r.parent)) {
+		r.goexit.CompareAndSwap(0, goexitLate)
+	} else {
+		r.goexit.Store(goexitLive)
+	}
+	return wake
 }
 
 // The values of run.goexit: a goroutine of the run was ended by Goexit
@@ -505,13 +523,24 @@ func (r *run) cancelRun(cause error) {
 // goroutine.)
 func (r *run) cancelLocked(cause error) (wake bool) {
 	r.over.Store(true) // before the channel closes: whoever sees it closed sees this
-	r.cancelCtx(cause)
+	r.cancelCtxLocked(cause)
 	wake = r.armed && !r.woken
 	r.woken = r.woken || wake
 	if wake {
 		r.hooks.Add(1)
 	}
 	return wake
+}
+
+// cancelCtxLocked cancels the run's context with cause, under mu. The
+// first cancellation calls the parent's Done and Value (context's
+// removeChild); if the parent is a context type of the user's and they
+// panic (the context is cancelled by then), the panic is kept, and finish
+// raises it again in the sink's goroutine once the run is cleaned up.
+func (r *run) cancelCtxLocked(cause error) {
+	if rec := guard.Call(func() { r.cancelCtx(cause) }); rec != nil && r.parentPanic == nil {
+		r.parentPanic = rec
+	}
 }
 
 // wakeAll wakes the wakers in a goroutine of its own if wake (see
@@ -543,15 +572,34 @@ func (r *run) finishLocked() (wake bool, stop func() bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock() // cancelling may call the parent's methods (see failLocked)
 	r.over.Store(true)
-	r.cancelCtx(errFinished)
+	r.cancelCtxLocked(errFinished)
 	wake = r.armed && !r.woken
 	r.woken = true
 	return wake, r.unhookParent
 }
 
+// unhooked calls stop, a context.AfterFunc's stop function, and reports
+// whether it stopped the function. Stopping calls the watched context's
+// Done and Value (a user's context type: the parent, Until's stop); if
+// they panic, the function was stopped already (the panic comes after),
+// and the panic is kept as cancelCtxLocked keeps it.
+func (r *run) unhooked(stop func() bool) (stopped bool) {
+	if rec := guard.Call(func() { stopped = stop() }); rec != nil {
+		r.mu.Lock()
+		if r.parentPanic == nil {
+			r.parentPanic = rec
+		}
+		r.mu.Unlock()
+		return true
+	}
+	return stopped
+}
+
 // finish cancels what is still running, waits for every goroutine and the
-// cancellation hooks, runs the cleanups, and last gives the run's states
-// back to their pools (engine_recycle.go). It is idempotent.
+// cancellation hooks, runs the cleanups, and gives the run's states back
+// to their pools (engine_recycle.go); last it raises again a library panic
+// of a goroutine, or a panic of the parent's methods (see
+// cancelCtxLocked), once nothing of the run is left. It is idempotent.
 func (r *run) finish() {
 	if r.finished {
 		return
@@ -561,20 +609,26 @@ func (r *run) finish() {
 	if wake {
 		r.wake()
 	}
-	if stop != nil && stop() {
+	if stop != nil && r.unhooked(stop) {
 		r.hooks.Done()
 	}
 	r.wg.Wait()
-	if bug := r.bug.Load(); bug != nil {
-		panic("sluice: internal panic: " + bug.(string))
-	}
 	for _, unhook := range r.unhooks {
-		if unhook() {
+		if r.unhooked(unhook) {
 			r.hooks.Done()
 		}
 	}
 	r.hooks.Wait()
+	r.mu.Lock()
+	userPanic := r.parentPanic
+	r.mu.Unlock()
 	r.cleanUp()
+	if bug := r.bug.Load(); bug != nil {
+		panic("sluice: internal panic: " + bug.(string))
+	}
+	if userPanic != nil {
+		panic(userPanic.Value)
+	}
 }
 
 // cleanUp runs the cleanups, last first, then recycles the run's states.
