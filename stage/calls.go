@@ -67,10 +67,20 @@ func retryOption(fn string, attempts int, backoff time.Duration, retryable func(
 	return Option{apply: func(c *config, _ int) { c.retry = retry{attempts: attempts, backoff: backoff, retryable: retryable} }}
 }
 
-// notPanic is Retry's predicate: every error but a panic.
-func notPanic(err error) bool {
-	var pe *PanicError
-	return !errors.As(err, &pe)
+// notPanic is Retry's predicate: every error but a panic. The error's
+// methods (As, Unwrap) are user code: if they panic, the error is still
+// one the function returned, and is retried as returned (unlike a panic of
+// RetryIf's predicate, which is the user's own choice failing).
+func notPanic(err error) (yes bool) {
+	if _, ok := err.(*PanicError); ok {
+		return false
+	}
+	yes = true
+	guard.Call(func() {
+		var pe *PanicError
+		yes = !errors.As(err, &pe)
+	})
+	return yes
 }
 
 // Timeout gives each call of the stage's function (each attempt, under
