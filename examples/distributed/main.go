@@ -179,9 +179,18 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 // publishJobs (re)creates the work queue and its consumer and publishes n
 // jobs.
 func publishJobs(ctx context.Context, js jetstream.JetStream, n int) error {
-	js.DeleteStream(ctx, "JOBS") // a rerun against the same server starts afresh
-	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs"}, Retention: jetstream.WorkQueuePolicy})
+	// A rerun against the same server starts afresh: the stream is kept and
+	// purged, its consumer deleted and made again (deleting and re-creating
+	// the stream races the server's removal of the deleted stream's
+	// directory, which can refuse the new one).
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs"}, Retention: jetstream.WorkQueuePolicy})
 	if err != nil {
+		return err
+	}
+	if err := stream.DeleteConsumer(ctx, "loaders"); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return err
+	}
+	if err := stream.Purge(ctx); err != nil {
 		return err
 	}
 	_, err = js.CreateOrUpdateConsumer(ctx, "JOBS", jetstream.ConsumerConfig{
