@@ -33,16 +33,7 @@ var reviewOutput = []*regexp.Regexp{
 // same server starts afresh"); each prints the README's lines, with every
 // job exactly once; and the work queue is empty afterwards.
 func TestReviewExternalServerTwice(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	defer srv.WaitForShutdown()
-	defer srv.Shutdown()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		t.Fatal("the NATS server did not start")
-	}
+	srv := startTestServer(t)
 	bin := cmdtest.Build(t)
 	for i := range 2 {
 		out, err, hung := cmdtest.Run(t, bin, 3*time.Minute, "-nats", srv.ClientURL(), "-n", "500", "-replicas", "2")
@@ -122,4 +113,23 @@ func TestReviewRunWithNoReplicaLeftFails(t *testing.T) {
 	case <-time.After(60 * time.Second): // a watchdog: a normal run takes seconds
 		t.Fatal("run still waiting 60 s after its only replica crashed")
 	}
+}
+
+// startTestServer starts a JetStream server on loopback, in t's temporary
+// directory, and shuts it down when t ends.
+func startTestServer(t *testing.T) *server.Server {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("the NATS server did not start")
+	}
+	return srv
 }
