@@ -92,10 +92,10 @@
 //
 // When a sink returns, no goroutine of the run is running: not on success,
 // error, cancellation, early exit, or panic. Sources release what they hold
-// (an iterator is stopped) before the sink returns. (If the caller's ctx is
-// a context type of the caller's whose methods panic when the run's
-// context, made from it, is cancelled, the sink raises that panic again,
-// once the run is over.) A channel source never
+// (an iterator is stopped) before the sink returns. (If the caller's ctx, or
+// the stop context of an [Until], is a context type of the caller's whose
+// methods panic when the run calls them, the run is cancelled and the sink
+// raises that panic again once the run is over.) A channel source never
 // closes or drains the caller's channel, and a channel sink never closes the
 // caller's channel.
 //

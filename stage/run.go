@@ -174,21 +174,21 @@ var errFinished = errors.New("sluice: run finished")
 // Closed), and last gives the per-run states back to their pools
 // (engine_recycle.go); result says what the sink returns.
 type run struct {
-	ctx          context.Context
-	cancelCtx    context.CancelCauseFunc // only under mu, through cancelLocked or in finish: both wake the sleepers
-	done         <-chan struct{}         // ctx.Done(), for cancelled, unless ownOnly
-	wg           sync.WaitGroup          // the run's goroutines
-	hooks        sync.WaitGroup          // the cancellation hook and Until's
-	wakers       []waker                 // woken once the run's context is done (see onCancel); under mu
-	wakerSlots   [2]waker                // wakers' first room: a small run makes no slice for them
-	parent       context.Context
-	armed        bool              // a goroutine may sleep in a waker (see armWake); under mu
-	woken        bool              // the wakers were woken; under mu
-	armedFast    atomic.Bool       // armed, without mu
-	unhookParent func() bool       // stops the parent's hook (see armWake); under mu
-	bug          atomic.Value      // a library panic in a goroutine, re-raised by finish
-	parentPanic  *panics.Recovered // the parent's methods panicked as the run cancelled its context (see cancelCtxLocked); under mu
-	goexit       atomic.Int32      // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
+	ctx        context.Context
+	cancelCtx  context.CancelCauseFunc // only under mu, through cancelLocked or in finish: both wake the sleepers
+	done       <-chan struct{}         // ctx.Done(), for cancelled, unless ownOnly
+	wg         sync.WaitGroup          // the run's goroutines
+	hooks      sync.WaitGroup          // the cancellation hook and Until's
+	wakers     []waker                 // woken once the run's context is done (see onCancel); under mu
+	wakerSlots [2]waker                // wakers' first room: a small run makes no slice for them
+	parent     context.Context
+	armed      bool              // a goroutine may sleep in a waker (see armWake); under mu
+	woken      bool              // the wakers were woken; under mu
+	armedFast  atomic.Bool       // armed, without mu
+	parentHook ctxHook           // the parent's hook (see armWake), made under mu
+	bug        atomic.Value      // a library panic in a goroutine, re-raised by finish
+	ctxPanic   *panics.Recovered // a method of a context the run does not own panicked (run_userctx.go); under mu
+	goexit     atomic.Int32      // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through. srcCtx, the context of the
@@ -206,7 +206,7 @@ type run struct {
 
 	// Opening, from the sink's goroutine only.
 	scope       *drainScope   // the drain scope of the sources being opened (see Until)
-	unhooks     []func() bool // deregister Until's functions at finish
+	untilHooks  []*ctxHook    // Until's hooks on its stop contexts, stopped at finish
 	sharedNodes map[*node]any // the run's state of nodes several streams read (Tee)
 	checks      []func() error
 	pending     []func()    // goroutines to start with the run
@@ -286,7 +286,7 @@ func (r *run) failLocked(err error) (wake bool) {
 	defer r.mu.Unlock()
 	live := r.failure == nil && !r.cancelled()
 	wake = r.cancelLocked(err)
-	if live && (r.parent.Err() == nil || sameError(context.Cause(r.ctx), err)) {
+	if live && (r.parentErrLocked() == nil || sameError(context.Cause(r.ctx), err)) {
 		r.failure = err
 	}
 	return wake
@@ -410,7 +410,7 @@ func (r *run) goexitLocked() (wake bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	wake = r.cancelLocked(ErrGoexit)
-	if r.parent.Err() != nil && sameError(context.Cause(r.ctx), context.Cause(r.parent)) {
+	if r.parentErrLocked() != nil && sameError(context.Cause(r.ctx), r.parentCauseLocked()) {
 		r.goexit.CompareAndSwap(0, goexitLate)
 	} else {
 		r.goexit.Store(goexitLive)
@@ -477,28 +477,47 @@ func (r *run) onCancel(w waker) {
 // wakers (see cancelRun, finish), once: either the canceller sees armed, or
 // the sleeper sees the run cancelled (both look under mu). A parent context
 // that can be cancelled gets its hook here, so a run in which nobody ever
-// sleeps (a run of one item in the sink's goroutine) makes none.
+// sleeps (a run of one item in the sink's goroutine) makes none. (If the
+// parent's methods panic as the hook is made, the run is cancelled: see
+// run_userctx.go.)
 func (r *run) armWake() {
 	if r.armedFast.Load() {
 		return
 	}
+	r.wakeAll(r.armWakeLocked())
+}
+
+// armWakeLocked is armWake's work, under mu; it reports whether the wakers
+// are the caller's to wake (the run was cancelled: see cancelLocked).
+func (r *run) armWakeLocked() (wake bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.armed {
-		return
+		return false
 	}
 	r.armed = true
 	r.armedFast.Store(true)
 	// Once woken (the run cancelled, or finishing: finish has looked for
 	// the hook already), a sleeper sees the run cancelled and does not
 	// sleep; a hook made now would outlive the run.
-	if parent := r.parent; parent.Done() != nil && !r.woken {
-		r.hooks.Add(1)
-		r.unhookParent = context.AfterFunc(parent, func() {
-			defer r.hooks.Done()
-			r.cancelRun(context.Cause(parent))
-		})
+	if !r.ownOnly && !r.woken {
+		if rec := r.hook(&r.parentHook, r.parent, (*run).parentDone); rec != nil {
+			r.keepCtxPanicLocked(rec)
+			return r.cancelLocked(errCtxPanicked)
+		}
 	}
+	return false
+}
+
+// parentDone is the parent's hook: it cancels the run with the parent's
+// cause.
+func (r *run) parentDone() {
+	var cause error
+	if rec := guard.Call(func() { cause = context.Cause(r.parent) }); rec != nil {
+		r.ctxPanicked(rec)
+		return
+	}
+	r.cancelRun(cause)
 }
 
 // cancelRun cancels the run's context with cause. If a goroutine may sleep
@@ -538,8 +557,8 @@ func (r *run) cancelLocked(cause error) (wake bool) {
 // panic (the context is cancelled by then), the panic is kept, and finish
 // raises it again in the sink's goroutine once the run is cleaned up.
 func (r *run) cancelCtxLocked(cause error) {
-	if rec := guard.Call(func() { r.cancelCtx(cause) }); rec != nil && r.parentPanic == nil {
-		r.parentPanic = rec
+	if rec := guard.Call(func() { r.cancelCtx(cause) }); rec != nil {
+		r.keepCtxPanicLocked(rec)
 	}
 }
 
@@ -567,32 +586,15 @@ func (r *run) wake() {
 // finishLocked cancels the run's context with errFinished, under mu (after
 // a cancelRun that set over, the cause is decided: see cancelLocked), and
 // reports whether the wakers are finish's to wake (else nobody sleeps, or
-// a goroutine of cancelRun's wakes them) and the parent's hook to stop.
-func (r *run) finishLocked() (wake bool, stop func() bool) {
+// a goroutine of cancelRun's wakes them). No parent hook is made after it.
+func (r *run) finishLocked() (wake bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock() // cancelling may call the parent's methods (see failLocked)
 	r.over.Store(true)
 	r.cancelCtxLocked(errFinished)
 	wake = r.armed && !r.woken
 	r.woken = true
-	return wake, r.unhookParent
-}
-
-// unhooked calls stop, a context.AfterFunc's stop function, and reports
-// whether it stopped the function. Stopping calls the watched context's
-// Done and Value (a user's context type: the parent, Until's stop); if
-// they panic, the function was stopped already (the panic comes after),
-// and the panic is kept as cancelCtxLocked keeps it.
-func (r *run) unhooked(stop func() bool) (stopped bool) {
-	if rec := guard.Call(func() { stopped = stop() }); rec != nil {
-		r.mu.Lock()
-		if r.parentPanic == nil {
-			r.parentPanic = rec
-		}
-		r.mu.Unlock()
-		return true
-	}
-	return stopped
+	return wake
 }
 
 // finish cancels what is still running, waits for every goroutine and the
@@ -605,22 +607,17 @@ func (r *run) finish() {
 		return
 	}
 	r.finished = true
-	wake, stop := r.finishLocked()
-	if wake {
+	if r.finishLocked() {
 		r.wake()
 	}
-	if stop != nil && r.unhooked(stop) {
-		r.hooks.Done()
-	}
+	r.unhook(&r.parentHook) // made before finishLocked, if ever
 	r.wg.Wait()
-	for _, unhook := range r.unhooks {
-		if r.unhooked(unhook) {
-			r.hooks.Done()
-		}
+	for _, h := range r.untilHooks {
+		r.unhook(h)
 	}
 	r.hooks.Wait()
 	r.mu.Lock()
-	userPanic := r.parentPanic
+	userPanic := r.ctxPanic
 	r.mu.Unlock()
 	r.cleanUp()
 	if bug := r.bug.Load(); bug != nil {

@@ -87,12 +87,12 @@ func (r *run) enterScope(stop context.Context) (leave func()) {
 	parent := r.scope
 	ctx, cancel := context.WithCancelCause(parent.context(r))
 	s := &drainScope{ctx: ctx, parent: parent, stop: stop.Done()}
-	r.hooks.Add(1)
-	unhook := context.AfterFunc(stop, func() {
-		defer r.hooks.Done()
-		cancel(errDrained) // wakes a source waiting in next
-	})
-	r.unhooks = append(r.unhooks, unhook)
+	h := new(ctxHook)
+	if rec := r.hook(h, stop, func(*run) { cancel(errDrained) }); rec != nil { // wakes a source waiting in next
+		r.ctxPanicked(rec) // stop's methods panicked (see run_userctx.go)
+	} else {
+		r.untilHooks = append(r.untilHooks, h)
+	}
 	r.onFinish(func() { cancel(errFinished) })
 	r.scope = s
 	return func() { r.scope = parent }

@@ -11,7 +11,7 @@ import (
 // moment a goroutine may sleep, whatever cancels the run wakes it, and
 // finish "waits for every goroutine and the cancellation hooks". Here a
 // goroutine of the run first goes to a queue wait after finish has begun
-// (after it looked at unhookParent: a worker whose call was cut short by the
+// (after it looked at parentHook: a worker whose call was cut short by the
 // sink's early stop and which then finds no token). Its armWake registers
 // an AfterFunc on the (live, cancellable) parent and counts it in hooks;
 // nobody ever stops that hook, so finish waits in hooks.Wait until the
@@ -24,7 +24,7 @@ func TestFirstArmAfterFinish(t *testing.T) {
 	q := newQueue[int](r, 0, 1) // no token free: acquire must wait
 	r.goroutine(func() {
 		<-r.ctx.Done() // the sink has stopped: finish cancelled the run
-		for {          // ... and finish has looked at armed and unhookParent
+		for {          // ... and finish has looked at armed and parentHook
 			r.mu.Lock()
 			w := r.woken
 			r.mu.Unlock()
@@ -49,7 +49,7 @@ func TestFirstArmAfterFinish(t *testing.T) {
 	cancel() // release the hook, so that the run ends and goleak is content
 	select {
 	case <-done:
-		t.Fatal("run.finish hung in hooks.Wait until the parent context was cancelled: the parent hook armed after finish had looked at unhookParent is never stopped")
+		t.Fatal("run.finish hung in hooks.Wait until the parent context was cancelled: the parent hook armed after finish had looked at parentHook is never stopped")
 	case <-time.After(10 * time.Second):
 		t.Fatal("run.finish hung, even after the parent was cancelled")
 	}

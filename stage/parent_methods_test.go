@@ -1,0 +1,240 @@
+package stage_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluicedev/sluice/stage"
+)
+
+// The package doc: if the caller's ctx is a context type of the caller's
+// whose methods panic when the run calls them, the sink raises that panic
+// again, once the run is over. These tests arm such a context after the
+// run has started, at each place the run calls the caller's context (or
+// Until's stop context), and check that the sink raises the context's own
+// panic value (not an internal panic of the library), that the run's
+// source was stopped, and that nothing hangs or crashes (each runs in a
+// child process).
+
+// hostileValue is what a hostile context's methods panic with.
+const hostileValue = "hostile context"
+
+// hostileCtx embeds a standard context; once armed, its Err or its Value
+// panics (hookPanics: only when context.AfterFunc asks it, as it registers
+// a hook). hooked, if set, is closed when context.AfterFunc registers a
+// hook on it (the first time Value is asked from within AfterFunc).
+type hostileCtx struct {
+	context.Context
+	errPanics   atomic.Bool
+	valuePanics atomic.Bool
+	hookPanics  atomic.Bool
+	hooked      chan struct{}
+	hookedOnce  atomic.Bool
+}
+
+func (c *hostileCtx) Err() error {
+	if c.errPanics.Load() {
+		panic(hostileValue)
+	}
+	return c.Context.Err()
+}
+
+func (c *hostileCtx) Value(key any) any {
+	if c.valuePanics.Load() || c.hookPanics.Load() && calledFrom("context.AfterFunc") {
+		panic(hostileValue)
+	}
+	if c.hooked != nil && calledFrom("context.AfterFunc") && c.hookedOnce.CompareAndSwap(false, true) {
+		close(c.hooked)
+	}
+	return c.Context.Value(key)
+}
+
+// calledFrom reports whether fn is on the caller's stack.
+func calledFrom(fn string) bool {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if f.Function == fn {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// countingSource is a waiting source of 1, 2, 3, ...; arm runs as it is
+// opened (after the run's context was made), and stopped is set by its
+// stop.
+func countingSource(arm func(), stopped *atomic.Bool) stage.Stream[int] {
+	return stage.Source(func(context.Context) (func(context.Context) (int, error), func()) {
+		arm()
+		n := 0
+		return func(context.Context) (int, error) { n++; return n, nil }, func() { stopped.Store(true) }
+	})
+}
+
+// raisesHostile runs f and fails t unless f panicked with hostileValue.
+func raisesHostile(t *testing.T, f func()) {
+	t.Helper()
+	var rec any
+	func() {
+		defer func() { rec = recover() }()
+		f()
+	}()
+	if rec != hostileValue {
+		t.Fatalf("the sink's panic is %v, want the context's own %q", rec, hostileValue)
+	}
+}
+
+// A sleeper's hook on the caller's context (context.AfterFunc, made the
+// first time a goroutine of the run may sleep) asks its Value.
+func TestParentValuePanicsWhenHooked(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(map[int]string{1: "workers=1", 2: "workers=2"}[workers], func(t *testing.T) {
+			runcheckInChild(t, func(t *testing.T) {
+				inner, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				p := &hostileCtx{Context: inner}
+				p.hookPanics.Store(true)
+				var stopped atomic.Bool
+				src := countingSource(func() {}, &stopped)
+				in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
+					<-ctx.Done() // the sink sleeps for an output
+					return 0, ctx.Err()
+				}, stage.Workers(workers), stage.Buffer(1))
+				raisesHostile(t, func() {
+					_ = stage.Run(p, in, func(context.Context, int, error) error { return nil })
+				})
+				if !stopped.Load() {
+					t.Fatal("the source was not stopped")
+				}
+			})
+		})
+	}
+}
+
+// The parent hook, once the caller's context is cancelled, asks its cause
+// (its Value) in a goroutine of the context package's.
+func TestParentValuePanicsInHook(t *testing.T) {
+	runcheckInChild(t, func(t *testing.T) {
+		inner, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		p := &hostileCtx{Context: inner, hooked: make(chan struct{})}
+		var stopped atomic.Bool
+		src := countingSource(func() {}, &stopped)
+		in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}, stage.Workers(2), stage.Buffer(1))
+		go func() {
+			<-p.hooked
+			p.valuePanics.Store(true)
+			cancel()
+		}()
+		var err error
+		var rec any
+		func() {
+			defer func() { rec = recover() }()
+			err = stage.Run(p, in, func(context.Context, int, error) error { return nil })
+		}()
+		// The run's context is the parent's child: it ends with the parent
+		// whether or not the hook ran; the hook's Value may come after the
+		// run is over (a panic in it is then the hook's to survive).
+		if rec != nil && rec != hostileValue {
+			t.Fatalf("the sink's panic is %v, want none or the context's own %q", rec, hostileValue)
+		}
+		if rec == nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("stage.Run = %v, want context.Canceled", err)
+		}
+		if !stopped.Load() {
+			t.Fatal("the source was not stopped")
+		}
+	})
+}
+
+// A failure asks the caller's context's Err (was the run cut short first?).
+func TestParentErrPanicsOnFailure(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(map[int]string{1: "workers=1", 2: "workers=2"}[workers], func(t *testing.T) {
+			runcheckInChild(t, func(t *testing.T) {
+				inner, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				p := &hostileCtx{Context: inner}
+				var stopped atomic.Bool
+				src := countingSource(func() { p.errPanics.Store(true) }, &stopped)
+				in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
+					return 0, errors.New("boom")
+				}, stage.Workers(workers))
+				raisesHostile(t, func() {
+					_ = stage.Run(p, in, func(context.Context, int, error) error { return nil })
+				})
+				if !stopped.Load() {
+					t.Fatal("the source was not stopped")
+				}
+			})
+		})
+	}
+}
+
+// A Goexit in a stage's function asks the caller's context's Err too.
+func TestParentErrPanicsOnGoexit(t *testing.T) {
+	runcheckInChild(t, func(t *testing.T) {
+		inner, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		p := &hostileCtx{Context: inner}
+		var stopped atomic.Bool
+		src := countingSource(func() { p.errPanics.Store(true) }, &stopped)
+		in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
+			runtime.Goexit()
+			return v, nil
+		}, stage.Workers(2))
+		raisesHostile(t, func() {
+			_ = stage.Run(p, in, func(context.Context, int, error) error { return nil })
+		})
+		if !stopped.Load() {
+			t.Fatal("the source was not stopped")
+		}
+	})
+}
+
+// Until hooks its stop context as the pipeline is opened.
+func TestUntilStopValuePanics(t *testing.T) {
+	runcheckInChild(t, func(t *testing.T) {
+		inner, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		stop := &hostileCtx{Context: inner}
+		stop.valuePanics.Store(true)
+		var stopped atomic.Bool
+		in := stage.Map(stage.Until(countingSource(func() {}, &stopped), stop), double, stage.Workers(2))
+		raisesHostile(t, func() {
+			_ = stage.Run(context.Background(), in, func(context.Context, int, error) error { return stage.ErrStop })
+		})
+	})
+}
+
+// A caller's context whose Value panics from the start panics where the
+// run's context is made, before anything of the run exists.
+func TestParentValuePanicsFromTheStart(t *testing.T) {
+	runcheckInChild(t, func(t *testing.T) {
+		inner, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		p := &hostileCtx{Context: inner}
+		p.valuePanics.Store(true)
+		var opened atomic.Bool
+		src := stage.Source(func(context.Context) (func(context.Context) (int, error), func()) {
+			opened.Store(true)
+			return func(context.Context) (int, error) { return 0, errEOF }, func() {}
+		})
+		raisesHostile(t, func() {
+			_ = stage.Run(p, src, func(context.Context, int, error) error { return nil })
+		})
+		if opened.Load() {
+			t.Fatal("the source was opened")
+		}
+	})
+}
