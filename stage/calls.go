@@ -210,9 +210,12 @@ func (p *processor[In, Out]) limited(ctx context.Context, v In, emit emitter[Out
 		}
 	}
 	if c.timeout > 0 {
-		ctx, cancel := context.WithTimeout(ctx, c.timeout)
+		tctx, cancel, ok := p.r.deadlineContext(ctx, c.timeout)
+		if !ok {
+			return ctx.Err() // the caller's context panicked: the run is cancelled, the call cut short
+		}
 		defer cancel()
-		return p.attempt(ctx, v, emit)
+		return p.attempt(tctx, v, emit)
 	}
 	return p.attempt(ctx, v, emit)
 }

@@ -95,7 +95,9 @@
 // (an iterator is stopped) before the sink returns. (If the caller's ctx, or
 // the stop context of an [Until], is a context type of the caller's whose
 // methods panic when the run calls them, the run is cancelled and the sink
-// raises that panic again once the run is over.) A channel source never
+// raises that panic again once the run is over, in place of its result. A
+// function of the pipeline that calls them through its own ctx meets the
+// panic as its own.) A channel source never
 // closes or drains the caller's channel, and a channel sink never closes the
 // caller's channel.
 //

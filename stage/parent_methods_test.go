@@ -3,6 +3,7 @@ package stage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -24,15 +25,14 @@ const hostileValue = "hostile context"
 
 // hostileCtx embeds a standard context; once armed, its Err or its Value
 // panics (hookPanics: only when context.AfterFunc asks it, as it registers
-// a hook). hooked, if set, is closed when context.AfterFunc registers a
-// hook on it (the first time Value is asked from within AfterFunc).
+// a hook).
 type hostileCtx struct {
 	context.Context
 	errPanics   atomic.Bool
 	valuePanics atomic.Bool
 	hookPanics  atomic.Bool
-	hooked      chan struct{}
-	hookedOnce  atomic.Bool
+	hookGoexits bool         // hookPanics: runtime.Goexit instead of a panic
+	hookAsked   atomic.Int32 // Value asked from within context.AfterFunc
 }
 
 func (c *hostileCtx) Err() error {
@@ -43,11 +43,15 @@ func (c *hostileCtx) Err() error {
 }
 
 func (c *hostileCtx) Value(key any) any {
-	if c.valuePanics.Load() || c.hookPanics.Load() && calledFrom("context.AfterFunc") {
+	if c.valuePanics.Load() {
 		panic(hostileValue)
 	}
-	if c.hooked != nil && calledFrom("context.AfterFunc") && c.hookedOnce.CompareAndSwap(false, true) {
-		close(c.hooked)
+	if c.hookPanics.Load() && calledFrom("context.AfterFunc") {
+		c.hookAsked.Add(1)
+		if c.hookGoexits {
+			runtime.Goexit()
+		}
+		panic(hostileValue)
 	}
 	return c.Context.Value(key)
 }
@@ -91,70 +95,48 @@ func raisesHostile(t *testing.T, f func()) {
 	}
 }
 
-// A sleeper's hook on the caller's context (context.AfterFunc, made the
-// first time a goroutine of the run may sleep) asks its Value.
-func TestParentValuePanicsWhenHooked(t *testing.T) {
+// A goroutine of the run that sleeps makes the run hook its context, so
+// that the parent's cancellation wakes it. The hook is made with the
+// waker's lock held: it must ask nothing of the caller's context there (a
+// panic in its Value hung the run; a Goexit would leave the lock held).
+// The hook watches the run's own context; a caller's context whose Value
+// panics, or calls Goexit, when context.AfterFunc asks it is never asked.
+func TestParentNotAskedWhenHooked(t *testing.T) {
 	for _, workers := range []int{1, 2} {
-		t.Run(map[int]string{1: "workers=1", 2: "workers=2"}[workers], func(t *testing.T) {
-			runcheckInChild(t, func(t *testing.T) {
-				inner, cancel := context.WithCancel(context.Background())
-				defer cancel()
-				p := &hostileCtx{Context: inner}
-				p.hookPanics.Store(true)
-				var stopped atomic.Bool
-				src := countingSource(func() {}, &stopped)
-				in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
-					<-ctx.Done() // the sink sleeps for an output
-					return 0, ctx.Err()
-				}, stage.Workers(workers), stage.Buffer(1))
-				raisesHostile(t, func() {
-					_ = stage.Run(p, in, func(context.Context, int, error) error { return nil })
+		for _, goexit := range []bool{false, true} {
+			name := fmt.Sprintf("workers=%d/goexit=%v", workers, goexit)
+			t.Run(name, func(t *testing.T) {
+				runcheckInChild(t, func(t *testing.T) {
+					inner, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					p := &hostileCtx{Context: inner}
+					p.hookPanics.Store(true)
+					p.hookGoexits = goexit
+					var stopped atomic.Bool
+					started := make(chan struct{}, workers)
+					in := stage.Map(countingSource(func() {}, &stopped), func(ctx context.Context, v int) (int, error) {
+						started <- struct{}{}
+						<-ctx.Done() // the sink sleeps for an output
+						return 0, ctx.Err()
+					}, stage.Workers(workers), stage.Buffer(1))
+					go func() {
+						<-started
+						cancel()
+					}()
+					err := stage.Run(p, in, func(context.Context, int, error) error { return nil })
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("stage.Run = %v, want context.Canceled", err)
+					}
+					if n := p.hookAsked.Load(); n != 0 {
+						t.Fatalf("context.AfterFunc asked the caller's context's Value %d times", n)
+					}
+					if !stopped.Load() {
+						t.Fatal("the source was not stopped")
+					}
 				})
-				if !stopped.Load() {
-					t.Fatal("the source was not stopped")
-				}
 			})
-		})
+		}
 	}
-}
-
-// The parent hook, once the caller's context is cancelled, asks its cause
-// (its Value) in a goroutine of the context package's.
-func TestParentValuePanicsInHook(t *testing.T) {
-	runcheckInChild(t, func(t *testing.T) {
-		inner, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		p := &hostileCtx{Context: inner, hooked: make(chan struct{})}
-		var stopped atomic.Bool
-		src := countingSource(func() {}, &stopped)
-		in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
-			<-ctx.Done()
-			return 0, ctx.Err()
-		}, stage.Workers(2), stage.Buffer(1))
-		go func() {
-			<-p.hooked
-			p.valuePanics.Store(true)
-			cancel()
-		}()
-		var err error
-		var rec any
-		func() {
-			defer func() { rec = recover() }()
-			err = stage.Run(p, in, func(context.Context, int, error) error { return nil })
-		}()
-		// The run's context is the parent's child: it ends with the parent
-		// whether or not the hook ran; the hook's Value may come after the
-		// run is over (a panic in it is then the hook's to survive).
-		if rec != nil && rec != hostileValue {
-			t.Fatalf("the sink's panic is %v, want none or the context's own %q", rec, hostileValue)
-		}
-		if rec == nil && !errors.Is(err, context.Canceled) {
-			t.Fatalf("stage.Run = %v, want context.Canceled", err)
-		}
-		if !stopped.Load() {
-			t.Fatal("the source was not stopped")
-		}
-	})
 }
 
 // A failure asks the caller's context's Err (was the run cut short first?).

@@ -174,21 +174,22 @@ var errFinished = errors.New("sluice: run finished")
 // Closed), and last gives the per-run states back to their pools
 // (engine_recycle.go); result says what the sink returns.
 type run struct {
-	ctx        context.Context
-	cancelCtx  context.CancelCauseFunc // only under mu, through cancelLocked or in finish: both wake the sleepers
-	done       <-chan struct{}         // ctx.Done(), for cancelled, unless ownOnly
-	wg         sync.WaitGroup          // the run's goroutines
-	hooks      sync.WaitGroup          // the cancellation hook and Until's
-	wakers     []waker                 // woken once the run's context is done (see onCancel); under mu
-	wakerSlots [2]waker                // wakers' first room: a small run makes no slice for them
-	parent     context.Context
-	armed      bool              // a goroutine may sleep in a waker (see armWake); under mu
-	woken      bool              // the wakers were woken; under mu
-	armedFast  atomic.Bool       // armed, without mu
-	parentHook ctxHook           // the parent's hook (see armWake), made under mu
-	bug        atomic.Value      // a library panic in a goroutine, re-raised by finish
-	ctxPanic   *panics.Recovered // a method of a context the run does not own panicked (run_userctx.go); under mu
-	goexit     atomic.Int32      // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
+	ctx         context.Context
+	cancelCtx   context.CancelCauseFunc // only under mu, through cancelLocked or in finish: both wake the sleepers
+	done        <-chan struct{}         // ctx.Done(), for cancelled, unless ownOnly
+	wg          sync.WaitGroup          // the run's goroutines
+	hooks       sync.WaitGroup          // the cancellation hook and Until's
+	wakers      []waker                 // woken once the run's context is done (see onCancel); under mu
+	wakerSlots  [2]waker                // wakers' first room: a small run makes no slice for them
+	parent      context.Context
+	watchParent watched           // the parent, as the run's context is made from it (run_userctx.go)
+	armed       bool              // a goroutine may sleep in a waker (see armWake); under mu
+	woken       bool              // the wakers were woken; under mu
+	armedFast   atomic.Bool       // armed, without mu
+	parentHook  ctxHook           // the parent's hook, on the run's context (see armWake); made and stopped under mu
+	bug         atomic.Value      // a library panic in a goroutine, re-raised by finish
+	ctxPanic    *panics.Recovered // a method of a context the run does not own panicked (run_userctx.go); under mu
+	goexit      atomic.Int32      // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
 
 	// draining is set when a source failed: sources take no new items, the
 	// items already taken still go through. srcCtx, the context of the
@@ -206,7 +207,7 @@ type run struct {
 
 	// Opening, from the sink's goroutine only.
 	scope       *drainScope   // the drain scope of the sources being opened (see Until)
-	untilHooks  []*ctxHook    // Until's hooks on its stop contexts, stopped at finish
+	untilHooks  []*ctxHook    // Until's hooks on its stop contexts (in their scopes), stopped at finish
 	sharedNodes map[*node]any // the run's state of nodes several streams read (Tee)
 	checks      []func() error
 	pending     []func()    // goroutines to start with the run
@@ -230,12 +231,15 @@ func newRun(parent context.Context) *run {
 	if parent == nil {
 		panic("sluice: nil context")
 	}
-	ctx, cancel := context.WithCancelCause(parent)
-	r := &run{ctx: ctx, cancelCtx: cancel, parent: parent, ownOnly: parent.Done() == nil}
-	if !r.ownOnly {
+	r := &run{parent: parent, ownOnly: parent.Done() == nil}
+	if r.ownOnly {
+		r.ctx, r.cancelCtx = context.WithCancelCause(parent) // never watched: nothing to ask
+	} else {
+		r.watchParent = watched{Context: parent, r: r}
+		r.ctx, r.cancelCtx = context.WithCancelCause(&r.watchParent) // see run_userctx.go
 		// Only then does cancelled look at the channel; else it is made
 		// only if something asks for it (a user's function, a Batch).
-		r.done = ctx.Done()
+		r.done = r.ctx.Done()
 	}
 	r.wakers = r.wakerSlots[:0]
 	return r
@@ -477,9 +481,11 @@ func (r *run) onCancel(w waker) {
 // wakers (see cancelRun, finish), once: either the canceller sees armed, or
 // the sleeper sees the run cancelled (both look under mu). A parent context
 // that can be cancelled gets its hook here, so a run in which nobody ever
-// sleeps (a run of one item in the sink's goroutine) makes none. (If the
-// parent's methods panic as the hook is made, the run is cancelled: see
-// run_userctx.go.)
+// sleeps (a run of one item in the sink's goroutine) makes none. The hook
+// watches the run's own context, which the parent cancels, so that making
+// it calls no method of the parent's (user code) under the waker's lock;
+// the run stops it before it cancels its context itself (cancelLocked,
+// finishLocked), so that it runs only when the parent ended the run.
 func (r *run) armWake() {
 	if r.armedFast.Load() {
 		return
@@ -501,24 +507,15 @@ func (r *run) armWakeLocked() (wake bool) {
 	// the hook already), a sleeper sees the run cancelled and does not
 	// sleep; a hook made now would outlive the run.
 	if !r.ownOnly && !r.woken {
-		if rec := r.hook(&r.parentHook, r.parent, (*run).parentDone); rec != nil {
-			r.keepCtxPanicLocked(rec)
-			return r.cancelLocked(errCtxPanicked)
-		}
+		r.parentHook.f = parentEnded
+		r.hook(&r.parentHook, r.ctx) // the run's context: no user code, no panic
 	}
 	return false
 }
 
-// parentDone is the parent's hook: it cancels the run with the parent's
-// cause.
-func (r *run) parentDone() {
-	var cause error
-	if rec := guard.Call(func() { cause = context.Cause(r.parent) }); rec != nil {
-		r.ctxPanicked(rec)
-		return
-	}
-	r.cancelRun(cause)
-}
+// parentEnded is the parent's hook: the parent cancelled the run's context
+// (with its own cause); the run sees it cancelled and wakes its sleepers.
+func parentEnded(h *ctxHook) { h.r.cancelRun(context.Cause(h.r.ctx)) }
 
 // cancelRun cancels the run's context with cause. If a goroutine may sleep
 // in a waker and none was woken yet, a goroutine wakes them all (the caller
@@ -542,6 +539,7 @@ func (r *run) cancelRun(cause error) {
 // goroutine.)
 func (r *run) cancelLocked(cause error) (wake bool) {
 	r.over.Store(true) // before the channel closes: whoever sees it closed sees this
+	r.parentHook.stopLocked()
 	r.cancelCtxLocked(cause)
 	wake = r.armed && !r.woken
 	r.woken = r.woken || wake
@@ -591,6 +589,7 @@ func (r *run) finishLocked() (wake bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock() // cancelling may call the parent's methods (see failLocked)
 	r.over.Store(true)
+	r.parentHook.stopLocked()
 	r.cancelCtxLocked(errFinished)
 	wake = r.armed && !r.woken
 	r.woken = true
@@ -610,7 +609,6 @@ func (r *run) finish() {
 	if r.finishLocked() {
 		r.wake()
 	}
-	r.unhook(&r.parentHook) // made before finishLocked, if ever
 	r.wg.Wait()
 	for _, h := range r.untilHooks {
 		r.unhook(h)

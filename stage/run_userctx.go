@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluicedev/sluice/internal/guard"
 	"github.com/sourcegraph/conc/panics"
@@ -11,35 +12,100 @@ import (
 
 // The contexts a run does not own: the caller's ctx (the run's parent) and
 // Until's stop contexts. Their methods are user code when they are context
-// types of the user's. Every call the run makes of them while a goroutine
-// of the run may run, directly or through the context package (a child's
-// removal, context.AfterFunc and its stop), is guarded (cancelCtxLocked,
-// hook, unhook, parentErrLocked, parentCauseLocked):
+// types of the user's. The run calls them as little as it can, and never
+// while it holds a lock of its queues: it watches the parent through its
+// own context (armWake hooks the run's context, not the parent), so the
+// calls left are these.
 //
-//   - a panic in them is kept (the first one; see keepCtxPanicLocked), the
-//     run is cancelled if it was not ending already, and finish raises the
+//   - Guarded, since a goroutine of the run may run meanwhile: the parent's
+//     Value and Done as the run's context leaves it (cancelCtxLocked), its
+//     Err and Value when a failure or a Goexit asks whether the parent
+//     ended first (parentErrLocked, parentCauseLocked), its Deadline when a
+//     Timeout stage makes a call's context (deadlineContext), a stop
+//     context's methods as its hook is made and stopped (hook, unhook),
+//     and the Err and Value of either once it is done, when the context
+//     package cannot see into it (watched, below). A
+//     panic there is kept (the first one; see keepCtxPanicLocked), the run
+//     is cancelled if it was not ending already, and finish raises the
 //     panic again in the sink's goroutine once every goroutine of the run
-//     exited and the cleanups ran (the package doc's Leaks section);
-//   - a hook on one of them (context.AfterFunc, see hook) is counted in
-//     run.hooks from before its registration, and released once: by the
-//     hook when it runs, by unhook when it was stopped, or at once when
-//     registering it panicked.
+//     exited and the cleanups ran (the package doc's Leaks section).
+//   - Not guarded, in the sink's goroutine while no goroutine of the run
+//     can run: newRun's (before the run exists), a stop's Done and its
+//     hook as an Until is opened (before start: a panic goes on through the
+//     sink's deferred finish), and result's (after finish).
 //
-// The calls from the sink's goroutine while none can run are not guarded:
-// newRun's (before the run exists), the stop's Done as an Until is opened
-// (before start: the sink's deferred finish cleans up as the panic goes
-// on), and result's (after finish).
+// A hook (context.AfterFunc, see hook) is counted in run.hooks from before
+// its registration and released once: by the hook when it runs, by unhook
+// or stopLocked when it was stopped, or at once when registering it did not
+// return (a panic, or a Goexit in a stop context's methods).
+//
+// The context package watches a context type that neither embeds a
+// standard context nor has an AfterFunc method from a goroutine of its own
+// (propagateCancel), which calls its Err and Value once it is done, without
+// a guard, and may outlive the sink. So the run never gives it such a
+// context: it hands it a watched (the context with an AfterFunc method of
+// the run's), which the context package uses instead; a standard context
+// inside is still found through Value and watched as before, with no
+// goroutine.
+//
+// Not the run's to guard: a call of the context's methods by a function of
+// the pipeline (its own ctx.Value, or a client reading ctx.Deadline) is
+// that function's, and its panic that function's panic.
+
+// watched is a context the run does not own, as the run hands it to the
+// context package (to make its context from the parent, or to hook a stop
+// context): the same context, with an AfterFunc method that watches it
+// from a goroutine of the run's (counted in run.hooks until it returns),
+// which calls f guarded and ends when it is stopped. It lives in the run
+// or the drainScope, so that it costs no allocation of its own.
+type watched struct {
+	context.Context
+	r *run
+}
+
+// AfterFunc is the context package's hook on a context type it cannot see
+// into (see watched): f runs once the context is done, unless stop was
+// called first. The context package calls it, and stop, with locks of its
+// own held: neither blocks.
+func (w *watched) AfterFunc(f func()) (stop func() bool) {
+	r := w.r
+	done := w.Context.Done()
+	var state atomic.Int32 // 0: waiting; 1: f runs; 2: stopped
+	stopped := make(chan struct{})
+	r.hooks.Add(1)
+	go func() {
+		defer r.hooks.Done()
+		select {
+		case <-done:
+			if state.CompareAndSwap(0, 1) {
+				if rec := guard.Call(f); rec != nil { // f asks the context's Err and Value
+					r.ctxPanicked(rec)
+				}
+			}
+		case <-stopped:
+		}
+	}()
+	return func() bool {
+		if state.CompareAndSwap(0, 2) {
+			close(stopped)
+			return true
+		}
+		return false
+	}
+}
 
 // errCtxPanicked is the cause with which a run is cancelled when a method
 // of a context it does not own panicked; the sink raises that panic.
 var errCtxPanicked = errors.New("sluice: a method of a caller's context panicked")
 
-// ctxHook is a function hooked on a context the run does not own.
+// ctxHook is a function hooked on a context: the run's own (the parent's
+// hook, see armWake) or a stop context (Until's, in its drainScope).
 type ctxHook struct {
-	r    *run
-	f    func(*run)  // what the hook does
-	stop func() bool // context.AfterFunc's
-	off  atomic.Bool // released: run, stopped, or never made
+	r      *run
+	f      func(*ctxHook)          // what the hook does: a plain function, so that a hook costs one allocation, its registration's
+	cancel context.CancelCauseFunc // Until's: its scope's
+	stop   func() bool             // context.AfterFunc's
+	off    atomic.Bool             // released: run, stopped, or never made
 }
 
 // release takes the hook out of run.hooks, once.
@@ -55,22 +121,25 @@ func (h *ctxHook) fire() {
 		return // stopped, as far as finish knows
 	}
 	defer h.r.hooks.Done()
-	h.f(h.r)
+	h.f(h)
 }
 
-// hook registers f to run, in a goroutine of its own, once ctx is done;
+// hook registers h.f to run, in a goroutine of its own, once ctx is done;
 // finish stops it or waits for it (see unhook). If ctx's methods panic as
 // it is registered, the hook is not made and the panic is returned, for
-// the caller to keep (keepCtxPanicLocked) under mu. (h is the run's or
-// the caller's, and f a plain function, so that the parent's hook costs
-// one allocation, its registration's.)
-func (r *run) hook(h *ctxHook, ctx context.Context, f func(*run)) *panics.Recovered {
-	h.r, h.f = r, f
+// the caller to keep (keepCtxPanicLocked) under mu; if they end the
+// goroutine (runtime.Goexit), the hook is not counted either.
+func (r *run) hook(h *ctxHook, ctx context.Context) (rec *panics.Recovered) {
+	h.r = r
 	r.hooks.Add(1)
-	rec := guard.Call(func() { h.stop = context.AfterFunc(ctx, h.fire) })
-	if rec != nil {
-		h.release()
-	}
+	returned := false
+	defer func() {
+		if !returned || rec != nil {
+			h.release()
+		}
+	}()
+	rec = guard.Call(func() { h.stop = context.AfterFunc(ctx, h.fire) })
+	returned = true
 	return rec
 }
 
@@ -94,6 +163,14 @@ func (r *run) unhook(h *ctxHook) {
 	}
 }
 
+// stopLocked stops h, a hook on the run's own context, under mu: stopping
+// calls no user code (the run's context is the library's).
+func (h *ctxHook) stopLocked() {
+	if h.stop != nil && h.stop() {
+		h.release()
+	}
+}
+
 // keepCtxPanicLocked keeps rec, a panic of a method of a context the run
 // does not own, if it is the first; under mu. finish raises it.
 func (r *run) keepCtxPanicLocked(rec *panics.Recovered) {
@@ -110,6 +187,18 @@ func (r *run) ctxPanicked(rec *panics.Recovered) {
 		r.keepCtxPanicLocked(rec)
 		return r.cancelLocked(errCtxPanicked)
 	}())
+}
+
+// deadlineContext is context.WithTimeout(ctx, d) for a call of a Timeout
+// stage: making it asks ctx's Deadline, which a context of the library's
+// asks its parent, the caller's context. If that panics, the panic is kept
+// and the run cancelled, and ok is false: the call is cut short.
+func (r *run) deadlineContext(ctx context.Context, d time.Duration) (tctx context.Context, cancel context.CancelFunc, ok bool) {
+	if rec := guard.Call(func() { tctx, cancel = context.WithTimeout(ctx, d) }); rec != nil {
+		r.ctxPanicked(rec)
+		return nil, nil, false
+	}
+	return tctx, cancel, true
 }
 
 // parentErrLocked is the parent's Err, under mu. If it panics, the panic is

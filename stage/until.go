@@ -47,6 +47,10 @@ func Until[T any](in Stream[T], stop context.Context) Stream[T] {
 	return out
 }
 
+// drained is an Until's hook: its stop is done, and its scope's context
+// ends, which wakes a source waiting in next.
+func drained(h *ctxHook) { h.cancel(errDrained) }
+
 // errDrained is the cause with which a drain scope's context ends.
 var errDrained = errors.New("sluice: drained")
 
@@ -56,6 +60,8 @@ type drainScope struct {
 	ctx    context.Context
 	parent *drainScope
 	stop   <-chan struct{} // the stop context's Done
+	hook   ctxHook         // on the stop context: ends ctx
+	watch  watched         // the stop context, as hook watches it
 }
 
 // stopped reports whether the sources of the scope should take no new
@@ -87,11 +93,12 @@ func (r *run) enterScope(stop context.Context) (leave func()) {
 	parent := r.scope
 	ctx, cancel := context.WithCancelCause(parent.context(r))
 	s := &drainScope{ctx: ctx, parent: parent, stop: stop.Done()}
-	h := new(ctxHook)
-	if rec := r.hook(h, stop, func(*run) { cancel(errDrained) }); rec != nil { // wakes a source waiting in next
+	s.hook.f, s.hook.cancel = drained, cancel
+	s.watch = watched{Context: stop, r: r}
+	if rec := r.hook(&s.hook, &s.watch); rec != nil {
 		r.ctxPanicked(rec) // stop's methods panicked (see run_userctx.go)
 	} else {
-		r.untilHooks = append(r.untilHooks, h)
+		r.untilHooks = append(r.untilHooks, &s.hook)
 	}
 	r.onFinish(func() { cancel(errFinished) })
 	r.scope = s
