@@ -139,19 +139,28 @@ func TestParentNotAskedWhenHooked(t *testing.T) {
 	}
 }
 
-// A failure asks the caller's context's Err (was the run cut short first?).
+// A failure, and a Goexit in a stage's function, ask the caller's
+// context's Err (was the run cut short first?).
 func TestParentErrPanicsOnFailure(t *testing.T) {
-	for _, workers := range []int{1, 2} {
-		t.Run(map[int]string{1: "workers=1", 2: "workers=2"}[workers], func(t *testing.T) {
+	fail := func(context.Context, int) (int, error) { return 0, errors.New("boom") }
+	goexit := func(context.Context, int) (int, error) { runtime.Goexit(); return 0, nil }
+	for _, c := range []struct {
+		name    string
+		workers int
+		f       func(context.Context, int) (int, error)
+	}{
+		{"failure/workers=1", 1, fail},
+		{"failure/workers=2", 2, fail},
+		{"goexit/workers=2", 2, goexit},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			runcheckInChild(t, func(t *testing.T) {
 				inner, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				p := &hostileCtx{Context: inner}
 				var stopped atomic.Bool
 				src := countingSource(func() { p.errPanics.Store(true) }, &stopped)
-				in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
-					return 0, errors.New("boom")
-				}, stage.Workers(workers))
+				in := stage.Map(src, c.f, stage.Workers(c.workers))
 				raisesHostile(t, func() {
 					_ = stage.Run(p, in, func(context.Context, int, error) error { return nil })
 				})
@@ -161,27 +170,6 @@ func TestParentErrPanicsOnFailure(t *testing.T) {
 			})
 		})
 	}
-}
-
-// A Goexit in a stage's function asks the caller's context's Err too.
-func TestParentErrPanicsOnGoexit(t *testing.T) {
-	runcheckInChild(t, func(t *testing.T) {
-		inner, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		p := &hostileCtx{Context: inner}
-		var stopped atomic.Bool
-		src := countingSource(func() { p.errPanics.Store(true) }, &stopped)
-		in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
-			runtime.Goexit()
-			return v, nil
-		}, stage.Workers(2))
-		raisesHostile(t, func() {
-			_ = stage.Run(p, in, func(context.Context, int, error) error { return nil })
-		})
-		if !stopped.Load() {
-			t.Fatal("the source was not stopped")
-		}
-	})
 }
 
 // Until hooks its stop context as the pipeline is opened.
