@@ -78,9 +78,16 @@ func (w *watched) AfterFunc(f func()) (stop func() bool) {
 		select {
 		case <-done:
 			if state.CompareAndSwap(0, 1) {
+				returned := false
+				defer func() {
+					if !returned { // a Goexit in the context's methods: f passed nothing on
+						r.ctxGoexited()
+					}
+				}()
 				if rec := guard.Call(f); rec != nil { // f asks the context's Err and Value
 					r.ctxPanicked(rec)
 				}
+				returned = true
 			}
 		case <-stopped:
 		}
@@ -199,6 +206,21 @@ func (r *run) deadlineContext(ctx context.Context, d time.Duration) (tctx contex
 		return nil, nil, false
 	}
 	return tctx, cancel, true
+}
+
+// ctxGoexited ends the run as a Goexit in a goroutine of the run does
+// (see run.exit), when one in a method of a context the run does not own
+// ended the run's watcher of it (see watched) before it passed the
+// context's end on: the run fails with ErrGoexit. (Unlike goexitLocked, it
+// asks the parent nothing: its methods are what ended the watcher.)
+func (r *run) ctxGoexited() {
+	r.wakeAll(func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		wake := r.cancelLocked(ErrGoexit)
+		r.goexit.Store(goexitLive)
+		return wake
+	}())
 }
 
 // parentErrLocked is the parent's Err, under mu. If it panics, the panic is
