@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
 
@@ -207,4 +208,34 @@ func TestParentValuePanicsFromTheStart(t *testing.T) {
 			t.Fatal("the source was opened")
 		}
 	})
+}
+
+// keyPanicCtx is context.Background whose Value panics for keyPanics{}.
+type keyPanicCtx struct{ context.Context }
+
+type keyPanics struct{}
+
+func (c keyPanicCtx) Value(key any) any {
+	if key == (keyPanics{}) {
+		panic(hostileValue)
+	}
+	return c.Context.Value(key)
+}
+
+// A function of the pipeline that calls the caller's context's methods
+// through its own ctx meets the panic as its own (the Leaks section): the
+// item fails with a *PanicError, and the sink returns it (FailFast).
+func TestParentValuePanicsInAFunction(t *testing.T) {
+	in := stage.Map(source.Slice([]int{1, 2}), func(ctx context.Context, v int) (int, error) {
+		_ = ctx.Value(keyPanics{})
+		return v, nil
+	}, stage.Workers(2))
+	var err error
+	hangGuard(t, func() {
+		err = stage.Run(keyPanicCtx{context.Background()}, in, func(context.Context, int, error) error { return nil })
+	})
+	var pe *stage.PanicError
+	if !errors.As(err, &pe) || pe.Value != hostileValue {
+		t.Fatalf("stage.Run = %v, want the item's *stage.PanicError with %q", err, hostileValue)
+	}
 }
