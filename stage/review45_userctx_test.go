@@ -178,7 +178,7 @@ func TestReview45OwnDoneParentCalledAfterReturn(t *testing.T) {
 			p := newR45OwnDone()
 			got, f := r45Count()
 			_, before := runcheck.Goroutines()
-			err := stage.Run(p, stage.Map(r45Ints(4), double, stage.Workers(2)), f)
+			err := stage.Run(p, stage.Map(generator(4), double, stage.Workers(2)), f)
 			if err != nil || got() != 4 {
 				t.Fatalf("run %d: stage.Run = %v after %d items, want nil after 4", i, err, got())
 			}
@@ -193,21 +193,6 @@ func TestReview45OwnDoneParentCalledAfterReturn(t *testing.T) {
 				t.Fatalf("run %d: the parent's Err or Value was called %d times after the sink returned", i, n)
 			}
 		}
-	})
-}
-
-// r45Ints is a source of 0..n-1 (a Source, so that the run has a
-// goroutine that may sleep).
-func r45Ints(n int) stage.Stream[int] {
-	return stage.Source(func(context.Context) (func(context.Context) (int, error), func()) {
-		i := 0
-		return func(context.Context) (int, error) {
-			if i == n {
-				return 0, errEOF
-			}
-			i++
-			return i - 1, nil
-		}, func() {}
 	})
 }
 

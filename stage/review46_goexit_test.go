@@ -87,7 +87,7 @@ func TestReview46ParentErrGoexitInWatcher(t *testing.T) {
 		p := newR46GoexitOwnDone()
 		started := make(chan struct{})
 		var once sync.Once
-		in := stage.Map(r45Ints(4), func(ctx context.Context, v int) (int, error) {
+		in := stage.Map(generator(4), func(ctx context.Context, v int) (int, error) {
 			once.Do(func() { close(started) })
 			<-ctx.Done()
 			return 0, ctx.Err()
