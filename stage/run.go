@@ -225,6 +225,9 @@ type run struct {
 	srcErr   error    // the first source error, which ended the input
 	cleanups []func() // run after every goroutine exited, last first
 	finished bool
+	// wakeAtFinish: the wakers are finish's to wake (see finishLocked); the
+	// sink's goroutine's.
+	wakeAtFinish bool
 }
 
 func newRun(parent context.Context) *run {
@@ -280,20 +283,20 @@ func (r *run) cancelled() bool {
 // context, so that calls in flight see as the cause what the sink returns.
 // (A parent's cancellation reaches the context without mu: if it came
 // first, the run was cut short, and no failure is recorded.)
-func (r *run) fail(err error) { r.wakeAll(r.failLocked(err)) }
-
-// failLocked is fail's decision, under mu (unlocked by a defer: the
-// parent's Err, and the parent's methods that cancelling the run's context
-// calls, are a user's if the parent is a context type of the user's).
-func (r *run) failLocked(err error) (wake bool) {
+//
+// mu is unlocked by a defer: the parent's Err, and the parent's methods
+// that cancelling the run's context calls, are a user's if the parent is a
+// context type of the user's, and may end this goroutine (runtime.Goexit):
+// the cancellation and the wake-up are done by then (see cancelLocked),
+// and the goroutine's own end fails the run with ErrGoexit (see exit).
+func (r *run) fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	live := r.failure == nil && !r.cancelled()
-	wake = r.cancelLocked(err)
+	r.cancelLocked(err)
 	if live && (r.parentErrLocked() == nil || sameError(context.Cause(r.ctx), err)) {
 		r.failure = err
 	}
-	return wake
 }
 
 // cause is the run's cause (context.Cause of its context). Over can be
@@ -378,6 +381,7 @@ func (r *run) goroutine(f func()) {
 	r.wg.Add(1)
 	go func() {
 		var returned bool
+		defer r.wg.Done()
 		defer r.exit(&returned)
 		f()
 		returned = true
@@ -385,8 +389,10 @@ func (r *run) goroutine(f func()) {
 }
 
 // exit ends a goroutine of the run: it is deferred first thing in every
-// one (after r.wg.Add(1) in the goroutine that starts it), and *returned is
-// set once its function returned. It recovers a library panic (see
+// one, right after r.wg.Done (r.wg.Add(1) is in the goroutine that starts
+// it), and *returned is set once its function returned. (wg.Done is a
+// defer of its own, so that it runs even if exit does not return: a
+// Goexit in the parent's methods, which goexited asks.) It recovers a library panic (see
 // goroutine). A goroutine that neither returned nor panicked was ended by
 // runtime.Goexit in user code (t.Fatal in a stage's function): its item is
 // lost and its queue may have ended early, so the run fails with ErrGoexit
@@ -398,28 +404,28 @@ func (r *run) exit(returned *bool) {
 		r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
 		r.cancelRun(fmt.Errorf("sluice: internal panic: %v", p))
 	} else if !*returned {
-		r.wakeAll(r.goexitLocked())
+		r.goexited()
 	}
-	r.wg.Done()
 }
 
-// goexitLocked cancels the run with ErrGoexit and records whether the
-// parent's cancellation came first (the run's cause is the parent's) or
-// not, under mu as fail decides a failure (see failLocked), so that the
-// cause calls in flight see and what the sink returns agree. (The parent's
-// Err alone cannot tell: it is set before the parent cancels its
-// children.) A Goexit after the run's own end (a failure, finish) is a live
-// one: a stream end the sink saw proves nothing then.
-func (r *run) goexitLocked() (wake bool) {
+// goexited cancels the run with ErrGoexit and records whether the parent's
+// cancellation came first (the run's cause is the parent's) or not, under
+// mu as fail decides a failure, so that the cause calls in flight see and
+// what the sink returns agree. (The parent's Err alone cannot tell: it is
+// set before the parent cancels its children.) A Goexit after the run's
+// own end (a failure, finish) is a live one: a stream end the sink saw
+// proves nothing then. It records a live one before it calls the parent's
+// methods (cancelling the run's context, asking whether the parent ended),
+// which may end this goroutine again (see fail): the run then fails with
+// ErrGoexit.
+func (r *run) goexited() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	wake = r.cancelLocked(ErrGoexit)
-	if r.parentErrLocked() != nil && sameError(context.Cause(r.ctx), r.parentCauseLocked()) {
-		r.goexit.CompareAndSwap(0, goexitLate)
-	} else {
-		r.goexit.Store(goexitLive)
+	prev := r.goexit.Swap(goexitLive)
+	r.cancelLocked(ErrGoexit)
+	if prev != goexitLive && r.parentErrLocked() != nil && sameError(context.Cause(r.ctx), r.parentCauseLocked()) {
+		r.goexit.Store(goexitLate)
 	}
-	return wake
 }
 
 // The values of run.goexit: a goroutine of the run was ended by Goexit
@@ -490,16 +496,10 @@ func (r *run) armWake() {
 	if r.armedFast.Load() {
 		return
 	}
-	r.wakeAll(r.armWakeLocked())
-}
-
-// armWakeLocked is armWake's work, under mu; it reports whether the wakers
-// are the caller's to wake (the run was cancelled: see cancelLocked).
-func (r *run) armWakeLocked() (wake bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.armed {
-		return false
+		return
 	}
 	r.armed = true
 	r.armedFast.Store(true)
@@ -510,43 +510,40 @@ func (r *run) armWakeLocked() (wake bool) {
 		r.parentHook.f = parentEnded
 		r.hook(&r.parentHook, r.ctx) // the run's context: no user code, no panic
 	}
-	return false
 }
 
 // parentEnded is the parent's hook: the parent cancelled the run's context
 // (with its own cause); the run sees it cancelled and wakes its sleepers.
 func parentEnded(h *ctxHook) { h.r.cancelRun(context.Cause(h.r.ctx)) }
 
-// cancelRun cancels the run's context with cause. If a goroutine may sleep
-// in a waker and none was woken yet, a goroutine wakes them all (the caller
-// may hold locks that the wakers' are taken after). finish waits for it.
+// cancelRun cancels the run's context with cause (see cancelLocked).
 func (r *run) cancelRun(cause error) {
-	r.wakeAll(func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock() // cancelling may call the parent's methods (see failLocked)
-		return r.cancelLocked(cause)
-	}())
+	r.mu.Lock()
+	defer r.mu.Unlock() // cancelling may call the parent's methods (see fail)
+	r.cancelLocked(cause)
 }
 
-// cancelLocked sets over and cancels the context with cause, under mu, and
-// reports whether the wakers are the caller's to wake (wakeAll). Over and
-// the cause are set together under mu, so that whoever sees over set and
-// then takes mu (finish, with its own cause) finds the cause decided: a
-// sink that saw the run over cannot finish it with errFinished before the
-// failure that ended it is the cause. (Cancelling under mu calls no user
-// code: the context's children are the library's, or a user's
+// cancelLocked sets over and cancels the context with cause, under mu. If a
+// goroutine may sleep in a waker and none was woken yet, a goroutine of its
+// own wakes them all (see wakeAll; the caller may hold locks that the
+// wakers' are taken after); finish waits for it. Over and the cause are
+// set together under mu, so that whoever sees over set and then takes mu
+// (finish, with its own cause) finds the cause decided: a sink that saw the
+// run over cannot finish it with errFinished before the failure that ended
+// it is the cause. Cancelling the context calls no user code but the
+// parent's methods, as the context package removes the run's context from
+// it (cancelCtxLocked; its children are the library's, or a user's
 // context.WithCancel, cancelled in place; an AfterFunc runs in its own
-// goroutine.)
-func (r *run) cancelLocked(cause error) (wake bool) {
+// goroutine); everything the run owes is done before that call, since a
+// Goexit there ends the caller's goroutine (run_userctx.go).
+func (r *run) cancelLocked(cause error) {
 	r.over.Store(true) // before the channel closes: whoever sees it closed sees this
 	r.parentHook.stopLocked()
-	r.cancelCtxLocked(cause)
-	wake = r.armed && !r.woken
-	r.woken = r.woken || wake
-	if wake {
-		r.hooks.Add(1)
+	if r.armed && !r.woken {
+		r.woken = true
+		r.wakeAll()
 	}
-	return wake
+	r.cancelCtxLocked(cause)
 }
 
 // cancelCtxLocked cancels the run's context with cause, under mu. The
@@ -560,15 +557,15 @@ func (r *run) cancelCtxLocked(cause error) {
 	}
 }
 
-// wakeAll wakes the wakers in a goroutine of its own if wake (see
-// cancelLocked).
-func (r *run) wakeAll(wake bool) {
-	if wake {
-		go func() {
-			defer r.hooks.Done()
-			r.wake()
-		}()
-	}
+// wakeAll wakes the wakers in a goroutine of its own, counted in hooks;
+// under mu (see cancelLocked), which that goroutine takes once the caller
+// let go of it.
+func (r *run) wakeAll() {
+	r.hooks.Add(1)
+	go func() {
+		defer r.hooks.Done()
+		r.wake()
+	}()
 }
 
 // wake wakes every waker.
@@ -583,17 +580,17 @@ func (r *run) wake() {
 
 // finishLocked cancels the run's context with errFinished, under mu (after
 // a cancelRun that set over, the cause is decided: see cancelLocked), and
-// reports whether the wakers are finish's to wake (else nobody sleeps, or
-// a goroutine of cancelRun's wakes them). No parent hook is made after it.
-func (r *run) finishLocked() (wake bool) {
+// sets wakeAtFinish if the wakers are finish's to wake (else nobody
+// sleeps, or a goroutine of cancelRun's wakes them), before it cancels (see
+// cancelLocked). No parent hook is made after it.
+func (r *run) finishLocked() {
 	r.mu.Lock()
-	defer r.mu.Unlock() // cancelling may call the parent's methods (see failLocked)
+	defer r.mu.Unlock() // cancelling may call the parent's methods (see fail)
 	r.over.Store(true)
 	r.parentHook.stopLocked()
-	r.cancelCtxLocked(errFinished)
-	wake = r.armed && !r.woken
+	r.wakeAtFinish = r.armed && !r.woken
 	r.woken = true
-	return wake
+	r.cancelCtxLocked(errFinished)
 }
 
 // finish cancels what is still running, waits for every goroutine and the
@@ -606,14 +603,37 @@ func (r *run) finish() {
 		return
 	}
 	r.finished = true
-	if r.finishLocked() {
+	defer r.settle()
+	r.finishLocked()
+}
+
+// settle is the rest of finish, deferred: cancelling the run's context
+// (finishLocked) and stopping Until's hooks call methods of contexts the
+// run does not own, and a Goexit in one of them (a fake context calling
+// t.FailNow) ends the sink's goroutine, as any function of it does (see
+// ErrGoexit); the run's goroutines must still be woken and waited for, and
+// its cleanups run. A Goexit while a hook is stopped runs settle again,
+// from its deferred call, for the hooks left (each is taken off before it
+// is stopped); the cleanups have their own (see cleanUp), and run once.
+func (r *run) settle() {
+	cleaning := false
+	defer func() {
+		if !cleaning {
+			r.settle()
+		}
+	}()
+	if r.wakeAtFinish {
+		r.wakeAtFinish = false
 		r.wake()
 	}
 	r.wg.Wait()
-	for _, h := range r.untilHooks {
+	for len(r.untilHooks) > 0 {
+		h := r.untilHooks[0]
+		r.untilHooks = r.untilHooks[1:]
 		r.unhook(h)
 	}
 	r.hooks.Wait()
+	cleaning = true
 	r.mu.Lock()
 	userPanic := r.ctxPanic
 	r.mu.Unlock()

@@ -34,6 +34,19 @@ import (
 //     hook as an Until is opened (before start: a panic goes on through the
 //     sink's deferred finish), and result's (after finish).
 //
+// A Goexit in one of those methods (a fake context calling t.FailNow off
+// the test's goroutine) cannot be caught: it ends the goroutine that
+// called, and runs only its deferred calls. So each call comes after what
+// the run owes at that point is done, or deferred: the wake-up of the
+// sleepers is decided and started before the run's context is cancelled
+// (cancelLocked, finishLocked); a goroutine's wg.Done is a defer of its
+// own (see exit); a hook's release is deferred (hook, unhook); finish's
+// waits and cleanups run from a deferred call (settle); a Goexit is
+// recorded before the parent is asked whether it ended first (goexited).
+// The goroutine it ends fails the run with ErrGoexit, as any Goexit in
+// user code does (exit, ctxGoexited); on the sink's goroutine it ends the
+// sink, and the run's goroutines still exit (ErrGoexit's doc).
+//
 // A hook (context.AfterFunc, see hook) is counted in run.hooks from before
 // its registration and released once: by the hook when it runs, by unhook
 // or stopLocked when it was stopped, or at once when registering it did not
@@ -152,21 +165,23 @@ func (r *run) hook(h *ctxHook, ctx context.Context) (rec *panics.Recovered) {
 
 // unhook stops h at finish; a hook that ran, or runs now, is waited for
 // with run.hooks. Stopping calls the watched context's Done and Value: if
-// they panic, the hook was stopped already (the panic comes after), and
-// the panic is kept.
+// they panic, or end the goroutine (runtime.Goexit), the hook was stopped
+// already (the context package calls them after), so it is released (by a
+// defer, which a Goexit runs too), and the panic is kept.
 func (r *run) unhook(h *ctxHook) {
 	if h.stop == nil {
 		return // never made
 	}
-	stopped := false
+	stopped := true // unless stop returns false: the hook ran, and releases itself
+	defer func() {
+		if stopped {
+			h.release()
+		}
+	}()
 	if rec := guard.Call(func() { stopped = h.stop() }); rec != nil {
 		r.mu.Lock()
 		r.keepCtxPanicLocked(rec)
 		r.mu.Unlock()
-		stopped = true
-	}
-	if stopped {
-		h.release()
 	}
 }
 
@@ -188,12 +203,10 @@ func (r *run) keepCtxPanicLocked(rec *panics.Recovered) {
 
 // ctxPanicked keeps rec and cancels the run (the sink raises the panic).
 func (r *run) ctxPanicked(rec *panics.Recovered) {
-	r.wakeAll(func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.keepCtxPanicLocked(rec)
-		return r.cancelLocked(errCtxPanicked)
-	}())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keepCtxPanicLocked(rec)
+	r.cancelLocked(errCtxPanicked)
 }
 
 // deadlineContext is context.WithTimeout(ctx, d) for a call of a Timeout
@@ -211,16 +224,13 @@ func (r *run) deadlineContext(ctx context.Context, d time.Duration) (tctx contex
 // ctxGoexited ends the run as a Goexit in a goroutine of the run does
 // (see run.exit), when one in a method of a context the run does not own
 // ended the run's watcher of it (see watched) before it passed the
-// context's end on: the run fails with ErrGoexit. (Unlike goexitLocked, it
+// context's end on: the run fails with ErrGoexit. (Unlike goexited, it
 // asks the parent nothing: its methods are what ended the watcher.)
 func (r *run) ctxGoexited() {
-	r.wakeAll(func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		wake := r.cancelLocked(ErrGoexit)
-		r.goexit.Store(goexitLive)
-		return wake
-	}())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.goexit.Store(goexitLive)
+	r.cancelLocked(ErrGoexit)
 }
 
 // parentErrLocked is the parent's Err, under mu. If it panics, the panic is
