@@ -330,7 +330,6 @@ func (fr *fuseRun[In, Out]) spawn(in puller[In], t *stepper[In, Out]) {
 	r.wg.Add(1) // the run has started: startIdle or ownNext saw it live
 	go func() {
 		var returned bool
-		defer r.wg.Done()
 		defer r.exit(&returned)
 		fr.app.work(in, t)
 		returned = true

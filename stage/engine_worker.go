@@ -158,7 +158,6 @@ func (s *applier[In, Out]) more() {
 				s.r.wg.Add(1)
 				go func() {
 					var returned bool
-					defer s.r.wg.Done()
 					defer s.r.exit(&returned)
 					s.work(in, t)
 					returned = true

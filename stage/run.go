@@ -381,7 +381,6 @@ func (r *run) goroutine(f func()) {
 	r.wg.Add(1)
 	go func() {
 		var returned bool
-		defer r.wg.Done()
 		defer r.exit(&returned)
 		f()
 		returned = true
@@ -389,10 +388,14 @@ func (r *run) goroutine(f func()) {
 }
 
 // exit ends a goroutine of the run: it is deferred first thing in every
-// one, right after r.wg.Done (r.wg.Add(1) is in the goroutine that starts
-// it), and *returned is set once its function returned. (wg.Done is a
-// defer of its own, so that it runs even if exit does not return: a
-// Goexit in the parent's methods, which goexited asks.) It recovers a library panic (see
+// one (after r.wg.Add(1) in the goroutine that starts it), and *returned
+// is set once its function returned. Its wg.Done is deferred, so that it
+// runs even if exit does not return (a Goexit in the parent's methods,
+// which goexited calls). It is exit's own defer, not one more in the
+// goroutine's function: a worker's frames fit in a goroutine's starting
+// stack (2 KB) with little room, and the bigger bottom frame made every
+// worker grow its stack, a copy that cost a 10-item run 30% (see
+// bench/README.md). It recovers a library panic (see
 // goroutine). A goroutine that neither returned nor panicked was ended by
 // runtime.Goexit in user code (t.Fatal in a stage's function): its item is
 // lost and its queue may have ended early, so the run fails with ErrGoexit
@@ -400,6 +403,7 @@ func (r *run) goroutine(f func()) {
 // cut short anyway: it returns the parent's error, unless its sink saw its
 // stream end, which the dying goroutine may have ended early.)
 func (r *run) exit(returned *bool) {
+	defer r.wg.Done()
 	if p := recover(); p != nil {
 		r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
 		r.cancelRun(fmt.Errorf("sluice: internal panic: %v", p))
