@@ -89,7 +89,10 @@ package stage
 // Finished (stepper.callWatched), the later cleanups (run.cleanUp), the
 // locks held around user code (the source's and a key's). Goexit on the
 // sink's goroutine ends the sink, whose deferred finish still waits for
-// the run. A test of each: goexit_test.go, goexit_precedence_test.go.
+// the run. A test of each: goexit_test.go, goexit_precedence_test.go. The
+// caller's context's methods are user code too, called where the run
+// cancels its context: run_userctx.go says what is deferred around them
+// (review47 and review48 test it).
 //
 // Ending. A queue ends when its last producer closes it; a stage's
 // producers close when their input has ended. Cancellation of the run's

@@ -169,8 +169,8 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 		s.lost = true
 		s.settle(nil)
 		return false
-	case end != nil: // the policy ended the run at this item
-		s.settle(end)
+	case end != nil: // the policy ends the run at this item
+		s.failRun(end)
 		return false
 	}
 	if fwd != nil && !s.out.put(item[Out]{err: fwd, ack: s.ack.ref()}) {
@@ -189,6 +189,18 @@ func (s *stepper[In, Out]) call(v In) error {
 	err := s.p.call(v, s)
 	s.lastCall = sinceStart() - start
 	return err
+}
+
+// failRun ends the run with end, the error at which the stage's policy
+// ended it at the current item, then tells the item (settle). It tells it
+// from a deferred call: failing the run cancels its context, which calls
+// the caller's context's methods, and a Goexit there ends this goroutine
+// (run_userctx.go), after the run recorded the failure; the item's Ack
+// must still learn it. Only the failure path calls it: the worker's
+// frames on the way to a call stay small (see run.exit).
+func (s *stepper[In, Out]) failRun(end error) {
+	defer s.settle(end)
+	s.p.r.fail(end)
 }
 
 // callWatched is call in a watched stage. A call that runtime.Goexit ended

@@ -116,8 +116,8 @@ func (h *handler) handle(ctx context.Context, e *Error) (err error, returned boo
 
 // failed applies the stage's policy to an item error. It returns the error
 // to send downstream in the item's place (nil: the item is dropped), or the
-// error with which the policy ended the run (then the calling goroutine
-// should stop), or errHandlerCutShort.
+// error with which the policy ends the run (the caller fails the run with
+// it, see stepper.failRun, and stops), or errHandlerCutShort.
 func (c *config) failed(r *run, e *Error) (forward *Error, end error) {
 	switch {
 	case c.policy == Forward:
@@ -127,12 +127,10 @@ func (c *config) failed(r *run, e *Error) (forward *Error, end error) {
 			if returned && r.cancelled() && r.endedBy(err) {
 				return nil, errHandlerCutShort
 			}
-			r.fail(err)
 			return nil, err
 		}
 		return nil, nil
 	default:
-		r.fail(e)
 		return nil, e
 	}
 }

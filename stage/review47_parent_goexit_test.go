@@ -131,22 +131,23 @@ func TestReview47ParentGoexitsOffTheSink(t *testing.T) {
 	}
 }
 
-// TestReview47ParentErrGoexitsOnTheSink: the stage fails on the sink's
+// TestReview47ParentValueGoexitsOnTheSink: the stage fails on the sink's
 // goroutine (a 1-item run over a source that never waits runs its item
-// there) and the parent's Err, asked there, Goexits: the sink's goroutine
-// ends (the sink does not return), and the run leaves no goroutine. (It
-// passed before the fix too; it guards the sink's side.)
-func TestReview47ParentErrGoexitsOnTheSink(t *testing.T) {
+// there) and the parent's Value, asked there as the failure cancels the
+// run's context (the context package removes it from the parent), Goexits:
+// the sink's goroutine ends (the sink does not return), and the run leaves
+// no goroutine.
+func TestReview47ParentValueGoexitsOnTheSink(t *testing.T) {
 	for _, workers := range []int{1, 2, 4} {
 		t.Run("workers="+strconv.Itoa(workers), func(t *testing.T) {
 			runcheckInChild(t, func(t *testing.T) {
 				for range 20 {
-					p := newR47Parent(t, false, true)
-					p.armed.Store(true)
+					p := newR47Parent(t, true, true)
 					var sinkTook atomic.Bool
 					in := stage.Map(stage.Indexed(1, func(i int) int { return i }), func(ctx context.Context, v int) (int, error) {
 						if r47Goid() == p.sink.Load() {
 							sinkTook.Store(true)
+							p.armed.Store(true)
 							return 0, errR47
 						}
 						return v, nil
@@ -167,7 +168,7 @@ func TestReview47ParentErrGoexitsOnTheSink(t *testing.T) {
 						t.Fatal("the scenario did not happen: the item ran on another goroutine than the sink's")
 					}
 					if returned {
-						t.Fatalf("stage.Run returned; the parent's Err Goexited on its goroutine (%d Goexits)", p.goexits.Load())
+						t.Fatalf("stage.Run returned; the parent's Value was to Goexit on its goroutine (%d Goexits)", p.goexits.Load())
 					}
 					if leaked := runcheck.LeakedSince(before); len(leaked) > 0 {
 						t.Fatalf("%d goroutine(s) of the run alive after the sink's goroutine ended:\n%s", len(leaked), strings.Join(leaked, "\n\n"))

@@ -92,8 +92,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 				it.ack.abandon()
 			}
 		default:
-			r.fail(err)
-			it.ack.release(err)
+			r.failAndRelease(err, it.ack)
 		}
 		return false
 	}
@@ -220,11 +219,13 @@ type run struct {
 	ended   bool // the sink saw the end of the stream while the run was live
 	stopped bool // the sink's f returned ErrStop
 
-	mu       sync.Mutex
-	failure  error    // the first error that cancelled the run
-	srcErr   error    // the first source error, which ended the input
-	cleanups []func() // run after every goroutine exited, last first
-	finished bool
+	mu           sync.Mutex
+	ctxCancelled bool     // the run cancelled its context itself (see cancelCtxLocked)
+	cutShort     bool     // the parent's cancellation ended the run's context before the run's own
+	failure      error    // the first error that cancelled the run
+	srcErr       error    // the first source error, which ended the input
+	cleanups     []func() // run after every goroutine exited, last first
+	finished     bool
 	// wakeAtFinish: the wakers are finish's to wake (see finishLocked); the
 	// sink's goroutine's.
 	wakeAtFinish bool
@@ -282,21 +283,37 @@ func (r *run) cancelled() bool {
 // failure is recorded only if its cancellation is the one that ended the
 // context, so that calls in flight see as the cause what the sink returns.
 // (A parent's cancellation reaches the context without mu: if it came
-// first, the run was cut short, and no failure is recorded.)
+// first, the run was cut short (see cancelCtxLocked), and no failure is
+// recorded.)
 //
-// mu is unlocked by a defer: the parent's Err, and the parent's methods
-// that cancelling the run's context calls, are a user's if the parent is a
-// context type of the user's, and may end this goroutine (runtime.Goexit):
-// the cancellation and the wake-up are done by then (see cancelLocked),
-// and the goroutine's own end fails the run with ErrGoexit (see exit).
+// It is recorded before the context is cancelled: cancelling it calls the
+// parent's methods (a user's, if the parent is a context type of the
+// user's), which may end this goroutine (runtime.Goexit), and they are
+// called only by the cancellation that ends the context, this one. mu is
+// unlocked by a defer, and the wake-up is started before (see
+// cancelLocked).
 func (r *run) fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	live := r.failure == nil && !r.cancelled()
-	r.cancelLocked(err)
-	if live && (r.parentErrLocked() == nil || sameError(context.Cause(r.ctx), err)) {
+	if live {
 		r.failure = err
 	}
+	r.cancelLocked(err)
+	if live && r.cutShort {
+		r.failure = nil
+	}
+}
+
+// failAndRelease fails the run with err, the error of the sink's callback
+// for an item, then tells the item's acknowledgement. It tells it from a
+// deferred call: failing the run cancels its context, which calls the
+// caller's context's methods, and a Goexit there ends the sink's goroutine
+// (run_userctx.go) after the run recorded the failure; the Ack must still
+// learn it.
+func (r *run) failAndRelease(err error, a *ackNode) {
+	defer a.release(err)
+	r.fail(err)
 }
 
 // cause is the run's cause (context.Cause of its context). Over can be
@@ -413,21 +430,19 @@ func (r *run) exit(returned *bool) {
 }
 
 // goexited cancels the run with ErrGoexit and records whether the parent's
-// cancellation came first (the run's cause is the parent's) or not, under
-// mu as fail decides a failure, so that the cause calls in flight see and
-// what the sink returns agree. (The parent's Err alone cannot tell: it is
-// set before the parent cancels its children.) A Goexit after the run's
-// own end (a failure, finish) is a live one: a stream end the sink saw
-// proves nothing then. It records a live one before it calls the parent's
-// methods (cancelling the run's context, asking whether the parent ended),
-// which may end this goroutine again (see fail): the run then fails with
-// ErrGoexit.
+// cancellation came first (the run was cut short: see cancelCtxLocked) or
+// not, under mu as fail decides a failure, so that the cause calls in
+// flight see and what the sink returns agree. A Goexit after the run's own
+// end (a failure, finish) is a live one: a stream end the sink saw proves
+// nothing then. It records a live one before it cancels the context, which
+// calls the parent's methods only if this cancellation is the one that
+// ends it, and they may end this goroutine again (see fail).
 func (r *run) goexited() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	prev := r.goexit.Swap(goexitLive)
 	r.cancelLocked(ErrGoexit)
-	if prev != goexitLive && r.parentErrLocked() != nil && sameError(context.Cause(r.ctx), r.parentCauseLocked()) {
+	if prev != goexitLive && r.cutShort {
 		r.goexit.Store(goexitLate)
 	}
 }
@@ -550,14 +565,30 @@ func (r *run) cancelLocked(cause error) {
 	r.cancelCtxLocked(cause)
 }
 
-// cancelCtxLocked cancels the run's context with cause, under mu. The
-// first cancellation calls the parent's Done and Value (context's
+// cancelCtxLocked cancels the run's context with cause, under mu, the
+// first time the run cancels it itself, and records whether the parent's
+// cancellation had ended it first (cutShort): the parent alone cancels it
+// without mu, so its cause then is not the run's. The cancellation that
+// ends the context calls the parent's Done and Value (context's
 // removeChild); if the parent is a context type of the user's and they
 // panic (the context is cancelled by then), the panic is kept, and finish
-// raises it again in the sink's goroutine once the run is cleaned up.
+// raises it again in the sink's goroutine once the run is cleaned up; if
+// they end the goroutine (runtime.Goexit), this cancellation ended the
+// context, and cutShort stays false.
 func (r *run) cancelCtxLocked(cause error) {
+	if r.ctxCancelled {
+		return
+	}
+	r.ctxCancelled = true
+	if context.Cause(r.ctx) != nil {
+		r.cutShort = true
+		return
+	}
 	if rec := guard.Call(func() { r.cancelCtx(cause) }); rec != nil {
 		r.keepCtxPanicLocked(rec)
+	}
+	if !sameError(context.Cause(r.ctx), cause) {
+		r.cutShort = true // the parent's cancellation won the race
 	}
 }
 

@@ -18,9 +18,9 @@ import (
 // calls left are these.
 //
 //   - Guarded, since a goroutine of the run may run meanwhile: the parent's
-//     Value and Done as the run's context leaves it (cancelCtxLocked), its
-//     Err and Value when a failure or a Goexit asks whether the parent
-//     ended first (parentErrLocked, parentCauseLocked), its Deadline when a
+//     Value and Done as the run's context leaves it (cancelCtxLocked; whether
+//     the parent ended first is read from the run's own context, never asked
+//     of the parent), its Deadline when a
 //     Timeout stage makes a call's context (deadlineContext), a stop
 //     context's methods as its hook is made and stopped (hook, unhook),
 //     and the Err and Value of either once it is done, when the context
@@ -39,13 +39,18 @@ import (
 // called, and runs only its deferred calls. So each call comes after what
 // the run owes at that point is done, or deferred: the wake-up of the
 // sleepers is decided and started before the run's context is cancelled
-// (cancelLocked, finishLocked); a goroutine's wg.Done is a defer of its
-// own (see exit); a hook's release is deferred (hook, unhook); finish's
-// waits and cleanups run from a deferred call (settle); a Goexit is
-// recorded before the parent is asked whether it ended first (goexited).
-// The goroutine it ends fails the run with ErrGoexit, as any Goexit in
-// user code does (exit, ctxGoexited); on the sink's goroutine it ends the
-// sink, and the run's goroutines still exit (ErrGoexit's doc).
+// (cancelLocked, finishLocked); a failure, or a Goexit, is recorded before
+// it cancels the context (fail, goexited); an item's Ack is told of the
+// failure that ends the run at it by a deferred call (stepper.failRun,
+// Run's deliver); a goroutine's wg.Done is deferred (exit); a hook's
+// release is deferred (hook, unhook); finish's waits and cleanups run from
+// a deferred call (settle). The goroutine it ends fails the run with
+// ErrGoexit, as any Goexit in user code does (exit), unless the run had
+// failed or been cut short first; on the sink's goroutine it ends the
+// sink, and the run's goroutines still exit (ErrGoexit's doc). A Goexit in
+// the run's own watcher of a context (watched) ends the run as that
+// context's end would have: the parent's cuts the run short, as its
+// cancellation does (see ctxGoexited).
 //
 // A hook (context.AfterFunc, see hook) is counted in run.hooks from before
 // its registration and released once: by the hook when it runs, by unhook
@@ -94,7 +99,7 @@ func (w *watched) AfterFunc(f func()) (stop func() bool) {
 				returned := false
 				defer func() {
 					if !returned { // a Goexit in the context's methods: f passed nothing on
-						r.ctxGoexited()
+						r.ctxGoexited(w == &r.watchParent)
 					}
 				}()
 				if rec := guard.Call(f); rec != nil { // f asks the context's Err and Value
@@ -221,35 +226,25 @@ func (r *run) deadlineContext(ctx context.Context, d time.Duration) (tctx contex
 	return tctx, cancel, true
 }
 
-// ctxGoexited ends the run as a Goexit in a goroutine of the run does
-// (see run.exit), when one in a method of a context the run does not own
-// ended the run's watcher of it (see watched) before it passed the
-// context's end on: the run fails with ErrGoexit. (Unlike goexited, it
-// asks the parent nothing: its methods are what ended the watcher.)
-func (r *run) ctxGoexited() {
+// ctxGoexited ends the run when a Goexit in a method of a context the run
+// does not own ended the run's watcher of it (see watched) before it passed
+// the context's end on. The watcher runs only once the context is done: if
+// it is the parent, the run ends as the parent's cancellation ends it (cut
+// short: calls in flight see context.Canceled, since the parent's own cause
+// could not be read, and the sink returns the parent's error, as for any
+// cancellation); a stop context's end fails the run with ErrGoexit, as a
+// Goexit in a goroutine of the run does (its drain could not begin). It
+// asks the context nothing: its methods are what ended the watcher.
+func (r *run) ctxGoexited(parent bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if parent {
+		if !r.ctxCancelled { // else the run had ended itself first
+			r.cutShort = true // before the cancellation, which asks the parent's methods again
+		}
+		r.cancelLocked(context.Canceled)
+		return
+	}
 	r.goexit.Store(goexitLive)
 	r.cancelLocked(ErrGoexit)
-}
-
-// parentErrLocked is the parent's Err, under mu. If it panics, the panic is
-// kept, and the parent counts as live: the run's own end decides (the sink
-// raises the panic anyway).
-func (r *run) parentErrLocked() (err error) {
-	if rec := guard.Call(func() { err = r.parent.Err() }); rec != nil {
-		r.keepCtxPanicLocked(rec)
-		return nil
-	}
-	return err
-}
-
-// parentCauseLocked is context.Cause of the parent (its Value), under mu,
-// or nil if that panicked (the panic is kept).
-func (r *run) parentCauseLocked() (cause error) {
-	if rec := guard.Call(func() { cause = context.Cause(r.parent) }); rec != nil {
-		r.keepCtxPanicLocked(rec)
-		return nil
-	}
-	return cause
 }
