@@ -221,7 +221,7 @@ type run struct {
 
 	mu           sync.Mutex
 	ctxCancelled bool     // the run cancelled its context itself (see cancelCtxLocked)
-	cutShort     bool     // the parent's cancellation ended the run's context before the run's own
+	ownCause     error    // the cause of the run's first own cancellation (see cutShortLocked)
 	failure      error    // the first error that cancelled the run
 	srcErr       error    // the first source error, which ended the input
 	cleanups     []func() // run after every goroutine exited, last first
@@ -283,7 +283,7 @@ func (r *run) cancelled() bool {
 // failure is recorded only if its cancellation is the one that ended the
 // context, so that calls in flight see as the cause what the sink returns.
 // (A parent's cancellation reaches the context without mu: if it came
-// first, the run was cut short (see cancelCtxLocked), and no failure is
+// first, the run was cut short (see cutShortLocked), and no failure is
 // recorded.)
 //
 // It is recorded before the context is cancelled: cancelling it calls the
@@ -300,7 +300,7 @@ func (r *run) fail(err error) {
 		r.failure = err
 	}
 	r.cancelLocked(err)
-	if live && r.cutShort {
+	if live && r.cutShortLocked() {
 		r.failure = nil
 	}
 }
@@ -430,7 +430,7 @@ func (r *run) exit(returned *bool) {
 }
 
 // goexited cancels the run with ErrGoexit and records whether the parent's
-// cancellation came first (the run was cut short: see cancelCtxLocked) or
+// cancellation came first (the run was cut short: see cutShortLocked) or
 // not, under mu as fail decides a failure, so that the cause calls in
 // flight see and what the sink returns agree. A Goexit after the run's own
 // end (a failure, finish) is a live one: a stream end the sink saw proves
@@ -442,7 +442,7 @@ func (r *run) goexited() {
 	defer r.mu.Unlock()
 	prev := r.goexit.Swap(goexitLive)
 	r.cancelLocked(ErrGoexit)
-	if prev != goexitLive && r.cutShort {
+	if prev != goexitLive && r.cutShortLocked() {
 		r.goexit.Store(goexitLate)
 	}
 }
@@ -566,30 +566,42 @@ func (r *run) cancelLocked(cause error) {
 }
 
 // cancelCtxLocked cancels the run's context with cause, under mu, the
-// first time the run cancels it itself, and records whether the parent's
-// cancellation had ended it first (cutShort): the parent alone cancels it
-// without mu, so its cause then is not the run's. The cancellation that
-// ends the context calls the parent's Done and Value (context's
-// removeChild); if the parent is a context type of the user's and they
-// panic (the context is cancelled by then), the panic is kept, and finish
-// raises it again in the sink's goroutine once the run is cleaned up; if
-// they end the goroutine (runtime.Goexit), this cancellation ended the
-// context, and cutShort stays false.
+// first time the run cancels it itself, and keeps that cause (ownCause),
+// which tells later whether the parent's cancellation had ended the
+// context first (see cutShortLocked); if the context is done already, the
+// parent's cancellation ended it (the run's own hook on it passes on the
+// parent's cause), and the run has no cause of its own. The cancellation that ends the
+// context calls the parent's Done and Value (context's removeChild); if
+// the parent is a context type of the user's and they panic (the context
+// is cancelled by then), the panic is kept, and finish raises it again in
+// the sink's goroutine once the run is cleaned up; if they end the
+// goroutine (runtime.Goexit), this cancellation ended the context.
 func (r *run) cancelCtxLocked(cause error) {
 	if r.ctxCancelled {
 		return
 	}
 	r.ctxCancelled = true
-	if context.Cause(r.ctx) != nil {
-		r.cutShort = true
+	select {
+	case <-r.done: // the parent's cancellation ended it first (nil done: the parent never ends)
 		return
+	default:
+	}
+	if r.ownCause == nil {
+		r.ownCause = cause
 	}
 	if rec := guard.Call(func() { r.cancelCtx(cause) }); rec != nil {
 		r.keepCtxPanicLocked(rec)
 	}
-	if !sameError(context.Cause(r.ctx), cause) {
-		r.cutShort = true // the parent's cancellation won the race
-	}
+}
+
+// cutShortLocked reports, under mu, whether the parent's cancellation
+// ended the run's context before the run's own did: the parent alone
+// cancels it without mu, so a cause that is not the one the run first
+// cancelled it with is the parent's. It asks the parent nothing, and costs
+// nothing until a failure or a Goexit asks.
+func (r *run) cutShortLocked() bool {
+	c := context.Cause(r.ctx)
+	return c != nil && (r.ownCause == nil || !sameError(c, r.ownCause))
 }
 
 // wakeAll wakes the wakers in a goroutine of its own, counted in hooks;

@@ -119,6 +119,11 @@ func (w *watched) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
+// errParentUnread stands for the run's own cause when the parent ended and
+// its end could not be read (see ctxGoexited): the run's context is then
+// cancelled with context.Canceled, the parent's cancellation, not this.
+var errParentUnread = errors.New("sluice: the caller's context ended and could not be read")
+
 // errCtxPanicked is the cause with which a run is cancelled when a method
 // of a context it does not own panicked; the sink raises that panic.
 var errCtxPanicked = errors.New("sluice: a method of a caller's context panicked")
@@ -240,7 +245,7 @@ func (r *run) ctxGoexited(parent bool) {
 	defer r.mu.Unlock()
 	if parent {
 		if !r.ctxCancelled { // else the run had ended itself first
-			r.cutShort = true // before the cancellation, which asks the parent's methods again
+			r.ownCause = errParentUnread // cut short (see cutShortLocked), before the cancellation asks the parent again
 		}
 		r.cancelLocked(context.Canceled)
 		return
