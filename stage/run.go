@@ -181,6 +181,7 @@ type run struct {
 	wakers      []waker                 // woken once the run's context is done (see onCancel); under mu
 	wakerSlots  [2]waker                // wakers' first room: a small run makes no slice for them
 	parent      context.Context
+	parentDone  <-chan struct{}   // parent.Done(), asked once (see parentEnded)
 	watchParent watched           // the parent, as the run's context is made from it (run_userctx.go)
 	armed       bool              // a goroutine may sleep in a waker (see armWake); under mu
 	woken       bool              // the wakers were woken; under mu
@@ -235,7 +236,8 @@ func newRun(parent context.Context) *run {
 	if parent == nil {
 		panic("sluice: nil context")
 	}
-	r := &run{parent: parent, ownOnly: parent.Done() == nil}
+	r := &run{parent: parent, parentDone: parent.Done()}
+	r.ownOnly = r.parentDone == nil
 	if r.ownOnly {
 		r.ctx, r.cancelCtx = context.WithCancelCause(parent) // never watched: nothing to ask
 	} else {
@@ -292,9 +294,20 @@ func (r *run) cancelled() bool {
 // called only by the cancellation that ends the context, this one. mu is
 // unlocked by a defer, and the wake-up is started before (see
 // cancelLocked).
-func (r *run) fail(err error) {
+func (r *run) fail(err error) { r.failWith(err, false) }
+
+// stageFailed is fail for an item error at which a stage's policy ends the
+// run: if the parent ended first and its end is on its way to the run's
+// context (see parentEnding), the run was cut short, and the failure is
+// not the run's (the item's Ack is still told: see stepper.failRun).
+func (r *run) stageFailed(err error) { r.failWith(err, true) }
+
+func (r *run) failWith(err error, stage bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if stage && r.parentEnding() {
+		return
+	}
 	live := r.failure == nil && !r.cancelled()
 	if live {
 		r.failure = err
@@ -440,6 +453,15 @@ func (r *run) exit(returned *bool) {
 func (r *run) goexited() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.goexitedLocked()
+}
+
+// goexitedLocked is goexited's work, under mu.
+func (r *run) goexitedLocked() {
+	if r.parentEnding() {
+		r.goexit.CompareAndSwap(0, goexitLate)
+		return
+	}
 	prev := r.goexit.Swap(goexitLive)
 	r.cancelLocked(ErrGoexit)
 	if prev != goexitLive && r.cutShortLocked() {
@@ -594,6 +616,34 @@ func (r *run) cancelCtxLocked(cause error) {
 	}
 }
 
+// parentEnding reports, under mu, whether the parent has ended and its
+// cancellation has not reached the run's context yet, which the run has not
+// cancelled either: the parent's end is on its way (the context package
+// passes it on, or the run's watcher of a context type with a Done channel
+// of its own, see watched, which a goroutine of its own runs), and it came
+// first. A stage's failure or a Goexit then cancels nothing and records
+// nothing live: the run ends with the parent's cause, as it would have a
+// moment later, and calls in flight and the sink see the same end. (The
+// sink's own callback's error is the run's whatever came before it: see
+// Run.) (It reads the
+// channel the parent gave at the start: no user code.)
+func (r *run) parentEnding() bool {
+	if r.ctxCancelled {
+		return false
+	}
+	select {
+	case <-r.parentDone:
+	default:
+		return false
+	}
+	select {
+	case <-r.done:
+		return false // it has reached the run's context: cutShortLocked sees it
+	default:
+		return true
+	}
+}
+
 // cutShortLocked reports, under mu, whether the parent's cancellation
 // ended the run's context before the run's own did: the parent alone
 // cancels it without mu, so a cause that is not the one the run first
@@ -734,6 +784,10 @@ func (r *run) result(parent context.Context) error {
 		return ErrGoexit
 	case r.ended:
 		return r.srcErr
+	case r.ownCause == errParentUnread:
+		// The parent ended, and a Goexit in its methods kept its end from
+		// being read (see ctxGoexited): what calls in flight saw.
+		return context.Canceled
 	}
 	// Only the parent can have cancelled the run without a failure.
 	err, cause := parent.Err(), context.Cause(parent)

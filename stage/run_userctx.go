@@ -235,11 +235,12 @@ func (r *run) deadlineContext(ctx context.Context, d time.Duration) (tctx contex
 // does not own ended the run's watcher of it (see watched) before it passed
 // the context's end on. The watcher runs only once the context is done: if
 // it is the parent, the run ends as the parent's cancellation ends it (cut
-// short: calls in flight see context.Canceled, since the parent's own cause
-// could not be read, and the sink returns the parent's error, as for any
-// cancellation); a stop context's end fails the run with ErrGoexit, as a
-// Goexit in a goroutine of the run does (its drain could not begin). It
-// asks the context nothing: its methods are what ended the watcher.
+// short: calls in flight see context.Canceled, since the parent's own error
+// and cause could not be read, and the sink returns context.Canceled too,
+// see result); a stop context's end fails the run with ErrGoexit, as a
+// Goexit in a goroutine of the run does (its drain could not begin), unless
+// the parent had cut the run short first (see goexited). It asks the
+// context nothing: its methods are what ended the watcher.
 func (r *run) ctxGoexited(parent bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -250,6 +251,5 @@ func (r *run) ctxGoexited(parent bool) {
 		r.cancelLocked(context.Canceled)
 		return
 	}
-	r.goexit.Store(goexitLive)
-	r.cancelLocked(ErrGoexit)
+	r.goexitedLocked()
 }
