@@ -24,27 +24,30 @@ import (
 
 // r47Parent is a context of the user's over a cancellable standard one
 // (the context package finds it through Value, and asks Value again when
-// it removes a child) whose Err (or, value, whose Value), once armed, calls
-// runtime.Goexit on every goroutine but the one that called the sink
-// (onSink: on that one only).
+// it removes a child) whose Err (or, value, whose Value), once armed,
+// calls runtime.Goexit on every goroutine but the one that called the
+// sink (onSink: on that one only). review48 uses it too.
 type r47Parent struct {
 	context.Context
+	cancel  context.CancelFunc
 	value   bool
 	onSink  bool
 	sink    atomic.Int64 // the id of the goroutine that called the sink
-	armed   atomic.Bool  // onSink: Goexit from now on (else: once sink is set)
+	armed   atomic.Bool
 	goexits atomic.Int64
 }
 
-func newR47Parent(t *testing.T, value, onSink bool) *r47Parent {
+func newR47Parent(t *testing.T, value, onSink, armed bool) *r47Parent {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return &r47Parent{Context: ctx, value: value, onSink: onSink}
+	p := &r47Parent{Context: ctx, cancel: cancel, value: value, onSink: onSink}
+	p.armed.Store(armed)
+	return p
 }
 
 func (c *r47Parent) goexit() {
 	sink := c.sink.Load()
-	if sink == 0 || c.onSink && !c.armed.Load() {
+	if sink == 0 || !c.armed.Load() {
 		return
 	}
 	if (r47Goid() == sink) == c.onSink {
@@ -100,7 +103,7 @@ func TestReview47ParentGoexitsOffTheSink(t *testing.T) {
 					t.Run(name, func(t *testing.T) {
 						runcheckInChild(t, func(t *testing.T) {
 							for range 20 {
-								p := newR47Parent(t, method == "Value", false)
+								p := newR47Parent(t, method == "Value", false, true)
 								opts := []stage.Option{stage.Workers(workers)}
 								if ordered {
 									opts = append(opts, stage.Ordered())
@@ -142,7 +145,7 @@ func TestReview47ParentValueGoexitsOnTheSink(t *testing.T) {
 		t.Run("workers="+strconv.Itoa(workers), func(t *testing.T) {
 			runcheckInChild(t, func(t *testing.T) {
 				for range 20 {
-					p := newR47Parent(t, true, true)
+					p := newR47Parent(t, true, true, false)
 					var sinkTook atomic.Bool
 					in := stage.Map(stage.Indexed(1, func(i int) int { return i }), func(ctx context.Context, v int) (int, error) {
 						if r47Goid() == p.sink.Load() {
@@ -234,7 +237,7 @@ func TestReview47ParentValueGoexitsAtFinish(t *testing.T) {
 		t.Run("workers="+strconv.Itoa(workers), func(t *testing.T) {
 			runcheckInChild(t, func(t *testing.T) {
 				for range 20 {
-					p := newR47Parent(t, true, true)
+					p := newR47Parent(t, true, true, false)
 					var stopped atomic.Bool
 					in := stage.Map(r47Counting(&stopped), double, stage.Workers(workers))
 					r47StopEarly(t, p, p, in, &stopped)
@@ -255,7 +258,7 @@ func TestReview47UntilStopValueGoexitsAtFinish(t *testing.T) {
 		t.Run("workers="+strconv.Itoa(workers), func(t *testing.T) {
 			runcheckInChild(t, func(t *testing.T) {
 				for range 20 {
-					stop := newR47Parent(t, true, true)
+					stop := newR47Parent(t, true, true, false)
 					var stopped atomic.Bool
 					in := stage.Map(stage.Until(r47Counting(&stopped), stop), double, stage.Workers(workers))
 					r47StopEarly(t, stop, context.Background(), in, &stopped)

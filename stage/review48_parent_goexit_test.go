@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,58 +34,8 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// r48Parent is a context of the user's over a cancellable standard one
-// (the context package finds it through Value) whose Err (or, value, whose
-// Value), once armed, calls runtime.Goexit on every goroutine but the one
-// that called the sink.
-type r48Parent struct {
-	context.Context
-	cancel  context.CancelFunc
-	value   bool
-	armed   bool
-	sink    atomic.Int64 // the id of the goroutine that called the sink
-	goexits atomic.Int64
-}
-
-func newR48Parent(t *testing.T, value, armed bool) *r48Parent {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return &r48Parent{Context: ctx, cancel: cancel, value: value, armed: armed}
-}
-
-func (c *r48Parent) goexit() {
-	sink := c.sink.Load()
-	if !c.armed || sink == 0 || r48Goid() == sink {
-		return
-	}
-	c.goexits.Add(1)
-	runtime.Goexit()
-}
-
-func (c *r48Parent) Err() error {
-	if !c.value {
-		c.goexit()
-	}
-	return c.Context.Err()
-}
-
-func (c *r48Parent) Value(key any) any {
-	if c.value {
-		c.goexit()
-	}
-	return c.Context.Value(key)
-}
-
-// r48Goid is the calling goroutine's id, as its stack trace prints it.
-func r48Goid() int64 {
-	var buf [64]byte
-	s := strings.TrimPrefix(string(buf[:runtime.Stack(buf[:], false)]), "goroutine ")
-	id, err := strconv.ParseInt(s[:strings.IndexByte(s, ' ')], 10, 64)
-	if err != nil {
-		panic(err)
-	}
-	return id
-}
+// r47Parent (review47) is the hostile caller's context: newR47Parent(t,
+// value, false, armed) Goexits off the sink's goroutine once armed.
 
 var errR48 = errors.New("r48: the stage failed")
 
@@ -100,18 +49,18 @@ func r48Method(value bool) string {
 // r48FailFast runs a FailFast stage whose items (on goroutines of the run:
 // generator's source waits) fail with errR48 under p, and returns what the
 // sink returned and how many items failed off the sink's goroutine.
-func r48FailFast(t *testing.T, p *r48Parent, workers int) (offSink int64, err error) {
+func r48FailFast(t *testing.T, p *r47Parent, workers int) (offSink int64, err error) {
 	t.Helper()
 	var off atomic.Int64
 	in := stage.Map(generator(50), func(ctx context.Context, v int) (int, error) {
-		if r48Goid() == p.sink.Load() {
+		if r47Goid() == p.sink.Load() {
 			return v, nil // not the scenario: the sink's goroutine asks p nothing hostile
 		}
 		off.Add(1)
 		return 0, errR48
 	}, stage.Workers(workers))
 	runcheck.Run(t, "r48FailFast", func() {
-		p.sink.Store(r48Goid())
+		p.sink.Store(r47Goid())
 		err = stage.Run(p, in, func(context.Context, int, error) error { return nil })
 	})
 	return off.Load(), err
@@ -141,12 +90,12 @@ func TestReview48FailFastErrorBecomesGoexit(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				runcheckInChild(t, func(t *testing.T) {
 					// The same run under a well-behaved context: the failure.
-					if off, err := r48FailFast(t, newR48Parent(t, value, false), workers); off == 0 || !errors.Is(err, errR48) {
+					if off, err := r48FailFast(t, newR47Parent(t, value, false, false), workers); off == 0 || !errors.Is(err, errR48) {
 						t.Fatalf("control: stage.Run = %v (%d items failed off the sink's goroutine), want errR48", err, off)
 					}
 					bad, last := 0, ""
 					for range 20 {
-						p := newR48Parent(t, value, true)
+						p := newR47Parent(t, value, false, true)
 						off, err := r48FailFast(t, p, workers)
 						if t.Failed() {
 							return
@@ -202,7 +151,7 @@ func TestReview48FailFastItemAckNotTold(t *testing.T) {
 			name := r48Method(value) + "/workers=" + strconv.Itoa(workers)
 			t.Run(name, func(t *testing.T) {
 				runcheckInChild(t, func(t *testing.T) {
-					run := func(p *r48Parent) (first *r48Ack, onSink bool) {
+					run := func(p *r47Parent) (first *r48Ack, onSink bool) {
 						acks := make([]*r48Ack, 50)
 						for i := range acks {
 							acks[i] = &r48Ack{}
@@ -219,7 +168,7 @@ func TestReview48FailFastItemAckNotTold(t *testing.T) {
 						})
 						var sinkRan atomic.Bool
 						in := stage.Map(src, func(ctx context.Context, v int) (int, error) {
-							if r48Goid() == p.sink.Load() {
+							if r47Goid() == p.sink.Load() {
 								sinkRan.Store(true)
 							}
 							if v == 0 {
@@ -229,17 +178,17 @@ func TestReview48FailFastItemAckNotTold(t *testing.T) {
 							return 0, ctx.Err()
 						}, stage.Workers(workers))
 						runcheck.Run(t, "the ack run", func() {
-							p.sink.Store(r48Goid())
+							p.sink.Store(r47Goid())
 							_ = stage.Run(p, in, func(context.Context, int, error) error { return nil })
 						})
 						return acks[0], sinkRan.Load()
 					}
-					if a, onSink := run(newR48Parent(t, value, false)); onSink || a.calls != 1 || !errors.Is(a.err, errR48) {
+					if a, onSink := run(newR47Parent(t, value, false, false)); onSink || a.calls != 1 || !errors.Is(a.err, errR48) {
 						t.Fatalf("control: the failed item's Ack was told %d times (last: %v; an item ran on the sink's goroutine: %v), want once, with errR48", a.calls, a.err, onSink)
 					}
 					bad, last := 0, ""
 					for range 20 {
-						p := newR48Parent(t, value, true)
+						p := newR47Parent(t, value, false, true)
 						a, onSink := run(p)
 						if t.Failed() {
 							return
@@ -287,12 +236,12 @@ func TestReview48ParentCancelledFirstThenGoexit(t *testing.T) {
 			name := r48Method(value) + "/workers=" + strconv.Itoa(workers)
 			t.Run(name, func(t *testing.T) {
 				runcheckInChild(t, func(t *testing.T) {
-					run := func(p *r48Parent) (err error, onSink bool) {
+					run := func(p *r47Parent) (err error, onSink bool) {
 						var sinkRan atomic.Bool
 						waiting := make(chan struct{})
 						var once sync.Once
 						in := stage.Map(generator(50), func(ctx context.Context, v int) (int, error) {
-							if r48Goid() == p.sink.Load() {
+							if r47Goid() == p.sink.Load() {
 								sinkRan.Store(true)
 							}
 							once.Do(func() { close(waiting) })
@@ -307,18 +256,18 @@ func TestReview48ParentCancelledFirstThenGoexit(t *testing.T) {
 								<-waiting
 								p.cancel()
 							}()
-							p.sink.Store(r48Goid())
+							p.sink.Store(r47Goid())
 							err = stage.Run(p, in, func(context.Context, int, error) error { return nil })
 							<-done
 						})
 						return err, sinkRan.Load()
 					}
-					if err, onSink := run(newR48Parent(t, value, false)); onSink || !errors.Is(err, context.Canceled) || errors.Is(err, stage.ErrGoexit) {
+					if err, onSink := run(newR47Parent(t, value, false, false)); onSink || !errors.Is(err, context.Canceled) || errors.Is(err, stage.ErrGoexit) {
 						t.Fatalf("control: stage.Run = %v (an item ran on the sink's goroutine: %v), want context.Canceled", err, onSink)
 					}
 					bad, last := 0, ""
 					for range 20 {
-						p := newR48Parent(t, value, true)
+						p := newR47Parent(t, value, false, true)
 						err, onSink := run(p)
 						if t.Failed() {
 							return
@@ -359,7 +308,7 @@ func (c *r48OwnParent) Done() <-chan struct{}                   { return c.done 
 func (c *r48OwnParent) Value(any) any                           { return nil }
 
 func (c *r48OwnParent) Err() error {
-	if sink := c.sink.Load(); c.armed && sink != 0 && r48Goid() != sink {
+	if sink := c.sink.Load(); c.armed && sink != 0 && r47Goid() != sink {
 		c.goexits.Add(1)
 		runtime.Goexit()
 	}
@@ -396,7 +345,7 @@ func TestReview48OwnParentCancelledGoexitInWatcher(t *testing.T) {
 					waiting := make(chan struct{})
 					var once sync.Once
 					in := stage.Map(generator(50), func(ctx context.Context, v int) (int, error) {
-						if r48Goid() == p.sink.Load() {
+						if r47Goid() == p.sink.Load() {
 							sinkRan.Store(true)
 						}
 						once.Do(func() { close(waiting) })
@@ -410,7 +359,7 @@ func TestReview48OwnParentCancelledGoexitInWatcher(t *testing.T) {
 							<-waiting
 							p.cancel()
 						}()
-						p.sink.Store(r48Goid())
+						p.sink.Store(r47Goid())
 						err = stage.Run(p, in, func(context.Context, int, error) error { return nil })
 						<-done
 					})

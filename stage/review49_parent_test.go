@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,7 +48,7 @@ func (c *r49OwnDone) Err() error {
 	default:
 		return nil
 	}
-	if r49CalledFrom("stage.(*watched).AfterFunc") {
+	if r46CalledFrom("stage.(*watched).AfterFunc") {
 		c.askOnce.Do(func() { close(c.watcherAsked) })
 		if c.armed {
 			c.goexits.Add(1)
@@ -57,13 +56,6 @@ func (c *r49OwnDone) Err() error {
 		}
 	}
 	return c.errDone
-}
-
-// r49CalledFrom reports whether a function whose name contains fn is on
-// the caller's stack.
-func r49CalledFrom(fn string) bool {
-	buf := make([]byte, 1<<16)
-	return strings.Contains(string(buf[:runtime.Stack(buf, false)]), fn)
 }
 
 // r49Wait waits for ch; the timeout is a hang watchdog only (a call that
