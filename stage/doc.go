@@ -97,7 +97,9 @@
 // methods panic when the run calls them, the run is cancelled and the sink
 // raises that panic again once the run is over, in place of its result. A
 // function of the pipeline that calls them through its own ctx meets the
-// panic as its own.) A channel source never
+// panic as its own. Methods that call runtime.Goexit, as a fake context's
+// t.FailNow does, end the goroutine that called them, as a Goexit in a
+// stage's function does: see [ErrGoexit].) A channel source never
 // closes or drains the caller's channel, and a channel sink never closes the
 // caller's channel.
 //
