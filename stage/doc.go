@@ -99,7 +99,11 @@
 // function of the pipeline that calls them through its own ctx meets the
 // panic as its own. Methods that call runtime.Goexit, as a fake context's
 // t.FailNow does, end the goroutine that called them, as a Goexit in a
-// stage's function does: see [ErrGoexit].) A channel source never
+// stage's function does: see [ErrGoexit]. That goroutine may be one the
+// run uses to watch such a context once it is done: a Goexit there cuts
+// the run short as the caller's cancellation does, with
+// context.Canceled, for the caller's ctx, and fails the run with
+// ErrGoexit for a stop context.) A channel source never
 // closes or drains the caller's channel, and a channel sink never closes the
 // caller's channel.
 //

@@ -9,8 +9,10 @@ package stage_test
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -118,6 +120,60 @@ func TestReview51UntilStopDoneGoexitsAtOpen(t *testing.T) {
 				}
 				if t.Failed() {
 					return
+				}
+			}
+		}
+	})
+}
+
+// TestReview51UntilStopGoexitInWatcher: Until's stop context is a context
+// type of the user's with a Done channel of its own, which a goroutine of
+// the run watches; once it is done, its Err, asked there, Goexits. The
+// package doc (Leaks): such a Goexit ends the goroutine "as a Goexit in a
+// stage's function does", so the run fails with ErrGoexit (a stop is not a
+// cancellation), no goroutine of the run is left, and the source is
+// stopped. The control run (a stop whose Err does not Goexit) drains and
+// returns nil.
+func TestReview51UntilStopGoexitInWatcher(t *testing.T) {
+	runcheckInChild(t, func(t *testing.T) {
+		run := func(armed bool, workers int) (stop *r49OwnDone, opened, stopped bool, err error) {
+			stop = newR49OwnDone(context.Canceled, armed)
+			var o, s atomic.Bool
+			first := make(chan struct{})
+			var once sync.Once
+			in := stage.Map(stage.Until(r51Opened(&o, &s), stop), func(_ context.Context, v int) (int, error) {
+				once.Do(func() { close(first) })
+				return v, nil
+			}, stage.Workers(workers))
+			runcheck.Run(t, "the stopped run", func() {
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					<-first
+					stop.cancel()
+				}()
+				err = stage.Run(context.Background(), in, func(context.Context, int, error) error { return nil })
+				<-done
+			})
+			return stop, o.Load(), s.Load(), err
+		}
+		for _, workers := range []int{1, 2, 4} {
+			if _, _, stopped, err := run(false, workers); err != nil || !stopped {
+				t.Fatalf("control, workers=%d: stage.Run = %v, source stopped %v; want nil and true", workers, err, stopped)
+			}
+			for range 20 {
+				stop, opened, stopped, err := run(true, workers)
+				if t.Failed() {
+					return
+				}
+				if stop.goexits.Load() == 0 {
+					t.Fatal("the scenario did not happen: the stop's Err never Goexited in the run's watcher")
+				}
+				if !errors.Is(err, stage.ErrGoexit) {
+					t.Fatalf("workers=%d: stage.Run = %v, want ErrGoexit", workers, err)
+				}
+				if opened && !stopped {
+					t.Fatalf("workers=%d: the source was not stopped", workers)
 				}
 			}
 		}
