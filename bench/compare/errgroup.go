@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -46,3 +47,30 @@ func errgroupSlice(in []int, workers int) []int {
 	_ = g.Wait()
 	return out
 }
+
+// errgroupSliceCtx is the same fan-out as errgroup users write it when the
+// first error should cancel the calls still running (what a sluice run
+// does): WithContext, and each call gets the group's ctx.
+func errgroupSliceCtx(in []int, workers int) []int {
+	out := make([]int, len(in))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for i, x := range in {
+		g.Go(func() error {
+			v, err := doubleCtx(gctx, x)
+			if err != nil {
+				return err
+			}
+			out[i] = v
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// doubleCtx is double as a call that could fail or watch its ctx (it does
+// neither), the shape of a sluice stage's function.
+func doubleCtx(_ context.Context, x int) (int, error) { return double(x), nil }

@@ -167,6 +167,7 @@ func fanOuts(how func(run func([]int) []int) func() int) map[string]func() int {
 		"sluice Map":        how(func(in []int) []int { return sluiceSliceMap(in, 4) }),
 		"sluice Concurrent": how(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }),
 		"errgroup":          how(func(in []int) []int { return errgroupSlice(in, 4) }),
+		"errgroup ctx":      how(func(in []int) []int { return errgroupSliceCtx(in, 4) }),
 		"conc pool":         how(func(in []int) []int { return concSlice(in, 4) }),
 		"rill":              how(func(in []int) []int { return rillSlice(in, 4) }),
 		"hand-written":      how(func(in []int) []int { return handSlice(in, 4) }),
