@@ -79,11 +79,5 @@ func TestReview53DroppedAndBatched(t *testing.T) {
 			t.Errorf("message %s delivered %d times", v, d)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for w.streamMsgs(t, "WORK") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("WORK still holds %d messages; every one was committed or dropped on purpose; consumer %+v", w.streamMsgs(t, "WORK"), w.info(t))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r53WaitWork(t, w, 0, "every one was committed or dropped on purpose")
 }

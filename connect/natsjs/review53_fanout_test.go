@@ -85,11 +85,5 @@ func TestReview53FanOutPartialFailure(t *testing.T) {
 	}
 	// Every message was committed: the work queue must empty (the acks are
 	// asynchronous; the wait is a watchdog only).
-	deadline := time.Now().Add(30 * time.Second)
-	for w.streamMsgs(t, "WORK") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("WORK still holds %d messages after every one was committed; consumer %+v", w.streamMsgs(t, "WORK"), w.info(t))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r53WaitWork(t, w, 0, "every one was committed")
 }

@@ -80,11 +80,5 @@ func TestReview53TinyKeepAliveReadAheadOne(t *testing.T) {
 			t.Errorf("message %s seen %d times", v, c)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for w.streamMsgs(t, "WORK") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("WORK still holds %d messages; consumer %+v", w.streamMsgs(t, "WORK"), w.info(t))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r53WaitWork(t, w, 0, "every one was committed")
 }

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -75,17 +76,7 @@ func TestReview53LastDeliveryCancelled(t *testing.T) {
 	// The acks and terms are asynchronous: wait (watchdog only) for the work
 	// queue to hold exactly the rest.
 	want := uint64(n - len(committed) - len(dead))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		left := w.streamMsgs(t, "WORK")
-		if left == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("WORK holds %d messages, want %d (n %d - committed %d - dead-lettered %d); consumer %+v", left, want, n, len(committed), len(dead), w.info(t))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r53WaitWork(t, w, want, fmt.Sprintf("n %d - committed %d - dead-lettered %d", n, len(committed), len(dead)))
 	// Those left were never delivered: a second run may not get them (MaxDeliver
 	// 1), but it must not see a committed or dead-lettered one either; only
 	// check the counts above.

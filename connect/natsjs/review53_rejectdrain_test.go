@@ -107,13 +107,7 @@ func r53RejectedThenDrained(t *testing.T, followed bool) {
 			t.Errorf("dead letter %s stored %d times when the run returned (all: %v)", v, dead[v], dead)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for w.streamMsgs(t, "WORK") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("WORK still holds %d messages; consumer %+v", w.streamMsgs(t, "WORK"), w.info(t))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r53WaitWork(t, w, 0, "every one was committed or dead-lettered")
 }
 
 // r53RunUntilDead runs the source again, with the same dead-letter subject,
