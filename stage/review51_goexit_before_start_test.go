@@ -139,21 +139,21 @@ func TestReview51UntilStopGoexitInWatcher(t *testing.T) {
 		run := func(armed bool, workers int) (stop *r49OwnDone, opened, stopped bool, err error) {
 			stop = newR49OwnDone(context.Canceled, armed)
 			var o, s atomic.Bool
-			first := make(chan struct{})
 			var once sync.Once
 			in := stage.Map(stage.Until(r51Opened(&o, &s), stop), func(_ context.Context, v int) (int, error) {
-				once.Do(func() { close(first) })
+				// The first call stops the source and returns only once the
+				// watcher has asked the stop's Err: the run, which waits for
+				// this call, cannot finish first. (Until also sees the stop's
+				// Done itself and takes no more items, so without this wait a
+				// run could drain and stop the watcher before it asked.)
+				once.Do(func() {
+					stop.cancel()
+					r49Wait(stop.watcherAsked)
+				})
 				return v, nil
 			}, stage.Workers(workers))
 			runcheck.Run(t, "the stopped run", func() {
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					<-first
-					stop.cancel()
-				}()
 				err = stage.Run(context.Background(), in, func(context.Context, int, error) error { return nil })
-				<-done
 			})
 			return stop, o.Load(), s.Load(), err
 		}
