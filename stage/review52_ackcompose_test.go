@@ -88,6 +88,30 @@ var errR52 = errors.New("r52: item failed")
 var r52OnlyOps []int
 
 // r52Build applies a random sequence of operators to s and returns the
+
+// r52FullRun runs the pipeline build makes to its end and counts the
+// outputs (values and forwarded errors) each item leads to; total is their
+// sum, desc the pipeline's description.
+func r52FullRun(t *testing.T, seed int, build func(*r52Tracker) (stage.Stream[r52V], string)) (full map[int]int, total int, desc string) {
+	t.Helper()
+	full = map[int]int{}
+	s, desc := build(&r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}})
+	if err := stage.Run(context.Background(), s, func(_ context.Context, v r52V, err error) error {
+		total++
+		if err != nil {
+			var e *stage.Error
+			errors.As(err, &e)
+			full[e.Input.(r52V).orig]++
+			return nil
+		}
+		full[v.orig]++
+		return nil
+	}); err != nil {
+		t.Fatalf("seed %d (%s): full run: %v", seed, desc, err)
+	}
+	return full, total, desc
+}
+
 // stream with a description of it.
 func r52Build(rng *rand.Rand, s stage.Stream[r52V], depth int) (stage.Stream[r52V], string) {
 	var desc []string
@@ -351,23 +375,7 @@ func TestReview52AckRandomCompositionsErrStop(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(seed), 5256))
 				return r52Build(rng, r52AckSource(tr, n), 1+rng.IntN(5))
 			}
-			full := map[int]int{}
-			tr0 := &r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}}
-			s0, desc := build(tr0)
-			total := 0
-			if err := stage.Run(context.Background(), s0, func(_ context.Context, v r52V, err error) error {
-				total++
-				if err != nil {
-					var e *stage.Error
-					errors.As(err, &e)
-					full[e.Input.(r52V).orig]++
-					return nil
-				}
-				full[v.orig]++
-				return nil
-			}); err != nil {
-				t.Fatalf("seed %d (%s): full run: %v", seed, desc, err)
-			}
+			full, total, desc := r52FullRun(t, seed, build)
 			if total == 0 {
 				continue
 			}
@@ -436,23 +444,7 @@ func TestReview52AckRandomCompositionsSinkFails(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(seed), 5256))
 				return r52Build(rng, r52AckSource(tr, n), 1+rng.IntN(5))
 			}
-			full := map[int]int{}
-			tr0 := &r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}}
-			s0, desc := build(tr0)
-			total := 0
-			if err := stage.Run(context.Background(), s0, func(_ context.Context, v r52V, err error) error {
-				total++
-				if err != nil {
-					var e *stage.Error
-					errors.As(err, &e)
-					full[e.Input.(r52V).orig]++
-					return nil
-				}
-				full[v.orig]++
-				return nil
-			}); err != nil {
-				t.Fatalf("seed %d (%s): full run: %v", seed, desc, err)
-			}
+			full, total, desc := r52FullRun(t, seed, build)
 			if total == 0 {
 				continue
 			}
@@ -536,23 +528,7 @@ func TestReview52AckRandomCompositionsCancelled(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(seed), 5256))
 				return r52Build(rng, r52AckSource(tr, n), 1+rng.IntN(5))
 			}
-			full := map[int]int{}
-			tr0 := &r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}}
-			s0, desc := build(tr0)
-			total := 0
-			if err := stage.Run(context.Background(), s0, func(_ context.Context, v r52V, err error) error {
-				total++
-				if err != nil {
-					var e *stage.Error
-					errors.As(err, &e)
-					full[e.Input.(r52V).orig]++
-					return nil
-				}
-				full[v.orig]++
-				return nil
-			}); err != nil {
-				t.Fatalf("seed %d (%s): full run: %v", seed, desc, err)
-			}
+			full, total, desc := r52FullRun(t, seed, build)
 			if total == 0 {
 				continue
 			}
@@ -630,22 +606,7 @@ func TestReview52AckAllCommittedToldNil(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(seed), 5262))
 				return r52Build(rng, r52AckSource(tr, n), 1+rng.IntN(5))
 			}
-			full := map[int]int{}
-			s0, desc := build(&r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}})
-			total := 0
-			if err := stage.Run(context.Background(), s0, func(_ context.Context, v r52V, err error) error {
-				total++
-				if err != nil {
-					var e *stage.Error
-					errors.As(err, &e)
-					full[e.Input.(r52V).orig]++
-					return nil
-				}
-				full[v.orig]++
-				return nil
-			}); err != nil {
-				t.Fatalf("seed %d (%s): full run: %v", seed, desc, err)
-			}
+			full, total, desc := r52FullRun(t, seed, build)
 			rng := rand.New(rand.NewPCG(uint64(seed), 2))
 			stopAt := 1 + rng.IntN(total)
 			how := rng.IntN(3)
