@@ -48,11 +48,37 @@ func (m Metric) String() string {
 // Point is one series (one data point) of an adapter's backend: a metric
 // (0 if it is none of the four), its stage, kind and outcome labels, its
 // value (a counter's or gauge's value, a histogram's count) and a
-// histogram's sum.
+// histogram's sum. Keys, Shape, Bounds and Cum are for the scenarios that
+// check the series' form: an adapter's reader fills them all.
 type Point struct {
 	Metric               Metric
 	Stage, Kind, Outcome string
 	Value, Sum           float64
+	Keys                 []string  // label (attribute) keys as the backend names them, sorted
+	Shape                Shape     // what the backend made of the metric
+	Bounds               []float64 // a histogram's upper bounds, without +Inf
+	Cum                  []uint64  // a histogram's cumulative count at each bound
+}
+
+// Shape is the kind of series a backend holds.
+type Shape int
+
+const (
+	ShapeCounter   Shape = iota + 1 // a monotonic counter
+	ShapeUpDown                     // a value that goes up and down (a gauge, an up-down counter)
+	ShapeHistogram                  // a histogram
+)
+
+func (s Shape) String() string {
+	switch s {
+	case ShapeCounter:
+		return "counter"
+	case ShapeUpDown:
+		return "up-down"
+	case ShapeHistogram:
+		return "histogram"
+	}
+	return fmt.Sprintf("Shape(%d)", int(s))
 }
 
 // Read returns what the backend holds now. It may be called from any
