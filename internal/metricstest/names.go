@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -86,6 +87,24 @@ func InvalidUTF8Names(t *testing.T, env Env) {
 	for n, v := range want {
 		if got[n] != v {
 			t.Errorf("received{%s=%q} = %v, want %v (all: %v)", env.Labels.Stage, n, got[n], v, got)
+		}
+	}
+}
+
+// LabelsValidUTF8 (review34): whatever the stage name, the backend can be
+// read (Snap fails the test on two series of one name) and every stage
+// label is valid UTF-8.
+func LabelsValidUTF8(t *testing.T, env Env) {
+	ctx := stage.Observe(context.Background(), env.Obs)
+	for _, n := range []string{"a\xffb", "x\xe2\x82", "\xc0\xafz", "\xed\xa0\x80s", "\xff\xfe", "ok\u00e9"} {
+		m := stage.Map(source.Slice(Ints(3)), func(_ context.Context, v int) (int, error) { return v, nil }, stage.Name(n))
+		if _, err := sink.Count(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := range Snap(t, MustRead(t, env.Read)) {
+		if !utf8.ValidString(k.Stage) {
+			t.Errorf("label %q is not valid UTF-8", k.Stage)
 		}
 	}
 }

@@ -387,12 +387,8 @@ func review7CutShortCallsAreOK(t *testing.T, newEnv func(*testing.T) Env7) {
 	others := make(chan int, 3)
 	first := stage.Map(r7Src(4), func(ctx context.Context, v int) (int, error) {
 		if v == 0 {
-			for range 3 {
-				select {
-				case <-others:
-				case <-time.After(r7Watchdog):
-					return 0, errors.New("watchdog: the other calls never entered")
-				}
+			if !take(others, 3) {
+				return 0, errors.New("watchdog: the other calls never entered")
 			}
 			return 100, nil
 		}
@@ -416,12 +412,8 @@ func review7FailFastAndPanics(t *testing.T, newEnv func(*testing.T) Env7) {
 	entered := make(chan int, 2)
 	s := stage.Map(r7Src(3), func(ctx context.Context, v int) (int, error) {
 		if v == 0 {
-			for range 2 {
-				select {
-				case <-entered:
-				case <-time.After(r7Watchdog):
-					return 0, errors.New("watchdog")
-				}
+			if !take(entered, 2) {
+				return 0, errors.New("watchdog")
 			}
 			return 0, errR7
 		}
@@ -911,9 +903,7 @@ func review7OtherFailuresCutShortAndBudget(t *testing.T, newEnv func(*testing.T)
 	}
 	entered := make(chan int, 10)
 	down := stage.Map(upstream("up", entered), func(ctx context.Context, v int) (int, error) {
-		select {
-		case <-entered: // an upstream call is in flight
-		case <-time.After(r7Watchdog):
+		if !take(entered, 1) { // an upstream call is in flight
 			return 0, errors.New("watchdog")
 		}
 		return 0, errR7
@@ -933,9 +923,7 @@ func review7OtherFailuresCutShortAndBudget(t *testing.T, newEnv func(*testing.T)
 
 	entered2 := make(chan int, 10)
 	err = sink.ForEach(ctx, upstream("up2", entered2), func(context.Context, int) error {
-		select {
-		case <-entered2:
-		case <-time.After(r7Watchdog):
+		if !take(entered2, 1) {
 			return errors.New("watchdog")
 		}
 		return errR7

@@ -18,16 +18,16 @@ import (
 // View can change them)." A View on the provider sets other bounds.
 func TestReview34OtelViewChangesBuckets(t *testing.T) {
 	want := []float64{0.5, 1, 2}
-	reader, obs := r34New(t, sdkmetric.WithView(sdkmetric.NewView(
+	_, _, env := newMeterEnv(t, sdkmetric.WithView(sdkmetric.NewView(
 		sdkmetric.Instrument{Name: "sluice.stage.duration"},
 		sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: want}})))
-	w := obs.Stage(stage.Info{Name: "v", Kind: "map", Workers: 1, Total: -1})
+	w := env.Obs.Stage(stage.Info{Name: "v", Kind: "map", Workers: 1, Total: -1})
 	for _, d := range []time.Duration{time.Millisecond, 1500 * time.Millisecond, 3 * time.Second} {
 		w.Received()
 		w.Finished(d, nil)
 	}
 	w.Closed()
-	h := r34Read(t, reader)[metricstest.Key34{Metric: "duration", Stage: "v", Kind: "map"}]
+	h := metricstest.Snap(t, metricstest.MustRead(t, env.Read))[metricstest.Key34{Metric: "duration", Stage: "v", Kind: "map"}]
 	if fmt.Sprint(h.Bounds) != fmt.Sprint(want) || fmt.Sprint(h.Cum) != "[1 1 2]" || h.Value != 3 {
 		t.Errorf("with a View: bounds %v, cumulative %v, count %v; want %v, [1 1 2], 3", h.Bounds, h.Cum, h.Value, want)
 	}
@@ -55,7 +55,7 @@ func TestReview34OtelTwoObserversOneMeter(t *testing.T) {
 	}()
 	metricstest.Runs34(t, stage.Observe(stage.Observe(context.Background(), t2), &stats))
 	<-done
-	snap := r34Read(t, reader)
+	snap := metricstest.Snap(t, metricstest.MustRead(t, read(reader)))
 	metricstest.CheckStats34(t, snap, &stats)
 	metricstest.CheckTap34(t, snap, t1, t2) // the series hold the sum of both
 }

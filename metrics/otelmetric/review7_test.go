@@ -4,12 +4,11 @@ package otelmetric_test
 // (go doc, example_test.go, README.md) and the core's (stage, sink) only.
 //
 // The scenarios every adapter shares are in internal/metricstest
-// (review7.go); this file holds the backend's reading and its own promises.
+// (review7.go); this file runs them and holds the SDK's own promises.
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -25,98 +24,14 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// ---------------------------------------------------------------------------
-// Backend: OpenTelemetry SDK with a ManualReader.
+// r7NewEnv is newEnv for the review7 scenarios.
+func r7NewEnv(t *testing.T) metricstest.Env7 { return newEnv(t).Env7() }
 
-const (
-	r7OtelReceived = "sluice.stage.received"
-	r7OtelFinished = "sluice.stage.finished"
-	r7OtelInFlight = "sluice.stage.in_flight"
-	r7OtelDuration = "sluice.stage.duration"
-)
-
-var r7OtelNames = map[string]string{
-	r7OtelReceived: "received",
-	r7OtelFinished: "finished",
-	r7OtelInFlight: "in_flight",
-	r7OtelDuration: "duration",
-}
-
-func r7Attrs(p *metricstest.Point7, set attribute.Set) {
-	if v, ok := set.Value("sluice.stage"); ok {
-		p.Stage = v.AsString()
-	}
-	if v, ok := set.Value("sluice.kind"); ok {
-		p.Kind = v.AsString()
-	}
-	if v, ok := set.Value("sluice.outcome"); ok {
-		p.Outcome = v.AsString()
-	}
-}
-
+// r7Collect collects what reader holds.
 func r7Collect(reader sdkmetric.Reader) (metricdata.ResourceMetrics, error) {
 	var rm metricdata.ResourceMetrics
 	err := reader.Collect(context.Background(), &rm)
 	return rm, err
-}
-
-func r7OtelRead(reader sdkmetric.Reader) func() ([]metricstest.Point7, error) {
-	return func() ([]metricstest.Point7, error) {
-		rm, err := r7Collect(reader)
-		if err != nil {
-			return nil, err
-		}
-		var pts []metricstest.Point7
-		for _, sm := range rm.ScopeMetrics {
-			for _, m := range sm.Metrics {
-				metricName, ok := r7OtelNames[m.Name]
-				if !ok {
-					continue
-				}
-				switch d := m.Data.(type) {
-				case metricdata.Sum[int64]:
-					for _, dp := range d.DataPoints {
-						p := metricstest.Point7{Metric: metricName, Value: float64(dp.Value)}
-						r7Attrs(&p, dp.Attributes)
-						pts = append(pts, p)
-					}
-				case metricdata.Sum[float64]:
-					for _, dp := range d.DataPoints {
-						p := metricstest.Point7{Metric: metricName, Value: dp.Value}
-						r7Attrs(&p, dp.Attributes)
-						pts = append(pts, p)
-					}
-				case metricdata.Histogram[float64]:
-					for _, dp := range d.DataPoints {
-						p := metricstest.Point7{Metric: metricName, Value: float64(dp.Count), Sum: dp.Sum}
-						r7Attrs(&p, dp.Attributes)
-						pts = append(pts, p)
-					}
-				case metricdata.Histogram[int64]:
-					for _, dp := range d.DataPoints {
-						p := metricstest.Point7{Metric: metricName, Value: float64(dp.Count), Sum: float64(dp.Sum)}
-						r7Attrs(&p, dp.Attributes)
-						pts = append(pts, p)
-					}
-				default:
-					return nil, fmt.Errorf("%s: unexpected data %T", m.Name, m.Data)
-				}
-			}
-		}
-		return pts, nil
-	}
-}
-
-func r7NewEnv(t *testing.T) metricstest.Env7 {
-	t.Helper()
-	reader := sdkmetric.NewManualReader()
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = provider.Shutdown(context.Background()) })
-	obs, err := otelmetric.New(provider.Meter("review7"))
-	if err != nil {
-		t.Fatalf("otelmetric.New: %v", err)
-	}
-	return metricstest.Env7{Obs: obs, Read: r7OtelRead(reader)}
 }
 
 // ---------------------------------------------------------------------------
@@ -134,26 +49,16 @@ func TestReview7OtelInstruments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := stage.Map(source.Slice(metricstest.Ints(6)), func(_ context.Context, v int) (int, error) {
-		if v%2 == 1 {
-			return 0, errors.New("odd")
-		}
-		return v, nil
-	}, stage.Name("square"), stage.OnError(stage.Forward))
-	_, err = sink.Count(stage.Observe(context.Background(), obs), s)
-	var fe *sink.ForwardedError
-	if !errors.As(err, &fe) || fe.Count != 3 {
-		t.Fatalf("run: %v, want a *sink.ForwardedError of 3", err)
-	}
+	metricstest.RunSquare7(t, obs)
 	rm, err := r7Collect(reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantKeys := map[string][]attribute.Key{
-		r7OtelReceived: {"sluice.kind", "sluice.stage"},
-		r7OtelFinished: {"sluice.kind", "sluice.outcome", "sluice.stage"},
-		r7OtelInFlight: {"sluice.kind", "sluice.stage"},
-		r7OtelDuration: {"sluice.kind", "sluice.stage"},
+		mReceived: {"sluice.kind", "sluice.stage"},
+		mFinished: {"sluice.kind", "sluice.outcome", "sluice.stage"},
+		mInFlight: {"sluice.kind", "sluice.stage"},
+		mDuration: {"sluice.kind", "sluice.stage"},
 	}
 	checkSet := func(name string, set attribute.Set) {
 		keys := set.ToSlice()
@@ -187,13 +92,13 @@ func TestReview7OtelInstruments(t *testing.T) {
 			}
 			seen[m.Name] = true
 			switch m.Name {
-			case r7OtelReceived, r7OtelFinished, r7OtelInFlight:
+			case mReceived, mFinished, mInFlight:
 				d, ok := m.Data.(metricdata.Sum[int64])
 				if !ok {
 					t.Errorf("%s: data %T, want metricdata.Sum[int64]", m.Name, m.Data)
 					continue
 				}
-				if mono := m.Name != r7OtelInFlight; d.IsMonotonic != mono {
+				if mono := m.Name != mInFlight; d.IsMonotonic != mono {
 					t.Errorf("%s: monotonic %v, want %v", m.Name, d.IsMonotonic, mono)
 				}
 				if d.Temporality != metricdata.CumulativeTemporality {
@@ -202,7 +107,7 @@ func TestReview7OtelInstruments(t *testing.T) {
 				for _, dp := range d.DataPoints {
 					checkSet(m.Name, dp.Attributes)
 				}
-			case r7OtelDuration:
+			case mDuration:
 				if m.Unit != "s" {
 					t.Errorf("%s: unit %q, want \"s\" (durations in seconds)", m.Name, m.Unit)
 				}
@@ -222,15 +127,8 @@ func TestReview7OtelInstruments(t *testing.T) {
 			t.Errorf("instrument %s missing after a run", name)
 		}
 	}
-	pts, err := r7OtelRead(reader)()
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricstest.Expect7(t, pts, "received", "square", "map", "", 6)
-	metricstest.Expect7(t, pts, "finished", "square", "map", "ok", 3)
-	metricstest.Expect7(t, pts, "finished", "square", "map", "error", 3)
-	metricstest.Expect7(t, pts, "in_flight", "square", "map", "", 0)
-	metricstest.Expect7(t, pts, "duration", "square", "map", "", 6)
+	pts := metricstest.Points7(metricstest.MustRead(t, read(reader)))
+	metricstest.CheckSquare7(t, pts)
 }
 
 var errR7Meter = errors.New("review7: meter refuses")
@@ -414,10 +312,7 @@ func TestReview7OtelNewTwiceOnOneMeter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pts, err := r7OtelRead(reader)()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pts := metricstest.Points7(metricstest.MustRead(t, read(reader)))
 	metricstest.ExpectDone7(t, pts, "twice", "map", 10, 10, 0)
 }
 
@@ -445,7 +340,7 @@ func TestReview7OtelDurationBuckets(t *testing.T) {
 	}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if m.Name != r7OtelDuration {
+			if m.Name != mDuration {
 				continue
 			}
 			d, ok := m.Data.(metricdata.Histogram[float64])

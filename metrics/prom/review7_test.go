@@ -4,12 +4,11 @@ package prom_test
 // example_test.go, README.md) and the core's (stage, sink) only.
 //
 // The scenarios every adapter shares are in internal/metricstest
-// (review7.go); this file holds the backend's reading and its own promises.
+// (review7.go); this file runs them and holds the registry's own promises.
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -24,74 +23,8 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// ---------------------------------------------------------------------------
-// Backend: Prometheus.
-
-const (
-	r7PromReceived = "sluice_stage_received_total"
-	r7PromFinished = "sluice_stage_finished_total"
-	r7PromInFlight = "sluice_stage_in_flight"
-	r7PromDuration = "sluice_stage_duration_seconds"
-)
-
-var r7PromNames = map[string]string{
-	r7PromReceived: "received",
-	r7PromFinished: "finished",
-	r7PromInFlight: "in_flight",
-	r7PromDuration: "duration",
-}
-
-func r7PromRead(g prometheus.Gatherer) func() ([]metricstest.Point7, error) {
-	return func() ([]metricstest.Point7, error) {
-		mfs, err := g.Gather()
-		if err != nil {
-			return nil, err
-		}
-		var pts []metricstest.Point7
-		for _, mf := range mfs {
-			metric, ok := r7PromNames[mf.GetName()]
-			if !ok {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				p := metricstest.Point7{Metric: metric}
-				for _, l := range m.GetLabel() {
-					switch l.GetName() {
-					case "stage":
-						p.Stage = l.GetValue()
-					case "kind":
-						p.Kind = l.GetValue()
-					case "outcome":
-						p.Outcome = l.GetValue()
-					}
-				}
-				switch mf.GetType().String() {
-				case "COUNTER":
-					p.Value = m.GetCounter().GetValue()
-				case "GAUGE":
-					p.Value = m.GetGauge().GetValue()
-				case "HISTOGRAM":
-					p.Value = float64(m.GetHistogram().GetSampleCount())
-					p.Sum = m.GetHistogram().GetSampleSum()
-				default:
-					return nil, fmt.Errorf("%s: unexpected type %s", mf.GetName(), mf.GetType())
-				}
-				pts = append(pts, p)
-			}
-		}
-		return pts, nil
-	}
-}
-
-func r7NewEnv(t *testing.T) metricstest.Env7 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	obs, err := prom.New(reg)
-	if err != nil {
-		t.Fatalf("prom.New(fresh registry) = %v", err)
-	}
-	return metricstest.Env7{Obs: obs, Read: r7PromRead(reg)}
-}
+// r7NewEnv is newEnv for the review7 scenarios.
+func r7NewEnv(t *testing.T) metricstest.Env7 { return newEnv(t).Env7() }
 
 // ---------------------------------------------------------------------------
 // Prometheus-only promises.
@@ -104,17 +37,7 @@ func TestReview7PromFamiliesTypesLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := stage.Map(source.Slice(metricstest.Ints(6)), func(_ context.Context, v int) (int, error) {
-		if v%2 == 1 {
-			return 0, errors.New("odd")
-		}
-		return v, nil
-	}, stage.Name("square"), stage.OnError(stage.Forward))
-	_, err = sink.Count(stage.Observe(context.Background(), obs), s)
-	var fe *sink.ForwardedError
-	if !errors.As(err, &fe) || fe.Count != 3 {
-		t.Fatalf("run: %v, want a *sink.ForwardedError of 3", err)
-	}
+	metricstest.RunSquare7(t, obs)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -123,10 +46,10 @@ func TestReview7PromFamiliesTypesLabels(t *testing.T) {
 		typ    string
 		labels string
 	}{
-		r7PromReceived: {"COUNTER", "kind,stage"},
-		r7PromFinished: {"COUNTER", "kind,outcome,stage"},
-		r7PromInFlight: {"GAUGE", "kind,stage"},
-		r7PromDuration: {"HISTOGRAM", "kind,stage"},
+		mReceived: {"COUNTER", "kind,stage"},
+		mFinished: {"COUNTER", "kind,outcome,stage"},
+		mInFlight: {"GAUGE", "kind,stage"},
+		mDuration: {"HISTOGRAM", "kind,stage"},
 	}
 	seen := map[string]bool{}
 	for _, mf := range mfs {
@@ -168,15 +91,8 @@ func TestReview7PromFamiliesTypesLabels(t *testing.T) {
 			t.Errorf("family %s missing after a run", name)
 		}
 	}
-	pts, err := r7PromRead(reg)()
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricstest.Expect7(t, pts, "received", "square", "map", "", 6)
-	metricstest.Expect7(t, pts, "finished", "square", "map", "ok", 3)
-	metricstest.Expect7(t, pts, "finished", "square", "map", "error", 3)
-	metricstest.Expect7(t, pts, "in_flight", "square", "map", "", 0)
-	metricstest.Expect7(t, pts, "duration", "square", "map", "", 6)
+	pts := metricstest.Points7(metricstest.MustRead(t, read(reg)))
+	metricstest.CheckSquare7(t, pts)
 }
 
 // New twice on one registry returns reg's error (an AlreadyRegisteredError),
@@ -203,10 +119,7 @@ func TestReview7PromNewTwiceOnOneRegistry(t *testing.T) {
 	if _, err := sink.Count(stage.Observe(context.Background(), first), s); err != nil {
 		t.Fatal(err)
 	}
-	pts, err := r7PromRead(reg)()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pts := metricstest.Points7(metricstest.MustRead(t, read(reg)))
 	for _, m := range []string{"received", "in_flight", "duration"} {
 		if _, ok := metricstest.Find7(pts, m, "still", "map", ""); !ok {
 			t.Errorf("%s of the first observer is gone after a failed second New", m)
@@ -252,7 +165,7 @@ func (r *r7Recording) Unregister(c prometheus.Collector) bool { return r.inner.U
 // (Prometheus keeps a name's help and labels for the registry's lifetime,
 // even after Unregister, so this is checked collector by collector.)
 func TestReview7PromPartialConflictLeavesNothing(t *testing.T) {
-	for _, name := range []string{r7PromReceived, r7PromFinished, r7PromInFlight, r7PromDuration} {
+	for _, name := range []string{mReceived, mFinished, mInFlight, mDuration} {
 		t.Run(name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			foreign := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: "someone else's"})
@@ -385,7 +298,7 @@ func TestReview7PromDurationBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != r7PromDuration {
+		if mf.GetName() != mDuration {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
