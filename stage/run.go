@@ -181,24 +181,21 @@ type run struct {
 	wakers      []waker                 // woken once the run's context is done (see onCancel); under mu
 	wakerSlots  [2]waker                // wakers' first room: a small run makes no slice for them
 	parent      context.Context
-	parentDone  <-chan struct{}   // parent.Done(), asked once (see parentEnded)
-	watchParent watched           // the parent, as the run's context is made from it (run_userctx.go)
-	armed       bool              // a goroutine may sleep in a waker (see armWake); under mu
-	woken       bool              // the wakers were woken; under mu
-	armedFast   atomic.Bool       // armed, without mu
-	parentHook  ctxHook           // the parent's hook, on the run's context (see armWake); made and stopped under mu
-	bug         atomic.Value      // a library panic in a goroutine, re-raised by finish
-	ctxPanic    *panics.Recovered // a method of a context the run does not own panicked (run_userctx.go); under mu
-	goexit      atomic.Int32      // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
+	parentDone  <-chan struct{}        // parent.Done(), asked once (see parentEnded)
+	watchParent watched                // the parent, as the run's context is made from it (run_userctx.go)
+	armed       bool                   // a goroutine may sleep in a waker (see armWake); under mu
+	woken       bool                   // the wakers were woken; under mu
+	armedFast   atomic.Bool            // armed, without mu
+	parentHook  ctxHook                // the parent's hook, on the run's context (see armWake); made and stopped under mu
+	bug         atomic.Pointer[string] // a library panic in a goroutine, re-raised by finish
+	ctxPanic    *panics.Recovered      // a method of a context the run does not own panicked (run_userctx.go); under mu
+	goexit      atomic.Int32           // a goroutine of the run ended by runtime.Goexit (goexitLive or goexitLate; see result)
 
 	// draining is set when a source failed: sources take no new items, the
-	// items already taken still go through. srcCtx, the context of the
-	// sources (made at the first source's open, see sourcesContext), ends
-	// with it, so that a source waiting in next (another input of a Merge)
-	// is woken too.
-	draining  atomic.Bool
-	srcCtx    context.Context
-	srcCancel context.CancelCauseFunc
+	// items already taken still go through. The sources' context (see
+	// sourcesContext) ends with it, so that a source waiting in next
+	// (another input of a Merge) is woken too.
+	draining atomic.Bool
 
 	// over: the run is cancelled, or being cancelled (see cancelled); it
 	// stands for the context when only the run can cancel it (ownOnly).
@@ -206,30 +203,52 @@ type run struct {
 	ownOnly bool
 
 	// Opening, from the sink's goroutine only.
-	scope       *drainScope   // the drain scope of the sources being opened (see Until)
-	untilHooks  []*ctxHook    // Until's hooks on its stop contexts (in their scopes), stopped at finish
-	sharedNodes map[*node]any // the run's state of nodes several streams read (Tee)
-	checks      []func() error
-	pending     []func()    // goroutines to start with the run
+	scope       *drainScope // the drain scope of the sources being opened (see Until)
+	opening     *opening    // made on first use (see opened)
 	recyclers   []recycler  // states that go back to their pools at finish (engine_recycle.go)
 	recycleRoom [2]recycler // recyclers' first room: a small run makes no slice for them
+	stages      int         // stages opened so far
 	started     bool
-	stages      int // stages opened so far
 
 	// The sink's outcome, from the sink's goroutine only.
 	ended   bool // the sink saw the end of the stream while the run was live
 	stopped bool // the sink's f returned ErrStop
 
 	mu           sync.Mutex
-	ctxCancelled bool     // the run cancelled its context itself (see cancelCtxLocked)
-	ownCause     error    // the cause of the run's first own cancellation (see cutShortLocked)
-	failure      error    // the first error that cancelled the run
-	srcErr       error    // the first source error, which ended the input
-	cleanups     []func() // run after every goroutine exited, last first
+	ctxCancelled bool // the run cancelled its context itself (see cancelCtxLocked)
 	finished     bool
 	// wakeAtFinish: the wakers are finish's to wake (see finishLocked); the
 	// sink's goroutine's.
 	wakeAtFinish bool
+	ownCause     error    // the cause of the run's first own cancellation (see cutShortLocked)
+	failure      error    // the first error that cancelled the run
+	srcErr       error    // the first source error, which ended the input
+	cleanups     []func() // run after every goroutine exited, last first
+}
+
+// opening is the part of a run that only some pipelines need: a source
+// primitive, an Until, a Tee, a stage with goroutines of its own. It is
+// made on first use (see opened), from the sink's goroutine while the
+// pipeline is opened, and never replaced: the run's goroutines, which start
+// after that, read it without a lock. A run over a slice whose stages run
+// in the sink's goroutine makes none, which keeps the run small (its size
+// is most of the cost of a short run: see bench/README.md).
+type opening struct {
+	srcCtx      context.Context // the sources' context (see sourcesContext)
+	srcCancel   context.CancelCauseFunc
+	untilHooks  []*ctxHook    // Until's hooks on its stop contexts (in their scopes), stopped at finish
+	sharedNodes map[*node]any // the run's state of nodes several streams read (Tee)
+	checks      []func() error
+	pending     []func() // goroutines to start with the run
+}
+
+// opened returns the run's opening part, made if the run has none yet;
+// only while the pipeline is opened (see opening).
+func (r *run) opened() *opening {
+	if r.opening == nil {
+		r.opening = &opening{}
+	}
+	return r.opening
 }
 
 func newRun(parent context.Context) *run {
@@ -360,8 +379,8 @@ func (r *run) sourceFailed(err error) {
 	}
 	r.mu.Unlock()
 	r.draining.Store(true)
-	if r.srcCancel != nil {
-		r.srcCancel(errInputFailed)
+	if o := r.opening; o != nil && o.srcCancel != nil {
+		o.srcCancel(errInputFailed)
 	}
 }
 
@@ -374,13 +393,14 @@ var errInputFailed = errors.New("sluice: a source of the run failed")
 // first source is opened, from the sink's goroutine, so that a run without
 // a source primitive (a slice) pays nothing for it.
 func (r *run) sourcesContext() context.Context {
-	if r.srcCtx == nil {
-		r.srcCtx, r.srcCancel = context.WithCancelCause(r.ctx)
+	o := r.opened()
+	if o.srcCtx == nil {
+		o.srcCtx, o.srcCancel = context.WithCancelCause(r.ctx)
 		if r.draining.Load() { // a source failed while the pipeline was opened
-			r.srcCancel(errInputFailed)
+			o.srcCancel(errInputFailed)
 		}
 	}
-	return r.srcCtx
+	return o.srcCtx
 }
 
 // lateFail records err, a failure once the run's goroutines have exited
@@ -405,7 +425,8 @@ func (r *run) sawEnd() { r.ended = !r.cancelled() }
 // the sink when it waits (see finish).
 func (r *run) goroutine(f func()) {
 	if !r.started {
-		r.pending = append(r.pending, f)
+		o := r.opened()
+		o.pending = append(o.pending, f)
 		return
 	}
 	r.wg.Add(1)
@@ -435,7 +456,8 @@ func (r *run) goroutine(f func()) {
 func (r *run) exit(returned *bool) {
 	defer r.wg.Done()
 	if p := recover(); p != nil {
-		r.bug.CompareAndSwap(nil, fmt.Sprintf("%v", p))
+		bug := fmt.Sprintf("%v", p)
+		r.bug.CompareAndSwap(nil, &bug)
 		r.cancelRun(fmt.Errorf("sluice: internal panic: %v", p))
 	} else if !*returned {
 		r.goexited()
@@ -478,7 +500,10 @@ const (
 
 // check registers f to run once the whole pipeline is opened, before any
 // goroutine starts: an error fails the run before it takes an item.
-func (r *run) check(f func() error) { r.checks = append(r.checks, f) }
+func (r *run) check(f func() error) {
+	o := r.opened()
+	o.checks = append(o.checks, f)
+}
 
 // nextStage numbers the stages of the run in the order they are opened.
 func (r *run) nextStage() int {
@@ -489,17 +514,22 @@ func (r *run) nextStage() int {
 // start checks the opened pipeline and starts its goroutines; the sink
 // calls it once, after opening.
 func (r *run) start() {
-	for _, f := range r.checks {
+	o := r.opening
+	if o == nil {
+		r.started = true
+		return
+	}
+	for _, f := range o.checks {
 		if err := f(); err != nil {
 			r.fail(err)
 			return
 		}
 	}
 	r.started = true
-	for _, f := range r.pending {
+	for _, f := range o.pending {
 		r.goroutine(f)
 	}
-	r.pending = nil
+	o.pending = nil
 }
 
 // onFinish registers f to run once every goroutine of the run has exited.
@@ -724,9 +754,9 @@ func (r *run) settle() {
 		r.wake()
 	}
 	r.wg.Wait()
-	for len(r.untilHooks) > 0 {
-		h := r.untilHooks[0]
-		r.untilHooks = r.untilHooks[1:]
+	for o := r.opening; o != nil && len(o.untilHooks) > 0; {
+		h := o.untilHooks[0]
+		o.untilHooks = o.untilHooks[1:]
 		r.unhook(h)
 	}
 	r.hooks.Wait()
@@ -736,7 +766,7 @@ func (r *run) settle() {
 	r.mu.Unlock()
 	r.cleanUp()
 	if bug := r.bug.Load(); bug != nil {
-		panic("sluice: internal panic: " + bug.(string))
+		panic("sluice: internal panic: " + *bug)
 	}
 	if userPanic != nil {
 		panic(userPanic.Value)
@@ -806,12 +836,18 @@ func (r *run) result(parent context.Context) error {
 }
 
 // shared returns what share stored for n in this run, or nil.
-func (r *run) shared(n *node) any { return r.sharedNodes[n] }
+func (r *run) shared(n *node) any {
+	if r.opening == nil {
+		return nil
+	}
+	return r.opening.sharedNodes[n]
+}
 
 // share stores the run's state of a node that several streams read from.
 func (r *run) share(n *node, v any) {
-	if r.sharedNodes == nil {
-		r.sharedNodes = map[*node]any{}
+	o := r.opened()
+	if o.sharedNodes == nil {
+		o.sharedNodes = map[*node]any{}
 	}
-	r.sharedNodes[n] = v
+	o.sharedNodes[n] = v
 }

@@ -98,7 +98,8 @@ func (r *run) enterScope(stop context.Context) (leave func()) {
 	if rec := r.hook(&s.hook, &s.watch); rec != nil {
 		r.ctxPanicked(rec) // stop's methods panicked (see run_userctx.go)
 	} else {
-		r.untilHooks = append(r.untilHooks, &s.hook)
+		o := r.opened()
+		o.untilHooks = append(o.untilHooks, &s.hook)
 	}
 	r.onFinish(func() { cancel(errFinished) })
 	r.scope = s
