@@ -74,14 +74,13 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	checkKey[In](cfg, fn)
 	cfg.eager = sh == emitsWhileRunning // its outputs may come while f runs, without bound
 	cfg.single = sh == emitsOne
-	d.fusable = sh != emitsWhileRunning && cfg.key == nil
 	d.inputs[0] = in.n
 	d.node = node{kind: kind, inputs: d.inputs[:], waits: in.n.waits}
 	st := Stream[Out]{n: &d.node, open: d}
 	// Over a source that may wait, only if its next can be asked for an
 	// item that is ready (Interruptible): a consumer goroutine must never
 	// wait in it.
-	if d.fusable && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && (!in.n.waits || in.n.tries) {
+	if d.fusable() && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && (!in.n.waits || in.n.tries) {
 		st.fuseConsumers = cfg.workers
 		if !cfg.single {
 			// A handle holding a place hands its item's outputs to its own
@@ -97,21 +96,25 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 }
 
 // applyStage is a stage as built: one allocation for its configuration,
-// its node and its input, whatever the stage's kind.
+// its node and its input, whatever the stage's kind. Its size is part of
+// the cost of a short run.
 type applyStage[In, Out any] struct {
-	cfg     config
-	in      Stream[In]
-	f       func(context.Context, In, emitter[Out]) error
-	fusable bool
-	node    node
-	inputs  [1]*node
+	cfg    config
+	in     Stream[In]
+	f      func(context.Context, In, emitter[Out]) error
+	node   node
+	inputs [1]*node
 }
+
+// fusable reports whether the stage may run in its consumer's goroutines:
+// its function emits once it returned, and it is not keyed (see fuseRun).
+func (d *applyStage[In, Out]) fusable() bool { return !d.cfg.eager && d.cfg.key == nil }
 
 // open opens the stage for a consumer that pulls from any number of
 // goroutines.
 func (d *applyStage[In, Out]) open(r *run) puller[Out] {
 	// Upstream first, so that observers meet the stages in order.
-	serial := d.fusable && d.cfg.workers == 1 && d.cfg.buffer == 0
+	serial := d.fusable() && d.cfg.workers == 1 && d.cfg.buffer == 0
 	goroutines := d.cfg.goroutines(d.in.n.expected())
 	in := d.in.openFor(r, min(d.cfg.consumers(serial), goroutines))
 	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)

@@ -14,6 +14,23 @@ import (
 	"github.com/sluicedev/sluice/internal/guard"
 )
 
+// callOptions is the configuration of a stage's calls set by Retry,
+// RetryIf, Timeout, RateLimit and SharedRateLimit (see config.calls).
+type callOptions struct {
+	retry     retry
+	timeout   time.Duration
+	rateLimit rateLimit
+}
+
+// callOptions returns c's call options, made if c has none yet; only while
+// the stage is built.
+func (c *config) callOptions() *callOptions {
+	if c.calls == nil {
+		c.calls = &callOptions{}
+	}
+	return c.calls
+}
+
 // retry is the configuration set by Retry and RetryIf.
 type retry struct {
 	attempts  int           // calls per item at most; 0 or 1: no retry
@@ -64,7 +81,9 @@ func retryOption(fn string, attempts int, backoff time.Duration, retryable func(
 	if backoff < 0 {
 		panic(fmt.Sprintf("sluice: %s: negative backoff %v", fn, backoff))
 	}
-	return Option{apply: func(c *config, _ int) { c.retry = retry{attempts: attempts, backoff: backoff, retryable: retryable} }}
+	return Option{apply: func(c *config, _ int) {
+		c.callOptions().retry = retry{attempts: attempts, backoff: backoff, retryable: retryable}
+	}}
 }
 
 // notPanic is Retry's predicate: every error but a panic. The error's
@@ -96,7 +115,7 @@ func Timeout(d time.Duration) Option {
 	if d <= 0 {
 		panic(fmt.Sprintf("sluice: stage.Timeout: d = %v, want more than 0", d))
 	}
-	return Option{apply: func(c *config, _ int) { c.timeout = d }}
+	return Option{apply: func(c *config, _ int) { c.callOptions().timeout = d }}
 }
 
 // rateLimit is the configuration set by RateLimit or SharedRateLimit.
@@ -122,7 +141,7 @@ func RateLimit(perSecond float64, burst int) Option {
 	if burst < 1 {
 		panic(fmt.Sprintf("sluice: stage.RateLimit: burst = %d, want 1 or more", burst))
 	}
-	return Option{apply: func(c *config, _ int) { c.rateLimit = rateLimit{perSecond: perSecond, burst: burst} }}
+	return Option{apply: func(c *config, _ int) { c.callOptions().rateLimit = rateLimit{perSecond: perSecond, burst: burst} }}
 }
 
 // SharedRateLimit is [RateLimit] with a bucket of your own, l, which every
@@ -138,20 +157,23 @@ func SharedRateLimit(l *rate.Limiter) Option {
 	if l == nil {
 		panic("sluice: stage.SharedRateLimit: nil limiter")
 	}
-	return Option{apply: func(c *config, _ int) { c.rateLimit = rateLimit{shared: l} }}
+	return Option{apply: func(c *config, _ int) { c.callOptions().rateLimit = rateLimit{shared: l} }}
 }
 
 // forRun returns the stage's configuration for one run: its rate limiter
 // (a fresh one, or the shared one), a fresh error handler, and the stage's
 // observer; in is its input.
 func (c config) forRun(r *run, in *node) config {
-	c.pos = r.nextStage()
+	c.pos = int32(r.nextStage())
 	c.obs = r.observe(&c, in.expected())
-	switch {
-	case c.rateLimit.shared != nil:
-		c.rateLimit.limiter = c.rateLimit.shared
-	case c.rateLimit.perSecond > 0:
-		c.rateLimit.limiter = rate.NewLimiter(rate.Limit(c.rateLimit.perSecond), c.rateLimit.burst)
+	if k := c.calls; k != nil && (k.rateLimit.shared != nil || k.rateLimit.perSecond > 0) {
+		run := *k // the build's are shared by its runs
+		if l := &run.rateLimit; l.shared != nil {
+			l.limiter = l.shared
+		} else {
+			l.limiter = rate.NewLimiter(rate.Limit(l.perSecond), l.burst)
+		}
+		c.calls = &run
 	}
 	if c.policy.p != nil && c.policy.p.handle != nil {
 		c.handler = &handler{p: c.policy.p}
@@ -182,10 +204,10 @@ func (r retry) again(err *error) (yes bool) {
 // RateLimit. Each attempt recovers its own panic, which becomes a
 // *PanicError that Retry's predicate sees like any error.
 func (p *processor[In, Out]) call(v In, emit emitter[Out]) error {
-	c := &p.cfg
-	if c.retry.attempts <= 1 && c.timeout == 0 && c.rateLimit.limiter == nil {
+	if p.plain {
 		return p.attempt(p.r.ctx, v, emit) // a plain stage pays for nothing else
 	}
+	c := p.cfg.calls
 	ctx := p.r.ctx
 	for n := 1; ; n++ {
 		err := p.limited(ctx, v, emit)
@@ -203,7 +225,7 @@ func (p *processor[In, Out]) call(v In, emit emitter[Out]) error {
 
 // limited is one attempt, after its rate-limit token, under its timeout.
 func (p *processor[In, Out]) limited(ctx context.Context, v In, emit emitter[Out]) error {
-	c := &p.cfg
+	c := p.cfg.calls // not nil: see call
 	if l := c.rateLimit.limiter; l != nil {
 		if err := waitToken(ctx, l); err != nil {
 			return err
@@ -265,7 +287,7 @@ func waitToken(ctx context.Context, l *rate.Limiter) error {
 // longest Duration rather than overflowing (a first wait over ~4.5 years
 // would overflow at 64 times it, and an overflow is a short or negative
 // wait: an immediate retry).
-func (c *config) backoff(attempt int) time.Duration {
+func (c *callOptions) backoff(attempt int) time.Duration {
 	k := min(attempt-1, maxDoublings)
 	d := time.Duration(math.MaxInt64)
 	if b := c.retry.backoff; b <= d>>k {
@@ -300,7 +322,7 @@ func (c *config) stageName() string {
 	if c.name != "" {
 		return c.name
 	}
-	return c.kind + "#" + strconv.Itoa(c.pos)
+	return c.kind + "#" + strconv.Itoa(int(c.pos))
 }
 
 // itemError wraps a failed call's error for the stage's policy.

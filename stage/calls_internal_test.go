@@ -9,7 +9,7 @@ import (
 // The wait before the n-th retry is random in [d/2, d), d = backoff·2^(n-1),
 // capped at 64·backoff (Retry's doc).
 func TestBackoffRangeAndCap(t *testing.T) {
-	c := config{retry: retry{attempts: 20, backoff: 10 * time.Millisecond}}
+	c := callOptions{retry: retry{attempts: 20, backoff: 10 * time.Millisecond}}
 	for attempt := 1; attempt <= 12; attempt++ {
 		d := min(10*time.Millisecond<<(attempt-1), 64*10*time.Millisecond)
 		for range 200 {
@@ -24,7 +24,7 @@ func TestBackoffRangeAndCap(t *testing.T) {
 // Duration: never a short or negative wait (an immediate retry).
 func TestBackoffSaturates(t *testing.T) {
 	for _, b := range []time.Duration{math.MaxInt64 / 64, math.MaxInt64/64 + 1, math.MaxInt64 / 2, math.MaxInt64} {
-		c := config{retry: retry{attempts: 20, backoff: b}}
+		c := callOptions{retry: retry{attempts: 20, backoff: b}}
 		for attempt := 1; attempt <= 12; attempt++ {
 			d := time.Duration(math.MaxInt64)
 			if k := min(attempt-1, 6); b <= d>>k {

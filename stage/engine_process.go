@@ -12,10 +12,15 @@ type processor[In, Out any] struct {
 	r   *run
 	cfg config // the stage's configuration for this run (see forRun)
 	f   func(context.Context, In, emitter[Out]) error
+	// plain: no Retry, Timeout or RateLimit, so that a call is one attempt
+	// (see stepper.call).
+	plain bool
 }
 
 func newProcessor[In, Out any](r *run, cfg config, f func(context.Context, In, emitter[Out]) error) *processor[In, Out] {
-	return &processor[In, Out]{r: r, cfg: cfg, f: f}
+	c := cfg.calls
+	plain := c == nil || c.retry.attempts <= 1 && c.timeout == 0 && c.rateLimit.limiter == nil
+	return &processor[In, Out]{r: r, cfg: cfg, f: f, plain: plain}
 }
 
 // outlet takes the outputs of one item at a time, in order, on their way
@@ -180,14 +185,24 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 	return s.out.end()
 }
 
-// call runs the user's function on v, timing it if asked to.
-func (s *stepper[In, Out]) call(v In) error {
-	if !s.timed {
-		return s.p.call(v, s)
+// call runs the user's function on v, timing it if asked to. A plain
+// stage's call goes straight to its one attempt: a frame less on the way
+// to the user's function, and a worker's frames fit in its goroutine's
+// first stack with little room (see run.exit).
+func (s *stepper[In, Out]) call(v In) (err error) {
+	p := s.p
+	var start time.Duration
+	if s.timed {
+		start = sinceStart()
 	}
-	start := sinceStart()
-	err := s.p.call(v, s)
-	s.lastCall = sinceStart() - start
+	if p.plain {
+		err = p.attempt(p.r.ctx, v, s)
+	} else {
+		err = p.call(v, s)
+	}
+	if s.timed {
+		s.lastCall = sinceStart() - start
+	}
 	return err
 }
 

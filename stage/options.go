@@ -3,7 +3,6 @@ package stage
 import (
 	"fmt"
 	"runtime"
-	"time"
 )
 
 // Option configures a stage; make one with [Workers], [Ordered], [OnError],
@@ -16,23 +15,24 @@ type Option struct {
 	n     int
 }
 
+// config is a stage's configuration. It is part of every stage as built,
+// and its size is part of the cost of a short run: what few stages set
+// (Retry, Timeout, RateLimit) is behind a pointer.
 type config struct {
 	name    string // set by Name; else "kind#position" (see stageName)
 	kind    string
-	pos     int // per run: the stage's position, 1 for the first opened
 	workers int // >= 1, or -1 for unlimited
-	ordered bool
 	policy  ErrorPolicy
 	buffer  int
+	pos     int32 // per run: the stage's position, 1 for the first opened
+	ordered bool
+	split   bool // Unbatch straight after Batch: outputs take the members' acknowledgements
+	eager   bool // Apply: the function emits while it runs
+	single  bool // at most one output, emitted once the user's function returned
 
 	// Calls of user code (see calls.go).
-	retry     retry
-	timeout   time.Duration
-	rateLimit rateLimit
-	key       any  // a keyer[In], set by KeyBy
-	split     bool // Unbatch straight after Batch: outputs take the members' acknowledgements
-	eager     bool // Apply: the function emits while it runs
-	single    bool // at most one output, emitted once the user's function returned
+	calls *callOptions // nil: none set
+	key   any          // a keyer[In], set by KeyBy
 
 	// Per run, set by forRun.
 	handler *handler

@@ -104,9 +104,9 @@ func (s Stream[T]) Len() int {
 type node struct {
 	kind   string
 	inputs []*node
-	shared bool // read by several streams (Tee's branches)
+	total  int  // the number of items, if known
 	known  bool // the number of items is known: total
-	total  int
+	shared bool // read by several streams (Tee's branches)
 	// waits: pulling from the stream may wait for outside events without
 	// bound (a channel, a reader, a broker). A stage over such a stream
 	// never runs in its consumer's goroutines: a consumer blocked inside
