@@ -245,6 +245,9 @@ type opening struct {
 // opened returns the run's opening part, made if the run has none yet;
 // only while the pipeline is opened (see opening).
 func (r *run) opened() *opening {
+	if r.started {
+		panic("sluice: internal: the run's opening part asked for after the run started")
+	}
 	if r.opening == nil {
 		r.opening = &opening{}
 	}
