@@ -8,7 +8,8 @@ package metricstest
 import (
 	"errors"
 	"testing"
-	"time"
+
+	"github.com/sluicedev/sluice/internal/runcheck"
 )
 
 // Review13 runs the review13 scenarios against an adapter: newEnv makes a
@@ -70,14 +71,5 @@ func r13Balanced(t *testing.T, all []Point, stageName string) (recv, ok, failed 
 // Watchdog (f runs on a goroutine of its own: no t.Fatal in it).
 func Within(t *testing.T, f func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(Watchdog):
-		t.Fatal("hung")
-	}
+	runcheck.NoHang(t, "hung", f)
 }
