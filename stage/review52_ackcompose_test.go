@@ -87,8 +87,6 @@ var errR52 = errors.New("r52: item failed")
 // r52OnlyOps, when not nil, restricts r52Build to these operators.
 var r52OnlyOps []int
 
-// r52Build applies a random sequence of operators to s and returns the
-
 // r52FullRun runs the pipeline build makes to its end and counts the
 // outputs (values and forwarded errors) each item leads to; total is their
 // sum, desc the pipeline's description.
@@ -112,6 +110,7 @@ func r52FullRun(t *testing.T, seed int, build func(*r52Tracker) (stage.Stream[r5
 	return full, total, desc
 }
 
+// r52Build applies a random sequence of operators to s and returns the
 // stream with a description of it.
 func r52Build(rng *rand.Rand, s stage.Stream[r52V], depth int) (stage.Stream[r52V], string) {
 	var desc []string
@@ -371,60 +370,14 @@ func TestReview52AckRandomCompositionsErrStop(t *testing.T) {
 	runcheckInChild(t, func(t *testing.T) {
 		const n = 30
 		for seed := range 400 {
-			build := func(tr *r52Tracker) (stage.Stream[r52V], string) {
-				rng := rand.New(rand.NewPCG(uint64(seed), 5256))
-				return r52Build(rng, r52AckSource(tr, n), 1+rng.IntN(5))
-			}
-			full, total, desc := r52FullRun(t, seed, build)
-			if total == 0 {
+			r, ok := r52EndedRun(t, seed, n, "stop at", func(context.CancelFunc) (error, bool) { return stage.ErrStop, true })
+			if !ok {
 				continue
 			}
-			stopAt := 1 + rand.New(rand.NewPCG(uint64(seed), 1)).IntN(total)
-			tr := &r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}}
-			s, _ := build(tr)
-			committed := map[int]int{}
-			errOrigs := map[int]bool{}
-			seen := 0
-			err := stage.Run(context.Background(), s, func(_ context.Context, v r52V, err error) error {
-				seen++
-				orig := v.orig
-				if err != nil {
-					var e *stage.Error
-					errors.As(err, &e)
-					orig = e.Input.(r52V).orig
-					errOrigs[orig] = true
-				}
-				committed[orig]++
-				if seen == stopAt {
-					return stage.ErrStop
-				}
-				return nil
-			})
-			desc = fmt.Sprintf("%s, stop at output %d of %d", desc, stopAt, total)
-			if err != nil {
-				t.Fatalf("seed %d (%s): Run = %v, want nil after ErrStop", seed, desc, err)
+			if r.err != nil {
+				t.Fatalf("seed %d (%s): Run = %v, want nil after ErrStop", seed, r.desc, r.err)
 			}
-			tr.mu.Lock()
-			for orig := range n {
-				calls := tr.calls[orig]
-				if len(calls) > 1 {
-					t.Errorf("seed %d (%s): item %d told %d times: %v", seed, desc, orig, len(calls), calls)
-					continue
-				}
-				if errOrigs[orig] {
-					if len(calls) != 1 || calls[0] == nil {
-						t.Errorf("seed %d (%s): a forwarded error about item %d reached the sink; it was told %v", seed, desc, orig, calls)
-					}
-					continue
-				}
-				if len(calls) == 1 && calls[0] != nil {
-					t.Errorf("seed %d (%s): item %d told %v, though no error about it reached the sink", seed, desc, orig, calls[0])
-				}
-				if len(calls) == 1 && calls[0] == nil && committed[orig] != full[orig] {
-					t.Errorf("seed %d (%s): item %d told nil with %d of its %d outputs committed", seed, desc, orig, committed[orig], full[orig])
-				}
-			}
-			tr.mu.Unlock()
+			r.checkTold(t, seed, n, -1)
 			if t.Failed() {
 				return
 			}
@@ -440,73 +393,25 @@ func TestReview52AckRandomCompositionsSinkFails(t *testing.T) {
 	runcheckInChild(t, func(t *testing.T) {
 		const n = 30
 		for seed := range 400 {
-			build := func(tr *r52Tracker) (stage.Stream[r52V], string) {
-				rng := rand.New(rand.NewPCG(uint64(seed), 5256))
-				return r52Build(rng, r52AckSource(tr, n), 1+rng.IntN(5))
-			}
-			full, total, desc := r52FullRun(t, seed, build)
-			if total == 0 {
+			r, ok := r52EndedRun(t, seed, n, "commit fails at", func(context.CancelFunc) (error, bool) { return errR52Sink, false })
+			if !ok {
 				continue
 			}
-			stopAt := 1 + rand.New(rand.NewPCG(uint64(seed), 1)).IntN(total)
-			tr := &r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}}
-			s, _ := build(tr)
-			committed := map[int]int{}
-			errOrigs := map[int]bool{}
-			seen := 0
-			failedOrig := -1
-			err := stage.Run(context.Background(), s, func(_ context.Context, v r52V, err error) error {
-				seen++
-				orig := v.orig
-				if err != nil {
-					var e *stage.Error
-					errors.As(err, &e)
-					orig = e.Input.(r52V).orig
-					errOrigs[orig] = true
-				}
-				if seen == stopAt {
-					failedOrig = orig
-					return errR52Sink
-				}
-				committed[orig]++
-				return nil
-			})
-			desc = fmt.Sprintf("%s, commit fails at output %d of %d", desc, stopAt, total)
-			if !errors.Is(err, errR52Sink) {
-				t.Fatalf("seed %d (%s): Run = %v, want the callback's error", seed, desc, err)
+			if !errors.Is(r.err, errR52Sink) {
+				t.Fatalf("seed %d (%s): Run = %v, want the callback's error", seed, r.desc, r.err)
 			}
 			// "the sink callback that got it (or an output of it) returned
 			// err (the commit failed)": told an error (the first one).
-			if c := tr.calls[failedOrig]; len(c) != 1 || c[0] == nil {
-				t.Errorf("seed %d (%s): the commit of an output of item %d failed; it was told %v", seed, desc, failedOrig, c)
-			} else if !errOrigs[failedOrig] && !errors.Is(c[0], errR52Sink) {
-				t.Errorf("seed %d (%s): item %d told %v, want the callback's error", seed, desc, failedOrig, c[0])
+			failedOrig := r.stopOrig
+			r.tr.mu.Lock()
+			c := r.tr.calls[failedOrig]
+			r.tr.mu.Unlock()
+			if len(c) != 1 || c[0] == nil {
+				t.Errorf("seed %d (%s): the commit of an output of item %d failed; it was told %v", seed, r.desc, failedOrig, c)
+			} else if !r.errOrigs[failedOrig] && !errors.Is(c[0], errR52Sink) {
+				t.Errorf("seed %d (%s): item %d told %v, want the callback's error", seed, r.desc, failedOrig, c[0])
 			}
-			errOrigs[failedOrig] = true
-			tr.mu.Lock()
-			for orig := range n {
-				calls := tr.calls[orig]
-				if len(calls) > 1 {
-					t.Errorf("seed %d (%s): item %d told %d times: %v", seed, desc, orig, len(calls), calls)
-					continue
-				}
-				if errOrigs[orig] {
-					if orig == failedOrig {
-						continue
-					}
-					if len(calls) != 1 || calls[0] == nil {
-						t.Errorf("seed %d (%s): a forwarded error about item %d reached the sink; it was told %v", seed, desc, orig, calls)
-					}
-					continue
-				}
-				if len(calls) == 1 && calls[0] != nil {
-					t.Errorf("seed %d (%s): item %d told %v, though no error about it reached the sink", seed, desc, orig, calls[0])
-				}
-				if len(calls) == 1 && calls[0] == nil && committed[orig] != full[orig] {
-					t.Errorf("seed %d (%s): item %d told nil with %d of its %d outputs committed", seed, desc, orig, committed[orig], full[orig])
-				}
-			}
-			tr.mu.Unlock()
+			r.checkTold(t, seed, n, failedOrig)
 			if t.Failed() {
 				return
 			}
@@ -524,67 +429,112 @@ func TestReview52AckRandomCompositionsCancelled(t *testing.T) {
 	runcheckInChild(t, func(t *testing.T) {
 		const n = 30
 		for seed := range 400 {
-			build := func(tr *r52Tracker) (stage.Stream[r52V], string) {
-				rng := rand.New(rand.NewPCG(uint64(seed), 5256))
-				return r52Build(rng, r52AckSource(tr, n), 1+rng.IntN(5))
-			}
-			full, total, desc := r52FullRun(t, seed, build)
-			if total == 0 {
+			r, ok := r52EndedRun(t, seed, n, "cancelled at", func(cancel context.CancelFunc) (error, bool) { cancel(); return nil, true })
+			if !ok {
 				continue
 			}
-			stopAt := 1 + rand.New(rand.NewPCG(uint64(seed), 1)).IntN(total)
-			tr := &r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}}
-			s, _ := build(tr)
-			committed := map[int]int{}
-			errOrigs := map[int]bool{}
-			seen := 0
-			ctx, cancel := context.WithCancel(context.Background())
-			err := stage.Run(ctx, s, func(_ context.Context, v r52V, err error) error {
-				seen++
-				orig := v.orig
-				if err != nil {
-					var e *stage.Error
-					errors.As(err, &e)
-					orig = e.Input.(r52V).orig
-					errOrigs[orig] = true
-				}
-				committed[orig]++
-				if seen == stopAt {
-					cancel()
-				}
-				return nil
-			})
-			cancel()
-			desc = fmt.Sprintf("%s, cancelled at output %d of %d", desc, stopAt, total)
-			if stopAt < total && !errors.Is(err, context.Canceled) {
-				t.Fatalf("seed %d (%s): Run = %v, want context.Canceled", seed, desc, err)
+			if r.stopAt < r.total && !errors.Is(r.err, context.Canceled) {
+				t.Fatalf("seed %d (%s): Run = %v, want context.Canceled", seed, r.desc, r.err)
 			}
-			tr.mu.Lock()
-			for orig := range n {
-				calls := tr.calls[orig]
-				if len(calls) > 1 {
-					t.Errorf("seed %d (%s): item %d told %d times: %v", seed, desc, orig, len(calls), calls)
-					continue
-				}
-				if errOrigs[orig] {
-					if len(calls) != 1 || calls[0] == nil {
-						t.Errorf("seed %d (%s): a forwarded error about item %d reached the sink; it was told %v", seed, desc, orig, calls)
-					}
-					continue
-				}
-				if len(calls) == 1 && calls[0] != nil {
-					t.Errorf("seed %d (%s): item %d told %v, though no error about it reached the sink", seed, desc, orig, calls[0])
-				}
-				if len(calls) == 1 && calls[0] == nil && committed[orig] != full[orig] {
-					t.Errorf("seed %d (%s): item %d told nil with %d of its %d outputs committed", seed, desc, orig, committed[orig], full[orig])
-				}
-			}
-			tr.mu.Unlock()
+			r.checkTold(t, seed, n, -1)
 			if t.Failed() {
 				return
 			}
 		}
 	})
+}
+
+// r52Ended is a second run of a seed's random pipeline (over n items of
+// r52AckSource), ended at a random output (see r52EndedRun).
+type r52Ended struct {
+	full      map[int]int // outputs per item in a run to the end
+	total     int         // their sum
+	desc      string      // the pipeline, and where the run ended
+	tr        *r52Tracker
+	committed map[int]int  // outputs committed per item
+	errOrigs  map[int]bool // items a forwarded error about which reached the sink
+	stopAt    int          // the output at which end was called, from 1
+	stopOrig  int          // the item of that output
+	err       error        // what Run returned
+}
+
+// r52EndedRun runs seed's pipeline to its end (r52FullRun), then again,
+// calling end at a random output stopAt: end may cancel the run's context,
+// and returns what the sink's callback returns and whether that output
+// counts as committed (every other output is, and the callback returns nil
+// for it). what says how the run ended, for messages. ok is false when the
+// pipeline has no output.
+func r52EndedRun(t *testing.T, seed, n int, what string, end func(cancel context.CancelFunc) (error, bool)) (r r52Ended, ok bool) {
+	t.Helper()
+	build := func(tr *r52Tracker) (stage.Stream[r52V], string) {
+		rng := rand.New(rand.NewPCG(uint64(seed), 5256))
+		return r52Build(rng, r52AckSource(tr, n), 1+rng.IntN(5))
+	}
+	r.full, r.total, r.desc = r52FullRun(t, seed, build)
+	if r.total == 0 {
+		return r, false
+	}
+	r.stopAt = 1 + rand.New(rand.NewPCG(uint64(seed), 1)).IntN(r.total)
+	r.tr = &r52Tracker{calls: map[int][]error{}, doneNil: map[int]bool{}}
+	s, _ := build(r.tr)
+	r.committed, r.errOrigs, r.stopOrig = map[int]int{}, map[int]bool{}, -1
+	seen := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	r.err = stage.Run(ctx, s, func(_ context.Context, v r52V, err error) error {
+		seen++
+		orig := v.orig
+		if err != nil {
+			var e *stage.Error
+			errors.As(err, &e)
+			orig = e.Input.(r52V).orig
+			r.errOrigs[orig] = true
+		}
+		if seen != r.stopAt {
+			r.committed[orig]++
+			return nil
+		}
+		r.stopOrig = orig
+		ret, committed := end(cancel)
+		if committed {
+			r.committed[orig]++
+		}
+		return ret
+	})
+	cancel()
+	r.desc = fmt.Sprintf("%s, %s output %d of %d", r.desc, what, r.stopAt, r.total)
+	return r, true
+}
+
+// checkTold checks what every item of an ended run was told: at most once;
+// an error if a forwarded error about it reached the sink; no error
+// otherwise; nil only with every output of a run to the end committed.
+// skip is an item the caller checks itself (-1: none).
+func (r *r52Ended) checkTold(t *testing.T, seed, n, skip int) {
+	t.Helper()
+	r.tr.mu.Lock()
+	defer r.tr.mu.Unlock()
+	for orig := range n {
+		calls := r.tr.calls[orig]
+		if len(calls) > 1 {
+			t.Errorf("seed %d (%s): item %d told %d times: %v", seed, r.desc, orig, len(calls), calls)
+			continue
+		}
+		if orig == skip {
+			continue
+		}
+		if r.errOrigs[orig] {
+			if len(calls) != 1 || calls[0] == nil {
+				t.Errorf("seed %d (%s): a forwarded error about item %d reached the sink; it was told %v", seed, r.desc, orig, calls)
+			}
+			continue
+		}
+		if len(calls) == 1 && calls[0] != nil {
+			t.Errorf("seed %d (%s): item %d told %v, though no error about it reached the sink", seed, r.desc, orig, calls[0])
+		}
+		if len(calls) == 1 && calls[0] == nil && r.committed[orig] != r.full[orig] {
+			t.Errorf("seed %d (%s): item %d told nil with %d of its %d outputs committed", seed, r.desc, orig, r.committed[orig], r.full[orig])
+		}
+	}
 }
 
 // Doc (Ack): "Whatever ends the run, an item whose outputs were all
