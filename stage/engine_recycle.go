@@ -28,8 +28,10 @@ import "sync"
 // finish fails the test instead of corrupting another run: a use through
 // one of the state's pointers dereferences nil; a use of only its locks or
 // counters (a late wake of its queue) races with the zeroing, which the
-// race detector reports (the tests run with -race). See
-// recycle_internal_test.go and recycle_test.go.
+// race detector reports (the tests run with -race). So a test of this
+// package that means to check reuse runs in a child process whose test's
+// name holds "Recycled", the only place states are reused (see
+// recycle_internal_test.go); the other packages' tests reuse them.
 
 // recycler is a per-run state that goes back to its pool when the run
 // finishes.

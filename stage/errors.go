@@ -100,9 +100,14 @@ var ErrNilTask = errors.New("sluice: nil task")
 // lost, so the run fails with ErrGoexit rather than return what it has as
 // if complete (unless it failed otherwise, whose error it returns, its
 // context was cancelled first, whose error it returns as for any
-// cancellation, or its sink stopped it with ErrStop). A function that calls Goexit on the sink's
-// own goroutine ends that goroutine: the sink does not return, as with any
-// function, and the run's goroutines exit.
+// cancellation, or its sink stopped it with ErrStop). A function that
+// calls Goexit on the sink's own goroutine ends that goroutine: the sink
+// does not return, as with any function, and the run's goroutines exit.
+// The functions that run on the sink's goroutine: the sink's callback, a
+// source's open and stop, an observer's Stage and Closed, and the calls a
+// stage makes in its consumer's goroutines, which a cheap stage or one
+// whose input holds a single item may do (see [Workers]; Buffer(1) keeps
+// a stage's calls on goroutines of its own).
 var ErrGoexit = errors.New("sluice: a goroutine of the run was ended by runtime.Goexit (t.Fatal or t.FailNow in a stage's function?)")
 
 // ErrStop, returned by the callback of [Run], ends the run early without an
