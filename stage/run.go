@@ -18,43 +18,48 @@ import (
 // error forwarded by a stage with the [Forward] policy. ctx is the run's
 // context, derived from the ctx passed to Run. Run takes what the last
 // stage has ready in one batch and calls f for each of its items; the
-// batch counts in the stage's read-ahead (Workers plus Buffer) until f has
-// seen all of it, and may hold all of it, so an f that waits for the
-// pipeline to take further items may wait for ever, whatever the Buffer.
+// batch counts in the stage's read-ahead (Workers plus Buffer; twice the
+// Workers plus Buffer for an Ordered stage) until f has seen all of it,
+// and may hold all of it, so an f that waits for the pipeline to take
+// further items may wait for ever, whatever the Buffer.
 // (An item handed to Run while it waited for one is taken at once, as with
 // an unbuffered channel: it does not count, so the pipeline may then hold
 // one item more than the read-ahead that f has not seen yet.)
 //
 // f returns nil to go on, [ErrStop] to end the run early without an error
-// (or an error that wraps it: see [IsStop]), or any other error to end the run with it, as a [FailFast] item error does:
-// the run's context is cancelled with that error as its cause and Run
-// returns it (unless a FailFast error had cut the run short already: the
-// first error wins). An item for which f returned nil or ErrStop is
+// (or an error that wraps it: see [IsStop]), or any other error to end the
+// run with it, as a [FailFast] item error does: the run's context is
+// cancelled with that error as its cause and Run returns it (unless a
+// FailFast error had cut the run short already: the first error wins). An item for which f returned nil or ErrStop is
 // committed (its acknowledgement, if any, is released); one for which f
 // returned an error failed with it, unless the run was ending already when
 // f returned (cancelled, or failed elsewhere) and the error says so (it is,
 // for errors.Is, context.Canceled, context.DeadlineExceeded or the run's
 // cause): then the commit was cut short, and the item's fate is unknown
 // (its acknowledgement is not told, as for a stage's call cut short; a
-// forwarded error's item is told that error, as when f returns nil). A panic in f is not recovered: Run cancels the run, waits
-// for it, and lets the panic continue (the sinks that take user callbacks
-// turn their panics into errors themselves).
+// forwarded error's item is told that error, as when f returns nil). A
+// panic in f is not recovered: Run cancels the run, waits for it, and lets
+// the panic continue (the sinks that take user callbacks turn their panics
+// into errors themselves).
 //
 // Run returns only when every goroutine of the run has exited: each has
 // signalled its end, after which it runs no code but its return (as with
 // sync.WaitGroup, runtime.NumGoroutine may still count it for an instant).
-// Its result
-// depends only on what f saw and returned, never on timing:
+// Its result depends only on what f saw and returned, never on timing (f
+// saw the end of s when Run, asking for the next item after f returned for
+// the last one, found none: a cancellation of ctx while f works on the
+// last item comes before the end):
 //
 //   - nil when f returned ErrStop, whatever else happened meanwhile (a
 //     failure of the run after that, such as a panic in an [Ack]'s Done,
 //     no longer changes the result);
 //   - the error f returned, or the error that had cut the run short before;
 //   - the error that cut the run short before f saw the end of s: the first
-//     [FailFast] *[Error] (or a [Handle] policy's error), or, when ctx was
-//     cancelled, an error for which errors.Is(err, context.Canceled) (or
-//     context.DeadlineExceeded) holds — even if a source had failed before,
-//     since the items before the failure were not all delivered;
+//     [FailFast] *[Error] (or a [Handle] or [Budget] policy's error), or,
+//     when ctx was cancelled, an error for which
+//     errors.Is(err, context.Canceled) (or context.DeadlineExceeded) holds
+//     — even if a source had failed before, since the items before the
+//     failure were not all delivered;
 //   - once f saw the end of s: the *[SourceError] if a source failed (every
 //     item produced before the failure was delivered), else nil.
 //
@@ -215,7 +220,7 @@ type run struct {
 	stopped bool // the sink's f returned ErrStop
 
 	mu           sync.Mutex
-	ctxCancelled bool // the run cancelled its context itself (see cancelCtxLocked)
+	ctxCancelled bool // the run made its one attempt to cancel its context (the parent's end may have got there first: see cancelCtxLocked)
 	finished     bool
 	// wakeAtFinish: the wakers are finish's to wake (see finishLocked); the
 	// sink's goroutine's.
@@ -303,7 +308,7 @@ func (r *run) cancelled() bool {
 // fail ends the run with err: the cause of the cancellation, and what the
 // sink returns if it is the first and the run was still live.
 //
-// The failure and the cause are one decision, under mu (see cancelRun): a
+// The failure and the cause are one decision, under mu (see cancelLocked): a
 // failure is recorded only if its cancellation is the one that ended the
 // context, so that calls in flight see as the cause what the sink returns.
 // (A parent's cancellation reaches the context without mu: if it came
@@ -418,9 +423,23 @@ func (r *run) lateFail(err error) {
 }
 
 // sawEnd records that the sink's stream ended; it ended the run's way only
-// if the run was still live (a stream ends early only when the run was
-// cancelled).
-func (r *run) sawEnd() { r.ended = !r.cancelled() }
+// if the run was still live and its parent had not ended. A stream ends
+// early only when the run was cancelled, or when the parent's end, still
+// on its way to the run's context, cut it short: a stage's failure is then
+// not the run's (see stageFailed), yet its worker stops, and it may have
+// been the last to write the sink's queue; the parent's error is the result.
+func (r *run) sawEnd() { r.ended = !r.cancelled() && !r.parentClosed() }
+
+// parentClosed reports whether the parent's Done channel is closed (its end
+// may not have reached the run's context yet: see parentEnding).
+func (r *run) parentClosed() bool {
+	select {
+	case <-r.parentDone: // nil for a parent that never ends: never ready
+		return true
+	default:
+		return false
+	}
+}
 
 // goroutine runs f in the run's scope: at start, or at once once the run
 // has started. A panic in f (a library bug, never user code, which is
@@ -664,9 +683,7 @@ func (r *run) parentEnding() bool {
 	if r.ctxCancelled {
 		return false
 	}
-	select {
-	case <-r.parentDone:
-	default:
+	if !r.parentClosed() {
 		return false
 	}
 	select {
