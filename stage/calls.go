@@ -106,7 +106,9 @@ func notPanic(err error) (yes bool) {
 // [Retry]) a context that expires d after the call starts. A function that
 // honours its ctx then returns an error for which
 // errors.Is(err, context.DeadlineExceeded) holds, which is retryable by
-// default. The run goes on: only that call's context expires. Timeout
+// default. Only that call's context expires, not the run's: what the
+// call's error does then is the stage's policy's (under the default
+// FailFast it ends the run, as any item error does). Timeout
 // cannot stop a function that ignores its ctx: the stage waits for it to
 // return, however long that takes; what it returns then counts (nil is a
 // success, even after the deadline).
@@ -202,11 +204,9 @@ func (r retry) again(err *error) (yes bool) {
 
 // call runs the user's function on v under the stage's Retry, Timeout and
 // RateLimit. Each attempt recovers its own panic, which becomes a
-// *PanicError that Retry's predicate sees like any error.
+// *PanicError that Retry's predicate sees like any error. A plain stage
+// does not come here: stepper.call calls its one attempt directly.
 func (p *processor[In, Out]) call(v In, emit emitter[Out]) error {
-	if p.plain {
-		return p.attempt(p.r.ctx, v, emit) // a plain stage pays for nothing else
-	}
 	c := p.cfg.calls
 	ctx := p.r.ctx
 	for n := 1; ; n++ {

@@ -63,8 +63,11 @@ package stage
 // the run's state at the moment it is let go of: an item whose function
 // returned nil with every output queued is released even if the run was
 // cancelled meanwhile (its outputs decide), and an item is abandoned only
-// when an output of it was really dropped or its call failed because the
-// run was ending.
+// when an output of it was really dropped or its call failed while the run
+// was ending: a stage takes any error its function returns (a panic
+// included) once the run is cancelled for a consequence of the end, as
+// the Watcher doc says, while a handler's or the sink's callback's error is
+// cut short only if it says so (see endedBy).
 //
 // User code. Every call of a function the user gave goes through
 // guard.Call, so that its panic becomes an error and never unwinds a

@@ -54,7 +54,7 @@ type fuseRun[In, Out any] struct {
 	// stays with a goroutine of the stage, which waits in the source: a
 	// consumer never sits in the source while outputs wait for it.
 	tries      bool
-	goroutines atomic.Int64 // places held by goroutines of the stage
+	goroutines atomic.Int64 // places held by goroutines of the stage, as started and retired (see retire): one that exits at the end of its input or of the run still counts, when the floor it keeps no longer matters
 
 	handles handles[In] // a new input handle for a place
 	items   int         // at most this many input items (Stream.Len), or -1

@@ -69,7 +69,7 @@ type emitter[Out any] interface {
 }
 
 // initStepper makes s a stepper of p whose outputs go to out. (s and out
-// usually live in one struct: see applier.stepper.)
+// usually live in one struct: see queueStepper.)
 func (p *processor[In, Out]) initStepper(s *stepper[In, Out], out outlet[Out]) {
 	*s = stepper[In, Out]{p: p, out: out}
 }

@@ -34,7 +34,7 @@ type queue[T any] struct {
 	head     int
 	size     int
 	ready    atomic.Int64 // size, readable without mu
-	// slow: the producers' calls are slow (see task.call), so a token-carrying
+	// slow: the producers' calls are slow (set by applier.loop from its timed calls), so a token-carrying
 	// item pushed while a consumer waits is handed to it at once (see push).
 	slow    atomic.Bool
 	waiting int // consumer goroutines waiting for an item (under mu)
