@@ -1,8 +1,11 @@
 package stage
 
-// The engine: how a run moves items. Files engine_*.go hold it, run.go
-// holds a run's lifecycle; the rest of the package is the public vocabulary
-// written over it.
+// The engine: how a run moves items. Files engine_*.go hold it; run.go
+// holds Run, the sink primitive, and run_*.go a run's lifecycle: its state
+// and goroutines (run_state.go), cancellation and wake-ups
+// (run_cancel.go), how it ends and what it returns (run_end.go), its
+// finish (run_finish.go) and the caller's context (run_userctx.go). The
+// rest of the package is the public vocabulary written over it.
 //
 // # The life of an item
 //

@@ -144,7 +144,7 @@ func (p *r44bValueParent) Value(key any) any {
 }
 
 // TestReview44ParentPanicAtFinish: 7effe16 unlocks the run's lock by a
-// defer in finishLocked so that a panic in the parent's methods (called
+// defer in cancelForFinish so that a panic in the parent's methods (called
 // when the run's context is cancelled) does not hang the run. But finish
 // has set r.finished before, so the panic leaves finish half done and the
 // deferred finish in Run returns at once: the sink panics without waiting

@@ -39,7 +39,7 @@ import (
 // called, and runs only its deferred calls. So each call comes after what
 // the run owes at that point is done, or deferred: the wake-up of the
 // sleepers is decided and started before the run's context is cancelled
-// (cancelLocked, finishLocked); a failure, or a Goexit, is recorded before
+// (cancelLocked, cancelForFinish); a failure, or a Goexit, is recorded before
 // it cancels the context (fail, goexited); an item's Ack is told of the
 // failure that ends the run at it by a deferred call (stepper.failRun,
 // Run's deliver); a goroutine's wg.Done is deferred (exit); a hook's
