@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
+
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -51,7 +53,7 @@ func TestReview55_ReadAheadWhileSinkBlocked(t *testing.T) {
 						var worst int64
 						sum := 0
 						var err error
-						r55Watchdog(t, label, func() {
+						runcheck.NoHang(t, label, func() {
 							err = sink.ForEach(context.Background(), s, func(_ context.Context, v int) error {
 								seen++
 								sum += v
@@ -137,7 +139,7 @@ func TestReview55_BudgetPerRun(t *testing.T) {
 					}
 				}()
 			}
-			r55Watchdog(t, "concurrent budget runs", func() {
+			runcheck.NoHang(t, "concurrent budget runs", func() {
 				for range 8 {
 					<-done
 				}
@@ -174,7 +176,7 @@ func TestReview55_UntilStoppedBeforeRun(t *testing.T) {
 						stops.Store(0)
 						var cnt int
 						var err error
-						r55Watchdog(t, label, func() { cnt, err = sink.Count(context.Background(), s) })
+						runcheck.NoHang(t, label, func() { cnt, err = sink.Count(context.Background(), s) })
 						if err != nil || cnt != 0 || nexts.Load() != 0 || stops.Load() != 1 {
 							t.Fatalf("%s run %d: count %d err %v, %d items taken, %d stops", label, run, cnt, err, nexts.Load(), stops.Load())
 						}

@@ -133,7 +133,7 @@ func TestReview55_GoexitOwnGoroutines(t *testing.T) {
 						}, c.opts...)
 						var err error
 						returned := false
-						r55Watchdog(t, label, func() {
+						runcheck.NoHang(t, label, func() {
 							done := make(chan struct{})
 							go func() {
 								defer close(done)
@@ -225,7 +225,7 @@ func TestReview55_GoexitMayEndConsumer(t *testing.T) {
 						}, stage.Workers(w))
 						var err error
 						returned := false
-						r55Watchdog(t, label, func() {
+						runcheck.NoHang(t, label, func() {
 							done := make(chan struct{})
 							go func() {
 								defer close(done)
@@ -238,7 +238,7 @@ func TestReview55_GoexitMayEndConsumer(t *testing.T) {
 							t.Fatalf("%s: returned %v, want ErrGoexit", label, err)
 						}
 						if srcName != "slice" {
-							r55Watchdog(t, label+" stop", func() {
+							runcheck.NoHang(t, label+" stop", func() {
 								for stops.Load() == 0 {
 									runtime.Gosched()
 									time.Sleep(time.Millisecond)
@@ -323,7 +323,7 @@ func TestReview55_BoundWhileSwitching(t *testing.T) {
 					}
 				}
 				var err error
-				r55Watchdog(t, label, func() {
+				runcheck.NoHang(t, label, func() {
 					err = stage.Run(context.Background(), b, func(_ context.Context, v int, err error) error {
 						if v%500 == 1 {
 							time.Sleep(50 * time.Microsecond) // a consumer that is slow now and then
@@ -387,7 +387,7 @@ func TestReview55_BarrierWithBuffer(t *testing.T) {
 					}, opts...)
 					var got []int
 					var err error
-					r55Watchdog(t, label, func() { got, _, err = r55Collect(context.Background(), s) })
+					runcheck.NoHang(t, label, func() { got, _, err = r55Collect(context.Background(), s) })
 					if err != nil || !r55SameMultiset(got, r55Ints(n)) {
 						t.Fatalf("%s: %v %v", label, got, err)
 					}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
+
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -106,7 +108,7 @@ func TestReview55_ErrStopWinsOverLateFailure(t *testing.T) {
 					}, r55Opts(w, ordered, 1, stage.OnError(policy))...)
 					var err error
 					calls := 0
-					r55Watchdog(t, label, func() {
+					runcheck.NoHang(t, label, func() {
 						err = sink.ForEach(ctx, s, func(rctx context.Context, v int) error {
 							calls++
 							if how == "cancel" {
@@ -194,7 +196,7 @@ func TestReview55_CancelAtEachPoint(t *testing.T) {
 							calls, after := 0, 0
 							cancelled := false
 							var err error
-							r55Watchdog(t, label, func() {
+							runcheck.NoHang(t, label, func() {
 								err = sink.ForEach(rctx, s, func(_ context.Context, v int) error {
 									if cancelled {
 										after++

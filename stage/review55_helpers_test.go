@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"testing"
-	"time"
 
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -27,22 +25,6 @@ func r55Ints(n int) []int {
 		xs[i] = i
 	}
 	return xs
-}
-
-// r55Watchdog fails the test if f does not return within a long time: a
-// hang detector only.
-func r55Watchdog(t testing.TB, label string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s: hung", label)
-	}
 }
 
 // r55Src describes how a source of 0..n-1 is made; stops counts the calls

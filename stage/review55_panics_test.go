@@ -192,7 +192,7 @@ func TestReview55_PanicEverywhere(t *testing.T) {
 									var err error
 									var returned bool
 									var stops *atomic.Int64
-									r55Watchdog(t, label, func() {
+									runcheck.NoHang(t, label, func() {
 										returned, stops, err = r55PanicPipeline(where, n, k, w, ordered, buf, func() { panic(val) })
 									})
 									if !returned {
@@ -274,7 +274,7 @@ func TestReview55_GoexitEverywhere(t *testing.T) {
 							var err error
 							var returned bool
 							var stops *atomic.Int64
-							r55Watchdog(t, label, func() {
+							runcheck.NoHang(t, label, func() {
 								returned, stops, err = r55PanicPipeline(where, n, k, w, false, buf, runtime.Goexit)
 							})
 							switch where {
@@ -299,7 +299,7 @@ func TestReview55_GoexitEverywhere(t *testing.T) {
 								t.Fatalf("%s: err %v, want ErrGoexit", label, err)
 							}
 							if where != "at" && where != "open" {
-								r55Watchdog(t, label+" stop", func() {
+								runcheck.NoHang(t, label+" stop", func() {
 									for stops.Load() == 0 {
 										time.Sleep(time.Millisecond)
 									}

@@ -417,7 +417,7 @@ func r55RecycledBackToBack(t *testing.T) {
 		s := r55BuildRecycled(c)
 		for id := 1; id <= 6*7*7*6; id++ {
 			var msg string
-			r55Watchdog(t, "run", func() { msg = r55DoRun(c, s, r55Plan(id), (id/294)%6) })
+			runcheck.NoHang(t, "run", func() { msg = r55DoRun(c, s, r55Plan(id), (id/294)%6) })
 			if msg != "" {
 				t.Fatal(msg)
 			}
@@ -459,7 +459,7 @@ func r55RecycledConcurrent(t *testing.T) {
 				}
 			}()
 		}
-		r55Watchdog(t, "concurrent runs", wg.Wait)
+		runcheck.NoHang(t, "concurrent runs", wg.Wait)
 		if firstErr != "" {
 			t.Fatalf("cfg %+v: %s", c, firstErr)
 		}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
+
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
 )
@@ -139,7 +141,7 @@ func TestReview55_SmallRunsExact(t *testing.T) {
 								stops.Store(0)
 								var got []int
 								var err error
-								r55Watchdog(t, label, func() {
+								runcheck.NoHang(t, label, func() {
 									switch run {
 									case 0:
 										var fwd []error
@@ -226,7 +228,7 @@ func TestReview55_TwoStageChains(t *testing.T) {
 							}
 							var got []int
 							var err error
-							r55Watchdog(t, label, func() { got, err = sink.Slice(ctx, s) })
+							runcheck.NoHang(t, label, func() { got, err = sink.Slice(ctx, s) })
 							if err != nil {
 								t.Fatalf("%s: %v", label, err)
 							}
