@@ -278,11 +278,11 @@ func TestReview55_GoexitEverywhere(t *testing.T) {
 								returned, stops, err = r55PanicPipeline(where, n, k, w, false, buf, runtime.Goexit)
 							})
 							switch where {
-							case "foreach", "reduce", "open", "obs-stage", "obs-closed":
-								// The sink's goroutine: the callback (stage.Run calls
-								// it in the caller's goroutine), open and Observer.Stage
-								// (called "from the sink's goroutine"), Closed
-								// ("from the sink's goroutine").
+							case "foreach", "reduce", "open", "stop", "obs-stage", "obs-closed":
+								// The sink's goroutine (ErrGoexit's doc lists them): the
+								// callback (stage.Run calls it in the caller's
+								// goroutine), a source's open and stop, Observer.Stage
+								// and Closed ("from the sink's goroutine").
 								if returned {
 									t.Fatalf("%s: the sink returned %v after a Goexit on its own goroutine", label, err)
 								}
