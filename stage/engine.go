@@ -105,12 +105,17 @@ package stage
 // context wakes every wait. The sink's Run returns after run.finish has
 // waited for every goroutine of the run and run the sources' stop
 // functions; its result is a function of what the sink saw (run.result).
-// Invariant: a producer stops before its input ended only once the run is
-// cancelled, or its parent's end is on its way to the run's context (a
+// Invariant: apart from the ends by design (a drain: a source failed, or
+// Until's stop came, and the sources take no new item), a producer stops
+// before its input ended, or leaves items stranded (an Ordered window
+// behind a lost item, a KeyBy gate behind a failed key), only once the run
+// is cancelled, or its parent's end is on its way to the run's context (a
 // stage failure then is not the run's: run.stageFailed), or a Goexit ended
-// it (run.goexit). So a stream end the sink sees proves the run complete
-// only when none of these holds (run.sawEnd, run.result): a new way for a
-// producer to stop early must cancel the run or be one of them.
+// it (run.goexit; recorded after its queue was closed, so possibly after
+// the sink saw the end: see run.finishedAfterParent). So a stream end the
+// sink sees proves the run complete only when none of these holds
+// (run.sawEnd, run.result): a new way for a producer to stop early, or to
+// strand items, must cancel the run or be one of them.
 
 // item is what travels between stages: a value, or a forwarded error in its
 // place, with the acknowledgement it carries and its flags. An item is

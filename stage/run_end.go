@@ -149,7 +149,7 @@ func (r *run) goexited() {
 
 // goexitedLocked is goexited's work, under mu.
 func (r *run) goexitedLocked() {
-	if r.parentEnding() {
+	if r.parentEnding() || r.finishedAfterParent() {
 		r.goexit.CompareAndSwap(0, goexitLate)
 		return
 	}
@@ -158,6 +158,18 @@ func (r *run) goexitedLocked() {
 	if prev != goexitLive && r.cutShortLocked() {
 		r.goexit.Store(goexitLate)
 	}
+}
+
+// finishedAfterParent reports, under mu, whether finish has cancelled the
+// run's context after the sink saw its stream end while the parent's end
+// was on its way (sawEnd: not ended). A goroutine that Goexits closes its
+// queue (deferred) before exit records the Goexit, so the sink may see
+// that end, and finish cancel the run, first: the Goexit still came after
+// the parent's end, and is a late one, as under parentEnding. (ended is
+// the sink's; read here only once finish, which the sink calls after
+// sawEnd, has taken mu: the errFinished cause says so.)
+func (r *run) finishedAfterParent() bool {
+	return r.ownCause == errFinished && !r.ended && r.parentClosed()
 }
 
 // The values of run.goexit: a goroutine of the run was ended by Goexit
@@ -185,7 +197,8 @@ func (r *run) result(parent context.Context) error {
 		// being read (see ctxGoexited): what calls in flight saw.
 		return context.Canceled
 	}
-	// Only the parent can have cancelled the run without a failure.
+	// Only the parent can have ended the run without a failure (it
+	// cancelled the run's context, or its end was on its way: see sawEnd).
 	err, cause := parent.Err(), context.Cause(parent)
 	if err == nil {
 		return r.srcErr // a stop function panicked after the run was cut short

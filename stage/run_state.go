@@ -61,7 +61,7 @@ type run struct {
 	started     bool
 
 	// The sink's outcome, from the sink's goroutine only.
-	ended   bool // the sink saw the end of the stream while the run was live
+	ended   bool // the sink saw the end of the stream while the run was live and its parent had not ended (see sawEnd)
 	stopped bool // the sink's f returned ErrStop
 
 	mu           sync.Mutex
