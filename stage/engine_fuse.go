@@ -53,8 +53,11 @@ type fuseRun[In, Out any] struct {
 	// only takes items that are ready (tryPuller), and at least one place
 	// stays with a goroutine of the stage, which waits in the source: a
 	// consumer never sits in the source while outputs wait for it.
-	tries      bool
-	goroutines atomic.Int64 // places held by goroutines of the stage, as started and retired (see retire): one that exits at the end of its input or of the run still counts, when the floor it keeps no longer matters
+	tries bool
+	// goroutines: places held by goroutines of the stage, as started and
+	// retired (see retire); one that exits at the end of its input or of
+	// the run still counts, when the floor it keeps no longer matters.
+	goroutines atomic.Int64
 
 	handles handles[In] // a new input handle for a place
 	items   int         // at most this many input items (Stream.Len), or -1

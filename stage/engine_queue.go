@@ -34,8 +34,9 @@ type queue[T any] struct {
 	head     int
 	size     int
 	ready    atomic.Int64 // size, readable without mu
-	// slow: the producers' calls are slow (set by applier.loop from its timed calls), so a token-carrying
-	// item pushed while a consumer waits is handed to it at once (see push).
+	// slow: the producers' calls are slow (set by applier.loop from its
+	// timed calls), so a token-carrying item pushed while a consumer waits
+	// is handed to it at once (see push).
 	slow    atomic.Bool
 	waiting int // consumer goroutines waiting for an item (under mu)
 	held    int // tokens travelling with the sink's current batch
