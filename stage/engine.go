@@ -106,9 +106,11 @@ package stage
 // waited for every goroutine of the run and run the sources' stop
 // functions; its result is a function of what the sink saw (run.result).
 // Invariant: apart from the ends by design (a drain: a source failed, or
-// Until's stop came, and the sources take no new item), a producer stops
-// before its input ended, or leaves items stranded (an Ordered window
-// behind a lost item, a KeyBy gate behind a failed key), only once the run
+// Until's stop came, and the sources take no new item, but what they made
+// before still leaves: an index a source numbered and lost is a gap that
+// an Ordered window closes, see puller), a producer stops before its input
+// ended, or leaves items stranded (an Ordered window behind a lost item, a
+// KeyBy gate behind a failed key), only once the run
 // is cancelled, or its parent's end is on its way to the run's context (a
 // stage failure then is not the run's: run.stageFailed), or a Goexit ended
 // it (run.goexit; recorded after its queue was closed, so possibly after
@@ -147,6 +149,10 @@ const (
 	// owed: handed to a consumer that was waiting for it; its token went
 	// back at once (see queue.push).
 	owed
+	// gap: no item, and pull's ok is false: the puller had numbered this
+	// index and lost it (an Indexed at panicked), so that an Ordered
+	// stage's worker closes the index in its window (see puller).
+	gap
 )
 
 func (it item[T]) is(f flags) bool { return it.flags&f != 0 }
@@ -170,6 +176,15 @@ func tokIf(b bool) flags {
 // code it waits on: a source's next (or an Indexed at) may return after the
 // cancel or cause it, a watcher's Finished may cancel between a put and a
 // take, and a retry's backoff may end as the run does.
+//
+// Indexes are dense: a puller whose concurrent pulls number items before
+// they are made (Indexed claims a position, then calls at outside any
+// lock) and then loses one (at panicked: the source failed, a drain, not
+// a cancellation) returns that index with ok == false and the gap flag,
+// so that an Ordered stage's window, which emits index i only after every
+// index before it, does not wait for it for ever with the later items
+// stranded behind it (applier.loop closes it). Every other puller numbers
+// an item once it holds it.
 type puller[T any] interface {
 	pull() (it item[T], idx int, ok bool)
 }

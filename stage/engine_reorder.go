@@ -19,7 +19,8 @@ import "sync"
 // further output (one without the item's token) that would be parked waits
 // while the window holds capacity parked outputs, until the head moves on,
 // the emitter role is free, or the run is cancelled. The window always
-// moves: the head's item is running or done (items start in order); it
+// moves: the head's item is running or done (items start in order, and an
+// index its source lost is closed as done: see puller and applier.lost); it
 // waits here only while another worker holds the emitter role, which waits
 // only for the queue's consumer (see emitReady), and once the role is free
 // the head takes it and streams to the queue.

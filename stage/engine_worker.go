@@ -269,7 +269,7 @@ func (s *applier[In, Out]) loop(in puller[In], t *stepper[In, Out]) (retired boo
 		}
 		it, idx, ok := in.pull()
 		if !ok {
-			s.out.release(1)
+			s.lost(it, idx)
 			return
 		}
 		s.more()
@@ -290,6 +290,18 @@ func (s *applier[In, Out]) loop(in puller[In], t *stepper[In, Out]) (retired boo
 			cheap = 0
 		}
 	}
+}
+
+// lost gives back the token of a pull that found no item. An index the
+// puller numbered and lost (a gap: see puller) is closed in an Ordered
+// stage's window, as an item with no output, so that the items after it
+// still leave; its token goes back when the window passes it.
+func (s *applier[In, Out]) lost(it item[In], idx int) {
+	if it.is(gap) && s.ord != nil {
+		s.ord.complete(idx, nil, true)
+		return
+	}
+	s.out.release(1)
 }
 
 // workKeyed is one step of a KeyBy worker that holds a token: pull an item

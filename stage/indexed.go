@@ -12,10 +12,14 @@ import (
 // claim positions with one atomic add each, so at is called from several
 // goroutines at once, once per position, and must be safe for that (reading a
 // slice is). Positions are claimed in order, and only when a stage is ready
-// for an item; at is not called after the run is cancelled or its input has
-// ended. at must not wait (it reads what is in hand): cheap stages over an
-// Indexed source may run in their consumer's goroutines. A panic in at ends
-// the run with a *[SourceError]. Indexed panics if n < 0 or at is nil.
+// for an item; once the run is cancelled or its input has ended, no call
+// of at starts but one already on its way in another goroutine (calls are
+// concurrent). at must not wait (it reads what is in hand): cheap stages
+// over an Indexed source may run in their consumer's goroutines. A panic
+// in at ends the run with a *[SourceError] once the items made have gone
+// through: those of later positions whose at was called too (under
+// [Ordered] in order, without the lost one). Indexed panics if n < 0 or at
+// is nil.
 func Indexed[T any](n int, at func(i int) T) Stream[T] {
 	if n < 0 {
 		panic("sluice: stage.Indexed: negative length")
@@ -58,7 +62,9 @@ func (p *indexPuller[T]) pull() (item[T], int, bool) {
 	var v T
 	if rec := guard.Call(func() { v = p.at(i) }); rec != nil {
 		p.r.sourceFailed(&SourceError{Err: panicError(rec)})
-		return item[T]{}, 0, false
+		// Position i is lost, and a later one may be made already: an
+		// Ordered window must not wait for i (see puller).
+		return item[T]{flags: gap}, i, false
 	}
 	if p.r.cancelled() { // at (user code) may have cancelled the run: no new item starts
 		return item[T]{}, 0, false
