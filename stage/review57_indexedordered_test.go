@@ -67,13 +67,7 @@ func TestReview57IndexedPanicBehindOrderedWindow(t *testing.T) {
 	for name, build := range stages {
 		t.Run(name, func(t *testing.T) {
 			twoSeen := make(chan struct{})
-			src := stage.Indexed(10, func(i int) int {
-				if i == 1 {
-					<-twoSeen // at(2) has returned and item 2 is in the stage
-					panic("at 1")
-				}
-				return i
-			})
+			src := panicsAt1After(twoSeen)
 			s := build(src, func(v int) {
 				if v == 2 {
 					close(twoSeen)
@@ -130,13 +124,7 @@ func TestReview57IndexedPanicStrandsOrderedApplyPark(t *testing.T) {
 		const workers = 2
 		window := 2 * workers // 2×workers + buffer, Buffer(0)
 		twoSeen := make(chan struct{})
-		src := stage.Indexed(10, func(i int) int {
-			if i == 1 {
-				<-twoSeen // at(2) has returned and item 2 is in the stage
-				panic("at 1")
-			}
-			return i
-		})
+		src := panicsAt1After(twoSeen)
 		s := stage.Apply(src, func(_ context.Context, v int, emit func(int) bool) error {
 			n := 1
 			if v == 2 {
@@ -176,5 +164,18 @@ func TestReview57IndexedPanicStrandsOrderedApplyPark(t *testing.T) {
 		if !slices.Contains(got, 200) {
 			t.Errorf("delivered %v: item 2 was produced before at(1) panicked, but none of its outputs was delivered", got)
 		}
+	})
+}
+
+// panicsAt1After is review 57's source: the items 0..9, but at(1) waits
+// until twoSeen is closed (by the stage's function, given item 2: at(2) has
+// returned, the item was made) and then panics.
+func panicsAt1After(twoSeen <-chan struct{}) stage.Stream[int] {
+	return stage.Indexed(10, func(i int) int {
+		if i == 1 {
+			<-twoSeen
+			panic("at 1")
+		}
+		return i
 	})
 }
