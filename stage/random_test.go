@@ -80,11 +80,11 @@ func (s *stageSpec) drops(id int) bool {
 
 // branch is a source and the stages after it.
 type branch struct {
-	kind   string // slice, func, chan, seq, seq2
+	kind   string // slice, indexed, func, chan, seq, seq2, ack
 	base   int    // ids are base, base+1, ...
 	n      int
-	failAt int // the source fails instead of producing item failAt (-1: never)
-	panics bool
+	failAt int  // the source fails instead of producing item failAt (-1: never)
+	panics bool // it fails by a panic (always for indexed, whose at cannot return an error)
 	stages []*stageSpec
 }
 
@@ -99,7 +99,7 @@ type pipeline struct {
 
 	mu       sync.Mutex
 	handled  map[string]bool // "stage/id" of items dropped by Handle policies
-	produced map[int]bool    // ids that func sources produced
+	produced map[int]bool    // ids that func and indexed sources produced
 	acked    map[int][]error // ack sources: each Done call, per id
 	keyClash atomic.Bool     // two calls of one key ran at once in a keyed stage
 
@@ -144,14 +144,14 @@ func randomStage(rng *rand.Rand, name string) *stageSpec {
 
 func randomBranch(rng *rand.Rand, base int, stages *int) *branch {
 	b := &branch{
-		kind:   []string{"slice", "func", "chan", "seq", "seq2", "ack"}[rng.IntN(6)],
+		kind:   []string{"slice", "func", "chan", "seq", "seq2", "ack", "indexed"}[rng.IntN(7)],
 		base:   base,
 		n:      rng.IntN(150),
 		failAt: -1,
 	}
-	if (b.kind == "func" || b.kind == "seq2") && b.n > 0 && rng.IntN(4) == 0 {
+	if (b.kind == "func" || b.kind == "seq2" || b.kind == "indexed") && b.n > 0 && rng.IntN(4) == 0 {
 		b.failAt = rng.IntN(b.n)
-		b.panics = b.kind == "func" && rng.IntN(2) == 0
+		b.panics = b.kind == "indexed" || b.kind == "func" && rng.IntN(2) == 0
 	}
 	for range rng.IntN(3) + 1 {
 		*stages++
@@ -219,6 +219,17 @@ func (b *branch) source(p *pipeline) stage.Stream[int] {
 				p.mu.Unlock()
 			}
 			return v, err
+		})
+	case "indexed":
+		// Positions are claimed concurrently, so items after failAt may be
+		// made before its panic: the model delivers those that were.
+		return stage.Indexed(b.n, func(i int) int {
+			p.alive()
+			v, _ := produce(i)
+			p.mu.Lock()
+			p.produced[v] = true
+			p.mu.Unlock()
+			return v
 		})
 	case "chan":
 		ch := make(chan int)
@@ -406,13 +417,13 @@ type model struct {
 func (p *pipeline) model() model {
 	m := model{forwarded: map[string]bool{}, fatal: map[string]bool{}, handled: map[string]bool{}}
 	for _, b := range p.branches {
-		n := b.n
-		if b.failAt >= 0 {
-			n, m.srcErr = b.failAt, true
-		}
+		m.srcErr = m.srcErr || b.failAt >= 0
 	next:
-		for i := range n {
+		for i := range b.n {
 			id := b.base + i
+			if b.failAt >= 0 && i >= b.failAt && (b.kind != "indexed" || i == b.failAt || !p.produced[id]) {
+				continue // not made: the source failed first
+			}
 			for _, st := range append(slices.Clone(b.stages), p.after...) {
 				switch {
 				case st.fails(id) && st.handles:
