@@ -801,9 +801,9 @@ func TestAuditErrorIndexIsThePositionOfReceipt(t *testing.T) {
 
 // ---------------------------------------------------------------------------
 // Indexed: "the workers of the stage after it claim positions with one atomic
-// add each, so at is called ... once per position"; "at is not called after
-// the run is cancelled or its input has ended"; positions are claimed "only
-// when a stage is ready for an item".
+// add each, so at is called ... once per position"; "once the run is
+// cancelled or its input has ended, no call of at starts but one already on
+// its way"; positions are claimed "only when a stage is ready for an item".
 func TestAuditIndexedAtOncePerPosition(t *testing.T) {
 	const n = 500
 	for _, m := range modes {

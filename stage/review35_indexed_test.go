@@ -193,8 +193,9 @@ func TestReview35IndexedPanic(t *testing.T) {
 	}
 }
 
-// Doc: "at is not called after the run is cancelled". With one worker and
-// the cancellation inside at itself, no later position is asked for.
+// Doc: "once the run is cancelled ..., no call of at starts but one already
+// on its way". With one worker and the cancellation inside at itself, none
+// is on its way: no later position is asked for.
 func TestReview35IndexedNoCallAfterCancel(t *testing.T) {
 	for _, buf := range []int{0, 1} {
 		ctx, cancel := context.WithCancel(context.Background())
