@@ -67,14 +67,7 @@ func TestReview58IndexedGapUntilStop(t *testing.T) {
 						return nil
 					}, stage.Workers(2), stage.Ordered())
 				}
-				var got []int
-				var err error
-				runcheck.Run(t, kind, func() {
-					err = sink.ForEach(context.Background(), s, func(_ context.Context, v int) error {
-						got = append(got, v)
-						return nil
-					})
-				})
+				got, err := collect58(t, kind, s)
 				var se *stage.SourceError
 				if !errors.As(err, &se) {
 					t.Errorf("err = %v (%T), want a *stage.SourceError: at panicked", err, err)
@@ -196,14 +189,7 @@ func TestReview58IndexedGapFailFast(t *testing.T) {
 						return nil
 					}, stage.Workers(2), stage.Ordered())
 				}
-				var got []int
-				var err error
-				runcheck.Run(t, kind, func() {
-					err = sink.ForEach(context.Background(), s, func(_ context.Context, v int) error {
-						got = append(got, v)
-						return nil
-					})
-				})
+				got, err := collect58(t, kind, s)
 				var se *stage.SourceError
 				var e *stage.Error
 				switch {
@@ -315,4 +301,17 @@ func TestReview58IndexedGapGoexit(t *testing.T) {
 			t.Errorf("delivered %v: not in input order", got)
 		}
 	})
+}
+
+// collect58 runs s into sink.ForEach under runcheck.Run (no leak, no hang)
+// and returns what it delivered and the run's error.
+func collect58(t *testing.T, label string, s stage.Stream[int]) (got []int, err error) {
+	t.Helper()
+	runcheck.Run(t, label, func() {
+		err = sink.ForEach(context.Background(), s, func(_ context.Context, v int) error {
+			got = append(got, v)
+			return nil
+		})
+	})
+	return got, err
 }
