@@ -184,7 +184,12 @@ func tokIf(b bool) flags {
 // so that an Ordered stage's window, which emits index i only after every
 // index before it, does not wait for it for ever with the later items
 // stranded behind it (applier.loop closes it). Every other puller numbers
-// an item once it holds it.
+// an item once it holds it. Any other consumer may take a gap for the end,
+// as each does today, because it either keeps no order (a fused handle,
+// Batch, Tee, Merge, the sink) or pulls one at a time, so that no later
+// index can have been claimed while at ran (KeyBy's workers pull under
+// keyMu, Workers(-1) has one dispatcher). A new consumer that pulls
+// concurrently and keeps an order must close gaps as applier.lost does.
 type puller[T any] interface {
 	pull() (it item[T], idx int, ok bool)
 }
