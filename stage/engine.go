@@ -200,6 +200,11 @@ type puller[T any] interface {
 type tryPuller[T any] interface {
 	puller[T]
 	tryPull() (it item[T], idx int, ok, ready bool)
+	// willTry says that tryPull will be called, before any pull: a pull
+	// then waits in the source only after a try of its own found nothing,
+	// so that a try that meets another's pull can tell a source that was
+	// empty from a holder taking a ready item (see sourcePuller.tryPull).
+	willTry()
 }
 
 // batchPuller is a puller from which the sink can take every ready item at

@@ -150,6 +150,7 @@ func newFuseRunWaiting[In, Out any](p *processor[In, Out], handles handles[In]) 
 	}
 	fr := allocFuseRun(p, handles, eager, writers)
 	fr.tries = true
+	handles.shared.(tryPuller[In]).willTry() // before its first pull: the goroutines start below
 	fr.app.lazy.Store(int64(n - eager))
 	fr.goroutines.Store(int64(eager))
 	fr.started.Store(true)

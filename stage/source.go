@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sluicedev/sluice/internal/guard"
 )
@@ -78,7 +80,12 @@ func NeverWaits[T any](s Stream[T]) Stream[T] {
 // output with its place, so after the source was empty fewer than n calls
 // may run (as few as the stage's own goroutines, one or more) until
 // outputs come: a function that waits for other calls of its stage needs
-// Buffer(1) (see [Workers]).
+// Buffer(1) (see [Workers]). So that a consumer goroutine that finds
+// another call of next in progress can tell an empty source from one
+// taking a ready item (it then waits for that call), the stage's own
+// goroutines also ask with a done context first, and call next with the
+// run's context only when that found nothing ready: over an empty source
+// each wait costs one more call of next.
 //
 // The claim is yours to keep: a next that waits although its context is
 // done would hold a consumer goroutine, and with it the outputs the stage's
@@ -137,9 +144,18 @@ type sourcePuller[T any] struct {
 
 	mu     sync.Mutex
 	tryCtx context.Context // done from the start: the context of a try (see tryPull)
-	n      int             // items produced
-	ended  bool            // next returned an error or panicked
-	slab   []ackNode       // acknowledgement nodes not handed out yet (see newAck)
+	// tried: consumer handles try the source (see willTry); set before
+	// any goroutine pulls it.
+	tried bool
+	// waiting: a pull waits in next with the live context, after a try
+	// under the same lock found nothing ready; contenders: tries that
+	// found the lock held and are deciding whether to wait for it (see
+	// tryPull and pullAfterTry).
+	waiting    atomic.Bool
+	contenders atomic.Int32
+	n          int       // items produced
+	ended      bool      // next returned an error or panicked
+	slab       []ackNode // acknowledgement nodes not handed out yet (see newAck)
 }
 
 // ackSlab is how many acknowledgement nodes a source allocates at once:
@@ -161,28 +177,91 @@ func (p *sourcePuller[T]) newAck(a Ack) *ackNode {
 }
 
 func (p *sourcePuller[T]) pull() (item[T], int, bool) {
+	if p.tried {
+		return p.pullAfterTry()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	it, idx, ok, _ := p.take(p.ctx)
 	return it, idx, ok
 }
 
+// willTry says that consumer handles will try the source (see tryPull);
+// called before any goroutine pulls it.
+func (p *sourcePuller[T]) willTry() { p.tried = true }
+
 // tryPull is pull for a goroutine that must not wait (see tryPuller): it
 // takes an item only if the source has one ready, asking next with a
 // context that is already done (Interruptible promises that next then
 // returns at once). ready is false when it took nothing and the stream
 // has not ended.
+//
+// The source's lock held by someone else is no answer: the holder may be
+// taking a ready item, and a handle that took that for "nothing ready"
+// would wait for an output with its place while items are ready (fewer
+// than n calls over a source that was never empty). So a try waits for
+// the lock unless its holder waits in next because the source was empty
+// (waiting, which only pullAfterTry sets, after a try of its own found
+// nothing); every other holder is in a try, which returns at once. The
+// handshake: a try counts itself in contenders, then looks at waiting; a
+// pull sets waiting, then looks at contenders, and if it sees one it does
+// not wait in next but lets the lock go until no try is deciding. So a try
+// that saw waiting unset waits only for a holder that will not wait in
+// next (sequentially consistent atomics: at least one of the two sees the
+// other's write).
 func (p *sourcePuller[T]) tryPull() (it item[T], idx int, ok, ready bool) {
 	if !p.mu.TryLock() {
-		return item[T]{}, 0, false, false // someone waits in next
+		p.contenders.Add(1)
+		if p.waiting.Load() {
+			p.contenders.Add(-1)
+			return item[T]{}, 0, false, false // the source was empty: someone waits in next
+		}
+		p.mu.Lock()
+		p.contenders.Add(-1)
 	}
 	defer p.mu.Unlock()
+	return p.take(p.tryContext())
+}
+
+// tryContext is the context of a try: done from the start; called with mu
+// held.
+func (p *sourcePuller[T]) tryContext() context.Context {
 	if p.tryCtx == nil {
 		ctx, cancel := context.WithCancelCause(p.ctx)
 		cancel(errNotReady)
 		p.tryCtx = ctx
 	}
-	return p.take(p.tryCtx)
+	return p.tryCtx
+}
+
+// pullAfterTry is pull for a source that consumer handles try (see
+// tryPull): it takes a ready item as a try does, and waits in next with
+// the live context only after a try found none, with waiting set, and
+// only while no try is deciding whether to wait for the lock.
+func (p *sourcePuller[T]) pullAfterTry() (item[T], int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		it, idx, ok, ready := p.take(p.tryContext())
+		if ready {
+			return it, idx, ok
+		}
+		p.waiting.Store(true)
+		if p.contenders.Load() == 0 {
+			break
+		}
+		// A try is deciding: it may have seen waiting unset and wait for
+		// the lock. Let it have the lock and look again.
+		p.waiting.Store(false)
+		p.mu.Unlock()
+		for p.contenders.Load() > 0 {
+			runtime.Gosched()
+		}
+		p.mu.Lock()
+	}
+	defer p.waiting.Store(false)
+	it, idx, ok, _ := p.take(p.ctx)
+	return it, idx, ok
 }
 
 // errNotReady is the cause of the context of a try (see tryPull).

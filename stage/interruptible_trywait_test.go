@@ -1,0 +1,129 @@
+package stage_test
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluicedev/sluice/internal/runcheck"
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/source"
+	"github.com/sluicedev/sluice/stage"
+)
+
+// The Interruptible doc: "a consumer goroutine asks next for an item that is
+// ready, and leaves the waiting to the stage's own workers". A consumer's
+// try that meets the source's lock held may wait for the lock only while
+// its holder does not wait in the source (TestReview59fTryLockMiss* check
+// that it does wait for a holder taking a ready item). Here the holder
+// waits: the channel is empty and open, a goroutine of the stage waits in
+// its receive, and another is inside a long call whose output the sink
+// must get while the channel stays empty. A sink's handle that waited for
+// the lock would sit behind the receive for ever. The verdict is a state:
+// the sink's goroutine parked on the stage's queue (right), or waiting for
+// the source's lock in tryPull while a goroutine of the stage is parked in
+// the channel's select inside the source (the fault, which nothing ends).
+// A trial counts only if the sink's goroutine held a place (it made calls
+// itself) and the long call ran on a goroutine of the stage.
+func TestInterruptibleTryDoesNotWaitBehindAWaitingPull(t *testing.T) {
+	runcheck.InChildTest(t, func(t *testing.T) {
+		const cheap, marker = 2000, -1
+		decided := 0
+		for trial := 0; trial < 40 && decided < 3; trial++ {
+			ch := make(chan int, cheap+1)
+			for i := range cheap {
+				ch <- i
+			}
+			ch <- marker
+			var sinkID, onSink atomic.Int64
+			sinkID.Store(-1)
+			inLong := make(chan struct{})
+			gate := make(chan struct{})
+			var markerOnSink atomic.Bool
+			f := func(ctx context.Context, x int) (int, error) {
+				if x != marker && x%256 != 0 {
+					return x, nil // cheap, so that the sink's goroutine takes a place
+				}
+				if auditGoid() == sinkID.Load() { // a sample: only now and then, since it is slow
+					onSink.Add(1)
+					if x == marker {
+						markerOnSink.Store(true)
+					}
+					return x, nil
+				}
+				if x == marker {
+					close(inLong)
+					select {
+					case <-gate:
+					case <-ctx.Done():
+					}
+				}
+				return x, nil
+			}
+			gotMarker := make(chan struct{})
+			done := make(chan error, 1)
+			ready := make(chan struct{})
+			go func() {
+				sinkID.Store(auditGoid())
+				close(ready)
+				done <- sink.ForEach(context.Background(), stage.Map(source.Chan(ch), f, stage.Workers(3)), func(_ context.Context, x int) error {
+					if x == marker {
+						close(gotMarker)
+					}
+					return nil
+				})
+			}()
+			<-ready
+			select {
+			case <-inLong:
+			case <-gotMarker: // the marker ran on the sink's goroutine: this trial decides nothing
+				close(ch)
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			id := sinkID.Load()
+			verdict := ""
+			for verdict == "" {
+				all := review59fStacks()
+				st := all[id]
+				if review59fParkedOnQueue(st) {
+					verdict = "ok"
+					break
+				}
+				if strings.Contains(st, "sync.(*Mutex).Lock") && strings.Contains(st, "tryPull") {
+					for gid, g := range all {
+						head, _, _ := strings.Cut(g, "\n")
+						if gid != id && strings.Contains(head, "[select") && strings.Contains(g, "pullAfterTry") {
+							verdict = "fault"
+						}
+					}
+				}
+				if verdict == "" {
+					runtime.Gosched()
+				}
+			}
+			close(gate)
+			if verdict == "fault" {
+				t.Errorf("the sink's goroutine waits for the source's lock while a goroutine of the stage waits in the empty channel: the output of the stage's long call can never reach it")
+				close(ch)
+				<-done
+				return
+			}
+			<-gotMarker // the long call's output reaches the sink while the channel is still empty
+			close(ch)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if onSink.Load() > 0 && !markerOnSink.Load() {
+				decided++
+			}
+		}
+		if decided == 0 {
+			t.Errorf("no trial decided anything: the sink's goroutine never held a place with the long call on a goroutine of the stage")
+		}
+	})
+}
