@@ -107,7 +107,9 @@ var ErrNilTask = errors.New("sluice: nil task")
 // source's open and stop, an observer's Stage and Closed, and the calls a
 // stage makes in its consumer's goroutines, which a cheap stage or one
 // whose input holds a single item may do (see [Workers]; Buffer(1) keeps
-// a stage's calls on goroutines of its own).
+// a stage's calls on goroutines of its own), with the source's next (or
+// an Indexed at) that such a stage calls there; and next when the sink
+// reads a source directly.
 var ErrGoexit = errors.New("sluice: a goroutine of the run was ended by runtime.Goexit (t.Fatal or t.FailNow in a stage's function?)")
 
 // ErrStop, returned by the callback of [Run], ends the run early without an

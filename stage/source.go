@@ -36,9 +36,14 @@ import (
 // early stop).
 //
 // next may wait for outside events (a channel, a socket, a queue) as long as
-// it likes: a stage's workers call it from goroutines of their own. If next
-// never waits (a counter, an iterator over memory), [NeverWaits] lets a
-// cheap stage over it run in its consumer's goroutines, which is faster.
+// it likes: a stage of more than one worker calls it from goroutines of its
+// own, so that no consumer waits in next while outputs wait for it. Two
+// consumers call it from their own goroutine, where nothing else can be
+// waiting for them: a stage of one worker without a Buffer, once its calls
+// prove cheap or when its input holds one item (the sequential path, see
+// [Workers]), and a sink that reads the source directly. If next never waits (a counter, an iterator over
+// memory), [NeverWaits] lets a cheap stage over it run in its consumer's
+// goroutines, which is faster.
 //
 // Cost: one uncontended mutex per item, plus next.
 func Source[T any](open func(ctx context.Context) (next func(ctx context.Context) (T, error), stop func())) Stream[T] {
