@@ -122,7 +122,7 @@ var ErrStop = errors.New("sluice: stop")
 // sees it), and that ErrStop is not inside an *[Error], a *[SourceError] or
 // a *[PanicError] (of an err that joins several errors, one ErrStop
 // outside them is enough, whatever else it holds). Those are failures: some run reported them (a stage's
-// function, or a source, returned ErrStop), so a callback that returns
+// function, a source or a [Handle] function returned ErrStop), so a callback that returns
 // one, say from a run of its own, fails the run with it; and a panic,
 // whatever its value, is a failure (panic(ErrStop) does not stop a run). A
 // sink that wraps its callback's errors (as sink.ForEach does, in an

@@ -47,7 +47,10 @@ func (p ErrorPolicy) String() string {
 // cause) once the item's retries are spent. If h returns nil, the item is
 // dropped (outputs it emitted before failing stay emitted) and the run goes
 // on; if h returns an error, the run fails with it as with [FailFast], and
-// the sink returns h's error. (Once the run is ending, an error of h's that
+// the sink returns h's error (one that [IsStop] would take for a stop, such
+// as ErrStop, comes wrapped in an *Error of the item's stage and index, so
+// that a callback that returns it from a run of its own fails that run
+// too). (Once the run is ending, an error of h's that
 // is the context's error or the run's cause means h was cut short: the
 // run's result stays what ended it, and the item is left unacknowledged,
 // see [Ack].)
@@ -126,6 +129,11 @@ func (c *config) failed(r *run, e *Error) (forward *Error, end error) {
 		if err, returned := c.handler.handle(r.ctx, e); err != nil {
 			if returned && r.cancelled() && r.endedBy(err) {
 				return nil, errHandlerCutShort
+			}
+			if returned && IsStop(err) {
+				// The run's failure must not read as a stop to a callback
+				// that hands it on from a run of its own (see IsStop).
+				return nil, &Error{Stage: e.Stage, Index: e.Index, Input: e.Input, Attempts: e.Attempts, Err: err}
 			}
 			return nil, err
 		}
