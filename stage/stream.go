@@ -107,6 +107,8 @@ type node struct {
 	total  int  // the number of items, if known
 	known  bool // the number of items is known: total
 	shared bool // read by several streams (Tee's branches)
+	// branches: a shared node's number of branches (see checkWholeTees).
+	branches int
 	// waits: pulling from the stream may wait for outside events without
 	// bound (a channel, a reader, a broker). A stage over such a stream
 	// never runs in its consumer's goroutines: a consumer blocked inside
@@ -150,6 +152,34 @@ func (s Stream[T]) check(fn string) {
 func checkFunc(isNil bool, fn, what string) {
 	if isNil {
 		panic(fmt.Sprintf("sluice: %s: nil %s", fn, what))
+	}
+}
+
+// checkWholeTees panics if the stream of n reads some branches of a Tee
+// and not all of them: a drain (Until) there would stop a source that the
+// other branches share, or not stop it, depending on which branch a run
+// opens first. fn names the caller.
+func checkWholeTees(fn string, n *node) {
+	seen := map[*node]bool{}
+	reached := map[*node]int{} // a Tee's shared node: its branches n reads
+	var walk func(n *node)
+	walk = func(n *node) {
+		if seen[n] {
+			return
+		}
+		seen[n] = true
+		for _, in := range n.inputs {
+			if in.shared {
+				reached[in]++ // n is one of its branches, seen once
+			}
+			walk(in)
+		}
+	}
+	walk(n)
+	for shared, got := range reached {
+		if got < shared.branches {
+			panic(fmt.Sprintf("sluice: %s: the stream reads %d of the %d branches of a Tee, which share its source: put %s before the Tee (or over all its branches)", fn, got, shared.branches, fn))
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ func Tee[T any](in Stream[T], n int) []Stream[T] {
 	if n < 1 {
 		panic(fmt.Sprintf("sluice: stage.Tee: n = %d, want 1 or more", n))
 	}
-	shared := &node{kind: "tee", inputs: []*node{in.n}, shared: true, waits: in.n.waits}
+	shared := &node{kind: "tee", inputs: []*node{in.n}, shared: true, branches: n, waits: in.n.waits}
 	open := func(r *run) *teeRun[T] {
 		t, ok := r.shared(shared).(*teeRun[T])
 		if ok {

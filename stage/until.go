@@ -22,14 +22,17 @@ import (
 //	err := sink.ForEach(ctx, stage.Until(in, stop), store)
 //
 // Until drains only the sources it is built on; in a [Merge] of an Until
-// branch and another, the other branch runs on. Put Until before a [Tee],
-// not on one of its branches: the branches share one source. Once stop is
-// done, no source upstream is asked for another item. Until costs almost
-// nothing per item: a source looks at stop.Done() before it takes an
-// item. Until panics if in is the zero Stream or stop is nil.
+// branch and another, the other branch runs on. Put Until before a [Tee]
+// (or over a stream that reads all its branches), not on one of its
+// branches: the branches share one source. Once stop is done, no source
+// upstream is asked for another item. Until costs almost nothing per item:
+// a source looks at stop.Done() before it takes an item. Until panics if
+// in is the zero Stream, if stop is nil, or if in reads some branches of a
+// Tee but not all.
 func Until[T any](in Stream[T], stop context.Context) Stream[T] {
 	in.check("stage.Until")
 	checkFunc(stop == nil, "stage.Until", "stop context")
+	checkWholeTees("stage.Until", in.n)
 	out := Stream[T]{
 		n: &node{kind: "until", inputs: []*node{in.n}, known: in.n.known, total: in.n.total, waits: in.n.waits, tries: in.n.tries},
 		open: openFunc[T](func(r *run) puller[T] {
