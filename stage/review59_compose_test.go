@@ -76,19 +76,11 @@ func TestReview59DrainThroughComposition(t *testing.T) {
 					src.limit, src.fail = at+i%5, boom
 				}
 				stop, drain := context.WithCancel(context.Background())
-				b := stage.Tee(stage.Until(src.stream(), stop), 2)
-				key := stage.KeyBy(func(v int) int { return v % 3 })
-				b0 := stage.Apply(b[0], func(_ context.Context, v int, emit func(int) bool) error {
-					emit(2 * v)
-					emit(2*v + 1)
-					return nil
-				}, r59Opts(w, true, key)...)
-				b0 = stage.Unbatch(stage.Batch(b0, 3, 0))
-				b1 := stage.Map(b[1], func(_ context.Context, v int) (int, error) { return -1 - v, nil }, r59Opts(w, false, key)...)
+				merged := r59Composed(stage.Until(src.stream(), stop), w)
 				var got []int
 				var err error
 				runcheck.Run(t, name, func() {
-					err = stage.Run(context.Background(), stage.Merge(b0, b1), func(_ context.Context, v int, ferr error) error {
+					err = stage.Run(context.Background(), merged, func(_ context.Context, v int, ferr error) error {
 						if ferr != nil {
 							return ferr
 						}
@@ -149,21 +141,13 @@ func TestReview59EarlyEndThroughComposition(t *testing.T) {
 				acks := newR59Acks()
 				src := &r59Endless{limit: 60, acks: acks}
 				ctx, cancel := context.WithCancel(context.Background())
-				b := stage.Tee(src.stream(), 2)
-				key := stage.KeyBy(func(v int) int { return v % 3 })
-				b0 := stage.Apply(b[0], func(_ context.Context, v int, emit func(int) bool) error {
-					emit(2 * v)
-					emit(2*v + 1)
-					return nil
-				}, r59Opts(w, true, key)...)
-				b0 = stage.Unbatch(stage.Batch(b0, 3, 0))
-				b1 := stage.Map(b[1], func(_ context.Context, v int) (int, error) { return -1 - v, nil }, r59Opts(w, false, key)...)
+				merged := r59Composed(src.stream(), w)
 				committed := map[int]int{} // source item -> outputs committed
 				failedItem := -1
 				seen := 0
 				var err error
 				runcheck.Run(t, name, func() {
-					err = stage.Run(ctx, stage.Merge(b0, b1), func(_ context.Context, v int, ferr error) error {
+					err = stage.Run(ctx, merged, func(_ context.Context, v int, ferr error) error {
 						if ferr != nil {
 							return ferr
 						}
@@ -216,4 +200,20 @@ func TestReview59EarlyEndThroughComposition(t *testing.T) {
 			}
 		}
 	})
+}
+
+// r59Composed is the pipeline both tests run: a Tee of in; branch 0 an
+// Ordered KeyBy Apply emitting 2v and 2v+1, then Batch/Unbatch; branch 1 an
+// unordered KeyBy Map to -1-v; the two merged.
+func r59Composed(in stage.Stream[int], w int) stage.Stream[int] {
+	b := stage.Tee(in, 2)
+	key := stage.KeyBy(func(v int) int { return v % 3 })
+	b0 := stage.Apply(b[0], func(_ context.Context, v int, emit func(int) bool) error {
+		emit(2 * v)
+		emit(2*v + 1)
+		return nil
+	}, r59Opts(w, true, key)...)
+	b0 = stage.Unbatch(stage.Batch(b0, 3, 0))
+	b1 := stage.Map(b[1], func(_ context.Context, v int) (int, error) { return -1 - v, nil }, r59Opts(w, false, key)...)
+	return stage.Merge(b0, b1)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -13,38 +12,19 @@ import (
 
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
-	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
 
 // review59fInputs are the inputs under which a Map, Filter or FlatMap
 // fuses: a slice (sized: startIdle starts min(places, items)), a NeverWaits
 // source of unknown length (64 places at once, the rest lazily), and a
-// channel full from the start (Interruptible: newFuseRunWaiting).
+// channel full from the start (Interruptible: newFuseRunWaiting); taken
+// from r13Sources.
 func review59fInputs() map[string]func(n int) stage.Stream[int] {
-	return map[string]func(n int) stage.Stream[int]{
-		"slice": func(n int) stage.Stream[int] { return source.Slice(ints(n)) },
-		"neverwaits": func(n int) stage.Stream[int] {
-			return stage.NeverWaits(stage.Source(func(context.Context) (func(context.Context) (int, error), func()) {
-				i := 0
-				return func(context.Context) (int, error) {
-					if i == n {
-						return 0, io.EOF
-					}
-					i++
-					return i - 1, nil
-				}, nil
-			}))
-		},
-		"chan": func(n int) stage.Stream[int] {
-			ch := make(chan int, n)
-			for i := range n {
-				ch <- i
-			}
-			close(ch)
-			return source.Chan(ch)
-		},
+	pick := func(name string) func(n int) stage.Stream[int] {
+		return func(n int) stage.Stream[int] { return r13Sources(n)[name]() }
 	}
+	return map[string]func(n int) stage.Stream[int]{"slice": pick("slice"), "neverwaits": pick("neverwaits"), "chan": pick("chan")}
 }
 
 // review59fSpin keeps the goroutine busy for d: a call made slow on
