@@ -90,11 +90,15 @@ func NeverWaits[T any](s Stream[T]) Stream[T] {
 // taking a ready item (it then waits for that call), the stage's own
 // goroutines also ask with a done context first, and call next with the
 // run's context only when that found nothing ready: over an empty source
-// each wait costs one more call of next.
+// each wait costs one more call of next, and one more when a consumer
+// goroutine asks at that moment (the stage's goroutine then lets it go
+// first and asks again).
 //
 // The claim is yours to keep: a next that waits although its context is
 // done would hold a consumer goroutine, and with it the outputs the stage's
-// other workers have finished. Interruptible panics if s is not a stream
+// other workers have finished; and one that answers a done context with an
+// error other than the context's fails the run (io.EOF ends it) the first
+// time it is asked while nothing is ready. Interruptible panics if s is not a stream
 // made by [Source] or [AckSource].
 func Interruptible[T any](s Stream[T]) Stream[T] {
 	return markSource("stage.Interruptible", s, func(n *node) { n.tries = true })
@@ -247,17 +251,21 @@ func (p *sourcePuller[T]) pullAfterTry() (item[T], int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		it, idx, ok, ready := p.take(p.tryContext())
-		if ready {
-			return it, idx, ok
-		}
-		p.waiting.Store(true)
+		// While a try is deciding (it may have seen waiting unset and wait
+		// for the lock), let it have the lock: first, so that the stage's
+		// goroutines queued on the lock do not each call next meanwhile,
+		// and again if one came between this try and the wait.
 		if p.contenders.Load() == 0 {
-			break
+			it, idx, ok, ready := p.take(p.tryContext())
+			if ready {
+				return it, idx, ok
+			}
+			p.waiting.Store(true)
+			if p.contenders.Load() == 0 {
+				break
+			}
+			p.waiting.Store(false)
 		}
-		// A try is deciding: it may have seen waiting unset and wait for
-		// the lock. Let it have the lock and look again.
-		p.waiting.Store(false)
 		p.mu.Unlock()
 		for p.contenders.Load() > 0 {
 			runtime.Gosched()
