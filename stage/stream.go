@@ -172,7 +172,12 @@ func checkWholeTees(fn string, n *node) {
 			if in.shared {
 				reached[in]++ // n is one of its branches, seen once
 			}
-			walk(in)
+			// An Until upstream was checked when it was built: every Tee
+			// its input reaches is whole within it, and no other stream can
+			// reach that Tee's branches; so a chain of Untils is walked once.
+			if in.kind != "until" {
+				walk(in)
+			}
 		}
 	}
 	walk(n)
