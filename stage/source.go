@@ -98,8 +98,8 @@ func NeverWaits[T any](s Stream[T]) Stream[T] {
 // done would hold a consumer goroutine, and with it the outputs the stage's
 // other workers have finished; and one that answers a done context with an
 // error other than the context's fails the run (io.EOF ends it) the first
-// time it is asked while nothing is ready. Interruptible panics if s is not a stream
-// made by [Source] or [AckSource].
+// time it is asked while nothing is ready. Interruptible panics if s is
+// not a stream made by [Source] or [AckSource].
 func Interruptible[T any](s Stream[T]) Stream[T] {
 	return markSource("stage.Interruptible", s, func(n *node) { n.tries = true })
 }
