@@ -2,6 +2,9 @@ package stage_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -126,4 +129,52 @@ func TestInterruptibleTryDoesNotWaitBehindAWaitingPull(t *testing.T) {
 			t.Errorf("no trial decided anything: the sink's goroutine never held a place with the long call on a goroutine of the stage")
 		}
 	})
+}
+
+// The Interruptible doc: "one that answers a done context with an error
+// other than the context's fails the run (io.EOF ends it) the first time it
+// is asked while nothing is ready". A source of 10 ready items that then
+// never has another: with a done context it answers errOther (or io.EOF),
+// with the run's context it waits for that context's end. The stage's own
+// goroutines ask with a done context before they wait, so the run ends
+// there: failed with a *SourceError wrapping errOther, or complete (nil)
+// with io.EOF; either way after every item, and never left waiting.
+func TestInterruptibleOtherErrorOnADoneContext(t *testing.T) {
+	errOther := errors.New("interruptible test: not the context's error")
+	for _, answer := range []error{errOther, io.EOF} {
+		t.Run(fmt.Sprint(answer), func(t *testing.T) {
+			runcheck.InChildTest(t, func(t *testing.T) {
+				const items = 10
+				i := 0
+				src := stage.Interruptible(stage.Source(func(context.Context) (func(context.Context) (int, error), func()) {
+					return func(ctx context.Context) (int, error) {
+						if i < items {
+							i++
+							return i, nil
+						}
+						if ctx.Err() != nil {
+							return 0, answer
+						}
+						<-ctx.Done() // a live wait: nothing will ever come
+						return 0, context.Cause(ctx)
+					}, nil
+				}))
+				var got []int
+				var err error
+				runcheck.Run(t, fmt.Sprint(answer), func() {
+					got, err = sink.Slice(context.Background(), stage.Map(src, double, stage.Workers(2)))
+				})
+				if len(got) != items {
+					t.Errorf("got %d items, want %d", len(got), items)
+				}
+				var se *stage.SourceError
+				switch {
+				case answer == io.EOF && err != nil:
+					t.Errorf("err = %v, want nil: io.EOF ends the stream", err)
+				case answer == errOther && (!errors.As(err, &se) || !errors.Is(err, errOther)):
+					t.Errorf("err = %v, want a *stage.SourceError wrapping the source's error", err)
+				}
+			})
+		})
+	}
 }
