@@ -79,8 +79,10 @@ func NeverWaits[T any](s Stream[T]) Stream[T] {
 // consumer's goroutines, as over a source that never waits (see
 // [Workers]): a consumer goroutine asks next for an item that is ready,
 // and leaves the waiting to the stage's own workers, at least one of which
-// stays a goroutine of the stage. This saves the hand-off between
-// goroutines for every item that is ready when the consumer asks. A
+// stays a goroutine of the stage (a stage of one worker is the exception
+// that [Source] describes: its calls, and next, may all run in its
+// consumer's goroutine, whatever the source). This saves the hand-off
+// between goroutines for every item that is ready when the consumer asks. A
 // consumer goroutine that found nothing ready waits for the stage's next
 // output with its place, so after the source was empty fewer than n calls
 // may run (as few as the stage's own goroutines, one or more) until
