@@ -89,26 +89,7 @@ func TestInterruptibleTryDoesNotWaitBehindAWaitingPull(t *testing.T) {
 				continue
 			}
 			id := sinkID.Load()
-			verdict := ""
-			for verdict == "" {
-				all := review59fStacks()
-				st := all[id]
-				if review59fParkedOnQueue(st) {
-					verdict = "ok"
-					break
-				}
-				if strings.Contains(st, "sync.(*Mutex).Lock") && strings.Contains(st, "tryPull") {
-					for gid, g := range all {
-						head, _, _ := strings.Cut(g, "\n")
-						if gid != id && strings.Contains(head, "[select") && strings.Contains(g, "pullAfterTry") {
-							verdict = "fault"
-						}
-					}
-				}
-				if verdict == "" {
-					runtime.Gosched()
-				}
-			}
+			verdict := tryHandleVerdict(id)
 			close(gate)
 			if verdict == "fault" {
 				t.Errorf("the sink's goroutine waits for the source's lock while a goroutine of the stage waits in the empty channel: the output of the stage's long call can never reach it")
@@ -176,5 +157,29 @@ func TestInterruptibleOtherErrorOnADoneContext(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// tryHandleVerdict waits until the consumer goroutine id, whose try met the
+// source's lock held, is either parked on its stage's queue ("ok") or
+// waits for the lock in tryPull while another goroutine waits in next in
+// pullAfterTry ("fault": the try waits behind a wait): an order of events,
+// read off the goroutines' stacks.
+func tryHandleVerdict(id int64) string {
+	for {
+		all := review59fStacks()
+		st := all[id]
+		if review59fParkedOnQueue(st) {
+			return "ok"
+		}
+		if strings.Contains(st, "sync.(*Mutex).Lock") && strings.Contains(st, "tryPull") {
+			for gid, g := range all {
+				head, _, _ := strings.Cut(g, "\n")
+				if gid != id && strings.Contains(head, "[select") && strings.Contains(g, "pullAfterTry") {
+					return "fault"
+				}
+			}
+		}
+		runtime.Gosched()
 	}
 }

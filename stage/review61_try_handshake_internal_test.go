@@ -118,28 +118,9 @@ func TestReview61TryPullLetsADecidedTryGoFirst(t *testing.T) {
 	p := s.stream().open.open(r).(tryPuller[int])
 	p.willTry()
 
-	type pulled struct {
-		v     int
-		ok    bool
-		ready bool
-	}
-	pDone, tDone := make(chan pulled, 1), make(chan pulled, 1)
-	go func() {
-		s.as("P")
-		it, _, ok := p.pull()
-		pDone <- pulled{v: it.v, ok: ok}
-	}()
-	<-s.inTry
-	tID := make(chan int64, 1)
-	go func() {
-		s.as("T")
-		tID <- goid()
-		it, _, ok, ready := p.tryPull()
-		tDone <- pulled{v: it.v, ok: ok, ready: ready}
-	}()
-	review61WaitParked(t, <-tID, "tryPull")
+	pDone, tDone := review61DecidingTry(t, s.as, s.inTry, p)
 	close(s.gate)
-	var pr, tr pulled
+	var pr, tr r61xResult
 	runcheck.NoHang(t, "pull and try", func() { pr, tr = <-pDone, <-tDone })
 
 	if got, want := strings.Join(s.calls(), " "), "P:try T:try P:try P:wait"; got != want {

@@ -195,26 +195,7 @@ func review61HeldTryTrials(t *testing.T, until bool) {
 				continue
 			}
 			if met {
-				verdict := ""
-				for verdict == "" {
-					all := review59fStacks()
-					st := all[id]
-					if review59fParkedOnQueue(st) {
-						verdict = "ok"
-						break
-					}
-					if strings.Contains(st, "sync.(*Mutex).Lock") && strings.Contains(st, "tryPull") {
-						for gid, g := range all {
-							head, _, _ := strings.Cut(g, "\n")
-							if gid != id && strings.Contains(head, "[select") && strings.Contains(g, "pullAfterTry") {
-								verdict = "fault"
-							}
-						}
-					}
-					if verdict == "" {
-						runtime.Gosched()
-					}
-				}
+				verdict := tryHandleVerdict(id)
 				if verdict == "fault" {
 					t.Errorf("trial %d: the sink's handle, which decided to wait for the source's lock, waits behind a goroutine of the stage that went on to wait in the empty source", trial)
 				} else {

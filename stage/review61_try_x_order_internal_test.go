@@ -112,16 +112,23 @@ type r61xResult struct {
 // channels on which P's pull and T's try report.
 func r61xDecidingTry(t *testing.T, s *r61xSource, p tryPuller[int]) (pDone, tDone chan r61xResult) {
 	t.Helper()
+	return review61DecidingTry(t, s.as, s.inTry, p)
+}
+
+// review61DecidingTry is r61xDecidingTry for any source whose goroutines
+// are named by as and whose P's try closes inTry once it holds the lock.
+func review61DecidingTry(t *testing.T, as func(string), inTry <-chan struct{}, p tryPuller[int]) (pDone, tDone chan r61xResult) {
+	t.Helper()
 	pDone, tDone = make(chan r61xResult, 1), make(chan r61xResult, 1)
 	go func() {
-		s.as("P")
+		as("P")
 		it, _, ok := p.pull()
 		pDone <- r61xResult{v: it.v, ok: ok, ready: true}
 	}()
-	<-s.inTry
+	<-inTry
 	ids := make(chan int64, 1)
 	go func() {
-		s.as("T")
+		as("T")
 		ids <- goid()
 		it, _, ok, ready := p.tryPull()
 		tDone <- r61xResult{v: it.v, ok: ok, ready: ready}
