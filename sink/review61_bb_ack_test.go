@@ -15,13 +15,12 @@ import (
 
 // r61Acks records per item how its acknowledgement was told.
 type r61Acks struct {
-	mu       sync.Mutex
-	n        int
-	done     []int
-	errs     []error
-	taken    int
-	panicOn  int // item whose Done panics (-1: none)
-	neverWai bool
+	mu      sync.Mutex
+	n       int
+	done    []int
+	errs    []error
+	taken   int
+	panicOn int // item whose Done panics (-1: none)
 }
 
 func r61NewAcks(n int) *r61Acks {
