@@ -21,12 +21,7 @@ func TestReview61BBForEachIndexCountsForwarded(t *testing.T) {
 	for _, w := range []int{1} {
 		for _, buf := range []int{0, 1} {
 			t.Run(fmt.Sprintf("w%d_buf%d", w, buf), func(t *testing.T) {
-				s := stage.Map(source.Slice([]int{0, 1, 2, 3}), func(_ context.Context, v int) (int, error) {
-					if v == 1 {
-						return 0, errR61
-					}
-					return v, nil
-				}, stage.Workers(w), stage.Buffer(buf), stage.OnError(stage.Forward))
+				s := stage.Map(source.Slice([]int{0, 1, 2, 3}), failAtR61(1), stage.Workers(w), stage.Buffer(buf), stage.OnError(stage.Forward))
 				errCb := errors.New("cb")
 				err := sink.ForEach(context.Background(), s, func(_ context.Context, v int) error {
 					if v == 2 {
@@ -50,18 +45,8 @@ func TestReview61BBForEachIndexCountsForwarded(t *testing.T) {
 func TestReview61BBMapIndexCountsForwarded(t *testing.T) {
 	for _, buf := range []int{0, 1} {
 		t.Run(fmt.Sprint("buf", buf), func(t *testing.T) {
-			a := stage.Map(source.Slice([]int{0, 1, 2, 3, 4}), func(_ context.Context, v int) (int, error) {
-				if v == 1 {
-					return 0, errR61
-				}
-				return v, nil
-			}, stage.Workers(1), stage.Buffer(buf), stage.OnError(stage.Forward))
-			b := stage.Map(a, func(_ context.Context, v int) (int, error) {
-				if v == 3 {
-					return 0, errR61
-				}
-				return v, nil
-			}, stage.Workers(1), stage.Name("b"))
+			a := stage.Map(source.Slice([]int{0, 1, 2, 3, 4}), failAtR61(1), stage.Workers(1), stage.Buffer(buf), stage.OnError(stage.Forward))
+			b := stage.Map(a, failAtR61(3), stage.Workers(1), stage.Name("b"))
 			_, err := sink.Slice(context.Background(), b)
 			var se *stage.Error
 			// The first *Error in the chain may be the forwarded one (joined); find b's.
@@ -84,53 +69,24 @@ func TestReview61BBMapIndexCountsForwarded(t *testing.T) {
 // per item, the output (v, 10+v) of item 2 is at position 5.
 func TestReview61BBIndexAfterDropAndFlatMap(t *testing.T) {
 	t.Run("handle", func(t *testing.T) {
-		a := stage.Map(source.Slice([]int{0, 1, 2, 3, 4}), func(_ context.Context, v int) (int, error) {
-			if v == 1 {
-				return 0, errR61
-			}
-			return v, nil
-		}, stage.Workers(1), stage.OnError(stage.Handle(func(context.Context, *stage.Error) error { return nil })))
-		b := stage.Map(a, func(_ context.Context, v int) (int, error) {
-			if v == 3 {
-				return 0, errR61
-			}
-			return v, nil
-		}, stage.Workers(1), stage.Name("b"))
+		a := stage.Map(source.Slice([]int{0, 1, 2, 3, 4}), failAtR61(1), stage.Workers(1), stage.OnError(stage.Handle(func(context.Context, *stage.Error) error { return nil })))
+		b := stage.Map(a, failAtR61(3), stage.Workers(1), stage.Name("b"))
 		_, err := sink.Slice(context.Background(), b)
-		var se *stage.Error
-		if !errors.As(err, &se) || se.Stage != "b" || se.Index != 2 {
-			t.Fatalf("err = %v (%+v); want b's *Error at Index 2", err, se)
-		}
+		wantIndexR61(t, err, "b", 2)
 	})
 	t.Run("flatmap", func(t *testing.T) {
 		a := stage.FlatMap(source.Slice([]int{0, 1, 2, 3}), func(_ context.Context, v int) ([]int, error) {
 			return []int{v, 10 + v}, nil
 		}, stage.Workers(1))
-		b := stage.Map(a, func(_ context.Context, v int) (int, error) {
-			if v == 12 {
-				return 0, errR61
-			}
-			return v, nil
-		}, stage.Workers(1), stage.Name("b"))
+		b := stage.Map(a, failAtR61(12), stage.Workers(1), stage.Name("b"))
 		_, err := sink.Slice(context.Background(), b)
-		var se *stage.Error
-		if !errors.As(err, &se) || se.Stage != "b" || se.Index != 5 {
-			t.Fatalf("err = %v (%+v); want b's *Error at Index 5", err, se)
-		}
+		wantIndexR61(t, err, "b", 5)
 	})
 	t.Run("unbatch", func(t *testing.T) {
 		a := stage.Unbatch(stage.Batch(source.Slice([]int{0, 1, 2, 3, 4, 5, 6}), 3, 0))
-		b := stage.Map(a, func(_ context.Context, v int) (int, error) {
-			if v == 5 {
-				return 0, errR61
-			}
-			return v, nil
-		}, stage.Workers(1), stage.Name("b"))
+		b := stage.Map(a, failAtR61(5), stage.Workers(1), stage.Name("b"))
 		_, err := sink.Slice(context.Background(), b)
-		var se *stage.Error
-		if !errors.As(err, &se) || se.Stage != "b" || se.Index != 5 {
-			t.Fatalf("err = %v (%+v); want b's *Error at Index 5", err, se)
-		}
+		wantIndexR61(t, err, "b", 5)
 	})
 	t.Run("batchconsumer", func(t *testing.T) {
 		a := stage.Batch(source.Slice([]int{0, 1, 2, 3, 4, 5, 6}), 3, 0)
@@ -141,18 +97,10 @@ func TestReview61BBIndexAfterDropAndFlatMap(t *testing.T) {
 			return len(v), nil
 		}, stage.Workers(1), stage.Name("b"))
 		_, err := sink.Slice(context.Background(), b)
-		var se *stage.Error
-		if !errors.As(err, &se) || se.Stage != "b" || se.Index != 2 {
-			t.Fatalf("err = %v (%+v); want b's *Error at Index 2", err, se)
-		}
+		wantIndexR61(t, err, "b", 2)
 	})
 	t.Run("reduce_after_forward", func(t *testing.T) {
-		a := stage.Map(source.Slice([]int{0, 1, 2, 3}), func(_ context.Context, v int) (int, error) {
-			if v == 0 {
-				return 0, errR61
-			}
-			return v, nil
-		}, stage.Workers(1), stage.OnError(stage.Forward))
+		a := stage.Map(source.Slice([]int{0, 1, 2, 3}), failAtR61(0), stage.Workers(1), stage.OnError(stage.Forward))
 		acc, err := sink.Reduce(context.Background(), a, 0, func(acc, v int) int {
 			if v == 2 {
 				panic("r61")
@@ -175,6 +123,27 @@ func TestReview61BBIndexAfterDropAndFlatMap(t *testing.T) {
 			t.Fatalf("acc %d err %v; want acc 1, reduce *Error, ForwardedError of 1", acc, err)
 		}
 	})
+}
+
+// failAtR61 is a stage function that fails with errR61 at the value bad
+// and passes every other value through.
+func failAtR61(bad int) func(context.Context, int) (int, error) {
+	return func(_ context.Context, v int) (int, error) {
+		if v == bad {
+			return 0, errR61
+		}
+		return v, nil
+	}
+}
+
+// wantIndexR61 fails t unless err holds the named stage's *stage.Error at
+// index want.
+func wantIndexR61(t *testing.T, err error, name string, want int) {
+	t.Helper()
+	var se *stage.Error
+	if !errors.As(err, &se) || se.Stage != name || se.Index != want {
+		t.Fatalf("err = %v (%+v); want %s's *Error at Index %d", err, se, name, want)
+	}
 }
 
 func flattenR61(err error) []error {
