@@ -18,8 +18,9 @@ func (noAck) Done(error) {}
 // BenchmarkAck is the cost of acknowledgements: a no-op Map over a
 // generator without them (stage.NeverWaits(source.Func)), over a Source
 // that may wait (no acknowledgement either, so no stage runs in its
-// consumer), and over an AckSource whose every item carries one, beside the
-// hand-written pool fed by a function.
+// consumer), and over an AckSource whose every item carries one (also with
+// a Buffer of the worker count), beside the hand-written pool fed by a
+// function.
 func BenchmarkAck(b *testing.B) {
 	want := sumOf(items, double)
 	next := func() func(context.Context) (int, error) {
@@ -46,14 +47,22 @@ func BenchmarkAck(b *testing.B) {
 			{"acksource", func() stage.Stream[int] { return ackSource(next) }},
 			{"acksource-neverwaits", func() stage.Stream[int] { return stage.NeverWaits(ackSource(next)) }},
 		}
+		opts := []stage.Option{stage.Workers(w)}
 		for _, src := range sources {
 			b.Run(fmt.Sprintf("workers=%d/%s", w, src.name), func(b *testing.B) {
 				measure(b, items, func() {
-					got, err := sink.Reduce(ctx, stage.Map(src.s(), mapDouble, stage.Workers(w)), 0, add)
+					got, err := sink.Reduce(ctx, stage.Map(src.s(), mapDouble, opts...), 0, add)
 					check(b, got, want, err)
 				})
 			})
 		}
+		// Twice the read-ahead (see bench/README.md).
+		b.Run(fmt.Sprintf("workers=%d/acksource-buffer", w), func(b *testing.B) {
+			measure(b, items, func() {
+				got, err := sink.Reduce(ctx, stage.Map(ackSource(next), mapDouble, stage.Workers(w), stage.Buffer(w)), 0, add)
+				check(b, got, want, err)
+			})
+		})
 	}
 }
 

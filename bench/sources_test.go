@@ -22,21 +22,29 @@ func counter(n int) func() (int, bool) {
 }
 
 // BenchmarkSource: Map (four workers) over source.Func (as a source that
-// may wait, and declared with stage.NeverWaits), source.Chan and
-// source.Slice, beside the hand-written pool fed the same way (and, for
-// the channel, a sequential receive loop: the floor of any consumer).
+// may wait, the same with a Buffer of the worker count, and declared with
+// stage.NeverWaits), source.Chan and source.Slice, beside the hand-written
+// pool fed the same way (and, for the channel, a sequential receive loop:
+// the floor of any consumer).
 func BenchmarkSource(b *testing.B) {
 	want := sumOf(items, double)
 	w := stage.Workers(shapeWorkers)
 	b.Run("func/hand-written", func(b *testing.B) {
 		measure(b, items, func() { check(b, HandMap(FeedFunc(counter(items)), shapeWorkers, double), want, nil) })
 	})
-	for _, neverWaits := range []bool{false, true} {
-		name := "func/sluice"
-		if neverWaits {
-			name = "func/sluice-neverwaits"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, v := range []struct {
+		name       string
+		neverWaits bool
+		opts       []stage.Option
+	}{
+		{"func/sluice", false, []stage.Option{w}},
+		{"func/sluice-neverwaits", true, []stage.Option{w}},
+		// Twice the read-ahead: the sink takes up to twice as many outputs
+		// at each wake-up (see bench/README.md).
+		{"func/sluice-buffer4", false, []stage.Option{w, stage.Buffer(shapeWorkers)}},
+	} {
+		neverWaits := v.neverWaits
+		b.Run(v.name, func(b *testing.B) {
 			measure(b, items, func() {
 				next := counter(items)
 				src := source.Func(func(context.Context) (int, error) {
@@ -48,7 +56,7 @@ func BenchmarkSource(b *testing.B) {
 				if neverWaits {
 					src = stage.NeverWaits(src)
 				}
-				got, err := total(stage.Map(src, mapDouble, w))
+				got, err := total(stage.Map(src, mapDouble, v.opts...))
 				check(b, got, want, err)
 			})
 		})
