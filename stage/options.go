@@ -146,8 +146,11 @@ func Name(name string) Option {
 // Buffer lets the stage run n more items ahead of its consumer (default 0):
 // finished outputs wait for a slow consumer while the workers go on. It adds
 // n to the read-ahead bound, and a stage with a Buffer always runs all of
-// its workers as goroutines of its own (see [Workers]). Buffer panics if
-// n < 0.
+// its workers as goroutines of its own (see [Workers]). Over a source that
+// may wait, with cheap calls, a Buffer of about the worker count also costs
+// less per item: the consumer takes what is ready at each wake-up, at most
+// the read-ahead's outputs, so a larger read-ahead wakes it less often
+// (bench/README.md has the figures). Buffer panics if n < 0.
 func Buffer(n int) Option {
 	if n < 0 {
 		panic(fmt.Sprintf("sluice: stage.Buffer: n = %d, want 0 or more", n))
