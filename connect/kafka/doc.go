@@ -69,7 +69,9 @@
 // that the records of one slow key waiting behind it do not use up the
 // places the other keys need. A record tried again after a failure comes
 // back after the records taken meanwhile, so it is the one exception to the
-// order.
+// order: which of its key's later records pass it depends on how far the
+// stage had read ahead when it failed, so a sink that needs a key's records
+// in offset order must not rely on a failure being tried again in place.
 //
 // # Rebalances
 //
