@@ -1026,20 +1026,7 @@ func TestReview13ByKeyRetryStaysOneAtATime(t *testing.T) {
 			}
 			return r, nil
 		}, stage.Workers(8), stage.KeyBy(kafka.ByKey[int]), stage.Buffer(64), stage.OnError(stage.Forward))
-		done := 0
-		err := waitErr(t, "the run", r13Go(func() error {
-			return sink.ForEach(context.Background(), work, func(_ context.Context, r kafka.Record[int]) error {
-				l.settleRec(r)
-				if done++; done == n {
-					drain()
-				}
-				return nil
-			})
-		}))
-		var fe *sink.ForwardedError
-		if !errors.As(err, &fe) || fe.Count != 2 {
-			t.Errorf("the run returned %v, want a *sink.ForwardedError of the 2 failed tries", err)
-		}
+		wantForwarded(t, settleUntil(t, l, work, n, drain), 2)
 		mu.Lock()
 		defer mu.Unlock()
 		if overlap != "" {

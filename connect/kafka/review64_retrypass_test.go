@@ -64,20 +64,7 @@ func TestReview64LaterRecordsOfAKeyPassARetry(t *testing.T) {
 		}
 		return r, nil
 	}, stage.Workers(4), stage.KeyBy(key), stage.OnError(stage.Forward))
-	done := 0
-	err := waitErr(t, "the run", goRun(func() error {
-		return sink.ForEach(context.Background(), work, func(_ context.Context, r kafka.Record[int]) error {
-			l.settleRec(r)
-			if done++; done == n {
-				drain()
-			}
-			return nil
-		})
-	}))
-	var fe *sink.ForwardedError
-	if !errors.As(err, &fe) || fe.Count != 1 {
-		t.Errorf("the run returned %v, want a *sink.ForwardedError of the one failed try", err)
-	}
+	wantForwarded(t, settleUntil(t, l, work, n, drain), 1)
 	mu.Lock()
 	got := slices.Clone(calls)
 	mu.Unlock()
@@ -87,4 +74,31 @@ func TestReview64LaterRecordsOfAKeyPassARetry(t *testing.T) {
 	}
 	checkCommitted(t, addrs, "g", "jobs")
 	l.verify(t)
+}
+
+// settleUntil runs a sink.ForEach over work that settles each record in l
+// and drains the run (drain: Until's stop) once n records were settled; it
+// returns the run's error, or fails t if the run hangs.
+func settleUntil(t *testing.T, l *ledger, work stage.Stream[kafka.Record[int]], n int, drain func()) error {
+	t.Helper()
+	done := 0
+	return waitErr(t, "the run", goRun(func() error {
+		return sink.ForEach(context.Background(), work, func(_ context.Context, r kafka.Record[int]) error {
+			l.settleRec(r)
+			if done++; done == n {
+				drain()
+			}
+			return nil
+		})
+	}))
+}
+
+// wantForwarded fails t unless err is a *sink.ForwardedError of count
+// forwarded errors (the failed tries of a stage under stage.Forward).
+func wantForwarded(t *testing.T, err error, count int) {
+	t.Helper()
+	var fe *sink.ForwardedError
+	if !errors.As(err, &fe) || fe.Count != count {
+		t.Errorf("the run returned %v, want a *sink.ForwardedError of %d failed tries", err, count)
+	}
 }
