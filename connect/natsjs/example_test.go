@@ -62,6 +62,6 @@ func ExampleSource() {
 			break
 		}
 	}
-	fmt.Println(err, counts.Stored, "published,", left, "left in the work queue")
+	fmt.Println(err, counts.Stored.Load(), "published,", left, "left in the work queue")
 	// Output: <nil> 3 published, 0 left in the work queue
 }

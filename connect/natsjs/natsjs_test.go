@@ -232,9 +232,9 @@ func TestTwoReplicasShareTheWork(t *testing.T) {
 	}
 	checkExactlyOnce(t, js, n)
 	t.Logf("replica 0 stored %d (%d duplicates), replica 1 stored %d (%d duplicates)",
-		counts[0].Stored, counts[0].Duplicates, counts[1].Stored, counts[1].Duplicates)
-	if counts[0].Stored == 0 || counts[1].Stored == 0 {
-		t.Fatalf("one replica did all the work: %+v", counts)
+		counts[0].Stored.Load(), counts[0].Duplicates.Load(), counts[1].Stored.Load(), counts[1].Duplicates.Load())
+	if counts[0].Stored.Load() == 0 || counts[1].Stored.Load() == 0 {
+		t.Fatalf("one replica did all the work: %s, %s", pubCounts(&counts[0]), pubCounts(&counts[1]))
 	}
 }
 
@@ -257,7 +257,7 @@ func TestSurvivorFinishesAfterACrash(t *testing.T) {
 	doneB := make(chan error, 1)
 	go func() { doneB <- replica(context.Background(), stop, jsB, &countsB) }()
 
-	waitFor(t, "replica A to store 300", func() bool { return atomic.LoadInt64(&countsA.Stored) >= 300 })
+	waitFor(t, "replica A to store 300", func() bool { return countsA.Stored.Load() >= 300 })
 	ncA.Close()
 	crash()
 	if err := <-doneA; err == nil {
@@ -269,7 +269,7 @@ func TestSurvivorFinishesAfterACrash(t *testing.T) {
 		t.Fatalf("the survivor returned %v", err)
 	}
 	checkExactlyOnce(t, js, n)
-	t.Logf("A stored %d before it crashed; B stored %d and met %d duplicates", countsA.Stored, countsB.Stored, countsB.Duplicates)
+	t.Logf("A stored %d before it crashed; B stored %d and met %d duplicates", countsA.Stored.Load(), countsB.Stored.Load(), countsB.Duplicates.Load())
 }
 
 func TestPoisonReachesTheDeadLetterSubject(t *testing.T) {
@@ -334,14 +334,14 @@ func replicaProcess(url string) int {
 	for {
 		select {
 		case err := <-done:
-			fmt.Printf("stored %d\n", atomic.LoadInt64(&counts.Stored))
+			fmt.Printf("stored %d\n", counts.Stored.Load())
 			if err != nil {
 				fmt.Println("error:", err)
 				return 1
 			}
 			return 0
 		case <-tick.C:
-			fmt.Printf("stored %d\n", atomic.LoadInt64(&counts.Stored))
+			fmt.Printf("stored %d\n", counts.Stored.Load())
 		}
 	}
 }

@@ -16,10 +16,11 @@ import (
 // a nil message and no error.
 var ErrNilMsg = errors.New("sluice: natsjs.Publish: msg returned a nil message")
 
-// Published counts what [Publish] did.
+// Published counts what [Publish] did; it may be read while the run goes
+// on (its fields are atomic).
 type Published struct {
-	Stored     int64 // messages the stream stored
-	Duplicates int64 // messages the stream had already (same message id)
+	Stored     atomic.Int64 // messages the stream stored
+	Duplicates atomic.Int64 // messages the stream had already (same message id)
 }
 
 // Publish is a sink: it runs s and publishes each item with js, as the
@@ -36,7 +37,7 @@ type Published struct {
 // *stage.Error (Stage "foreach") wrapping it; forwarded errors come back in
 // a *sink.ForwardedError (a count and a sample); a msg that returns a nil
 // message and no error fails the same way, with [ErrNilMsg]. Items are
-// published one at a time. The counters may be read while the run goes on.
+// published one at a time. counts may be nil.
 // Publish panics, before it runs s, if js, msg or id is nil.
 func Publish[T any](ctx context.Context, js jetstream.JetStream, s stage.Stream[T], msg func(T) (*nats.Msg, error), id func(T) string, counts *Published) error {
 	if js == nil || msg == nil || id == nil {
@@ -58,9 +59,9 @@ func Publish[T any](ctx context.Context, js jetstream.JetStream, s stage.Stream[
 			return err
 		}
 		if ack.Duplicate {
-			atomic.AddInt64(&counts.Duplicates, 1)
+			counts.Duplicates.Add(1)
 		} else {
-			atomic.AddInt64(&counts.Stored, 1)
+			counts.Stored.Add(1)
 		}
 		return nil
 	})

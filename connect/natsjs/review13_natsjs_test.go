@@ -1764,7 +1764,7 @@ func TestReview13PublishFromSource(t *testing.T) {
 				return
 			default:
 			}
-			_ = atomic.LoadInt64(&counts.Stored) + atomic.LoadInt64(&counts.Duplicates)
+			_ = counts.Stored.Load() + counts.Duplicates.Load()
 			runtime.Gosched()
 		}
 	}()
@@ -1793,8 +1793,8 @@ func TestReview13PublishFromSource(t *testing.T) {
 		t.Errorf("the error's input is %v, want \"9\"", se.Input)
 	}
 	t.Logf("publish failure: %v", err)
-	if counts.Stored != 8 || counts.Duplicates != 1 {
-		t.Errorf("counts %+v, want Stored 8 (0..8 but 4), Duplicates 1 (4)", counts)
+	if counts.Stored.Load() != 8 || counts.Duplicates.Load() != 1 {
+		t.Errorf("counts %s, want Stored 8 (0..8 but 4), Duplicates 1 (4)", pubCounts(&counts))
 	}
 	// The stored results carry their message ids.
 	for i := range 9 {
@@ -1875,8 +1875,8 @@ func TestReview13PublishErrors(t *testing.T) {
 		if !errors.As(err, &se) || se.Stage != "foreach" || !errors.Is(err, natsjs.ErrNilMsg) {
 			t.Fatalf("run: %v", err)
 		}
-		if c.Stored != 1 {
-			t.Errorf("counts %+v", c)
+		if c.Stored.Load() != 1 {
+			t.Errorf("counts %s", pubCounts(&c))
 		}
 	})
 	t.Run("server-refuses", func(t *testing.T) {
@@ -1894,8 +1894,8 @@ func TestReview13PublishErrors(t *testing.T) {
 		if !errors.As(err, &se) || se.Stage != "foreach" {
 			t.Fatalf("run: %v", err)
 		}
-		if c.Stored != 1 {
-			t.Errorf("counts %+v, want Stored 1", c)
+		if c.Stored.Load() != 1 {
+			t.Errorf("counts %s, want Stored 1", pubCounts(&c))
 		}
 		t.Logf("refused: %v", err)
 	})
@@ -1912,8 +1912,8 @@ func TestReview13PublishErrors(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Count != 2 {
 			t.Fatalf("run: %v, want a ForwardedError of 2", err)
 		}
-		if c.Stored != 2 {
-			t.Errorf("counts %+v", c)
+		if c.Stored.Load() != 2 {
+			t.Errorf("counts %s", pubCounts(&c))
 		}
 	})
 	t.Run("duplicates-within-one-run", func(t *testing.T) {
@@ -1924,8 +1924,8 @@ func TestReview13PublishErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Stored != 3 || c.Duplicates != 3 {
-			t.Errorf("counts %+v, want Stored 3, Duplicates 3", c)
+		if c.Stored.Load() != 3 || c.Duplicates.Load() != 3 {
+			t.Errorf("counts %s, want Stored 3, Duplicates 3", pubCounts(&c))
 		}
 	})
 	t.Run("cancelled", func(t *testing.T) {
@@ -2165,8 +2165,8 @@ func TestReview13Child(t *testing.T) {
 		if !errors.As(err, &se) || se.Stage != "foreach" || !errors.As(err, &pe) {
 			t.Fatalf("run: %v, want a *stage.Error (foreach) wrapping a *stage.PanicError", err)
 		}
-		if c.Stored != 1 {
-			t.Errorf("counts %+v", c)
+		if c.Stored.Load() != 1 {
+			t.Errorf("counts %s", pubCounts(&c))
 		}
 		logf("%s: %v", mode, strings.SplitN(err.Error(), "\n", 2)[0])
 	case "publish-nil-args":

@@ -134,8 +134,8 @@ func TestReview14PublishDuplicateAcksTheSourceMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts.Stored != 1 || counts.Duplicates != 2 {
-		t.Fatalf("counts %+v", counts)
+	if counts.Stored.Load() != 1 || counts.Duplicates.Load() != 2 {
+		t.Fatalf("counts %s", pubCounts(&counts))
 	}
 	if got := w.streamMsgs(t, "OUT"); got != 1 {
 		t.Fatalf("OUT holds %d", got)
@@ -221,8 +221,8 @@ func TestReview14PublishCallbackFailures(t *testing.T) {
 	if !errors.Is(err, natsjs.ErrNilMsg) || !errors.As(err, &se) || se.Stage != "foreach" {
 		t.Fatalf("nil msg: %v", err)
 	}
-	if c.Stored != 1 {
-		t.Fatalf("nil msg: stored %d, want 1 (items are published one at a time)", c.Stored)
+	if c.Stored.Load() != 1 {
+		t.Fatalf("nil msg: stored %d, want 1 (items are published one at a time)", c.Stored.Load())
 	}
 
 	err = natsjs.Publish(ctx, js, items(), okMsg, func(v int) string {
@@ -247,7 +247,7 @@ func TestReview14PublishCallbackFailures(t *testing.T) {
 	cancel()
 	var c2 natsjs.Published
 	err = natsjs.Publish(cctx, js, items(), func(v int) (*nats.Msg, error) { return &nats.Msg{Subject: "out", Data: []byte("late")}, nil }, func(v int) string { return "late" + id(v) }, &c2)
-	if !errors.Is(err, context.Canceled) || c2.Stored+c2.Duplicates != 0 {
-		t.Fatalf("cancelled: %v %+v", err, c2)
+	if !errors.Is(err, context.Canceled) || c2.Stored.Load()+c2.Duplicates.Load() != 0 {
+		t.Fatalf("cancelled: %v %s", err, pubCounts(&c2))
 	}
 }

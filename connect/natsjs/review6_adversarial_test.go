@@ -1254,7 +1254,7 @@ func TestReview6PublishDuplicatesAndCounters(t *testing.T) {
 	var calls atomic.Int64
 	var lastStored int64
 	m := stage.Map(stage.Until(natsjs.Source(e.cons, r6Atoi), stop), func(_ context.Context, m natsjs.Msg[int]) (int, error) {
-		s := atomic.LoadInt64(&counts.Stored) // read while the run goes on, from another goroutine
+		s := counts.Stored.Load() // read while the run goes on, from another goroutine
 		if s < atomic.LoadInt64(&lastStored) {
 			return 0, fmt.Errorf("Stored went back")
 		}
@@ -1272,8 +1272,8 @@ func TestReview6PublishDuplicatesAndCounters(t *testing.T) {
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if counts.Stored != 3 || counts.Duplicates != 3 {
-		t.Errorf("counts = %+v, want 3 stored, 3 duplicates", counts)
+	if counts.Stored.Load() != 3 || counts.Duplicates.Load() != 3 {
+		t.Errorf("counts = %s, want 3 stored, 3 duplicates", pubCounts(&counts))
 	}
 	out, err := e.js2.Stream(context.Background(), "R6OUT")
 	if err != nil {
@@ -1381,8 +1381,8 @@ func TestReview6PublishFailures(t *testing.T) {
 				t.Errorf("the failed item's source message did not come back as a second delivery (present %v, rest %v)", ok, r6Deliv(t, rest))
 			}
 			want := uint64(len(committed))
-			if n := e.msgs(out); n != want || counts.Stored != int64(want) {
-				t.Errorf("output stream holds %d, Stored %d; want %d", n, counts.Stored, want)
+			if n := e.msgs(out); n != want || counts.Stored.Load() != int64(want) {
+				t.Errorf("output stream holds %d, Stored %d; want %d", n, counts.Stored.Load(), want)
 			}
 		})
 	}

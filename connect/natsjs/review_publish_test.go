@@ -16,7 +16,6 @@ import (
 	"io"
 	"runtime"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,7 +101,7 @@ func rpAckBody(seq uint64, dup bool) map[string]any {
 
 // rpLoad reads the counters as a concurrent reader must.
 func rpLoad(c *natsjs.Published) (stored, dups int64) {
-	return atomic.LoadInt64(&c.Stored), atomic.LoadInt64(&c.Duplicates)
+	return c.Stored.Load(), c.Duplicates.Load()
 }
 
 // rpReader reads counts in a loop until stop is closed, checking that they
@@ -653,4 +652,9 @@ func TestReviewPublishCountersUnderLoad(t *testing.T) {
 	if info, err := res.Info(context.Background()); err != nil || info.State.Msgs != n/2 {
 		t.Fatalf("LRES: %v (%v), want %d messages", info, err, n/2)
 	}
+}
+
+// pubCounts formats what Publish counted.
+func pubCounts(p *natsjs.Published) string {
+	return fmt.Sprintf("{Stored:%d Duplicates:%d}", p.Stored.Load(), p.Duplicates.Load())
 }
