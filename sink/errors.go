@@ -23,10 +23,14 @@ type ForwardedError struct {
 	Sample []error // the first min(Count, SampleSize) of them, in arrival order
 }
 
-// Error reports the count and the first error.
+// Error reports the count and the first error (only the count if Sample
+// is empty, as in a ForwardedError made by hand).
 func (e *ForwardedError) Error() string {
-	if e.Count == 1 {
-		return e.Sample[0].Error()
+	switch {
+	case len(e.Sample) == 0:
+		return fmt.Sprintf("sluice: %d forwarded errors", e.Count)
+	case e.Count == 1:
+		return fmt.Sprint(e.Sample[0])
 	}
 	return fmt.Sprintf("sluice: %d forwarded errors, the first: %v", e.Count, e.Sample[0])
 }

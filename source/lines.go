@@ -17,7 +17,8 @@ import (
 const DefaultMaxLineLength = 1 << 20
 
 // LinesOption configures [Lines]; make one with [MaxLineLength]. Options
-// are checked when they are made: an invalid one panics there.
+// are checked when they are made: an invalid one panics there. The zero
+// LinesOption is not an option: Lines panics if given one.
 type LinesOption struct{ apply func(*linesConfig) }
 
 type linesConfig struct {

@@ -55,8 +55,9 @@ type SourceError struct {
 	Err error
 }
 
-// Error reports the source's error.
-func (e *SourceError) Error() string { return "sluice: source: " + e.Err.Error() }
+// Error reports the source's error (a nil Err prints as <nil>, as it does
+// in an [Error]).
+func (e *SourceError) Error() string { return fmt.Sprintf("sluice: source: %v", e.Err) }
 
 // Unwrap returns Err, the source's own error.
 func (e *SourceError) Unwrap() error { return e.Err }

@@ -84,12 +84,13 @@ type observerKey struct{}
 // (or with a context derived from it): give it to the sink. Observers
 // attached by several calls all see every stage, each on its own: one that
 // panics (see [Watcher]) is told nothing more, the others are told
-// everything. Observe panics if o is nil.
+// everything. Observe panics if ctx or o is nil.
 //
 // Cost: nothing per item when no observer is attached; with one, two reads
 // of the clock and the observer's two calls per item, each behind a panic
 // guard, and no allocation.
 func Observe(ctx context.Context, o Observer) context.Context {
+	checkFunc(ctx == nil, "stage.Observe", "context")
 	checkFunc(o == nil, "stage.Observe", "observer")
 	prev, _ := ctx.Value(observerKey{}).(observers)
 	// A new slice: contexts derived from ctx before keep their observers.

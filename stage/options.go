@@ -7,7 +7,8 @@ import (
 
 // Option configures a stage; make one with [Workers], [Ordered], [OnError],
 // [Name] or [Buffer]. Options are checked when they are made and when the
-// stage is built: an invalid one panics there, never during a run.
+// stage is built: an invalid one panics there, never during a run. The
+// zero Option is not an option: building a stage with one panics.
 type Option struct {
 	// apply sets the option; n is its number, for the options that have
 	// one, so that making them makes no closure.

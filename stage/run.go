@@ -58,7 +58,9 @@ import (
 //   - once f saw the end of s: the *[SourceError] if a source failed (every
 //     item produced before the failure was delivered), else nil.
 //
-// Forwarded errors are f's to collect; Run does not return them.
+// Forwarded errors are f's to collect; Run does not return them. Run
+// panics, before it starts the run, if ctx or f is nil or s is the zero
+// Stream (programmer errors; the message starts with "sluice:").
 func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v T, err error) error) error {
 	s.check("stage.Run")
 	checkFunc(f == nil, "stage.Run", "function")

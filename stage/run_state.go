@@ -106,7 +106,7 @@ func (r *run) opened() *opening {
 
 func newRun(parent context.Context) *run {
 	if parent == nil {
-		panic("sluice: nil context")
+		panic("sluice: stage.Run: nil context")
 	}
 	r := &run{parent: parent, parentDone: parent.Done()}
 	r.ownOnly = r.parentDone == nil
