@@ -19,5 +19,12 @@ type Msg[T any] struct {
 var ErrPermanent = errors.New("natsjs: permanent failure")
 
 // Permanent wraps err so that the message it concerns is terminated (and
-// dead-lettered) instead of redelivered.
-func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+// dead-lettered) instead of redelivered. Permanent(nil) is nil, as no
+// failure is no permanent one: `return v, natsjs.Permanent(err)` after a
+// call that succeeded is a success.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrPermanent, err)
+}

@@ -37,7 +37,8 @@ func ReadAhead(n int) SourceOption {
 
 // SourceOption configures [Source]; make one with [ReadAhead],
 // [DeadLetter], [KeepAlive], [Backoff] or [OnAckError]. Options are checked
-// when they are made: an invalid one panics there.
+// when they are made: an invalid one panics there. The zero SourceOption
+// is not an option: Source panics if given one.
 type SourceOption struct{ apply func(*sourceConfig) }
 
 type sourceConfig struct {

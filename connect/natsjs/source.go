@@ -70,6 +70,9 @@ import (
 // stage's own worker asking for its next message), or at the run's stop if
 // none comes; it stays in flight until then (kept alive by KeepAlive, if
 // set).
+//
+// Source panics if cons or decode is nil, or if an option is the zero
+// SourceOption (programmer errors; the message starts with "sluice:").
 func Source[T any](cons jetstream.Consumer, decode func([]byte) (T, error), opts ...SourceOption) stage.Stream[Msg[T]] {
 	if cons == nil || decode == nil {
 		panic("sluice: natsjs.Source: nil consumer or decode function")
