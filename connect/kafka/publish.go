@@ -19,7 +19,7 @@ type Published struct {
 
 // ErrNilRecord is the error of an item for which Publish's record function
 // returned neither a record nor an error.
-var ErrNilRecord = errors.New("kafka: Publish: the record function returned a nil record and no error")
+var ErrNilRecord = errors.New("sluice: kafka.Publish: the record function returned a nil record and no error")
 
 // Publish is a sink: it runs s and produces each item with cl, as the
 // record that record makes of it (give it a Key to keep a key's items in

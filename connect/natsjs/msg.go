@@ -16,7 +16,7 @@ type Msg[T any] struct {
 
 // ErrPermanent marks an error that a redelivery cannot cure; wrap one with
 // [Permanent].
-var ErrPermanent = errors.New("natsjs: permanent failure")
+var ErrPermanent = errors.New("sluice: natsjs: permanent failure")
 
 // Permanent wraps err so that the message it concerns is terminated (and
 // dead-lettered) instead of redelivered. Permanent(nil) is nil, as no
