@@ -41,8 +41,10 @@ func Filter[T any](in Stream[T], keep func(ctx context.Context, v T) (bool, erro
 
 // FlatMap calls f for each item of in and emits the elements of the slice it
 // returns, in slice order; with [Ordered], all outputs of one item leave
-// before those of the next. Workers and error policy are as in [Map]. FlatMap
-// panics if in is the zero Stream or f is nil.
+// before those of the next. Workers and error policy are as in [Map]. The
+// returned slice is read after f returns, while its elements wait for room
+// downstream: f must not change or reuse it (return a new slice each call).
+// FlatMap panics if in is the zero Stream or f is nil.
 func FlatMap[In, Out any](in Stream[In], f func(ctx context.Context, v In) ([]Out, error), opts ...Option) Stream[Out] {
 	checkFunc(f == nil, "stage.FlatMap", "function")
 	return apply("stage.FlatMap", "flatmap", in, func(ctx context.Context, v In, e emitter[Out]) error {
