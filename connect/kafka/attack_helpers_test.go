@@ -75,28 +75,45 @@ func (l *ledger) settleRec(r kafka.Record[int]) { l.settle(r.Topic, r.Partition,
 // watch observes every OffsetCommit at the broker (the cluster still
 // handles it).
 func (l *ledger) watch(c *kfake.Cluster) {
+	onCommits(c, &l.mu, func(member, topic string, p int32, off int64) {
+		l.seq++
+		l.commits = append(l.commits, commitSeen{l.seq, member, topic, p, off})
+		m := l.settled[tpart{topic, p}]
+		if v := unsettledBelow(member, topic, p, off, func(o int64) bool { return m[o] }); v != "" {
+			l.violations = append(l.violations, v)
+		}
+	})
+}
+
+// onCommits calls f, under mu, for each partition's offset in every
+// OffsetCommit the cluster receives (the cluster still handles it).
+func onCommits(c *kfake.Cluster, mu *sync.Mutex, f func(member, topic string, p int32, off int64)) {
 	names := topicNames(c)
 	c.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		req := kreq.(*kmsg.OffsetCommitRequest)
-		l.mu.Lock()
-		defer l.mu.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
 		for _, t := range req.Topics {
 			topic := names.of(t.Topic, t.TopicID)
 			for _, p := range t.Partitions {
-				l.seq++
-				l.commits = append(l.commits, commitSeen{l.seq, req.MemberID, topic, p.Partition, p.Offset})
-				m := l.settled[tpart{topic, p.Partition}]
-				for o := int64(0); o < p.Offset; o++ {
-					if !m[o] {
-						l.violations = append(l.violations, fmt.Sprintf("member %s committed %s/%d at %d, but offset %d was not settled", req.MemberID, topic, p.Partition, p.Offset, o))
-						break
-					}
-				}
+				f(req.MemberID, topic, p.Partition, p.Offset)
 			}
 		}
 		return nil, nil, false
 	})
+}
+
+// unsettledBelow describes a commit of p at off that passes a record not
+// settled (the first offset below off for which settled is false), or is
+// "" if every one below off is settled.
+func unsettledBelow(member, topic string, p int32, off int64, settled func(int64) bool) string {
+	for o := int64(0); o < off; o++ {
+		if !settled(o) {
+			return fmt.Sprintf("member %s committed %s/%d at %d, but offset %d was not settled", member, topic, p, off, o)
+		}
+	}
+	return ""
 }
 
 func (l *ledger) onEvent(e kafka.Event) {

@@ -51,27 +51,14 @@ type r63Book struct {
 // requests to topic "dlq" (a dead letter settles its record).
 func newR63Book(c *kfake.Cluster) *r63Book {
 	b := &r63Book{exact: map[tpart]map[int64]bool{}, maybe: map[tpart]map[int64]bool{}, dead: map[tpart]map[int64]int{}}
-	names := topicNames(c)
-	c.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		req := kreq.(*kmsg.OffsetCommitRequest)
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		for _, t := range req.Topics {
-			topic := names.of(t.Topic, t.TopicID)
-			for _, p := range t.Partitions {
-				b.seq++
-				b.commits = append(b.commits, commitSeen{b.seq, req.MemberID, topic, p.Partition, p.Offset})
-				for o := int64(0); o < p.Offset; o++ {
-					if !b.settledLocked(topic, p.Partition, o) {
-						b.violations = append(b.violations, fmt.Sprintf("member %s committed %s/%d at %d, but offset %d was not settled", req.MemberID, topic, p.Partition, p.Offset, o))
-						break
-					}
-				}
-			}
+	onCommits(c, &b.mu, func(member, topic string, p int32, off int64) {
+		b.seq++
+		b.commits = append(b.commits, commitSeen{b.seq, member, topic, p, off})
+		if v := unsettledBelow(member, topic, p, off, func(o int64) bool { return b.settledLocked(topic, p, o) }); v != "" {
+			b.violations = append(b.violations, v)
 		}
-		return nil, nil, false
 	})
+	names := topicNames(c)
 	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		req := kreq.(*kmsg.ProduceRequest)
