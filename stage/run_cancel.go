@@ -103,10 +103,8 @@ func (r *run) cancelCtxLocked(cause error) {
 		return
 	}
 	r.ctxCancelled = true
-	select {
-	case <-r.done: // the parent's cancellation ended it first (nil done: the parent never ends)
+	if !r.ownOnly && r.ctx.Err() != nil { // the parent's cancellation ended it first (see cancelled)
 		return
-	default:
 	}
 	if r.ownCause == nil {
 		r.ownCause = cause
@@ -125,8 +123,8 @@ func (r *run) cancelCtxLocked(cause error) {
 // nothing live: the run ends with the parent's cause, as it would have a
 // moment later, and calls in flight and the sink see the same end. (The
 // sink's own callback's error is the run's whatever came before it: see
-// Run.) (It reads the
-// channel the parent gave at the start: no user code.)
+// Run.) (It reads the channel the parent gave at the start and the run's
+// own context: no user code.)
 func (r *run) parentEnding() bool {
 	if r.ctxCancelled {
 		return false
@@ -134,12 +132,7 @@ func (r *run) parentEnding() bool {
 	if !r.parentClosed() {
 		return false
 	}
-	select {
-	case <-r.done:
-		return false // it has reached the run's context: cutShortLocked sees it
-	default:
-		return true
-	}
+	return r.ctx.Err() == nil // non-nil: it has reached the run's context, and cutShortLocked sees it
 }
 
 // cutShortLocked reports, under mu, whether the parent's cancellation
