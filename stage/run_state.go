@@ -23,7 +23,6 @@ import (
 // Closed), and last gives the per-run states back to their pools
 // (engine_recycle.go); result says what the sink returns.
 type run struct {
-	ctx         context.Context
 	cancelCtx   context.CancelCauseFunc // only under mu, through cancelLocked or in finish: both wake the sleepers
 	wg          sync.WaitGroup          // the run's goroutines
 	hooks       sync.WaitGroup          // the cancellation hook and Until's
@@ -50,6 +49,15 @@ type run struct {
 	// stands for the context when only the run can cancel it (ownOnly).
 	over    atomic.Bool
 	ownOnly bool
+	// The run's context: cancelled reads its Err for every item under a
+	// parent that can end. It sits here, with the other fields read for
+	// every item (draining, over, ownOnly), in the middle of the struct:
+	// at its start, on the cache line of wg and hooks, a 1,000-item run
+	// under a request's context took 146-163 us against 108-123 here, and
+	// 117-138 under context.Background() (four interleaved rounds);
+	// keep the fields read per item away from those written while the
+	// run goes on.
+	ctx context.Context
 
 	// Opening, from the sink's goroutine only.
 	scope       *drainScope // the drain scope of the sources being opened (see Until)
