@@ -50,13 +50,14 @@ type run struct {
 	over    atomic.Bool
 	ownOnly bool
 	// The run's context: cancelled reads its Err for every item under a
-	// parent that can end. It sits here, with the other fields read for
-	// every item (draining, over, ownOnly), in the middle of the struct:
-	// at its start, on the cache line of wg and hooks, a 1,000-item run
-	// under a request's context took 146-163 us against 108-123 here, and
-	// 117-138 under context.Background() (four interleaved rounds);
-	// keep the fields read per item away from those written while the
-	// run goes on.
+	// parent that can end. It sits with the other fields read for every
+	// item (draining, over, ownOnly), not at the struct's start, where a
+	// 1,000-item run under a request's context took 138 us against 110
+	// here (medians of four interleaved rounds of BenchmarkSmallRun;
+	// under Background 95-97 in both). Why is not established: nothing at
+	// the start is written per item (wg changes a few times per run), and
+	// a run's start moves between two offsets in its cache line from one
+	// allocation to the next. Measure before moving it.
 	ctx context.Context
 
 	// Opening, from the sink's goroutine only.
@@ -143,8 +144,8 @@ func (r *run) halted() bool {
 // its Err, which by Context's contract is non-nil once Done is closed and
 // nil before. Err is an atomic load
 // of the run's own context (never user code), cheaper than a non-blocking
-// receive (2.5 against 4.1 ns alone), and this is asked about five times
-// per item; nor does the run make its context's channel for it. The
+// receive, and this is asked about six times per item; nor does the run
+// make its context's channel for it. The
 // run's decisions (fail, sourceFailed, sawEnd) look here too, never at the
 // context themselves, so that they agree with what its goroutines saw.
 func (r *run) cancelled() bool {
