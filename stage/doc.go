@@ -87,6 +87,11 @@
 // run's context. Cancelling the caller's ctx, a FailFast error, a failing
 // sink callback, or a sink that stops early (sink.First, a break out of
 // sink.All) cancels the run; the user functions see it through their ctx.
+// A caller's ctx of a context type the context package cannot see into
+// (one not built on a standard context) is watched from a goroutine of the
+// run, so the functions' ctx ends a moment after it; but sources take no
+// new item, and the sink delivers nothing more, from the moment its Done
+// channel is closed, as with a standard context.
 //
 // # Leaks
 //

@@ -66,7 +66,7 @@ func (p *indexPuller[T]) pull() (item[T], int, bool) {
 		// Ordered window must not wait for i (see puller).
 		return item[T]{flags: gap}, i, false
 	}
-	if p.r.cancelled() { // at (user code) may have cancelled the run: no new item starts
+	if p.r.ending() { // at (user code) may have cancelled the run: no new item starts
 		return item[T]{}, 0, false
 	}
 	return item[T]{v: v}, i, true

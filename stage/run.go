@@ -116,7 +116,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 				break
 			}
 			for i := range batch {
-				if r.cancelled() || !deliver(batch[i]) {
+				if r.ending() || !deliver(batch[i]) {
 					break batches
 				}
 				batch[i] = item[T]{} // drop the reference once delivered
@@ -129,7 +129,7 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 				r.sawEnd()
 				break
 			}
-			if r.cancelled() || !deliver(it) { // no item starts once the run is cancelled
+			if r.ending() || !deliver(it) { // no item starts once the run is cancelled
 				break
 			}
 		}

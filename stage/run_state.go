@@ -49,6 +49,12 @@ type run struct {
 	// stands for the context when only the run can cancel it (ownOnly).
 	over    atomic.Bool
 	ownOnly bool
+	// parentWatched: the context package cannot see into the parent (a
+	// context type of the user's), so a goroutine of the run watches it
+	// (watched.AfterFunc, called while newRun makes the run's context) and
+	// its end reaches the run's context a moment after its Done channel
+	// closed (see ending).
+	parentWatched bool
 	// The run's context: cancelled reads its Err for every item under a
 	// parent that can end. It sits with the other fields read for every
 	// item (draining, over, ownOnly), not at the struct's start, where a
@@ -130,7 +136,19 @@ func newRun(parent context.Context) *run {
 
 // halted reports whether the run takes no new items from its sources.
 func (r *run) halted() bool {
-	return r.draining.Load() || r.cancelled()
+	return r.draining.Load() || r.ending()
+}
+
+// ending reports whether the run is cancelled (see cancelled) or its
+// parent's end is on its way to it: a parent the run watches from a
+// goroutine of its own (parentWatched) has closed its Done channel. Sources
+// take no new item and the sink delivers nothing more once it is true, as
+// they do once a standard parent is cancelled, which cancels the run's
+// context at once; the run's decisions treat such an end as the parent's
+// (sawEnd, parentEnding). It reads the channel the parent gave at the
+// start: no user code.
+func (r *run) ending() bool {
+	return r.cancelled() || r.parentWatched && r.parentClosed()
 }
 
 // cancelled reports whether the run is cancelled: its context is done, or

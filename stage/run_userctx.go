@@ -87,6 +87,9 @@ type watched struct {
 // own held: neither blocks.
 func (w *watched) AfterFunc(f func()) (stop func() bool) {
 	r := w.r
+	if w == &r.watchParent {
+		r.parentWatched = true // in newRun, from the sink's goroutine (see ending)
+	}
 	done := w.Context.Done()
 	var state atomic.Int32 // 0: waiting; 1: f runs; 2: stopped
 	stopped := make(chan struct{})

@@ -330,9 +330,10 @@ func (p *sourcePuller[T]) take(ctx context.Context) (it item[T], idx int, ok, re
 		p.ended = true
 		return item[T]{}, 0, false, true
 	}
-	if p.r.cancelled() {
+	if p.r.ending() {
 		// next returned after the run was cancelled (it may wait, and it is
-		// user code): no new item starts, so this one is not taken (its Ack
+		// user code; or its parent's end is on its way: see ending): no new
+		// item starts, so this one is not taken (its Ack
 		// is never told; the source's stop gives it back).
 		return item[T]{}, 0, false, true
 	}
