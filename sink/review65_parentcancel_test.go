@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -37,46 +38,6 @@ type r65Parent struct {
 	make  func() (context.Context, func())
 }
 
-// r65DoneCtx is a context type of the caller's with its own Done channel
-// (neither a standard context nor a wrapper of one). It keeps the Context
-// contract: Err is non-nil exactly once Done is closed.
-type r65DoneCtx struct {
-	done chan struct{}
-	mu   sync.Mutex
-	err  error
-}
-
-func r65NewDoneCtx() *r65DoneCtx { return &r65DoneCtx{done: make(chan struct{})} }
-
-func (c *r65DoneCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *r65DoneCtx) Done() <-chan struct{}       { return c.done }
-func (c *r65DoneCtx) Value(any) any               { return nil }
-func (c *r65DoneCtx) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-func (c *r65DoneCtx) cancel() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil {
-		c.err = context.Canceled
-		close(c.done)
-	}
-}
-
-// r65WrapCtx wraps a standard context and adds a value of its own.
-type r65WrapCtx struct{ context.Context }
-
-type r65Key struct{}
-
-func (c r65WrapCtx) Value(k any) any {
-	if k == (r65Key{}) {
-		return "r65"
-	}
-	return c.Context.Value(k)
-}
-
 func r65Parents() []r65Parent {
 	return []r65Parent{
 		{name: "WithCancel", make: func() (context.Context, func()) { return context.WithCancel(context.Background()) }},
@@ -89,11 +50,11 @@ func r65Parents() []r65Parent {
 		}},
 		{name: "wrapped", make: func() (context.Context, func()) {
 			ctx, c := context.WithCancel(context.Background())
-			return r65WrapCtx{ctx}, c
+			return ctxtest.WrapCtx{Context: ctx}, c
 		}},
 		{name: "ownDone", make: func() (context.Context, func()) {
-			c := r65NewDoneCtx()
-			return c, c.cancel
+			c := ctxtest.NewDoneCtx()
+			return c, c.Cancel
 		}},
 	}
 }
@@ -423,11 +384,11 @@ func TestReview65OwnDoneCtxCancelAtLastItem(t *testing.T) {
 							var parent context.Context
 							var cancel func()
 							if kind == "ownDone" {
-								c := r65NewDoneCtx()
-								parent, cancel = c, c.cancel
+								c := ctxtest.NewDoneCtx()
+								parent, cancel = c, c.Cancel
 							} else {
 								ctx, c := context.WithCancel(context.Background())
-								parent, cancel = r65WrapCtx{ctx}, c
+								parent, cancel = ctxtest.WrapCtx{Context: ctx}, c
 							}
 							seen := 0
 							err := sink.ForEach(parent, r65Pipe(pipe, r65Items(n)), func(context.Context, int) error {
@@ -478,9 +439,9 @@ func TestReview65OwnDoneCtxNothingDeliveredAfterCancel(t *testing.T) {
 	for _, sk := range []string{"ForEach", "Run", "Reduce", "All"} {
 		for _, pipe := range []string{"slice", "map1", "map4ordered", "map4buffer"} {
 			t.Run(sk+"/"+pipe, func(t *testing.T) {
-				c := r65NewDoneCtx()
-				defer c.cancel()
-				after, total, err := r65CallbackScenario(t, sk, pipe, c, c.cancel, n, k)
+				c := ctxtest.NewDoneCtx()
+				defer c.Cancel()
+				after, total, err := r65CallbackScenario(t, sk, pipe, c, c.Cancel, n, k)
 				if !errors.Is(err, context.Canceled) {
 					t.Errorf("err = %v; want context.Canceled", err)
 				}

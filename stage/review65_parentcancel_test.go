@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -41,46 +42,6 @@ type r65Parent struct {
 	make  func() (context.Context, func())
 }
 
-// r65DoneCtx is a context type of the caller's with its own Done channel
-// (not a standard context, nor one wrapping one). It keeps the Context
-// contract: Err is non-nil exactly once Done is closed.
-type r65DoneCtx struct {
-	done chan struct{}
-	mu   sync.Mutex
-	err  error
-}
-
-func r65NewDoneCtx() *r65DoneCtx { return &r65DoneCtx{done: make(chan struct{})} }
-
-func (c *r65DoneCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *r65DoneCtx) Done() <-chan struct{}       { return c.done }
-func (c *r65DoneCtx) Value(any) any               { return nil }
-func (c *r65DoneCtx) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-func (c *r65DoneCtx) cancel() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil {
-		c.err = context.Canceled
-		close(c.done)
-	}
-}
-
-// r65WrapCtx wraps a standard context and adds a value of its own.
-type r65WrapCtx struct{ context.Context }
-
-type r65Key struct{}
-
-func (c r65WrapCtx) Value(k any) any {
-	if k == (r65Key{}) {
-		return "r65"
-	}
-	return c.Context.Value(k)
-}
-
 // r65StdParents are the standard parents: a cancellation by them reaches
 // every context derived from them before cancel returns.
 func r65StdParents() []r65Parent {
@@ -95,7 +56,7 @@ func r65StdParents() []r65Parent {
 		}},
 		{name: "WithValue(WithCancel)", make: func() (context.Context, func()) {
 			ctx, c := context.WithCancel(context.Background())
-			return context.WithValue(ctx, r65Key{}, 1), c
+			return context.WithValue(ctx, ctxtest.Key{}, 1), c
 		}},
 		{name: "Observe(WithCancel)", make: func() (context.Context, func()) {
 			ctx, c := context.WithCancel(context.Background())
@@ -109,11 +70,11 @@ func r65AllParents() []r65Parent {
 	return append(r65StdParents(),
 		r65Parent{name: "wrapped", make: func() (context.Context, func()) {
 			ctx, c := context.WithCancel(context.Background())
-			return r65WrapCtx{ctx}, c
+			return ctxtest.WrapCtx{Context: ctx}, c
 		}},
 		r65Parent{name: "ownDone", make: func() (context.Context, func()) {
-			c := r65NewDoneCtx()
-			return c, c.cancel
+			c := ctxtest.NewDoneCtx()
+			return c, c.Cancel
 		}},
 	)
 }
@@ -553,8 +514,8 @@ func TestReview65PreCancelledParents(t *testing.T) {
 			return ctx
 		}},
 		{name: "ownDone", ctx: func() context.Context {
-			c := r65NewDoneCtx()
-			c.cancel()
+			c := ctxtest.NewDoneCtx()
+			c.Cancel()
 			return c
 		}},
 		{name: "WithoutCancel(Canceled)", control: true, ctx: func() context.Context { return context.WithoutCancel(cancelled()) }},
@@ -1202,7 +1163,7 @@ func TestReview65OwnDoneCtxFCancelsNoWait(t *testing.T) {
 	for _, ordered := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
 			for range 20 {
-				c := r65NewDoneCtx()
+				c := ctxtest.NewDoneCtx()
 				src := &r65Counted{n: n}
 				opts := []stage.Option{stage.Workers(1)}
 				if ordered {
@@ -1210,14 +1171,14 @@ func TestReview65OwnDoneCtxFCancelsNoWait(t *testing.T) {
 				}
 				m := stage.Map(src.stream(), func(ctx context.Context, v int) (int, error) {
 					if v == k {
-						c.cancel()
+						c.Cancel()
 						src.cancelled.Store(true)
 					}
 					return v, nil
 				}, opts...)
 				var err error
 				runcheck.Run(t, "count", func() { _, err = sink.Count(c, m) })
-				c.cancel()
+				c.Cancel()
 				if !errors.Is(err, context.Canceled) {
 					t.Fatalf("err = %v; want context.Canceled", err)
 				}
@@ -1239,11 +1200,11 @@ func TestReview65OwnDoneCtxSourceCancels(t *testing.T) {
 	for _, kind := range []string{"source", "indexed"} {
 		t.Run(kind, func(t *testing.T) {
 			for range 20 {
-				c := r65NewDoneCtx()
+				c := ctxtest.NewDoneCtx()
 				src := &r65Counted{n: n}
 				src.onNext = func(_ context.Context, i int) {
 					if i == k {
-						c.cancel()
+						c.Cancel()
 						src.cancelled.Store(true)
 					}
 				}
@@ -1262,7 +1223,7 @@ func TestReview65OwnDoneCtxSourceCancels(t *testing.T) {
 				}, stage.Workers(1))
 				var err error
 				runcheck.Run(t, "count", func() { _, err = sink.Count(c, m) })
-				c.cancel()
+				c.Cancel()
 				if !errors.Is(err, context.Canceled) {
 					t.Fatalf("err = %v; want context.Canceled", err)
 				}
@@ -1289,8 +1250,8 @@ func TestReview65OwnDoneCtxFCancels(t *testing.T) {
 	const n, k = 40, 2
 	for _, ordered := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
-			c := r65NewDoneCtx()
-			defer c.cancel()
+			c := ctxtest.NewDoneCtx()
+			defer c.Cancel()
 			src := &r65Counted{n: n}
 			opts := []stage.Option{stage.Workers(1)}
 			if ordered {
@@ -1298,7 +1259,7 @@ func TestReview65OwnDoneCtxFCancels(t *testing.T) {
 			}
 			m := stage.Map(src.stream(), func(ctx context.Context, v int) (int, error) {
 				if v == k {
-					c.cancel()
+					c.Cancel()
 					src.cancelled.Store(true)
 					<-ctx.Done() // "calls in flight see ctx.Done()"
 					return 0, ctx.Err()
