@@ -88,10 +88,13 @@
 // sink callback, or a sink that stops early (sink.First, a break out of
 // sink.All) cancels the run; the user functions see it through their ctx.
 // A caller's ctx of a context type the context package cannot see into
-// (one not built on a standard context) is watched from a goroutine of the
-// run, so the functions' ctx ends a moment after it; but sources take no
-// new item, and the sink delivers nothing more, from the moment its Done
-// channel is closed, as with a standard context.
+// (its Done channel is not a standard context's) is watched from a
+// goroutine of the run, so the functions' ctx ends a moment after it; but
+// from the moment its Done channel is closed no source's next is called
+// and the sink delivers nothing more, as with a standard context. (A next
+// already waiting, as in a channel source, may still take an item until
+// the functions' ctx ends; the run drops it, as it drops items in flight
+// when it is cancelled.)
 //
 // # Leaks
 //

@@ -127,7 +127,7 @@ func (c *config) failed(r *run, e *Error) (forward *Error, end error) {
 		return e, nil
 	case c.handler != nil:
 		if err, returned := c.handler.handle(r.ctx, e); err != nil {
-			if returned && r.cancelled() && r.endedBy(err) {
+			if returned && r.ending() && r.endedBy(err) {
 				return nil, errHandlerCutShort
 			}
 			if returned && IsStop(err) {
