@@ -387,14 +387,8 @@ func TestReview66ChanSourceTakesAfterDone(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		for _, kind := range []string{"WithCancel", "ownDone"} {
 			t.Run(kind, func(t *testing.T) {
-				var parent context.Context
-				var cancel func()
-				var g *r66Gated
-				if kind == "WithCancel" {
-					parent, cancel = context.WithCancel(context.Background())
-				} else {
-					g = r66NewGated(context.Background())
-					parent, cancel = g, g.Cancel
+				parent, cancel, g := r66Parent(kind)
+				if g != nil {
 					defer g.stop()
 				}
 				ch := make(chan int)
@@ -443,6 +437,18 @@ func TestReview66ChanSourceTakesAfterDone(t *testing.T) {
 	})
 }
 
+// r66Parent makes a caller's ctx of a kind: a standard one ("WithCancel"),
+// or a gated caller's own type ("ownDone"), which it returns as g too (nil
+// for the standard one).
+func r66Parent(kind string) (parent context.Context, cancel func(), g *r66Gated) {
+	if kind == "WithCancel" {
+		parent, cancel = context.WithCancel(context.Background())
+		return parent, cancel, nil
+	}
+	g = r66NewGated(context.Background())
+	return g, g.Cancel, g
+}
+
 // r66WaitParkedIn waits until a goroutine is parked in a wait whose state
 // starts with state ("[select") inside a function whose name contains fn.
 func r66WaitParkedIn(t *testing.T, fn, state string) {
@@ -476,14 +482,8 @@ func TestReview66SinkCallbackCutShortAck(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		for _, kind := range []string{"WithCancel", "ownDone"} {
 			t.Run(kind, func(t *testing.T) {
-				var parent context.Context
-				var cancel func()
-				var g *r66Gated
-				if kind == "WithCancel" {
-					parent, cancel = context.WithCancel(context.Background())
-				} else {
-					g = r66NewGated(context.Background())
-					parent, cancel = g, g.Cancel
+				parent, cancel, g := r66Parent(kind)
+				if g != nil {
 					defer g.stop()
 				}
 				acks := &r66Acks{}
@@ -532,15 +532,7 @@ func TestReview66SinkCallbackErrorAfterDone(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		var results []string
 		for _, kind := range []string{"WithCancel", "ownDone"} {
-			var parent context.Context
-			var cancel func()
-			var g *r66Gated
-			if kind == "WithCancel" {
-				parent, cancel = context.WithCancel(context.Background())
-			} else {
-				g = r66NewGated(context.Background())
-				parent, cancel = g, g.Cancel
-			}
+			parent, cancel, g := r66Parent(kind)
 			s := &r66Src{n: n, acks: &r66Acks{}, closed: func() bool { return false }}
 			var err error
 			runcheck.Run(t, kind, func() {
@@ -581,14 +573,8 @@ func TestReview66HandlerCutShortAck(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		for _, kind := range []string{"WithCancel", "ownDone"} {
 			t.Run(kind, func(t *testing.T) {
-				var parent context.Context
-				var cancel func()
-				var g *r66Gated
-				if kind == "WithCancel" {
-					parent, cancel = context.WithCancel(context.Background())
-				} else {
-					g = r66NewGated(context.Background())
-					parent, cancel = g, g.Cancel
+				parent, cancel, g := r66Parent(kind)
+				if g != nil {
 					defer g.stop()
 				}
 				acks := &r66Acks{}
