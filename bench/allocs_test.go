@@ -91,13 +91,7 @@ func TestSmallRunAllocations(t *testing.T) {
 		n, max int
 		ctx    context.Context
 	}{{1, 9 + 2, context.Background()}, {10, 13 + 2, context.Background()}, {1, 9 + 2, request}} {
-		in := input[:c.n]
-		got := testing.AllocsPerRun(200, func() {
-			out, err := sink.Slice(c.ctx, stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
-			if err != nil || len(out) != c.n {
-				t.Fatalf("%d items: %d outputs, %v", c.n, len(out), err)
-			}
-		})
+		got := testing.AllocsPerRun(200, smallRun(t, c.ctx, c.n))
 		parent := "context.Background()"
 		if c.ctx != context.Background() {
 			parent = "a cancellable parent"
@@ -122,23 +116,9 @@ func TestRequestRunAllocations(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	request, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	in := input[:1]
 	perRun := func(ctx context.Context) float64 {
-		run := func() {
-			out, err := sink.Slice(ctx, stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
-			if err != nil || len(out) != 1 {
-				t.Fatalf("1 item: %d outputs, %v", len(out), err)
-			}
-		}
-		run() // the pools fill
-		const runs = 2000
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for range runs {
-			run()
-		}
-		runtime.ReadMemStats(&after)
-		return float64(after.Mallocs-before.Mallocs) / runs
+		mallocs, _ := memPerRun(2000, smallRun(t, ctx, 1))
+		return mallocs
 	}
 	background, underRequest := perRun(context.Background()), perRun(request)
 	if underRequest-background >= 0.5 {
@@ -162,25 +142,36 @@ func TestSmallRunBytes(t *testing.T) {
 		bounds = []struct{ n, max int }{{1, 2000}, {10, 2400}}
 	}
 	for _, c := range bounds {
-		in := input[:c.n]
-		run := func() {
-			out, err := sink.Slice(context.Background(), stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
-			if err != nil || len(out) != c.n {
-				t.Fatalf("%d items: %d outputs, %v", c.n, len(out), err)
-			}
-		}
-		run() // the pools fill
-		const runs = 1000
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for range runs {
-			run()
-		}
-		runtime.ReadMemStats(&after)
-		got := float64(after.TotalAlloc-before.TotalAlloc) / runs
+		_, got := memPerRun(1000, smallRun(t, context.Background(), c.n))
 		if got > float64(c.max) {
 			t.Errorf("a run of %d items: %.0f bytes, want at most %d", c.n, got, c.max)
 		}
 		t.Logf("a run of %d items: %.0f bytes", c.n, got)
 	}
+}
+
+// smallRun returns a whole small run of n items under ctx (the pipeline
+// built, run into sink.Slice, and its result checked), as a service runs
+// one per request.
+func smallRun(t *testing.T, ctx context.Context, n int) func() {
+	in := input[:n]
+	return func() {
+		out, err := sink.Slice(ctx, stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
+		if err != nil || len(out) != n {
+			t.Fatalf("%d items: %d outputs, %v", n, len(out), err)
+		}
+	}
+}
+
+// memPerRun runs run once for the pools to fill, then runs times, and
+// returns the process's allocations and bytes allocated per run.
+func memPerRun(runs int, run func()) (mallocs, bytes float64) {
+	run()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		run()
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.Mallocs-before.Mallocs) / float64(runs), float64(after.TotalAlloc-before.TotalAlloc) / float64(runs)
 }

@@ -22,14 +22,8 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// r65Error is the tests' own error type: its constants compare with ==,
-// as errors.Is does.
-type r65Error string
-
-func (e r65Error) Error() string { return string(e) }
-
 // r65Cause is the cause a WithCancelCause parent is cancelled with.
-const r65Cause = r65Error("r65: the request was abandoned")
+const r65Cause = ctxtest.Error("r65: the request was abandoned")
 
 // r65Parent is a kind of cancellable caller's context.
 type r65Parent struct {

@@ -64,3 +64,10 @@ func (c WrapCtx) Value(k any) any {
 	}
 	return c.Context.Value(k)
 }
+
+// Error is an error type whose constants compare with ==, as errors.Is
+// does: a test's own cause or failure.
+type Error string
+
+// Error returns the string itself.
+func (e Error) Error() string { return string(e) }
