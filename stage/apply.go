@@ -107,8 +107,14 @@ type applyStage[In, Out any] struct {
 }
 
 // fusable reports whether the stage may run in its consumer's goroutines:
-// its function emits once it returned, and it is not keyed (see fuseRun).
-func (d *applyStage[In, Out]) fusable() bool { return !d.cfg.eager && d.cfg.key == nil }
+// its function emits once it returned, it is not keyed (see fuseRun), and
+// it has no rate limit: a consumer goroutine waiting for a token would
+// hold the outputs that other workers finished meanwhile (for as long as
+// the bucket takes to give one), where a worker of the stage's own holds
+// only its place.
+func (d *applyStage[In, Out]) fusable() bool {
+	return !d.cfg.eager && d.cfg.key == nil && !d.cfg.rateLimited()
+}
 
 // open opens the stage for a consumer that pulls from any number of
 // goroutines.

@@ -128,14 +128,21 @@ type rateLimit struct {
 	limiter   *rate.Limiter // the run's: made by forRun, or shared
 }
 
+// rateLimited reports whether the stage has a RateLimit or SharedRateLimit.
+func (c *config) rateLimited() bool {
+	return c.calls != nil && (c.calls.rateLimit.shared != nil || c.calls.rateLimit.perSecond > 0)
+}
+
 // RateLimit lets the stage start at most perSecond calls of its function per
 // second on average, with bursts of up to burst calls, across all its
 // workers (a token bucket, golang.org/x/time/rate). Each attempt under
-// [Retry] takes a token. A worker waits for its token as long as it takes,
+// [Retry] takes a token. A worker (a goroutine of the stage's own, never
+// its consumer's: see [Workers]) waits for its token as long as it takes,
 // holding its place; only the end of the run ends the wait (a deadline on
 // the run's context is no reason to fail an item early). The bucket is per
 // run and starts full: for a limit that holds across runs, see
-// [SharedRateLimit]. RateLimit panics if perSecond <= 0 or burst < 1.
+// [SharedRateLimit]. RateLimit panics if perSecond is not above 0 (NaN
+// included) or burst < 1.
 func RateLimit(perSecond float64, burst int) Option {
 	if !(perSecond > 0) {
 		panic(fmt.Sprintf("sluice: stage.RateLimit: perSecond = %v, want more than 0", perSecond))
@@ -168,7 +175,7 @@ func SharedRateLimit(l *rate.Limiter) Option {
 func (c config) forRun(r *run, in *node) config {
 	c.pos = int32(r.nextStage())
 	c.obs = r.observe(&c, in.expected())
-	if k := c.calls; k != nil && (k.rateLimit.shared != nil || k.rateLimit.perSecond > 0) {
+	if k := c.calls; c.rateLimited() {
 		run := *k // the build's are shared by its runs
 		if l := &run.rateLimit; l.shared != nil {
 			l.limiter = l.shared
@@ -214,7 +221,9 @@ func (p *processor[In, Out]) call(v In, emit emitter[Out]) error {
 		if err == nil {
 			return nil
 		}
-		if n >= c.retry.attempts || ctx.Err() != nil || !c.retry.again(&err) || !sleep(ctx, c.backoff(n)) {
+		// The run's end ends the wait without a retry, even when the
+		// backoff ran out at the same moment (sleep's select picks either).
+		if n >= c.retry.attempts || ctx.Err() != nil || !c.retry.again(&err) || !sleep(ctx, c.backoff(n)) || ctx.Err() != nil {
 			if n > 1 {
 				return &retried{attempts: n, err: err}
 			}
@@ -252,7 +261,15 @@ func (p *processor[In, Out]) attempt(ctx context.Context, v In, emit emitter[Out
 
 // waitToken waits for a token of l, or until ctx ends. Unlike l.Wait, it
 // does not refuse at once a wait that would outlast ctx's deadline.
+//
+// No token is taken once ctx is done, and one that comes as it ends (the
+// timer and the end at once, or a token that cancelled waits gave back)
+// is given back: no call starts after the run's end, and a limiter shared
+// with other runs loses nothing to a run that ended.
 func waitToken(ctx context.Context, l *rate.Limiter) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	res := l.Reserve()
 	d := res.Delay()
 	never := d > rate.InfDuration/2 // InfDuration less the time since it was reserved
@@ -261,7 +278,7 @@ func waitToken(ctx context.Context, l *rate.Limiter) error {
 		return ErrNoToken // it would wait for ever
 	}
 	if d == 0 {
-		return nil
+		return tokenFor(ctx, res)
 	}
 	if never {
 		// A rate so small that the token is further away than a Duration
@@ -275,11 +292,21 @@ func waitToken(ctx context.Context, l *rate.Limiter) error {
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return nil
+		return tokenFor(ctx, res)
 	case <-ctx.Done():
 		res.Cancel()
 		return ctx.Err()
 	}
+}
+
+// tokenFor keeps res's token for a call if ctx is still live, else gives
+// it back and returns ctx's error.
+func tokenFor(ctx context.Context, res *rate.Reservation) error {
+	if err := ctx.Err(); err != nil {
+		res.Cancel()
+		return err
+	}
+	return nil
 }
 
 // backoff is the wait after the given failed attempt: random in [d/2, d),

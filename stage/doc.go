@@ -89,9 +89,12 @@
 // sink.All) cancels the run; the user functions see it through their ctx.
 // A caller's ctx of a context type the context package cannot see into
 // (its Done channel is not a standard context's) is watched from a
-// goroutine of the run, so the functions' ctx ends a moment after it; but
-// from the moment its Done channel is closed no source's next is called
-// and the sink delivers nothing more, as with a standard context. (A next
+// goroutine of the run, so the functions' ctx ends a moment after it (if
+// the sink returned first, a call still in flight sees the run's end as
+// its context's cause, not the caller's; its Err is context.Canceled
+// either way); but from the moment its Done channel is closed no source's
+// next is called, no call starts, and the sink delivers nothing more, as
+// with a standard context. (A next
 // already waiting, as in a channel source, may still take an item until
 // the functions' ctx ends; the run drops it, as it drops items in flight
 // when it is cancelled.)

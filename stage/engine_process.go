@@ -132,8 +132,17 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 	if p.cfg.split {
 		s.members, s.next = it.ack.split(), 0
 	}
-	start := p.cfg.started()
 	called := err == nil // else the item failed before its function could be called
+	if called && p.r.ending() {
+		// Taken before the run ended, not yet started (a goroutine of
+		// Workers(-1) starting late, a worker that took it as the run
+		// ended): no call starts once the run is cancelled, so it is
+		// dropped, as an item in flight is, its fate unknown.
+		s.lost = true
+		s.settle(nil)
+		return false
+	}
+	start := p.cfg.started()
 	if called {
 		if p.cfg.obs != nil {
 			err = s.callWatched(it.v, start)

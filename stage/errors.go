@@ -89,10 +89,12 @@ func panicError(rec *panics.Recovered) *PanicError {
 }
 
 // ErrNoToken is the error of an attempt whose [SharedRateLimit] limiter can
-// never give a token (see there).
+// never give a token (see there). Under [Retry] it is an error like any
+// other: each refused attempt counts as one.
 var ErrNoToken = errors.New("sluice: the rate limiter can give no token (a burst of 0, or a limit of 0 once its burst is spent)")
 
-// ErrNilTask is the item error of a nil task in [Concurrent].
+// ErrNilTask is the item error of a nil task in [Concurrent]. Under [Retry]
+// it is an error like any other: each try counts as an attempt.
 var ErrNilTask = errors.New("sluice: nil task")
 
 // ErrGoexit is the error of a run one of whose goroutines was ended by

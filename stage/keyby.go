@@ -12,7 +12,8 @@ import (
 // its input, while items of different keys run in parallel. The stage's
 // other options hold: at most Workers(n) calls at once, and an item waiting
 // for its key holds one of the stage's read-ahead places, so the stage still
-// takes at most workers+buffer items ahead of its consumer (memory stays
+// takes at most workers+buffer items ahead of its consumer
+// (2×workers+buffer when it is [Ordered]: its window; memory stays
 // bounded even if every item has the same key; the stage then runs one call
 // at a time). A worker that finishes an item takes the next waiting item of
 // the same key itself. Keys compare as == does: a key that is not equal
