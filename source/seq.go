@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"runtime"
 
 	"github.com/sluicedev/sluice/stage"
 )
@@ -33,10 +34,12 @@ func Seq[T any](seq iter.Seq[T]) stage.Stream[T] {
 		panic("sluice: source.Seq: nil iterator")
 	}
 	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
-		next, stop := iter.Pull(seq)
+		var nilPanic bool
+		next, stop := iter.Pull(func(yield func(T) bool) { nilPanic = panickedNil(func() { seq(yield) }) })
 		return func(context.Context) (T, error) {
 			v, ok := next()
 			if !ok {
+				raiseNilPanic(nilPanic)
 				return v, io.EOF
 			}
 			return v, nil
@@ -55,10 +58,12 @@ func Seq2[T any](seq iter.Seq2[T, error]) stage.Stream[T] {
 		panic("sluice: source.Seq2: nil iterator")
 	}
 	return stage.Source(func(context.Context) (func(context.Context) (T, error), func()) {
-		next, stop := iter.Pull2(seq)
+		var nilPanic bool
+		next, stop := iter.Pull2(func(yield func(T, error) bool) { nilPanic = panickedNil(func() { seq(yield) }) })
 		return func(context.Context) (T, error) {
 			v, err, ok := next()
 			if !ok {
+				raiseNilPanic(nilPanic)
 				return v, io.EOF
 			}
 			if err == io.EOF { // an error like any other here, not the end
@@ -67,4 +72,35 @@ func Seq2[T any](seq iter.Seq2[T, error]) stage.Stream[T] {
 			return v, err
 		}, stop
 	})
+}
+
+// panickedNil runs f, an iterator, in iter.Pull's coroutine, and reports
+// whether it panicked with a nil value under GODEBUG=panicnil=1, which
+// recover cannot tell from runtime.Goexit (both read nil), so that
+// iter.Pull would pass it on as a Goexit of the goroutine that steps the
+// iterator. It stops that panic here, where the difference shows: a
+// recovered panic lets panickedNil return, a Goexit goes on. Any other
+// panic goes on as before (iter.Pull raises it where next was called).
+func panickedNil(f func()) (nilPanic bool) {
+	returned := false
+	defer func() {
+		if !returned {
+			if v := recover(); v != nil {
+				panic(v)
+			}
+			nilPanic = true // seen only if this was a panic, not a Goexit
+		}
+	}()
+	f()
+	returned = true
+	return false
+}
+
+// raiseNilPanic raises, in next, the panic(nil) that panickedNil stopped
+// in the iterator, as the *runtime.PanicNilError that panic(nil) is
+// without GODEBUG=panicnil=1, for the run to make a *stage.PanicError of.
+func raiseNilPanic(nilPanic bool) {
+	if nilPanic {
+		panic(new(runtime.PanicNilError))
+	}
 }
