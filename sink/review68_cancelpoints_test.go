@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -56,14 +55,7 @@ func TestReview68CancelAtEveryPoint(t *testing.T) {
 	for _, userCtx := range []bool{false, true} {
 		for _, pt := range points {
 			t.Run(fmt.Sprintf("%s/userctx=%v", pt, userCtx), func(t *testing.T) {
-				var ctx context.Context
-				var cancelFn func()
-				if userCtx {
-					dc := ctxtest.NewDoneCtx()
-					ctx, cancelFn = dc, dc.Cancel
-				} else {
-					ctx, cancelFn = context.WithCancel(context.Background())
-				}
+				ctx, cancelFn := r68UserCancel(userCtx)
 				defer cancelFn()
 				var once sync.Once
 				var cancelled atomic.Bool
@@ -205,14 +197,7 @@ func TestReview68EveryBlockingStepAbandoned(t *testing.T) {
 	for _, userCtx := range []bool{false, true} {
 		for _, shape := range []string{"empty chan", "stage waits for room", "emit waits", "batch tee merge", "callback waits", "ratelimit", "retry backoff"} {
 			t.Run(fmt.Sprintf("%s/userctx=%v", shape, userCtx), func(t *testing.T) {
-				var ctx context.Context
-				var cancel func()
-				if userCtx {
-					dc := ctxtest.NewDoneCtx()
-					ctx, cancel = dc, dc.Cancel
-				} else {
-					ctx, cancel = context.WithCancel(context.Background())
-				}
+				ctx, cancel := r68UserCancel(userCtx)
 				defer cancel()
 				ready := make(chan struct{})
 				var readyOnce sync.Once

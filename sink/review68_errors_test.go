@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -277,14 +276,7 @@ func TestReview68RetryAttempts(t *testing.T) {
 func TestReview68ErrStopWinsWhateverHappened(t *testing.T) {
 	for _, what := range []string{"cancel", "cancel userctx", "failure elsewhere", "source error", "wrapped errstop"} {
 		t.Run(what, func(t *testing.T) {
-			var ctx context.Context
-			var cancel func()
-			if what == "cancel userctx" {
-				dc := ctxtest.NewDoneCtx()
-				ctx, cancel = dc, dc.Cancel
-			} else {
-				ctx, cancel = context.WithCancel(context.Background())
-			}
+			ctx, cancel := r68UserCancel(what == "cancel userctx")
 			defer cancel()
 			fail := make(chan struct{})
 			srcFailed := make(chan struct{})
@@ -346,14 +338,7 @@ func TestReview68ErrStopWinsWhateverHappened(t *testing.T) {
 func TestReview68SourceErrorAfterDelivery(t *testing.T) {
 	for _, then := range []string{"nothing", "failfast", "cancel", "cancel userctx"} {
 		t.Run(then, func(t *testing.T) {
-			var ctx context.Context
-			var cancel func()
-			if then == "cancel userctx" {
-				dc := ctxtest.NewDoneCtx()
-				ctx, cancel = dc, dc.Cancel
-			} else {
-				ctx, cancel = context.WithCancel(context.Background())
-			}
+			ctx, cancel := r68UserCancel(then == "cancel userctx")
 			defer cancel()
 			srcFailed := make(chan struct{})
 			var produced atomic.Int64

@@ -54,6 +54,16 @@ func TestReview68GoexitFailsTheRun(t *testing.T) {
 		}
 	}
 	id := func(_ context.Context, v int) (int, error) { return v, nil }
+	// exitAfterEnd: items from 20 on wait for the run's end, then Goexit.
+	exitAfterEnd := func(r *r68GoexitRig) stage.Stream[int] {
+		return stage.Map(r.source(100, nil), func(ctx context.Context, v int) (int, error) {
+			if v >= 20 {
+				<-ctx.Done()
+				runtime.Goexit()
+			}
+			return v, nil
+		}, stage.Workers(4), stage.Buffer(1))
+	}
 	scenarios := map[string]scenario{
 		"map": {build: func(r *r68GoexitRig) stage.Stream[int] {
 			return stage.Map(r.source(100, nil), func(_ context.Context, v int) (int, error) { exitAt(v); return v, nil }, stage.Workers(4), stage.Buffer(1))
@@ -121,15 +131,7 @@ func TestReview68GoexitFailsTheRun(t *testing.T) {
 				}
 			}), id, stage.Workers(4), stage.Buffer(1))
 		}},
-		"after cancel": {sink: "cancel", want: "canceled", build: func(r *r68GoexitRig) stage.Stream[int] {
-			return stage.Map(r.source(100, nil), func(ctx context.Context, v int) (int, error) {
-				if v >= 20 {
-					<-ctx.Done()
-					runtime.Goexit()
-				}
-				return v, nil
-			}, stage.Workers(4), stage.Buffer(1))
-		}},
+		"after cancel": {sink: "cancel", want: "canceled", build: exitAfterEnd},
 		"after failfast": {want: "failfast", build: func(r *r68GoexitRig) stage.Stream[int] {
 			return stage.Map(r.source(100, nil), func(ctx context.Context, v int) (int, error) {
 				switch {
@@ -142,15 +144,7 @@ func TestReview68GoexitFailsTheRun(t *testing.T) {
 				return v, nil
 			}, stage.Workers(4), stage.Buffer(1))
 		}},
-		"after errstop": {sink: "errstop", want: "nil", build: func(r *r68GoexitRig) stage.Stream[int] {
-			return stage.Map(r.source(100, nil), func(ctx context.Context, v int) (int, error) {
-				if v >= 20 {
-					<-ctx.Done()
-					runtime.Goexit()
-				}
-				return v, nil
-			}, stage.Workers(4), stage.Buffer(1))
-		}},
+		"after errstop": {sink: "errstop", want: "nil", build: exitAfterEnd},
 	}
 	runcheck.InChildTest(t, func(t *testing.T) {
 		for name, sc := range scenarios {

@@ -26,6 +26,16 @@ func r68Ints(n int) []int {
 	return out
 }
 
+// r68FilledChan returns a channel of capacity n holding 0, 1, ..., n-1,
+// left open.
+func r68FilledChan(n int) chan int {
+	ch := make(chan int, n)
+	for i := range n {
+		ch <- i
+	}
+	return ch
+}
+
 // r68Gauge counts calls in progress and remembers the most at once.
 type r68Gauge struct {
 	cur, max atomic.Int64

@@ -320,10 +320,7 @@ func TestReview68FirstTakesExactlyOne(t *testing.T) {
 	for _, userCtx := range []bool{false, true} {
 		t.Run(fmt.Sprintf("userctx=%v", userCtx), func(t *testing.T) {
 			ctx := r68Ctx(userCtx)
-			ch := make(chan int, 10)
-			for i := range 10 {
-				ch <- i
-			}
+			ch := r68FilledChan(10)
 			var v int
 			var ok bool
 			var err error

@@ -33,6 +33,15 @@ func r68CancelPair(kind string) (context.Context, func()) {
 
 var r68CtxKinds = []string{"std", "userctx", "wrapctx"}
 
+// r68UserCancel is r68CancelPair for a bool: the caller's own context type
+// (ctxtest.DoneCtx) when user is true, a standard one otherwise.
+func r68UserCancel(user bool) (context.Context, func()) {
+	if user {
+		return r68CancelPair("userctx")
+	}
+	return r68CancelPair("std")
+}
+
 // Source doc: "A source takes an item from the caller's world ... only when
 // a stage, or the sink, is ready to work on it, and never after the run was
 // cancelled"; stage doc: "from the moment its Done channel is closed no
@@ -44,10 +53,7 @@ func TestReview68PreCancelledTakesNothing(t *testing.T) {
 			t.Run(kind+"/"+shape, func(t *testing.T) {
 				ctx, cancel := r68CancelPair(kind)
 				cancel()
-				ch := make(chan int, 10)
-				for i := range 10 {
-					ch <- i
-				}
+				ch := r68FilledChan(10)
 				var calls atomic.Int32
 				id := func(_ context.Context, v int) (int, error) { calls.Add(1); return v, nil }
 				var err error
@@ -90,10 +96,7 @@ func TestReview68UntilStopDoneBeforeTheRun(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			stop, drain := r68CancelPair(kind)
 			drain()
-			ch := make(chan int, 10)
-			for i := range 10 {
-				ch <- i
-			}
+			ch := r68FilledChan(10)
 			var nexts atomic.Int32
 			fn := source.Func(func(context.Context) (int, error) { nexts.Add(1); return 1, nil })
 			var err1, err2 error

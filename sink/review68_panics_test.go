@@ -358,21 +358,27 @@ func r68CheckPanicErr(t *testing.T, name, want string, err error) {
 	}
 }
 
+// r68RunPanicScenario runs one of r68PanicScenarios' runs under
+// runcheck.Run: the sink must return (its goroutine not ended) with an
+// error of the kind want.
+func r68RunPanicScenario(t *testing.T, name string, run func() error, want string) {
+	t.Helper()
+	var err error
+	returned := false
+	runcheck.Run(t, name, func() { err = run(); returned = true })
+	if !returned {
+		t.Fatalf("%s: the sink did not return: its goroutine was ended", name)
+	}
+	r68CheckPanicErr(t, name, want, err)
+}
+
 // README: "A panic in your code never crashes the process", each user
 // function in turn, in a child process; every run must end with an error
 // of the right kind and no goroutine left.
 func TestReview68PanicsBecomeErrors(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		for name, sc := range r68PanicScenarios() {
-			t.Run(name, func(t *testing.T) {
-				var err error
-				returned := false
-				runcheck.Run(t, name, func() { err = sc.run(); returned = true })
-				if !returned {
-					t.Fatalf("%s: the sink did not return: its goroutine was ended", name)
-				}
-				r68CheckPanicErr(t, name, sc.want, err)
-			})
+			t.Run(name, func(t *testing.T) { r68RunPanicScenario(t, name, sc.run, sc.want) })
 		}
 	})
 }
@@ -401,15 +407,7 @@ func TestReview68PanicNilBecomesError(t *testing.T) {
 					if strings.HasPrefix(name, "error methods") || name == "keyby hash of an uncomparable key" {
 						continue
 					}
-					t.Run(name, func(t *testing.T) {
-						var err error
-						returned := false
-						runcheck.Run(t, name, func() { err = sc.run(); returned = true })
-						if !returned {
-							t.Fatalf("%s: the sink did not return: its goroutine was ended", name)
-						}
-						r68CheckPanicErr(t, name, sc.want, err)
-					})
+					t.Run(name, func(t *testing.T) { r68RunPanicScenario(t, name, sc.run, sc.want) })
 				}
 			})
 		})

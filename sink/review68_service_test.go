@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -96,14 +95,7 @@ func TestReview68ServiceDrain(t *testing.T) {
 		t.Run(fmt.Sprintf("userstop=%v", userStop), func(t *testing.T) {
 			s := r68NewService()
 			defer s.close()
-			var stop context.Context
-			var drain func()
-			if userStop {
-				dc := ctxtest.NewDoneCtx()
-				stop, drain = dc, dc.Cancel
-			} else {
-				stop, drain = context.WithCancel(context.Background())
-			}
+			stop, drain := r68UserCancel(userStop)
 			var err error
 			wait := r68Start(func() { err = s.run(context.Background(), stop, r68Closed()) })
 			r68WaitFor(t, "jobs taken", func() bool { return s.taken.Load() >= 300 })
@@ -132,14 +124,7 @@ func TestReview68ServiceAbort(t *testing.T) {
 		t.Run(fmt.Sprintf("userctx=%v", userCtx), func(t *testing.T) {
 			s := r68NewService()
 			defer s.close()
-			var ctx context.Context
-			var abort func()
-			if userCtx {
-				dc := ctxtest.NewDoneCtx()
-				ctx, abort = dc, dc.Cancel
-			} else {
-				ctx, abort = context.WithCancel(context.Background())
-			}
+			ctx, abort := r68UserCancel(userCtx)
 			stop, drain := context.WithCancel(context.Background())
 			defer drain()
 			var err error
@@ -240,14 +225,7 @@ func TestReview68ServiceSignalsSnippet(t *testing.T) {
 func TestReview68DrainValueTakenAsStopEnds(t *testing.T) {
 	for _, userStop := range []bool{false, true} {
 		t.Run(fmt.Sprintf("userstop=%v", userStop), func(t *testing.T) {
-			var stop context.Context
-			var drain func()
-			if userStop {
-				dc := ctxtest.NewDoneCtx()
-				stop, drain = dc, dc.Cancel
-			} else {
-				stop, drain = context.WithCancel(context.Background())
-			}
+			stop, drain := r68UserCancel(userStop)
 			entered := make(chan int, 10)
 			release := make(chan struct{})
 			var calls atomic.Int32
@@ -317,14 +295,7 @@ func TestReview68AbortNothingMoreDelivered(t *testing.T) {
 	for _, userCtx := range []bool{false, true} {
 		for _, shape := range []string{"slice", "func", "chan", "ordered", "batch", "merge", "tee", "keyby"} {
 			t.Run(fmt.Sprintf("%s/userctx=%v", shape, userCtx), func(t *testing.T) {
-				var ctx context.Context
-				var abort func()
-				if userCtx {
-					dc := ctxtest.NewDoneCtx()
-					ctx, abort = dc, dc.Cancel
-				} else {
-					ctx, abort = context.WithCancel(context.Background())
-				}
+				ctx, abort := r68UserCancel(userCtx)
 				defer abort()
 				var s stage.Stream[int]
 				ch := make(chan int, 1000)

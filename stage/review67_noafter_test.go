@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -50,10 +48,7 @@ func TestReview67RateLimitNoCallAfterEnd(t *testing.T) {
 				bad := 0
 				var example string
 				for range runs {
-					rl := stage.RateLimit(1e-9, burst)
-					if shared {
-						rl = stage.SharedRateLimit(rate.NewLimiter(1e-9, burst))
-					}
+					rl := r67RateLimit(shared, 1e-9, burst)
 					var calls, doneAtStart atomic.Int64
 					m := stage.Map(source.Slice(r67Ints(40)), func(fctx context.Context, v int) (int, error) {
 						if fctx.Err() != nil {
@@ -64,18 +59,7 @@ func TestReview67RateLimitNoCallAfterEnd(t *testing.T) {
 						}
 						return v, nil
 					}, rl, stage.Workers(w), stage.Buffer(1))
-					ctx, cancel := context.WithCancel(context.Background())
-					seen := 0
-					var err error
-					r67Guard(t, name, func() {
-						err = sink.ForEach(ctx, m, func(context.Context, int) error {
-							if seen++; seen == burst {
-								cancel()
-							}
-							return nil
-						})
-					})
-					cancel()
+					err := r67CancelAtItem(t, name, m, burst)
 					switch end {
 					case "cancel":
 						if !errors.Is(err, context.Canceled) {

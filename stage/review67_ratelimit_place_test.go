@@ -5,8 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	"golang.org/x/time/rate"
-
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -28,10 +26,7 @@ func TestReview67RateLimitWaitHoldsNoConsumer(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		for _, shared := range []bool{false, true} {
 			for range 250 {
-				rl := stage.RateLimit(1e-9, 5)
-				if shared {
-					rl = stage.SharedRateLimit(rate.NewLimiter(1e-9, 5))
-				}
+				rl := r67RateLimit(shared, 1e-9, 5)
 				m := stage.Map(source.Slice(r67Ints(40)), func(_ context.Context, v int) (int, error) {
 					return v, nil
 				}, rl, stage.Workers(8))

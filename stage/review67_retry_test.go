@@ -391,6 +391,34 @@ func TestReview67TimeoutLateSuccess(t *testing.T) {
 	}
 }
 
+// r67RateLimit is RateLimit(perSecond, burst), or when shared the same
+// limit through SharedRateLimit.
+func r67RateLimit(shared bool, perSecond float64, burst int) stage.Option {
+	if shared {
+		return stage.SharedRateLimit(rate.NewLimiter(rate.Limit(perSecond), burst))
+	}
+	return stage.RateLimit(perSecond, burst)
+}
+
+// r67CancelAtItem runs s into sink.ForEach under r67Guard with a ctx that
+// the callback cancels at the n-th item, and returns the sink's error.
+func r67CancelAtItem(t *testing.T, label string, s stage.Stream[int], n int) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := 0
+	var err error
+	r67Guard(t, label, func() {
+		err = sink.ForEach(ctx, s, func(context.Context, int) error {
+			if seen++; seen == n {
+				cancel()
+			}
+			return nil
+		})
+	})
+	return err
+}
+
 // "Each attempt takes a token of l before it starts, as under RateLimit
 // (and outside Timeout)". With a limiter whose next token comes long after
 // the attempt's Timeout, a wait inside the Timeout's context would fail
@@ -398,10 +426,7 @@ func TestReview67TimeoutLateSuccess(t *testing.T) {
 // it, every item succeeds. Both RateLimit and SharedRateLimit.
 func TestReview67RateLimitOutsideTimeout(t *testing.T) {
 	for _, shared := range []bool{false, true} {
-		rl := stage.RateLimit(50, 1) // a token each 20ms
-		if shared {
-			rl = stage.SharedRateLimit(rate.NewLimiter(50, 1))
-		}
+		rl := r67RateLimit(shared, 50, 1) // a token each 20ms
 		m := stage.Map(source.Slice(r67Ints(4)), r67Id, stage.Timeout(time.Millisecond), rl, stage.Workers(2))
 		var got []int
 		var err error
@@ -419,10 +444,7 @@ func TestReview67RateLimitOutsideTimeout(t *testing.T) {
 // an item's *Error (rate.Limiter.Wait would refuse at once).
 func TestReview67RateLimitDeadlineNotItemError(t *testing.T) {
 	for _, shared := range []bool{false, true} {
-		rl := stage.RateLimit(1e-6, 1)
-		if shared {
-			rl = stage.SharedRateLimit(rate.NewLimiter(1e-6, 1))
-		}
+		rl := r67RateLimit(shared, 1e-6, 1)
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		var got []int
 		var err error
@@ -594,27 +616,13 @@ func TestReview67RateLimitBurstAcrossWorkers(t *testing.T) {
 		for _, burst := range []int{1, 5} {
 			for _, shared := range []bool{false, true} {
 				name := fmt.Sprintf("w=%d/burst=%d/shared=%v", w, burst, shared)
-				rl := stage.RateLimit(1e-9, burst)
-				if shared {
-					rl = stage.SharedRateLimit(rate.NewLimiter(1e-9, burst))
-				}
+				rl := r67RateLimit(shared, 1e-9, burst)
 				var calls r67Counter
 				m := stage.Map(source.Slice(r67Ints(40)), func(_ context.Context, v int) (int, error) {
 					calls.inc()
 					return v, nil
 				}, rl, stage.Workers(w), stage.Buffer(1))
-				ctx, cancel := context.WithCancel(context.Background())
-				seen := 0
-				var err error
-				r67Guard(t, name, func() {
-					err = sink.ForEach(ctx, m, func(context.Context, int) error {
-						if seen++; seen == burst {
-							cancel()
-						}
-						return nil
-					})
-				})
-				cancel()
+				err := r67CancelAtItem(t, name, m, burst)
 				if !errors.Is(err, context.Canceled) || calls.get() != int64(burst) {
 					t.Errorf("%s: %v after %d calls; want Canceled after %d", name, err, calls.get(), burst)
 				}
