@@ -221,9 +221,7 @@ func (p *processor[In, Out]) call(v In, emit emitter[Out]) error {
 		if err == nil {
 			return nil
 		}
-		// The run's end ends the wait without a retry, even when the
-		// backoff ran out at the same moment (sleep's select picks either).
-		if n >= c.retry.attempts || ctx.Err() != nil || !c.retry.again(&err) || !sleep(ctx, c.backoff(n)) || ctx.Err() != nil {
+		if n >= c.retry.attempts || p.r.ending() || !c.retry.again(&err) || !sleep(ctx, c.backoff(n)) {
 			if n > 1 {
 				return &retried{attempts: n, err: err}
 			}
@@ -233,12 +231,20 @@ func (p *processor[In, Out]) call(v In, emit emitter[Out]) error {
 }
 
 // limited is one attempt, after its rate-limit token, under its timeout.
+// No attempt starts once the run is ending (see run.ending): a token or a
+// backoff may run out just as it ends, or as a caller's own context type's
+// Done closes, which reaches ctx a moment later; the attempt is then cut
+// short before it began (step takes an error while the run is ending for
+// its consequence).
 func (p *processor[In, Out]) limited(ctx context.Context, v In, emit emitter[Out]) error {
 	c := p.cfg.calls // not nil: see call
 	if l := c.rateLimit.limiter; l != nil {
 		if err := waitToken(ctx, l); err != nil {
 			return err
 		}
+	}
+	if p.r.ending() {
+		return context.Canceled
 	}
 	if c.timeout > 0 {
 		tctx, cancel, ok := p.r.deadlineContext(ctx, c.timeout)
@@ -261,11 +267,10 @@ func (p *processor[In, Out]) attempt(ctx context.Context, v In, emit emitter[Out
 
 // waitToken waits for a token of l, or until ctx ends. Unlike l.Wait, it
 // does not refuse at once a wait that would outlast ctx's deadline.
-//
-// No token is taken once ctx is done, and one that comes as it ends (the
-// timer and the end at once, or a token that cancelled waits gave back)
-// is given back: no call starts after the run's end, and a limiter shared
-// with other runs loses nothing to a run that ended.
+// No token is taken once ctx is done, so that a run that ended takes none
+// from a limiter it shares with other runs. (A token that comes as the
+// run ends is not given back: the limiter takes back only what lies in
+// the future. limited starts no attempt with it.)
 func waitToken(ctx context.Context, l *rate.Limiter) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -278,7 +283,7 @@ func waitToken(ctx context.Context, l *rate.Limiter) error {
 		return ErrNoToken // it would wait for ever
 	}
 	if d == 0 {
-		return tokenFor(ctx, res)
+		return nil
 	}
 	if never {
 		// A rate so small that the token is further away than a Duration
@@ -292,21 +297,11 @@ func waitToken(ctx context.Context, l *rate.Limiter) error {
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return tokenFor(ctx, res)
+		return nil
 	case <-ctx.Done():
 		res.Cancel()
 		return ctx.Err()
 	}
-}
-
-// tokenFor keeps res's token for a call if ctx is still live, else gives
-// it back and returns ctx's error.
-func tokenFor(ctx context.Context, res *rate.Reservation) error {
-	if err := ctx.Err(); err != nil {
-		res.Cancel()
-		return err
-	}
-	return nil
 }
 
 // backoff is the wait after the given failed attempt: random in [d/2, d),

@@ -91,8 +91,7 @@
 // (its Done channel is not a standard context's) is watched from a
 // goroutine of the run, so the functions' ctx ends a moment after it (if
 // the sink returned first, a call still in flight sees the run's end as
-// its context's cause, not the caller's; its Err is context.Canceled
-// either way); but from the moment its Done channel is closed no source's
+// its context's cause, not the caller's); but from the moment its Done channel is closed no source's
 // next is called, no call starts, and the sink delivers nothing more, as
 // with a standard context. (A next
 // already waiting, as in a channel source, may still take an item until

@@ -164,9 +164,12 @@ func (s *stepper[In, Out]) step(it item[In], idx int, err error) bool {
 		}
 		return s.out.end()
 	}
-	if p.r.cancelled() {
+	if p.r.ending() {
 		// The run is ending, and this failure is its consequence: the
-		// item's fate is unknown.
+		// item's fate is unknown. (Ending, not only cancelled: under a
+		// caller's own context type whose Done closed, the run's context
+		// ends a moment later, and an attempt limited refused meanwhile
+		// returns context.Canceled.)
 		p.cfg.finished(start, cutShort(p.r))
 		s.lost = true
 		s.settle(nil)

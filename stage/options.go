@@ -65,8 +65,10 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // comes from. Such a stage (or one of one worker) whose input is known to
 // hold a single item (its [Stream.Len] is 1) calls the function in its
 // consumer's goroutine from the start, whatever the call costs, and starts
-// no goroutine of its own. (An ordered stage of more workers, and
-// Workers(-1), keep their calls in goroutines of their own.) Once calls turn
+// no goroutine of its own. (An ordered stage of more workers,
+// Workers(-1), and a stage under [RateLimit] or [SharedRateLimit], whose
+// wait for a token would hold its consumer, keep their calls in goroutines
+// of their own.) Once calls turn
 // slow (two timed calls in a row over about 20 µs; calls are timed now and
 // then), a place that a consumer goroutine took goes back to a goroutine of
 // the stage's own. With one worker this is the sequential path: the stage's

@@ -82,7 +82,9 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 		case IsStop(err):
 			r.stopped = true
 			it.ack.release(failure)
-		case r.ending() && r.endedBy(err):
+		case (r.ending() || r.parentClosed()) && r.endedBy(err):
+			// (parentClosed: a standard parent closes its Done before it
+			// cancels the run's context, and sink.Chan waits on both.)
 			// The run was ending, and f failed because it did: the commit
 			// was cut short (sink.Chan's wait for room, a write that saw
 			// the context end), as a stage's call is (see engine.go), and
