@@ -16,28 +16,17 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// r68CancelPair returns a live caller ctx and its cancel: standard, of the
-// caller's own type (ctxtest.DoneCtx), or a standard one wrapped with a
-// value of its own (ctxtest.WrapCtx).
-func r68CancelPair(kind string) (context.Context, func()) {
-	switch kind {
-	case "userctx":
-		dc := ctxtest.NewDoneCtx()
-		return dc, dc.Cancel
-	case "wrapctx":
-		ctx, cancel := context.WithCancel(context.Background())
-		return ctxtest.WrapCtx{Context: ctx}, cancel
-	}
-	return context.WithCancel(context.Background())
-}
+// r68CancelPair returns a live caller ctx of the kind and its cancel:
+// standard, of the caller's own type, or a standard one wrapped.
+var r68CancelPair = ctxtest.New
 
-var r68CtxKinds = []string{"std", "userctx", "wrapctx"}
+var r68CtxKinds = []string{ctxtest.Std, ctxtest.Own, ctxtest.Wrap}
 
 // r68UserCancel is r68CancelPair for a bool: the caller's own context type
 // (ctxtest.DoneCtx) when user is true, a standard one otherwise.
 func r68UserCancel(user bool) (context.Context, func()) {
 	if user {
-		return r68CancelPair("userctx")
+		return r68CancelPair(ctxtest.Own)
 	}
 	return r68CancelPair("std")
 }
@@ -343,7 +332,7 @@ func TestReview68CutShortCallsDidNotFail(t *testing.T) {
 			logs := &r68CountHandler{}
 			kind := "std"
 			if how == "cancel userctx" {
-				kind = "userctx"
+				kind = ctxtest.Own
 			}
 			ctx, cancel := r68CancelPair(kind)
 			defer cancel()

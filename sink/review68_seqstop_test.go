@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -29,7 +30,7 @@ func TestReview68SeqStoppedBeforeTheSinkReturns(t *testing.T) {
 			}
 			kind := "std"
 			if end == "cancel userctx" {
-				kind = "userctx"
+				kind = ctxtest.Own
 			}
 			ctx, cancel := r68CancelPair(kind)
 			defer cancel()

@@ -222,10 +222,4 @@ func (g *r67Gate) C() <-chan struct{} { return g.ch }
 var r67CtxKinds = []string{"std", "own"}
 
 // r67Parent returns a caller's ctx of the kind and its cancel.
-func r67Parent(kind string) (context.Context, func()) {
-	if kind == "own" {
-		c := ctxtest.NewDoneCtx()
-		return c, c.Cancel
-	}
-	return context.WithCancel(context.Background())
-}
+var r67Parent = ctxtest.New

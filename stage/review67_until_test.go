@@ -19,17 +19,7 @@ import (
 )
 
 // r67Stop returns a stop context of the kind and its cancel.
-func r67Stop(kind string) (context.Context, func()) {
-	switch kind {
-	case "own":
-		c := ctxtest.NewDoneCtx()
-		return c, c.Cancel
-	case "cause":
-		ctx, cancel := context.WithCancelCause(context.Background())
-		return ctx, func() { cancel(ctxtest.Error("r67 stop")) }
-	}
-	return context.WithCancel(context.Background())
-}
+var r67Stop = ctxtest.New
 
 var r67StopKinds = []string{"std", "own", "cause"}
 

@@ -71,3 +71,29 @@ type Error string
 
 // Error returns the string itself.
 func (e Error) Error() string { return string(e) }
+
+// The kinds of caller's context that New makes.
+const (
+	Std   = "std"   // context.WithCancel
+	Own   = "own"   // a DoneCtx: a type the context package cannot see into
+	Wrap  = "wrap"  // a WrapCtx around a context.WithCancel
+	Cause = "cause" // context.WithCancelCause, cancelled with Error("ctxtest: cancelled")
+)
+
+// New returns a live context of the kind and the function that ends it,
+// so that a scenario runs under each kind of caller's context; an unknown
+// kind is Std.
+func New(kind string) (context.Context, func()) {
+	switch kind {
+	case Own:
+		c := NewDoneCtx()
+		return c, c.Cancel
+	case Wrap:
+		ctx, cancel := context.WithCancel(context.Background())
+		return WrapCtx{Context: ctx}, cancel
+	case Cause:
+		ctx, cancel := context.WithCancelCause(context.Background())
+		return ctx, func() { cancel(Error("ctxtest: cancelled")) }
+	}
+	return context.WithCancel(context.Background())
+}
