@@ -6,8 +6,10 @@
 // channel, a reader or a one-shot iterator, from wherever the previous run
 // left it). A source takes an item from the caller's world (a channel receive,
 // a call of a generator, a step of an iterator, a line read) only when a
-// stage, or the sink, is ready to work on it, and never after the run was
-// cancelled.
+// stage, or the sink, is ready to work on it, and none after the run was
+// cancelled but one already on its way: a goroutine of the run that looked
+// at the run just before the cancellation may make its take just after it
+// (the run then drops the item; see stage's Cancellation).
 //
 // A source's failure (an error other than io.EOF from [Func], an error from
 // [Seq2], a read error in [Lines], or a panic in any of them) ends the run

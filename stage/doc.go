@@ -87,13 +87,18 @@
 // run's context. Cancelling the caller's ctx, a FailFast error, a failing
 // sink callback, or a sink that stops early (sink.First, a break out of
 // sink.All) cancels the run; the user functions see it through their ctx.
-// A caller's ctx of a context type the context package cannot see into
+// Once the run is cancelled, no source's next (or Indexed's at) is called,
+// no call of a stage's function starts and the sink delivers nothing more,
+// but for a step already on its way: when another goroutine cancels the
+// run, one of the run's that looked at the run just before may take its
+// step just after (an item a source then takes is dropped; a call then
+// begun sees its context done). A caller's ctx of a context type the context package cannot see into
 // (its Done channel is not a standard context's) is watched from a
 // goroutine of the run, so the functions' ctx ends a moment after it (if
 // the sink returned first, a call still in flight sees the run's end as
-// its context's cause, not the caller's); but from the moment its Done channel is closed no source's
-// next is called, no call starts, and the sink delivers nothing more, as
-// with a standard context. (A next
+// its context's cause, not the caller's); but from the moment its Done
+// channel is closed the run takes no new step, as with a standard context.
+// (A next
 // already waiting, as in a channel source, may still take an item until
 // the functions' ctx ends; the run drops it, as it drops items in flight
 // when it is cancelled.)

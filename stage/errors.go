@@ -18,8 +18,9 @@ type Error struct {
 	// position ("map#1", "filter#2", ..., see [Name]); for a sink callback,
 	// the sink's kind ("foreach", "reduce").
 	Stage string
-	// Index is the item's 0-based position in the stage's input. Forwarded
-	// errors count as items. When the stage's input has no defined order
+	// Index is the item's 0-based position in the stage's input (for a
+	// sink callback, in the stream the sink runs). Forwarded errors count
+	// as items. When the stage's input has no defined order
 	// (the output of an unordered stage with more than one worker, or of
 	// [Merge]), Index is the position in which the stage received the item.
 	Index int

@@ -32,9 +32,11 @@ type Observer interface {
 // An observer is user code: a panic in Stage or in a Watcher's method
 // fails the run, and the process goes on. The sink returns an error
 // wrapping a *[PanicError] (unless the run had failed already; a panic in
-// Closed, which comes once the run is over, is returned unless the run
-// failed or the sink's callback stopped it with ErrStop). After a panic,
-// the watcher is told nothing more in that run but its Closed.
+// Closed, which comes once the run is over, is returned only where the sink
+// would otherwise have returned nil: not when the run failed, a source
+// failed, the caller's context ended it, or it stopped early by ErrStop,
+// First or a break). After a panic, the watcher is told nothing more in
+// that run but its Closed.
 type Watcher interface {
 	// Received: the stage took an item and is about to call its function
 	// on it (or, when its [KeyBy] key function panicked, to hand it to the
@@ -82,9 +84,10 @@ type observerKey struct{}
 
 // Observe returns a copy of ctx that attaches o to every run started with it
 // (or with a context derived from it): give it to the sink. Observers
-// attached by several calls all see every stage, each on its own: one that
-// panics (see [Watcher]) is told nothing more, the others are told
-// everything. Observe panics if ctx or o is nil.
+// attached by several calls all see every stage, each on its own (one
+// attached twice sees it twice): one that panics (see [Watcher]) is told
+// nothing more, the others are told everything. Observe panics if ctx or o
+// is nil.
 //
 // Cost: nothing per item when no observer is attached; with one, two reads
 // of the clock and the observer's two calls per item, each behind a panic

@@ -112,7 +112,10 @@ func Workers(n int) Option {
 // item's turn are bounded the same way (see Apply). With Workers(-1) the
 // window is unbounded.
 // Without Ordered, outputs leave in completion order (with one worker that
-// is input order too).
+// is input order too). Under [FailFast] a failure ends the run when its
+// call fails, not at its turn: the outputs of earlier items still waiting
+// for their turn, or still being made, are not delivered ([Forward] keeps
+// the failure in its place).
 //
 // Sizing the window: while one slow item is the oldest in flight, the
 // stage goes on only until the window is full. To keep the throughput of an

@@ -13,8 +13,9 @@ import (
 // can be read while runs go on (a progress bar, a status page, a test). The
 // zero Stats is ready to use; attach it with [Observe]. Stages are told
 // apart by name (unnamed stages are named by kind and position, see
-// [Name]); a Stats attached to several runs adds the counts of stages of
-// the same name up.
+// [Name]): stages of the same name, in one run or in several, share one
+// entry, whose counts add up and whose [Info] is that of the stage last
+// opened under the name. Names you give are yours to keep distinct.
 type Stats struct {
 	mu     sync.Mutex
 	order  []*stageCounters
@@ -126,11 +127,14 @@ func isItemError(err error) bool {
 	return ok
 }
 
-// Logger returns an [Observer] that logs to l: a stage's start (Info, with
-// its kind, workers and expected total), each failed item (Warn, with its
-// index, attempts and error; a call ended by the run's cancellation is not
-// a failure), and its close (Info, with its counts and mean latency; the
-// counts are the run's). It never logs per successful item. A handler that
+// Logger returns an [Observer] that logs to l, every record with the
+// stage's name under the key "stage": a stage's start (Info, "sluice: stage
+// started", with "kind", "workers" and "total", the expected total), each
+// failed item (Warn, "sluice: item failed", with "index", "attempts" and
+// "err"; a call ended by the run's cancellation is not a failure), and its
+// close (Info, "sluice: stage closed", with the run's counts "received",
+// "finished" and "failed", and "mean_latency"). It never logs per
+// successful item. A handler that
 // panics (the zero slog.Logger's has none to call) fails the run with a
 // *[PanicError], as any observer's panic does. Logger panics if l is nil.
 func Logger(l *slog.Logger) Observer {
