@@ -47,7 +47,7 @@ var durationBuckets = func() []float64 {
 //	sluice.stage.received   items taken for a call           {sluice.stage, sluice.kind}
 //	sluice.stage.finished   calls ended                      {..., sluice.outcome = ok | error}
 //	sluice.stage.in_flight  items taken and not finished     {sluice.stage, sluice.kind}
-//	sluice.stage.duration   call durations, in seconds       {sluice.stage, sluice.kind}
+//	sluice.stage.duration   call durations, in seconds ("s") {sluice.stage, sluice.kind}
 //
 // A call's outcome is error when its item failed (the stage's error policy
 // handles it) and ok otherwise: a call cut short by the end of the run
@@ -60,10 +60,14 @@ var durationBuckets = func() []float64 {
 // is not valid UTF-8, which OTLP's string attributes cannot carry, is
 // recorded with each run of invalid bytes replaced by one U+FFFD, as in
 // package prom (so names that differ only there share a series).
-// New returns the meter's errors, joined, if it could not create an
-// instrument; the same meter may serve several observers, which then add
-// into the same series.
+// New returns the meter's errors, joined, and no observer, if it could
+// not create an instrument; the same meter may serve several observers,
+// which then add into the same series. New panics if meter is nil (a
+// programmer error; the message starts with "sluice:").
 func New(meter metric.Meter) (*Observer, error) {
+	if meter == nil {
+		panic("sluice: otelmetric.New: nil meter")
+	}
 	var o Observer
 	var err, e error
 	o.received, e = meter.Int64Counter("sluice.stage.received", metric.WithDescription("Items a sluice stage took for a call of its function."), metric.WithUnit("{item}"))

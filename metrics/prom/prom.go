@@ -50,8 +50,12 @@ type Observer struct {
 //
 // It returns reg's error if a metric is already registered (New was called
 // twice on one registry: share the observer instead), and then leaves none
-// of its metrics registered.
+// of its metrics registered. New panics if reg is nil (a programmer error;
+// the message starts with "sluice:").
 func New(reg prometheus.Registerer) (*Observer, error) {
+	if reg == nil {
+		panic("sluice: prom.New: nil registerer")
+	}
 	labels := []string{"stage", "kind"}
 	o := &Observer{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -1,0 +1,20 @@
+package prom_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sluicedev/sluice/metrics/prom"
+)
+
+// "New panics if reg is nil (a programmer error; the message starts with
+// "sluice:")."
+func TestReview72NewNilRegistryPanics(t *testing.T) {
+	defer func() {
+		msg, _ := recover().(string)
+		if !strings.HasPrefix(msg, "sluice:") {
+			t.Fatalf("New(nil) panicked with %q, want a message starting with sluice:", msg)
+		}
+	}()
+	prom.New(nil)
+}
