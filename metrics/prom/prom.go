@@ -40,7 +40,7 @@ type Observer struct {
 // A call's outcome is "error" when its item failed (the stage's error
 // policy handles it) and "ok" otherwise: a call cut short by the end of the
 // run (another stage's failure, a cancellation) did not fail. A stage name
-// that is not valid UTF-8, which a label cannot hold, is recorded with
+// (or kind) that is not valid UTF-8, which a label cannot hold, is recorded with
 // each run of invalid bytes replaced by one U+FFFD (so names that differ
 // only there share a series). The duration histogram's
 // buckets are in seconds, from 1 µs to about 4 s, each bound 4 times the
@@ -48,9 +48,9 @@ type Observer struct {
 // item's receipt to the end of its last attempt, rate-limit and retry
 // waits included: how long the item held a worker.
 //
-// It returns reg's error if a metric is already registered (New was called
-// twice on one registry: share the observer instead), and then leaves none
-// of its metrics registered. New panics if reg is nil (a programmer error;
+// It returns reg's error if reg refuses a metric (one already registered:
+// New was called twice on one registry; share the observer instead), and
+// then leaves none of its metrics registered. New panics if reg is nil (a programmer error;
 // the message starts with "sluice:").
 func New(reg prometheus.Registerer) (*Observer, error) {
 	if reg == nil {
