@@ -2,8 +2,8 @@
 // a small site on loopback itself (net/http/httptest, so it runs offline)
 // and crawls it breadth first: each level of links is one sluice run over a
 // slice of URLs, fetched by at most -workers requests at once, at most -rate
-// per second across the whole crawl (one token bucket that every level's
-// run shares), each with a timeout, retried with backoff on 5xx and
+// per second across the whole crawl after a first burst of -workers (one
+// token bucket that every level's run shares), each with a timeout, retried with backoff on 5xx and
 // timeouts, and never retried on 4xx. URLs that still fail go to a
 // dead-letter list, printed at the end with the reason.
 //

@@ -32,6 +32,10 @@ func main() {
 	seed := flag.Uint64("seed", 0, "random seed (0: a new one each time)")
 	limit := flag.Int("limit", 3, "how many tasks may run at once")
 	flag.Parse()
+	if *limit < 1 || !(*scale >= 0) {
+		fmt.Fprintln(os.Stderr, "tasks: want -limit 1 or more and -scale 0 or more")
+		os.Exit(2)
+	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
 	}
