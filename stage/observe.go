@@ -21,7 +21,12 @@ type Observer interface {
 	// is called from the sink's goroutine for every stage of the pipeline
 	// that calls a function (Map, Filter, FlatMap, Concurrent, Apply,
 	// Unbatch; not Batch, Tee, Merge or Until), upstream first, before any
-	// goroutine of the run starts and before any item is taken.
+	// goroutine of the run that calls a function of the pipeline starts
+	// and before any item is taken. (Only the run's watchers of contexts
+	// may run already: the one that watches a caller's context of a type
+	// the context package cannot see into, see Cancellation in the package
+	// doc, and an Until's hook on a stop context that is done. A source's
+	// open may wait on its context, and they are what ends it.)
 	Stage(info Info) Watcher
 }
 

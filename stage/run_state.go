@@ -17,8 +17,7 @@ import (
 // Lifecycle: newRun; the sink opens the pipeline (Stream.open, from the
 // sink's goroutine: queues are made, observers asked, goroutines
 // registered with goroutine but not started, checks registered with
-// check); start starts the watchers of contexts the run does not own (see
-// watchCtx), runs the checks and, if they pass, starts the goroutines;
+// check); start runs the checks and, if they pass, starts the goroutines;
 // the sink consumes; finish cancels, waits for every goroutine and the
 // cancellation hooks, then runs the cleanups (sources' stop, observers'
 // Closed), and last gives the per-run states back to their pools
@@ -105,7 +104,6 @@ type opening struct {
 	sharedNodes map[*node]any // the run's state of nodes several streams read (Tee)
 	checks      []func() error
 	pending     []func() // goroutines to start with the run
-	watchers    []func() // watchers of contexts the run does not own, started with the run (see watchCtx)
 }
 
 // opened returns the run's opening part, made if the run has none yet;
@@ -196,12 +194,6 @@ func (r *run) start() {
 		r.started = true
 		return
 	}
-	// The watchers first, whatever the checks say: a run that fails
-	// still ends when its parent does.
-	for _, f := range o.watchers {
-		r.goWatchCtx(f)
-	}
-	o.watchers = nil
 	for _, f := range o.checks {
 		if err := f(); err != nil {
 			r.fail(err)

@@ -73,9 +73,8 @@ import (
 // watched is a context the run does not own, as the run hands it to the
 // context package (to make its context from the parent, or to hook a stop
 // context): the same context, with an AfterFunc method that watches it
-// from a goroutine of the run's (counted in run.hooks until it returns;
-// started with the run, see watchCtx), which calls f guarded and ends
-// when it is stopped. It lives in the run
+// from a goroutine of the run's (counted in run.hooks until it returns),
+// which calls f guarded and ends when it is stopped. It lives in the run
 // or the drainScope, so that it costs no allocation of its own.
 type watched struct {
 	context.Context
@@ -94,7 +93,9 @@ func (w *watched) AfterFunc(f func()) (stop func() bool) {
 	done := w.Context.Done()
 	var state atomic.Int32 // 0: waiting; 1: f runs; 2: stopped
 	stopped := make(chan struct{})
-	r.watchCtx(func() {
+	r.hooks.Add(1)
+	go func() {
+		defer r.hooks.Done()
 		select {
 		case <-done:
 			if state.CompareAndSwap(0, 1) {
@@ -111,7 +112,7 @@ func (w *watched) AfterFunc(f func()) (stop func() bool) {
 			}
 		case <-stopped:
 		}
-	})
+	}()
 	return func() bool {
 		if state.CompareAndSwap(0, 2) {
 			close(stopped)
@@ -119,30 +120,6 @@ func (w *watched) AfterFunc(f func()) (stop func() bool) {
 		}
 		return false
 	}
-}
-
-// watchCtx runs f, a watcher of a context the run does not own, in a
-// goroutine of its own counted in run.hooks: at once if the run has
-// started, else when it starts (see start), so that no goroutine of the
-// run runs while the pipeline is opened (Observer.Stage's promise). One
-// the run never starts (its opening panicked) is never started: the
-// run's context, cancelled at finish, stops it before it ran.
-func (r *run) watchCtx(f func()) {
-	if !r.started {
-		o := r.opened()
-		o.watchers = append(o.watchers, f)
-		return
-	}
-	r.goWatchCtx(f)
-}
-
-// goWatchCtx starts f, a watcher, in a goroutine counted in run.hooks.
-func (r *run) goWatchCtx(f func()) {
-	r.hooks.Add(1)
-	go func() {
-		defer r.hooks.Done()
-		f()
-	}()
 }
 
 // errParentUnread stands for the run's own cause when the parent ended and

@@ -19,7 +19,8 @@ import (
 //	err := sink.ForEach(ctx, stage.Merge(saved, logged), report)
 //
 // A run that does not consume every branch fails before any goroutine of it
-// starts and before any item is taken, with an error that wraps
+// that calls a function of the pipeline starts (see [Observer]'s Stage for
+// the run's watchers of contexts) and before any item is taken, with an error that wraps
 // [ErrUnconsumedBranch] and names the missing branch (a branch nobody reads
 // would stop the others). One goroutine moves the items on; each branch holds at most
 // one item its consumer has not taken, so the slowest branch sets the pace
