@@ -97,4 +97,10 @@
 // partition; across a rebalance, even one that gives the partition back to
 // the same member, the new ownership may process a key's record while the
 // old one still finishes an earlier one.
+//
+// A run makes its own client, at its first take, and closes it before the
+// sink returns (see Source). franz-go's Client.Close may return while one
+// of the client's connection goroutines is still closing its socket: that
+// goroutine ends by itself, holding nothing of the run; every goroutine of
+// sluice's has exited.
 package kafka

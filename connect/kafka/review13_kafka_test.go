@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -544,11 +543,7 @@ func r13StopCommitPanic(t *testing.T, mode string) {
 	})
 	// No goroutine of the run may outlive the sink (the fake broker's
 	// connection goroutines are not the run's).
-	for _, g := range runcheck.LeakedSince(before) {
-		if !strings.Contains(g, "franz-go/pkg/kfake.") && !strings.Contains(g, "runcheck.NoHang") {
-			t.Errorf("%s: goroutine alive after the sink returned:\n%s", mode, g)
-		}
-	}
+	checkNoLeakSince(t, mode, before)
 	t.Logf("%s: the run returned %v; %d commit events, %d calls after the panic", mode, err, commits.Load(), after.Load())
 	if !panicked.Load() {
 		t.Fatalf("%s: no Committed event at the end of the run: the stop commit was not reported", mode)

@@ -13,7 +13,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -838,12 +837,7 @@ func TestReview7OnEventPanic(t *testing.T) {
 // that end when it sees the client's close).
 func r7NoLeak(t testing.TB, before map[int64]string) {
 	t.Helper()
-	for _, g := range runcheck.LeakedSince(before) {
-		if strings.Contains(g, "franz-go/pkg/kfake.") || strings.Contains(g, "runcheck.NoHang") {
-			continue
-		}
-		t.Errorf("goroutine alive after the run returned:\n%s", g)
-	}
+	checkNoLeakSince(t, "the run", before)
 }
 
 type r7ConnectHook struct{ f func() }
