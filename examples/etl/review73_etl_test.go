@@ -333,14 +333,7 @@ func review73Count(t *testing.T, path string) int {
 // README: "loads the rest into SQLite ... in transactions of 250 rows with
 // an idempotent upsert"; Report: "Loaded int // rows upserted".
 func TestReview73LoadTransactionsOf250(t *testing.T) {
-	src, err := zipSums()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := readCSV(src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := review73Rows(t)
 	path := filepath.Join(t.TempDir(), "m.sqlite")
 	var h review73Hooks
 	db := review73DB(t, path, &h)
@@ -369,14 +362,7 @@ func TestReview73LoadTransactionsOf250(t *testing.T) {
 // Report: "Loaded int // rows upserted": when a commit fails, Load fails
 // and Loaded counts only what the database holds.
 func TestReview73LoadedIsWhatWasCommitted(t *testing.T) {
-	src, err := zipSums()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := readCSV(src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := review73Rows(t)
 	path := filepath.Join(t.TempDir(), "m.sqlite")
 	h := review73Hooks{failCommit: 3}
 	db := review73DB(t, path, &h)
@@ -422,14 +408,7 @@ func (o *review73Watch) Closed()                       {}
 // follows the transform stage through the observer hook, sized by the
 // total the slice source knows".
 func TestReview73TransformOn4Workers(t *testing.T) {
-	src, err := zipSums()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := readCSV(src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := review73Rows(t)
 	rows = append(rows, nil, []string{"x"}) // two bad rows too
 	db, err := openDB(context.Background(), filepath.Join(t.TempDir(), "m.sqlite"))
 	if err != nil {
@@ -456,4 +435,18 @@ func TestReview73TransformOn4Workers(t *testing.T) {
 	if rep.Loaded != 2119 || len(rep.Rejected) != 2 {
 		t.Errorf("loaded %d, rejected %d (%q); want 2119, 2", rep.Loaded, len(rep.Rejected), rep.Rejected)
 	}
+}
+
+// review73Rows reads the dataset's rows, as main does.
+func review73Rows(t *testing.T) [][]string {
+	t.Helper()
+	src, err := zipSums()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readCSV(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }

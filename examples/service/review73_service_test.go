@@ -123,6 +123,16 @@ func (s *review73Svc) waitFor(t *testing.T, what string, cond func(text string) 
 	}
 }
 
+// waitFor8InFlight waits until the process stage has its 8 workers busy
+// and returns the metrics that showed it.
+func (s *review73Svc) waitFor8InFlight(t *testing.T) string {
+	t.Helper()
+	return s.waitFor(t, "8 in flight", func(text string) bool {
+		v, _ := review73Value(text, "sluice_stage_in_flight", `stage="process"`)
+		return v == 8
+	})
+}
+
 func (s *review73Svc) exit(t *testing.T) (int, []string) {
 	t.Helper()
 	var err error
@@ -170,10 +180,7 @@ func review73TookStored(t *testing.T, lines []string) (int, int) {
 func TestReview73DrainFinishesInFlight(t *testing.T) {
 	bin := cmdtest.Build(t)
 	s := review73Start(t, bin, "-work", "10s", "-grace", "5m")
-	s.waitFor(t, "8 in flight", func(text string) bool {
-		v, _ := review73Value(text, "sluice_stage_in_flight", `stage="process"`)
-		return v == 8
-	})
+	s.waitFor8InFlight(t)
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -237,10 +244,7 @@ func TestReview73SigtermAtOnce(t *testing.T) {
 func TestReview73SecondSignalAborts(t *testing.T) {
 	bin := cmdtest.Build(t)
 	s := review73Start(t, bin, "-work", "1h", "-grace", "1h")
-	s.waitFor(t, "8 in flight", func(text string) bool {
-		v, _ := review73Value(text, "sluice_stage_in_flight", `stage="process"`)
-		return v == 8
-	})
+	s.waitFor8InFlight(t)
 	// Signals sent together may merge into one (POSIX does not queue
 	// them): send one until the service exits. With -grace 1h, only a
 	// second signal that arrived can end it.
@@ -275,10 +279,7 @@ signals:
 func TestReview73GraceAborts(t *testing.T) {
 	bin := cmdtest.Build(t)
 	s := review73Start(t, bin, "-work", "1h", "-grace", "300ms")
-	s.waitFor(t, "8 in flight", func(text string) bool {
-		v, _ := review73Value(text, "sluice_stage_in_flight", `stage="process"`)
-		return v == 8
-	})
+	s.waitFor8InFlight(t)
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -294,10 +295,7 @@ func TestReview73GraceAborts(t *testing.T) {
 func TestReview73MetricsServed(t *testing.T) {
 	bin := cmdtest.Build(t)
 	s := review73Start(t, bin, "-work", "1h", "-grace", "1h")
-	text := s.waitFor(t, "8 in flight", func(text string) bool {
-		v, _ := review73Value(text, "sluice_stage_in_flight", `stage="process"`)
-		return v == 8
-	})
+	text := s.waitFor8InFlight(t)
 	for _, name := range []string{"sluice_stage_received_total", "sluice_stage_in_flight", "sluice_stage_duration_seconds_count"} {
 		if _, ok := review73Value(text, name, `stage="process"`); !ok {
 			t.Errorf("no %s{stage=\"process\"}:\n%s", name, text)
