@@ -105,19 +105,18 @@ func HandFlatMap(in <-chan int, workers, fan int) int {
 	return Sum(out)
 }
 
-// HandMerge sums the values of ins, one goroutine per input forwarding to a
-// shared channel.
-func HandMerge(ins ...<-chan int) int {
+// HandMerge sums the values of the slices xss as a user merges them by
+// hand: one goroutine per slice sending straight to a shared unbuffered
+// channel (one hand-off per item), summed by the caller.
+func HandMerge(xss ...[]int) int {
 	out := make(chan int)
 	var wg sync.WaitGroup
-	for _, in := range ins {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for x := range in {
+	for _, xs := range xss {
+		wg.Go(func() {
+			for _, x := range xs {
 				out <- x
 			}
-		}()
+		})
 	}
 	go func() {
 		wg.Wait()

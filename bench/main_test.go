@@ -18,21 +18,35 @@ const items = 100_000
 
 var input = ints(items)
 
+// ints is 1..n: no item is 0, so that every item counts in a checksum.
 func ints(n int) []int {
 	xs := make([]int, n)
 	for i := range xs {
-		xs[i] = i
+		xs[i] = i + 1
 	}
 	return xs
 }
 
-// sumOf is the checksum of f over 0..n-1.
+// sumOf is the checksum of f over 1..n: a lost or repeated item changes it.
 func sumOf(n int, f func(int) int) int {
 	s := 0
-	for i := range n {
+	for i := 1; i <= n; i++ {
 		s += f(i)
 	}
 	return s
+}
+
+// fold is the order-sensitive checksum of an ordered run: any two outputs
+// swapped change it.
+func fold(h, y int) int { return h*31 + y }
+
+// foldOf is fold over f of 1..n, in order.
+func foldOf(n int, f func(int) int) int {
+	h := 0
+	for i := 1; i <= n; i++ {
+		h = fold(h, f(i))
+	}
+	return h
 }
 
 var ctx = context.Background()
@@ -45,6 +59,10 @@ func add(a, b int) int { return a + b }
 
 // total runs s and sums its values.
 func total(s stage.Stream[int]) (int, error) { return sink.Reduce(ctx, s, 0, add) }
+
+// totalInOrder runs s and folds its values in the order they come (see
+// fold): the checksum of an ordered run.
+func totalInOrder(s stage.Stream[int]) (int, error) { return sink.Reduce(ctx, s, 0, fold) }
 
 // measure runs run once per benchmark iteration and reports ns/item,
 // allocs/item and B/item for n items per run (setup included, spread over

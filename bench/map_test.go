@@ -16,7 +16,7 @@ var workerCounts = []int{1, 2, 4, 8, 16, 32}
 // worker counts, beside the hand-written pool and the channel-free
 // parallel loop.
 func BenchmarkMap(b *testing.B) {
-	want := sumOf(items, double)
+	want, wantInOrder := sumOf(items, double), foldOf(items, double)
 	for _, w := range workerCounts {
 		b.Run(fmt.Sprintf("workers=%d/hand-written", w), func(b *testing.B) {
 			measure(b, items, func() { check(b, HandMap(FeedSlice(input), w, double), want, nil) })
@@ -25,13 +25,13 @@ func BenchmarkMap(b *testing.B) {
 			measure(b, items, func() { check(b, ParallelLoop(input, w, double), want, nil) })
 		})
 		for _, ordered := range []bool{false, true} {
-			name, opts := "sluice", []stage.Option{stage.Workers(w)}
+			name, opts, run, want := "sluice", []stage.Option{stage.Workers(w)}, total, want
 			if ordered {
-				name, opts = "sluice-ordered", append(opts, stage.Ordered())
+				name, opts, run, want = "sluice-ordered", append(opts, stage.Ordered()), totalInOrder, wantInOrder
 			}
 			s := stage.Map(source.Slice(input), mapDouble, opts...)
 			b.Run(fmt.Sprintf("workers=%d/%s", w, name), func(b *testing.B) {
-				measure(b, items, func() { got, err := total(s); check(b, got, want, err) })
+				measure(b, items, func() { got, err := run(s); check(b, got, want, err) })
 			})
 		}
 	}
@@ -54,20 +54,20 @@ func busy50(x int) int {
 // speed-up at two).
 func BenchmarkMapWork(b *testing.B) {
 	in := ints(workItems)
-	want := sumOf(workItems, double)
+	want, wantInOrder := sumOf(workItems, double), foldOf(workItems, double)
 	slow := busy50
 	for _, w := range workerCounts {
 		b.Run(fmt.Sprintf("workers=%d/hand-written", w), func(b *testing.B) {
 			measure(b, workItems, func() { check(b, HandMap(FeedSlice(in), w, slow), want, nil) })
 		})
 		for _, ordered := range []bool{false, true} {
-			name, opts := "sluice", []stage.Option{stage.Workers(w)}
+			name, opts, run, want := "sluice", []stage.Option{stage.Workers(w)}, total, want
 			if ordered {
-				name, opts = "sluice-ordered", append(opts, stage.Ordered())
+				name, opts, run, want = "sluice-ordered", append(opts, stage.Ordered()), totalInOrder, wantInOrder
 			}
 			s := stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) { return slow(x), nil }, opts...)
 			b.Run(fmt.Sprintf("workers=%d/%s", w, name), func(b *testing.B) {
-				measure(b, workItems, func() { got, err := total(s); check(b, got, want, err) })
+				measure(b, workItems, func() { got, err := run(s); check(b, got, want, err) })
 			})
 		}
 	}

@@ -57,7 +57,7 @@ func BenchmarkMerge(b *testing.B) {
 	want := 4 * sumOf(items/4, func(x int) int { return x })
 	b.Run("hand-written", func(b *testing.B) {
 		measure(b, items, func() {
-			check(b, HandMerge(FeedSlice(quarter), FeedSlice(quarter), FeedSlice(quarter), FeedSlice(quarter)), want, nil)
+			check(b, HandMerge(quarter, quarter, quarter, quarter), want, nil)
 		})
 	})
 	s := stage.Merge(source.Slice(quarter), source.Slice(quarter), source.Slice(quarter), source.Slice(quarter))

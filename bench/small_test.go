@@ -23,12 +23,12 @@ func BenchmarkSmallRun(b *testing.B) {
 		in := ints(n)
 		want := sumOf(n, double)
 		b.Run(fmt.Sprintf("n=%d/hand-written", n), func(b *testing.B) {
-			measureRuns(b, func() { checkSlice(b, FanOut(in, 4, double), want, nil) })
+			measureRuns(b, func() { checkSlice(b, FanOut(in, 4, double), n, want, nil) })
 		})
 		b.Run(fmt.Sprintf("n=%d/sluice-map", n), func(b *testing.B) {
 			measureRuns(b, func() {
 				got, err := sink.Slice(ctx, stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
-				checkSlice(b, got, want, err)
+				checkSlice(b, got, n, want, err)
 			})
 		})
 		b.Run(fmt.Sprintf("n=%d/sluice-map-request", n), func(b *testing.B) {
@@ -37,7 +37,7 @@ func BenchmarkSmallRun(b *testing.B) {
 			defer cancel()
 			measureRuns(b, func() {
 				got, err := sink.Slice(request, stage.Map(source.Slice(in), mapDouble, stage.Workers(4)))
-				checkSlice(b, got, want, err)
+				checkSlice(b, got, n, want, err)
 			})
 		})
 		b.Run(fmt.Sprintf("n=%d/sluice-concurrent", n), func(b *testing.B) {
@@ -47,7 +47,7 @@ func BenchmarkSmallRun(b *testing.B) {
 					tasks[i] = func(context.Context) (int, error) { return double(x), nil }
 				}
 				got, err := sink.Slice(ctx, stage.Concurrent(source.Slice(tasks), stage.Workers(4)))
-				checkSlice(b, got, want, err)
+				checkSlice(b, got, n, want, err)
 			})
 		})
 	}
@@ -64,13 +64,22 @@ func measureRuns(b *testing.B, run func()) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// checkSlice fails the benchmark unless got sums to want.
-func checkSlice(b *testing.B, got []int, want int, err error) {
+// checkSlice fails the benchmark unless got holds n results summing to want.
+func checkSlice(b *testing.B, got []int, n, want int, err error) {
+	check(b, sliceSum(got, n), want, err)
+}
+
+// sliceSum is the sum of a run's n results, or -1 if there are not n of
+// them: no sum of results over 1..n is negative.
+func sliceSum(got []int, n int) int {
+	if len(got) != n {
+		return -1
+	}
 	s := 0
 	for _, v := range got {
 		s += v
 	}
-	check(b, s, want, err)
+	return s
 }
 
 // BenchmarkManySmallRuns: 1,000 goroutines at once, each running 10 runs of
@@ -102,11 +111,7 @@ func BenchmarkManySmallRuns(b *testing.B) {
 					wg.Go(func() {
 						for range runsEach {
 							got, err := impl.run()
-							s := 0
-							for _, v := range got {
-								s += v
-							}
-							if err != nil || s != want {
+							if err != nil || sliceSum(got, n) != want {
 								bad.Add(1)
 							}
 						}

@@ -9,7 +9,7 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// counter is a generator of 0..n-1.
+// counter is a generator of 1..n.
 func counter(n int) func() (int, bool) {
 	i := 0
 	return func() (int, bool) {
@@ -17,7 +17,7 @@ func counter(n int) func() (int, bool) {
 			return 0, false
 		}
 		i++
-		return i - 1, true
+		return i, true
 	}
 }
 
@@ -85,8 +85,8 @@ func BenchmarkSource(b *testing.B) {
 	})
 	b.Run("chan/sluice-ordered", func(b *testing.B) {
 		measure(b, items, func() {
-			got, err := total(stage.Map(source.Chan(FeedSlice(input)), mapDouble, w, stage.Ordered()))
-			check(b, got, want, err)
+			got, err := totalInOrder(stage.Map(source.Chan(FeedSlice(input)), mapDouble, w, stage.Ordered()))
+			check(b, got, foldOf(items, double), err)
 		})
 	})
 	b.Run("slice/hand-written", func(b *testing.B) {

@@ -20,14 +20,15 @@ func concPoolMap(in []int, workers int) int {
 	return s
 }
 
-// concStreamMap: conc's ordered stream, callbacks run in submission order.
+// concStreamMap: conc's ordered stream, callbacks run in submission order,
+// which fold the doubles in it (see fold).
 func concStreamMap(in []int, workers int) int {
 	st := stream.New().WithMaxGoroutines(workers)
 	s := 0
 	for _, x := range in {
 		st.Go(func() stream.Callback {
 			y := double(x)
-			return func() { s += y }
+			return func() { s = fold(s, y) }
 		})
 	}
 	st.Wait()

@@ -19,21 +19,20 @@ func handFuncMap(n, workers int) int {
 			return 0, false
 		}
 		i++
-		return i - 1, true
+		return i, true
 	}
 	return bench.HandMap(bench.FeedFunc(next), workers, double)
 }
 
-func handMerge(quarter []int) int {
-	return bench.HandMerge(bench.FeedSlice(quarter), bench.FeedSlice(quarter), bench.FeedSlice(quarter), bench.FeedSlice(quarter))
-}
+func handMerge(quarter []int) int { return bench.HandMerge(quarter, quarter, quarter, quarter) }
 
 func handSleep(in []int, workers int, d time.Duration) int {
 	return bench.HandMap(bench.FeedSlice(in), workers, func(x int) int { time.Sleep(d); return double(x) })
 }
 
 // handOrderedMap is the ordered pipeline a user writes by hand: a queue of
-// futures (one buffered channel per item) read in order by the consumer.
+// futures (one buffered channel per item) read in order by the consumer,
+// which folds the results in it (see fold).
 func handOrderedMap(in []int, workers int) int {
 	type job struct {
 		x   int
@@ -59,7 +58,7 @@ func handOrderedMap(in []int, workers int) int {
 	}
 	s := 0
 	for f := range futures {
-		s += <-f
+		s = fold(s, <-f)
 	}
 	return s
 }

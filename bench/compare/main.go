@@ -4,6 +4,10 @@
 //
 //	go run ./bench/compare                    # print the table
 //	go run ./bench/compare -readme bench/README.md  # also rewrite bench/README.md
+//	go run ./bench/compare -only "mall runs" -reps 9  # only the workloads whose name has this
+//
+// -reps must be at least 1; -only must match a workload, and cannot be
+// given with -readme (which rewrites every table at once).
 //
 // Contenders are interleaved: each repetition runs every contender once, in
 // a new random order, so that a noisy machine slows them all alike.
@@ -29,6 +33,10 @@ func main() {
 	readme := flag.String("readme", "", "rewrite the table between the compare markers of this file")
 	only := flag.String("only", "", "run only the workloads whose name contains this")
 	flag.Parse()
+	if err := checkFlags(*reps, *only, *readme, workloads(full)); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(2)
+	}
 	var buf bytes.Buffer
 	if err := compare(io.MultiWriter(os.Stdout, &buf), workloads(full), *reps, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -40,6 +48,20 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+// checkFlags refuses flags that would measure nothing, or rewrite the
+// README with some of its tables missing.
+func checkFlags(reps int, only, readme string, ws []workload) error {
+	switch {
+	case reps < 1:
+		return fmt.Errorf("-reps %d: need at least 1", reps)
+	case only != "" && readme != "":
+		return errors.New("-only with -readme would drop the other tables from the README: run without -only to rewrite it")
+	case only != "" && !slices.ContainsFunc(ws, func(w workload) bool { return strings.Contains(w.name, only) }):
+		return fmt.Errorf("-only %q matches no workload", only)
+	}
+	return nil
 }
 
 // result is one contender's measurements on one workload.
@@ -98,8 +120,12 @@ func measure(wl workload, reps int) ([]*result, error) {
 			got := run()
 			elapsed := time.Since(start)
 			runtime.ReadMemStats(&after)
-			if got != wl.want {
-				return nil, fmt.Errorf("%s on %q: checksum %d, want %d", r.name, wl.name, got, wl.want)
+			want := wl.want
+			if slices.Contains(wl.inOrder, r.name) {
+				want = wl.wantOrder
+			}
+			if got != want {
+				return nil, fmt.Errorf("%s on %q: checksum %d, want %d", r.name, wl.name, got, want)
 			}
 			if rep < 0 {
 				continue

@@ -6,18 +6,22 @@ import (
 	"github.com/destel/rill"
 )
 
-func rillTotal(in <-chan rill.Try[int]) int {
+func rillTotal(in <-chan rill.Try[int]) int { return rillReduce(in, add) }
+
+func rillReduce(in <-chan rill.Try[int], f func(int, int) int) int {
 	s := 0
-	if err := rill.ForEach(in, 1, func(x int) error { s += x; return nil }); err != nil {
+	if err := rill.ForEach(in, 1, func(x int) error { s = f(s, x); return nil }); err != nil {
 		panic(err)
 	}
 	return s
 }
 
+// rillMap sums the doubles of in; ordered, it keeps the input's order and
+// folds them in it (see fold).
 func rillMap(in []int, workers int, ordered bool) int {
 	f := func(x int) (int, error) { return double(x), nil }
 	if ordered {
-		return rillTotal(rill.OrderedMap(rill.FromSlice(in, nil), workers, f))
+		return rillReduce(rill.OrderedMap(rill.FromSlice(in, nil), workers, f), fold)
 	}
 	return rillTotal(rill.Map(rill.FromSlice(in, nil), workers, f))
 }
@@ -31,7 +35,7 @@ func rillChain(in []int, workers int) int {
 func rillFuncMap(n, workers int) int {
 	src := rill.Generate(func(send func(int), _ func(error)) {
 		for i := range n {
-			send(i)
+			send(i + 1)
 		}
 	})
 	return rillTotal(rill.Map(src, workers, func(x int) (int, error) { return double(x), nil }))

@@ -14,20 +14,25 @@ var ctx = context.Background()
 
 func add(a, b int) int { return a + b }
 
-func sluiceTotal(s stage.Stream[int]) int {
-	n, err := sink.Reduce(ctx, s, 0, add)
+func sluiceTotal(s stage.Stream[int]) int { return sluiceReduce(s, add) }
+
+func sluiceReduce(s stage.Stream[int], f func(int, int) int) int {
+	n, err := sink.Reduce(ctx, s, 0, f)
 	if err != nil {
 		panic(err)
 	}
 	return n
 }
 
+// sluiceMap sums the doubles of in; ordered, it keeps the input's order and
+// folds them in it (see fold).
 func sluiceMap(in []int, workers int, ordered bool) int {
 	opts := []stage.Option{stage.Workers(workers)}
+	f := add
 	if ordered {
-		opts = append(opts, stage.Ordered())
+		opts, f = append(opts, stage.Ordered()), fold
 	}
-	return sluiceTotal(stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) { return double(x), nil }, opts...))
+	return sluiceReduce(stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) { return double(x), nil }, opts...), f)
 }
 
 func sluiceChain(in []int, workers int) int {
@@ -46,7 +51,7 @@ func sluiceFuncMap(n, workers int, neverWaits bool) int {
 			return 0, io.EOF
 		}
 		i++
-		return i - 1, nil
+		return i, nil
 	})
 	if neverWaits {
 		src = stage.NeverWaits(src)
@@ -65,9 +70,14 @@ func sluiceSleep(in []int, workers int, d time.Duration) int {
 	}, stage.Workers(workers)))
 }
 
-// sluiceSliceMap is the per-request fan-out: a Map into sink.Slice.
-func sluiceSliceMap(in []int, workers int) []int {
-	out, err := sink.Slice(ctx, stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) { return double(x), nil }, stage.Workers(workers)))
+// sluiceSliceMap is the per-request fan-out: a Map into sink.Slice (in the
+// input's order if ordered).
+func sluiceSliceMap(in []int, workers int, ordered bool) []int {
+	opts := []stage.Option{stage.Workers(workers)}
+	if ordered {
+		opts = append(opts, stage.Ordered())
+	}
+	out, err := sink.Slice(ctx, stage.Map(source.Slice(in), func(_ context.Context, x int) (int, error) { return double(x), nil }, opts...))
 	if err != nil {
 		panic(err)
 	}

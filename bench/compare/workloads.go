@@ -7,11 +7,18 @@ import (
 )
 
 // A workload is one pipeline shape, run by every contender that can express
-// it. Each contender returns a checksum, which must equal want.
+// it. Each contender returns a checksum, which must equal want: the sum of
+// its outputs (inputs start at 1, so a lost or repeated item changes it),
+// or, for a contender named in inOrder, the order-sensitive fold of its
+// outputs (see fold), which must equal wantOrder.
 type workload struct {
 	name  string
 	items int // per run: ns/item divides by this
 	want  int
+	// inOrder names the contenders that promise the input's order; their
+	// checksum is fold's.
+	inOrder   []string
+	wantOrder int
 	// baseline is the contender the ratios are taken against.
 	baseline string
 	runs     map[string]func() int // contender -> one run
@@ -19,7 +26,7 @@ type workload struct {
 	ideal time.Duration
 }
 
-// sizes of the workloads; -quick shrinks them for the test.
+// sizes of the workloads; the test runs them small.
 type sizes struct {
 	items      int // no-op workloads
 	latItems   int // latency-bound items
@@ -29,22 +36,37 @@ type sizes struct {
 
 var full = sizes{items: 100_000, latItems: 2_000, latWorkers: 50, latSleep: time.Millisecond}
 
+// ints is 1..n: no item is 0, so that every item counts in a sum.
 func ints(n int) []int {
 	xs := make([]int, n)
 	for i := range xs {
-		xs[i] = i
+		xs[i] = i + 1
 	}
 	return xs
 }
 
 func double(x int) int { return 2 * x }
 
-func sumDouble(n int) int { return n * (n - 1) }
+// sumDouble is the sum of double over 1..n.
+func sumDouble(n int) int { return n * (n + 1) }
 
-// chainWant is the checksum of map(+1) -> filter(even) -> map(×3).
+// fold is the order-sensitive checksum an ordered contender keeps: any two
+// outputs swapped change it.
+func fold(h, y int) int { return h*31 + y }
+
+// foldDouble is fold over double of 1..n, in order.
+func foldDouble(n int) int {
+	h := 0
+	for x := 1; x <= n; x++ {
+		h = fold(h, double(x))
+	}
+	return h
+}
+
+// chainWant is the checksum of map(+1) -> filter(even) -> map(×3) over 1..n.
 func chainWant(n int) int {
 	s := 0
-	for x := range n {
+	for x := 1; x <= n; x++ {
 		if (x+1)%2 == 0 {
 			s += 3 * (x + 1)
 		}
@@ -69,7 +91,10 @@ func workloads(z sizes) []workload {
 				"hand-written": func() int { return handMap(in, w) },
 			},
 		}, workload{
+			// The baseline is the unordered pool: what order costs
+			// against not keeping it.
 			name: "Map ordered, no-op, slice source, " + itoa(w) + " workers", items: n, want: sumDouble(n),
+			inOrder: []string{"sluice", "rill", "conc stream", "hand-written ord"}, wantOrder: foldDouble(n),
 			baseline: "hand-written",
 			runs: map[string]func() int{
 				"sluice":           func() int { return sluiceMap(in, w, true) },
@@ -107,7 +132,7 @@ func workloads(z sizes) []workload {
 			},
 		},
 		workload{
-			name: "Merge of 4 slice sources", items: n, want: 4 * (n / 4) * (n/4 - 1) / 2, baseline: "hand-written",
+			name: "Merge of 4 slice sources", items: n, want: 2 * (n / 4) * (n/4 + 1), baseline: "hand-written",
 			runs: map[string]func() int{
 				"sluice":       func() int { return sluiceMerge(in[:n/4]) },
 				"rill":         func() int { return rillMerge(in[:n/4]) },
@@ -141,13 +166,11 @@ func smallRuns() []workload {
 	for _, n := range []int{1, 10, 100, 1000} {
 		in := ints(n)
 		reps := 10_000 / n
-		repeat := func(run func([]int) []int) func() int {
+		repeat := func(run func([]int) []int, inOrder bool) func() int {
 			return func() int {
 				s := 0
 				for range reps {
-					for _, v := range run(in) {
-						s += v
-					}
+					s += runSum(run(in), n, inOrder)
 				}
 				return s
 			}
@@ -161,17 +184,38 @@ func smallRuns() []workload {
 }
 
 // fanOuts is every contender's per-request fan-out (4 workers, into a
-// slice), each made a workload's run by how.
-func fanOuts(how func(run func([]int) []int) func() int) map[string]func() int {
+// slice), each made a workload's run by how; inOrder says whether its
+// results come in the input's order (each in its slot, or Ordered()), which
+// the run's check then holds it to.
+func fanOuts(how func(run func([]int) []int, inOrder bool) func() int) map[string]func() int {
 	return map[string]func() int{
-		"sluice Map":        how(func(in []int) []int { return sluiceSliceMap(in, 4) }),
-		"sluice Concurrent": how(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }),
-		"errgroup":          how(func(in []int) []int { return errgroupSlice(in, 4) }),
-		"errgroup ctx":      how(func(in []int) []int { return errgroupSliceCtx(in, 4) }),
-		"conc pool":         how(func(in []int) []int { return concSlice(in, 4) }),
-		"rill":              how(func(in []int) []int { return rillSlice(in, 4) }),
-		"hand-written":      how(func(in []int) []int { return handSlice(in, 4) }),
+		"sluice Map":         how(func(in []int) []int { return sluiceSliceMap(in, 4, false) }, false),
+		"sluice Map Ordered": how(func(in []int) []int { return sluiceSliceMap(in, 4, true) }, true),
+		"sluice Concurrent":  how(func(in []int) []int { return sluiceSliceConcurrent(in, 4) }, false),
+		"errgroup":           how(func(in []int) []int { return errgroupSlice(in, 4) }, true),
+		"errgroup ctx":       how(func(in []int) []int { return errgroupSliceCtx(in, 4) }, true),
+		"conc pool":          how(func(in []int) []int { return concSlice(in, 4) }, false),
+		"rill":               how(func(in []int) []int { return rillSlice(in, 4) }, false),
+		"hand-written":       how(func(in []int) []int { return handSlice(in, 4) }, true),
 	}
+}
+
+// runSum is the sum of one fan-out's results over 1..n, or, if there are
+// not n of them or (inOrder) one is not in its input's place, a value no
+// sum of results can reach, which fails the workload's check.
+func runSum(out []int, n int, inOrder bool) int {
+	const wrong = -1 << 40
+	if len(out) != n {
+		return wrong
+	}
+	s := 0
+	for i, v := range out {
+		if inOrder && v != double(i+1) {
+			return wrong
+		}
+		s += v
+	}
+	return s
 }
 
 // manySmallRuns is a service under load fanning out per request: callers
@@ -180,7 +224,7 @@ func fanOuts(how func(run func([]int) []int) func() int) map[string]func() int {
 func manySmallRuns(callers int) workload {
 	const runsEach, n = 10, 10
 	in := ints(n)
-	many := func(run func([]int) []int) func() int {
+	many := func(run func([]int) []int, inOrder bool) func() int {
 		return func() int {
 			var total atomic.Int64
 			var wg sync.WaitGroup
@@ -188,9 +232,7 @@ func manySmallRuns(callers int) workload {
 				wg.Go(func() {
 					s := 0
 					for range runsEach {
-						for _, v := range run(in) {
-							s += v
-						}
+						s += runSum(run(in), n, inOrder)
 					}
 					total.Add(int64(s))
 				})
