@@ -112,7 +112,7 @@ package stage
 // ended, or leaves items stranded (an Ordered window behind a lost item, a
 // KeyBy gate behind a failed key), only once the run
 // is cancelled, or its parent's end is on its way to the run's context (a
-// stage failure then is not the run's: run.stageFailed), or a Goexit ended
+// stage failure then is not the run's: run.fail), or a Goexit ended
 // it (run.goexit; recorded after its queue was closed, so possibly after
 // the sink saw the end: see run.finishedAfterParent). So a stream end the
 // sink sees proves the run complete only when none of these holds

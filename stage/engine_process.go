@@ -227,7 +227,7 @@ func (s *stepper[In, Out]) call(v In) (err error) {
 // frames on the way to a call stay small (see run.exit).
 func (s *stepper[In, Out]) failRun(end error) {
 	defer s.settle(end)
-	s.p.r.stageFailed(end)
+	s.p.r.fail(end)
 }
 
 // callWatched is call in a watched stage. A call that runtime.Goexit ended

@@ -3,7 +3,7 @@ package stage_test
 // Review 55 (fresh eyes on run.go): a FailFast item error that arrives
 // while the caller's cancellation is on its way to the run's context (the
 // parent's Done is closed, the run's context not yet cancelled) is not the
-// run's failure (see run.stageFailed), yet the failing worker stops; if it
+// run's failure (see run.fail), yet the failing worker stops; if it
 // was its queue's last writer, the sink saw its stream end while the run
 // was not cancelled, took that for a complete run, and Run returned nil:
 // an item had failed, nothing reached f, and the caller's ctx was

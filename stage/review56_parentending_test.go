@@ -197,7 +197,7 @@ func TestReview56StageFailureShapes(t *testing.T) {
 
 // TestReview56HandlerFailure: a Handle or Budget policy's error (not cut
 // short: the run is not cancelled when the handler returns) after the
-// caller's cancellation goes through stageFailed too.
+// caller's cancellation goes through run.fail too.
 func TestReview56HandlerFailure(t *testing.T) {
 	bad := errors.New("bad item")
 	for _, c := range []struct {

@@ -151,12 +151,38 @@ func r74inSettleWait(id int64) bool {
 	return ok && strings.Contains(st, "(*run).settle") && strings.Contains(st, "sync.(*WaitGroup).Wait")
 }
 
-// r74inWaitGroupWait reports whether goroutine id waits in a
-// sync.WaitGroup (finish's waits, or any other).
-func r74inWaitGroupWait(id int64) bool {
+// r74parent is a caller's context of the kind (see ctxtest.New) and its
+// cancel. Kind "own-watcher-late" is a context of the caller's own type
+// whose end the run's watcher passes on only once the goroutine *sinkG
+// names has left the opening and parks: every decision taken while the
+// pipeline is opened comes before the run's context hears the end.
+func r74parent(kind string, sinkG *atomic.Int64) (context.Context, func()) {
+	if kind != "own-watcher-late" {
+		return ctxtest.New(kind)
+	}
+	p := newR74ctx()
+	p.onErr = func() {
+		if p.DoneCtx.Err() == nil || !r74calledFrom("(*watched).AfterFunc") {
+			return
+		}
+		for !r74parkedAfterOpening(sinkG.Load()) {
+			runtime.Gosched()
+		}
+	}
+	return p, p.Cancel
+}
+
+// r74parkedAfterOpening reports whether goroutine id is parked (not
+// running or runnable) and no longer opening the pipeline or starting it.
+func r74parkedAfterOpening(id int64) bool {
 	_, all := runcheck.Goroutines()
 	st, ok := all[id]
-	return ok && strings.Contains(st, "sync.(*WaitGroup).Wait")
+	if !ok {
+		return false
+	}
+	head, _, _ := strings.Cut(st, "\n")
+	return !strings.Contains(head, "running") && !strings.Contains(head, "runnable") &&
+		!strings.Contains(st, "openFor") && !strings.Contains(st, "(*run).start")
 }
 
 // r74sinkGoexits runs run, which ends its goroutine by runtime.Goexit (or

@@ -13,14 +13,23 @@ import (
 )
 
 // fail ends the run with err: the cause of the cancellation, and what the
-// sink returns if it is the first and the run was still live.
+// sink returns if it is the first and the run was still live. Every failure
+// of the run goes through it but the sink's callback's (sinkFailed): a
+// stage's policy, an observer's panic (while the pipeline is opened or
+// later), a check of the opened pipeline, a panic in an Ack's Done.
 //
 // The failure and the cause are one decision, under mu (see cancelLocked): a
 // failure is recorded only if its cancellation is the one that ended the
 // context, so that calls in flight see as the cause what the sink returns.
 // (A parent's cancellation reaches the context without mu: if it came
 // first, the run was cut short (see cutShortLocked), and no failure is
-// recorded.)
+// recorded.) So too when the parent ended first and its end is still on
+// its way to the run's context (see parentEnding: a parent of the caller's
+// own type, which the run hears from its watcher a moment later): the
+// failure is not the run's, and the run ends with the parent's cause, as
+// under a standard parent, whose end reaches the context at once. (A
+// stage's failing item's Ack is still told: see stepper.failRun.) It asks
+// the parent nothing: its Err may wait for the run's end.
 //
 // It is recorded before the context is cancelled: cancelling it calls the
 // parent's methods (a user's, if the parent is a context type of the
@@ -30,16 +39,15 @@ import (
 // cancelLocked).
 func (r *run) fail(err error) { r.failWith(err, false) }
 
-// stageFailed is fail for an item error at which a stage's policy ends the
-// run: if the parent ended first and its end is on its way to the run's
-// context (see parentEnding), the run was cut short, and the failure is
-// not the run's (the item's Ack is still told: see stepper.failRun).
-func (r *run) stageFailed(err error) { r.failWith(err, true) }
+// sinkFailed is fail for the error of the sink's callback, which is the
+// run's whatever came before it but a cancellation (see Run): a parent's
+// end still on its way does not take its place.
+func (r *run) sinkFailed(err error) { r.failWith(err, true) }
 
-func (r *run) failWith(err error, stage bool) {
+func (r *run) failWith(err error, sink bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if stage && r.parentEnding() {
+	if !sink && r.parentEnding() {
 		return
 	}
 	live := r.failure == nil && !r.cancelled()
@@ -60,7 +68,7 @@ func (r *run) failWith(err error, stage bool) {
 // learn it.
 func (r *run) failAndRelease(err error, a *ackNode) {
 	defer a.release(err)
-	r.fail(err)
+	r.sinkFailed(err)
 }
 
 // cause is the run's cause (context.Cause of its context). Over can be
@@ -118,7 +126,7 @@ func (r *run) lateFail(err error) {
 // if the run was still live and its parent had not ended. A stream ends
 // early only when the run was cancelled, or when the parent's end, still
 // on its way to the run's context, cut it short: a stage's failure is then
-// not the run's (see stageFailed), yet its worker stops, and it may have
+// not the run's (see fail), yet its worker stops, and it may have
 // been the last to write the sink's queue; the parent's error is the result.
 func (r *run) sawEnd() { r.ended = !r.cancelled() && !r.parentClosed() }
 
