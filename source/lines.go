@@ -53,12 +53,15 @@ func (e *LineTooLongError) Error() string {
 // as io.Reader's contract has it: an error that wraps io.EOF is a read
 // error, so that a truncated input is never taken for a complete one; once
 // r said io.EOF, a run does not read it again (a terminal would wait for
-// more). An error of Lines once stage.Until's stop was done (a read error,
+// more). A reader that returns no bytes and no error 100 times in a row is
+// a read error too, io.ErrNoProgress (as bufio's). An error of Lines once stage.Until's stop was done (a read error,
 // a line too long) ends the stream quietly instead, as any source's error
 // then does (see stage.Source).
 //
 // Hostile input cannot exhaust memory: a line longer than the maximum
-// ([DefaultMaxLineLength], or the one set by [MaxLineLength]) ends the run
+// ([DefaultMaxLineLength], or the one set by [MaxLineLength]; the line
+// without its ending, and without a '\r' that ends r, which is dropped as
+// bufio.ScanLines drops it) ends the run
 // with a *stage.SourceError wrapping a *[LineTooLongError] that names the
 // line; at most the maximum plus one buffer (4 KiB, or the size of a
 // *bufio.Reader given as r, which is then the buffer) is read into memory
