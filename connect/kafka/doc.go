@@ -13,20 +13,29 @@
 // (or one past the last record it took, when all are settled): a watermark
 // below which every record was acknowledged by the sink (see stage.Ack),
 // dropped on purpose (a Filter, a Handle policy), or sent to the dead-letter
-// topic. A record that failed (a forwarded *stage.Error or a failed commit
-// at the sink; not a commit cut short by the run's end, which stays
-// uncommitted like any record the run did not finish: see stage.Ack)
-// holds the watermark: it is tried again, up to [Attempts]
-// times, then sent to the [DeadLetter] topic; without one, the run fails,
-// so that nothing is ever skipped silently. A record that does not decode
-// goes to the dead-letter topic at once (or fails the run).
+// topic. A record that failed (a forwarded *stage.Error, a failed commit at
+// the sink, or a stage's policy that ended the run at it: a FailFast error, a
+// Handle or Budget policy's error; not a commit cut short by the run's end,
+// which stays uncommitted like any record the run did not finish: see
+// stage.Ack) holds the watermark: it is tried again, up to [Attempts] times,
+// then sent to the [DeadLetter] topic; without one, the run fails, so that
+// nothing is ever skipped silently. A failure that ends the run (a failed
+// commit at the sink, a policy's) leaves no run to try the record again: on
+// its last attempt it goes to the dead-letter topic, which settles it;
+// otherwise it stays uncommitted, and the next owner of its partition gets it
+// again. A record that does not decode goes to the dead-letter topic at once
+// (or fails the run).
 //
-// Every [CommitInterval] (1 s by default) the source commits the
-// watermarks that moved; it also commits when a partition is revoked
-// (before it is given up) and when the run stops. Each partition holds at
-// most [MaxPending] records from its watermark on (taken by the pipeline,
-// waiting to be tried again, polled and waiting, or settled behind one that
-// is not); when it is full, its fetches pause until the watermark moves, so
+// Every [CommitInterval] (1 s by default) the source commits the watermarks
+// that moved since its last commit of the partition (the first commit of a
+// partition it owns is its watermark as it stands, even if nothing was
+// settled yet); it also commits when a partition is revoked (before it is
+// given up) and when the run stops. A commit the broker refuses does not fail
+// the run: the [Committed] event (see [OnEvent]) carries its error, and the
+// next commit tries the watermark again. Each partition holds at most
+// [MaxPending] records from its watermark on (taken by the pipeline, waiting
+// to be tried again, polled and waiting, or settled behind one that is not);
+// when it is full, its fetches pause until the watermark moves, so
 // memory stays bounded however slow one record is, and so does what the
 // next owner repeats.
 //

@@ -7,7 +7,8 @@ import (
 
 // Option configures [Source]; make one with [MaxPending], [CommitInterval],
 // [Attempts], [DeadLetter] or [OnEvent]. Options are checked when they are
-// made: an invalid one panics there.
+// made: an invalid one panics there. Options are applied in order: of two
+// that set the same thing, the last wins.
 type Option struct{ apply func(*config) }
 
 type config struct {
@@ -59,7 +60,8 @@ func Attempts(n int) Option {
 // DeadLetter sends a record that failed [Attempts] times, or that does not
 // decode, to topic (through the source's own client), with its key, value
 // and headers and these headers added: sluice-reason, sluice-topic,
-// sluice-partition, sluice-offset, sluice-attempts. The record is settled
+// sluice-partition, sluice-offset, sluice-attempts (the tries it had: 1
+// for a record that did not decode). The record is settled
 // once the broker confirmed the dead letter; if that fails, the run fails
 // and the record is not committed. DeadLetter panics if topic is empty.
 func DeadLetter(topic string) Option {
