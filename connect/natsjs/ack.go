@@ -125,8 +125,19 @@ func (a *msgAck) terminate(reason string) error {
 		dead.Header.Set("Sluice-Subject", a.msg.Subject())
 		dead.Header.Set("Sluice-Stream-Seq", strconv.FormatUint(a.seq, 10))
 		dead.Header.Set("Sluice-Deliveries", strconv.FormatUint(a.deliveries, 10))
-		if id := a.msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
-			dead.Header.Set(jetstream.MsgIDHeader, "dead-"+id) // a retried dead-letter is not stored twice
+		if meta, err := a.msg.Metadata(); err == nil {
+			// One message id per message of a stream, never shared by two
+			// (the publisher's id can be: two streams, or one id again once
+			// the duplicate window passed, and the second dead letter would
+			// be dropped as a duplicate while its message is terminated):
+			// a dead letter published again for the same message (a
+			// redelivery after a failed Term) is stored once.
+			stream := meta.Stream
+			if meta.Domain != "" {
+				stream = meta.Domain + "." + stream
+			}
+			dead.Header.Set("Sluice-Stream", stream)
+			dead.Header.Set(jetstream.MsgIDHeader, "sluice-dead:"+stream+":"+strconv.FormatUint(meta.Sequence.Stream, 10))
 		}
 		if err := a.publishDead(dead); err != nil {
 			// Nak'ed with a retryable failure's delay: at once, a poison

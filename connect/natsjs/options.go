@@ -52,8 +52,14 @@ type sourceConfig struct {
 }
 
 // DeadLetter publishes each terminated message to subject through js (a
-// stream must capture subject), with headers Sluice-Reason,
-// Sluice-Subject, Sluice-Stream-Seq and Sluice-Deliveries. If the publish
+// stream must capture subject): its data, with headers Sluice-Reason,
+// Sluice-Subject, Sluice-Stream (its stream, after its domain and a dot if
+// it has one), Sluice-Stream-Seq and Sluice-Deliveries (none of the
+// message's own), and the message id (Nats-Msg-Id)
+// "sluice-dead:<Sluice-Stream>:<Sluice-Stream-Seq>": one per message, so
+// that a dead letter published again for the same message (a redelivery
+// after a failed Term) is stored once, and two messages never share one,
+// even of two streams with one dead-letter subject. If the publish
 // fails, the message is nak'ed instead, so that it is not lost, with the
 // delay of a retryable failure ([Backoff]), so that a poison message does
 // not circulate while the dead-letter subject takes nothing: it is

@@ -1,0 +1,104 @@
+package natsjs_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicedev/sluice/connect/natsjs"
+	"github.com/sluicedev/sluice/sink"
+	"github.com/sluicedev/sluice/stage"
+)
+
+var errR78 = errors.New("review78: a permanent failure")
+
+var errR78Lost = errors.New("review78: the dead letter's answer was lost")
+
+// DeadLetter: the message id "sluice-dead:<Sluice-Stream>:<Sluice-Stream-Seq>"
+// is "one per message, so that a dead letter published again for the same
+// message (a redelivery after a failed Term) is stored once". The dead
+// letter's first publish is stored but its answer lost (the wrapper returns
+// an error): the message is nak'ed, comes back, fails again, and its second
+// dead letter is a duplicate; the dead-letter stream holds one, with the
+// documented headers, and the message is terminated.
+func TestReview78DeadLetterStoredOnce(t *testing.T) {
+	url := startServer(t)
+	_, js := connect(t, url)
+	ctx := context.Background()
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: "WORK", Subjects: []string{"w.>"}, Retention: jetstream.WorkQueuePolicy},
+		{Name: "DLQ", Subjects: []string{"dlq"}},
+	} {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "WORK", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "w.job", []byte("poison")); err != nil {
+		t.Fatal(err)
+	}
+	stop, drain := context.WithCancel(context.Background())
+	defer drain()
+	var calls atomic.Int32
+	var second *jetstream.PubAck
+	dlq := &r75JS{JetStream: js}
+	dlq.hook = func(ctx context.Context, m *nats.Msg, next func(context.Context, *nats.Msg) (*jetstream.PubAck, error)) (*jetstream.PubAck, error) {
+		ack, err := next(ctx, m)
+		switch calls.Add(1) {
+		case 1:
+			if err == nil {
+				err = errR78Lost // stored, but the source hears a failure
+			}
+		case 2:
+			second = ack
+			drain()
+		}
+		return ack, err
+	}
+	rctx, cancel := r75HangCtx()
+	defer cancel()
+	src := natsjs.Source(cons, r14Str, natsjs.DeadLetter(dlq, "dlq"), natsjs.Backoff(time.Millisecond, time.Millisecond))
+	failed := stage.Map(stage.Until(src, stop), func(_ context.Context, m natsjs.Msg[string]) (natsjs.Msg[string], error) {
+		return m, natsjs.Permanent(errR78)
+	}, stage.OnError(stage.Forward))
+	err = sink.ForEach(rctx, failed, func(context.Context, natsjs.Msg[string]) error { return nil })
+	if !errors.Is(err, natsjs.ErrPermanent) {
+		t.Fatalf("run: %v; want the permanent failure", err)
+	}
+	if calls.Load() != 2 || second == nil || !second.Duplicate {
+		t.Fatalf("dead-letter publishes %d, the second's answer %+v; want 2, the second a duplicate", calls.Load(), second)
+	}
+	st, err := js.Stream(ctx, "DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("DLQ holds %d dead letters; want 1", info.State.Msgs)
+	}
+	m, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Header.Get(jetstream.MsgIDHeader); got != "sluice-dead:WORK:1" || m.Header.Get("Sluice-Stream") != "WORK" || m.Header.Get("Sluice-Stream-Seq") != "1" {
+		t.Errorf("dead letter headers %v; want Nats-Msg-Id sluice-dead:WORK:1, Sluice-Stream WORK, Sluice-Stream-Seq 1", m.Header)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.NumAckPending != 0 || ci.NumPending != 0 {
+		t.Errorf("the message is not settled: ack pending %d, pending %d", ci.NumAckPending, ci.NumPending)
+	}
+}
