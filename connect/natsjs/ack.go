@@ -126,18 +126,23 @@ func (a *msgAck) terminate(reason string) error {
 		dead.Header.Set("Sluice-Stream-Seq", strconv.FormatUint(a.seq, 10))
 		dead.Header.Set("Sluice-Deliveries", strconv.FormatUint(a.deliveries, 10))
 		if meta, err := a.msg.Metadata(); err == nil {
-			// One message id per message of a stream, never shared by two
-			// (the publisher's id can be: two streams, or one id again once
-			// the duplicate window passed, and the second dead letter would
-			// be dropped as a duplicate while its message is terminated):
-			// a dead letter published again for the same message (a
-			// redelivery after a failed Term) is stored once.
 			stream := meta.Stream
 			if meta.Domain != "" {
 				stream = meta.Domain + "." + stream
 			}
 			dead.Header.Set("Sluice-Stream", stream)
-			dead.Header.Set(jetstream.MsgIDHeader, "sluice-dead:"+stream+":"+strconv.FormatUint(meta.Sequence.Stream, 10))
+			// One id per termination of a message by one consumer (its
+			// name and creation time: a consumer or stream made again
+			// under its name, or two consumers of one stream, give other
+			// ids): a dead letter published again for it (a redelivery
+			// after a failed Term) is stored once, and no two
+			// terminations share one (the publisher's id could: two
+			// streams, or one id again once the duplicate window passed),
+			// which would drop the second as a duplicate while its
+			// message is terminated.
+			if s.deadID != "" {
+				dead.Header.Set(jetstream.MsgIDHeader, "sluice-dead:"+stream+":"+s.deadID+":"+strconv.FormatUint(meta.Sequence.Stream, 10))
+			}
 		}
 		if err := a.publishDead(dead); err != nil {
 			// Nak'ed with a retryable failure's delay: at once, a poison

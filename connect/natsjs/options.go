@@ -56,10 +56,15 @@ type sourceConfig struct {
 // Sluice-Subject, Sluice-Stream (its stream, after its domain and a dot if
 // it has one), Sluice-Stream-Seq and Sluice-Deliveries (none of the
 // message's own), and the message id (Nats-Msg-Id)
-// "sluice-dead:<Sluice-Stream>:<Sluice-Stream-Seq>": one per message, so
-// that a dead letter published again for the same message (a redelivery
-// after a failed Term) is stored once, and two messages never share one,
-// even of two streams with one dead-letter subject. If the publish
+// "sluice-dead:<Sluice-Stream>:<consumer>:<created>:<Sluice-Stream-Seq>",
+// where created is the consumer's creation time (Unix ns): a dead letter
+// published again for the same message by the same consumer (a redelivery
+// after a failed Term) is stored once, while no other dead letter shares
+// its id: not one of the same message terminated by another consumer, nor
+// one of a stream or consumer made again under its name, nor one of
+// another stream with the same dead-letter subject. (A
+// run that could not learn the consumer's creation time, the server away
+// as it started, sends no id.) If the publish
 // fails, the message is nak'ed instead, so that it is not lost, with the
 // delay of a retryable failure ([Backoff]), so that a poison message does
 // not circulate while the dead-letter subject takes nothing: it is

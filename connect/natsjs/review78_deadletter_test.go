@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,9 +20,10 @@ var errR78 = errors.New("review78: a permanent failure")
 
 var errR78Lost = errors.New("review78: the dead letter's answer was lost")
 
-// DeadLetter: the message id "sluice-dead:<Sluice-Stream>:<Sluice-Stream-Seq>"
-// is "one per message, so that a dead letter published again for the same
-// message (a redelivery after a failed Term) is stored once". The dead
+// DeadLetter: the message id
+// "sluice-dead:<Sluice-Stream>:<consumer>:<created>:<Sluice-Stream-Seq>"
+// makes "a dead letter published again for the same message by the same
+// consumer (a redelivery after a failed Term)" stored once. The dead
 // letter's first publish is stored but its answer lost (the wrapper returns
 // an error): the message is nak'ed, comes back, fails again, and its second
 // dead letter is a duplicate; the dead-letter stream holds one, with the
@@ -91,8 +93,13 @@ func TestReview78DeadLetterStoredOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m.Header.Get(jetstream.MsgIDHeader); got != "sluice-dead:WORK:1" || m.Header.Get("Sluice-Stream") != "WORK" || m.Header.Get("Sluice-Stream-Seq") != "1" {
-		t.Errorf("dead letter headers %v; want Nats-Msg-Id sluice-dead:WORK:1, Sluice-Stream WORK, Sluice-Stream-Seq 1", m.Header)
+	ci0, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantID := "sluice-dead:WORK:c:" + strconv.FormatInt(ci0.Created.UnixNano(), 10) + ":1"
+	if got := m.Header.Get(jetstream.MsgIDHeader); got != wantID || m.Header.Get("Sluice-Stream") != "WORK" || m.Header.Get("Sluice-Stream-Seq") != "1" {
+		t.Errorf("dead letter headers %v; want Nats-Msg-Id %s, Sluice-Stream WORK, Sluice-Stream-Seq 1", m.Header, wantID)
 	}
 	ci, err := cons.Info(ctx)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -140,7 +141,10 @@ type sourceRun struct {
 	cons       jetstream.Consumer
 	maxDeliver int
 	pullExpiry time.Duration // the consumer's MaxRequestExpires, if below pullExpiry (see expiry)
-	err        error         // the subscription could not be made, or failed: every next fails
+	// deadID names this consumer in its dead letters' ids: its name and
+	// creation time, "" if the run knows neither (see msgAck.terminate).
+	deadID string
+	err    error // the subscription could not be made, or failed: every next fails
 
 	// Only next (never called concurrently) and close (once every
 	// goroutine of the run has exited) touch it.
@@ -214,6 +218,9 @@ func (s *sourceRun) check(ctx context.Context) {
 		}
 	}
 	s.maxDeliver = info.Config.MaxDeliver
+	if info.Name != "" && !info.Created.IsZero() {
+		s.deadID = info.Name + ":" + strconv.FormatInt(info.Created.UnixNano(), 10)
+	}
 	if info.Config.AckPolicy != jetstream.AckExplicitPolicy {
 		s.err = fmt.Errorf("natsjs: consumer %q: AckPolicy is %v, want explicit", info.Name, info.Config.AckPolicy)
 	}
