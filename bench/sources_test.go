@@ -83,10 +83,11 @@ func BenchmarkSource(b *testing.B) {
 			check(b, got, want, err)
 		})
 	})
+	wantInOrder := foldOf(items, double)
 	b.Run("chan/sluice-ordered", func(b *testing.B) {
 		measure(b, items, func() {
 			got, err := totalInOrder(stage.Map(source.Chan(FeedSlice(input)), mapDouble, w, stage.Ordered()))
-			check(b, got, foldOf(items, double), err)
+			check(b, got, wantInOrder, err)
 		})
 	})
 	b.Run("slice/hand-written", func(b *testing.B) {
