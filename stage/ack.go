@@ -43,7 +43,8 @@ import "context"
 // the sink's) and must be safe for that; it should not block for long. A
 // panic in Done ends the run with a *[SourceError], which the sink returns
 // unless its own result was decided first (its callback returned an error,
-// or ErrStop: see [Run]).
+// or ErrStop: see [Run]), or the run had ended otherwise (it failed, or the
+// caller's ctx ended it: see Cancellation in the package doc).
 type Ack interface {
 	Done(err error)
 }

@@ -99,8 +99,10 @@
 // its context's cause, not the caller's); but from the moment its Done
 // channel is closed the run takes no new step, as with a standard context,
 // and a failure that comes after (a stage's, an observer's panic, a check
-// of the opened pipeline; not the sink's callback's error, see [Run]) is
-// not the run's: the sink returns the caller's cancellation. (A next
+// of the opened pipeline, a panic in an [Ack]'s Done; not an error the
+// sink's callback returns, which is the run's until the end reaches the
+// run's context) is not the run's: the sink returns the caller's
+// cancellation. (A next
 // already waiting, as in a channel source, may still take an item until
 // the functions' ctx ends; the run drops it, as it drops items in flight
 // when it is cancelled.)

@@ -36,7 +36,8 @@ type Observer interface {
 //
 // An observer is user code: a panic in Stage or in a Watcher's method
 // fails the run, and the process goes on. The sink returns an error
-// wrapping a *[PanicError] (unless the run had failed already; a panic in
+// wrapping a *[PanicError] (unless the run had failed already, or the
+// caller's ctx had ended it: see Cancellation in the package doc; a panic in
 // Closed, which comes once the run is over, is returned only where the sink
 // would otherwise have returned nil: not when the run failed, a source
 // failed, the caller's context ended it, or it stopped early by ErrStop,

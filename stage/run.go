@@ -67,7 +67,10 @@ func Run[T any](ctx context.Context, s Stream[T], f func(ctx context.Context, v 
 	r := newRun(ctx)
 	defer r.finish() // also when f panics
 	p := s.openFor(r, 1).next()
-	r.start()
+	if !r.start() {
+		r.finish()
+		return r.result(ctx) // the check's failure, or the parent's end that came first
+	}
 	// deliver commits one item: its acknowledgement is released once f
 	// returned, with f's error or the forwarded error it carries. The run's
 	// outcome is decided before the release, so that a panic in an Ack's

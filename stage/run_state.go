@@ -187,17 +187,21 @@ func (r *run) nextStage() int {
 }
 
 // start checks the opened pipeline and starts its goroutines; the sink
-// calls it once, after opening.
-func (r *run) start() {
+// calls it once, after opening. It reports false if a check failed: then no
+// goroutine started, no item will ever come, and the sink must not wait for
+// one, since the run may not be cancelled (a failure that comes after the
+// parent's end, on its way, is dropped: see fail; and the run's watcher of
+// the parent may be waiting in the parent's Err for the run's end).
+func (r *run) start() bool {
 	o := r.opening
 	if o == nil {
 		r.started = true
-		return
+		return true
 	}
 	for _, f := range o.checks {
 		if err := f(); err != nil {
 			r.fail(err)
-			return
+			return false
 		}
 	}
 	r.started = true
@@ -205,6 +209,7 @@ func (r *run) start() {
 		r.goroutine(f)
 	}
 	o.pending = nil
+	return true
 }
 
 // onFinish registers f to run once every goroutine of the run has exited.
