@@ -105,3 +105,66 @@ func TestReview78DeadLetterStoredOnce(t *testing.T) {
 		t.Errorf("the message is not settled: ack pending %d, pending %d", ci.NumAckPending, ci.NumPending)
 	}
 }
+
+// r78Blind is a consumer handle that cannot tell the run its info: Info
+// fails as when the server is away, and the handle knew none.
+type r78Blind struct{ jetstream.Consumer }
+
+func (r78Blind) Info(context.Context) (*jetstream.ConsumerInfo, error) {
+	return nil, context.DeadlineExceeded
+}
+
+func (r78Blind) CachedInfo() *jetstream.ConsumerInfo { return nil }
+
+// DeadLetter: "(A run that could not learn the consumer's creation time,
+// the server away as it started, sends no id.)" The message is still
+// dead-lettered and terminated, with the other headers.
+func TestReview78DeadLetterWithoutConsumerInfo(t *testing.T) {
+	url := startServer(t)
+	_, js := connect(t, url)
+	ctx := context.Background()
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: "WORK", Subjects: []string{"w.>"}, Retention: jetstream.WorkQueuePolicy},
+		{Name: "DLQ", Subjects: []string{"dlq"}},
+	} {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "WORK", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "w.job", []byte("poison")); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := r75HangCtx()
+	defer cancel()
+	err = sink.ForEach(rctx, natsjs.Source(r78Blind{cons}, r14Str, natsjs.DeadLetter(js, "dlq")), func(context.Context, natsjs.Msg[string]) error {
+		return natsjs.Permanent(errR78)
+	})
+	if !errors.Is(err, natsjs.ErrPermanent) {
+		t.Fatalf("run: %v; want the permanent failure", err)
+	}
+	if n := r79DLQCount(t, js); n != 1 {
+		t.Fatalf("DLQ holds %d dead letters; want 1", n)
+	}
+	st, err := js.Stream(ctx, "DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := m.Header.Get(jetstream.MsgIDHeader); id != "" || m.Header.Get("Sluice-Stream") != "WORK" {
+		t.Errorf("dead letter headers %v; want no Nats-Msg-Id, Sluice-Stream WORK", m.Header)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.NumAckPending != 0 || ci.NumPending != 0 {
+		t.Errorf("the message is not settled: ack pending %d, pending %d", ci.NumAckPending, ci.NumPending)
+	}
+}
