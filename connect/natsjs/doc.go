@@ -56,6 +56,7 @@
 //     within: a MaxRequestBatch below [ReadAhead] lowers the read-ahead to
 //     it, and a MaxRequestExpires below 5 s shortens each pull request's
 //     wait (below 1 s, which nats.go cannot ask for, a run fails at once).
+//   - MaxRequestMaxBytes: any (the source asks by messages, not by bytes).
 //
 // A run reads MaxDeliver, MaxRequestBatch and MaxRequestExpires as it
 // starts; change them between runs. One lowered under a running run:
