@@ -707,14 +707,23 @@ func TestReview8ZeroAndOneItemEverywhere(t *testing.T) {
 		"merge with none": func(items []int) stage.Stream[int] { return stage.Merge(source.Slice(items), stage.Merge[int]()) },
 		"tee one branch":  func(items []int) stage.Stream[int] { return stage.Tee(source.Slice(items), 1)[0] },
 		"func source": func(items []int) stage.Stream[int] {
-			var i atomic.Int64
-			return stage.Map(source.Func(func(context.Context) (int, error) {
-				k := i.Add(1) - 1
-				if k >= int64(len(items)) {
-					i.Store(0) // restart for the next sink (runs are sequential)
+			// Each run starts from the first item: a run is told by its
+			// context (a sink that stops early, First, may leave the
+			// generator before its io.EOF, so the end cannot reset it).
+			var mu sync.Mutex
+			var run context.Context
+			k := 0
+			return stage.Map(source.Func(func(ctx context.Context) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if ctx != run {
+					run, k = ctx, 0
+				}
+				if k >= len(items) {
 					return 0, io.EOF
 				}
-				return items[k], nil
+				k++
+				return items[k-1], nil
 			}), id)
 		},
 		"indexed": func(items []int) stage.Stream[int] {
