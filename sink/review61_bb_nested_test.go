@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -157,8 +158,12 @@ func TestReview61BBNestedPanicSeenThrough(t *testing.T) {
 	if !errors.As(oe.Err, &ie) || ie.Stage != "inner" || ie.Index != 1 {
 		t.Fatalf("inner = %+v", ie)
 	}
-	if len(got) != 2 {
-		t.Fatalf("got %v, want two values (3, 3)", got)
+	// Slice: "the values received before it ended": items 0 and 1 (3
+	// each) if they reached the sink before item 2's failure ended the run;
+	// once the stage's calls prove slow it runs in a goroutine of its own,
+	// and an output still queued then is not received.
+	if len(got) > 2 || slices.ContainsFunc(got, func(v int) bool { return v != 3 }) {
+		t.Fatalf("got %v, want at most two values, each 3", got)
 	}
 }
 
