@@ -28,9 +28,12 @@ var errR78Lost = errors.New("review78: the dead letter's answer was lost")
 // an error): the message is nak'ed, comes back, fails again, and its second
 // dead letter is a duplicate; the dead-letter stream holds one, with the
 // documented headers, and the message is terminated.
-func TestReview78DeadLetterStoredOnce(t *testing.T) {
-	url := startServer(t)
-	_, js := connect(t, url)
+// r78Poison starts a server with streams WORK (a work queue holding one
+// message, "poison", seq 1) and DLQ (capturing "dlq"), and WORK's durable
+// consumer "c" (explicit acks, AckWait an hour).
+func r78Poison(t *testing.T) (jetstream.JetStream, jetstream.Consumer) {
+	t.Helper()
+	_, js := connect(t, startServer(t))
 	ctx := context.Background()
 	for _, cfg := range []jetstream.StreamConfig{
 		{Name: "WORK", Subjects: []string{"w.>"}, Retention: jetstream.WorkQueuePolicy},
@@ -47,6 +50,39 @@ func TestReview78DeadLetterStoredOnce(t *testing.T) {
 	if _, err := js.Publish(ctx, "w.job", []byte("poison")); err != nil {
 		t.Fatal(err)
 	}
+	return js, cons
+}
+
+// r78OneDeadLetter checks that DLQ holds one dead letter and the consumer
+// settled every message, and returns the dead letter.
+func r78OneDeadLetter(t *testing.T, js jetstream.JetStream, cons jetstream.Consumer) *jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	if n := r79DLQCount(t, js); n != 1 {
+		t.Fatalf("DLQ holds %d dead letters; want 1", n)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.NumAckPending != 0 || ci.NumPending != 0 {
+		t.Errorf("the message is not settled: ack pending %d, pending %d", ci.NumAckPending, ci.NumPending)
+	}
+	st, err := js.Stream(ctx, "DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestReview78DeadLetterStoredOnce(t *testing.T) {
+	js, cons := r78Poison(t)
+	ctx := context.Background()
+	var err error
 	stop, drain := context.WithCancel(context.Background())
 	defer drain()
 	var calls atomic.Int32
@@ -78,17 +114,7 @@ func TestReview78DeadLetterStoredOnce(t *testing.T) {
 	if calls.Load() != 2 || second == nil || !second.Duplicate {
 		t.Fatalf("dead-letter publishes %d, the second's answer %+v; want 2, the second a duplicate", calls.Load(), second)
 	}
-	if n := r79DLQCount(t, js); n != 1 {
-		t.Fatalf("DLQ holds %d dead letters; want 1", n)
-	}
-	st, err := js.Stream(ctx, "DLQ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := st.GetMsg(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := r78OneDeadLetter(t, js, cons)
 	ci0, err := cons.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -96,13 +122,6 @@ func TestReview78DeadLetterStoredOnce(t *testing.T) {
 	wantID := "sluice-dead:WORK:c:" + strconv.FormatInt(ci0.Created.UnixNano(), 10) + ":1"
 	if got := m.Header.Get(jetstream.MsgIDHeader); got != wantID || m.Header.Get("Sluice-Stream") != "WORK" || m.Header.Get("Sluice-Stream-Seq") != "1" {
 		t.Errorf("dead letter headers %v; want Nats-Msg-Id %s, Sluice-Stream WORK, Sluice-Stream-Seq 1", m.Header, wantID)
-	}
-	ci, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ci.NumAckPending != 0 || ci.NumPending != 0 {
-		t.Errorf("the message is not settled: ack pending %d, pending %d", ci.NumAckPending, ci.NumPending)
 	}
 }
 
@@ -120,51 +139,17 @@ func (r78Blind) CachedInfo() *jetstream.ConsumerInfo { return nil }
 // the server away as it started, sends no id.)" The message is still
 // dead-lettered and terminated, with the other headers.
 func TestReview78DeadLetterWithoutConsumerInfo(t *testing.T) {
-	url := startServer(t)
-	_, js := connect(t, url)
-	ctx := context.Background()
-	for _, cfg := range []jetstream.StreamConfig{
-		{Name: "WORK", Subjects: []string{"w.>"}, Retention: jetstream.WorkQueuePolicy},
-		{Name: "DLQ", Subjects: []string{"dlq"}},
-	} {
-		if _, err := js.CreateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "WORK", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(ctx, "w.job", []byte("poison")); err != nil {
-		t.Fatal(err)
-	}
+	js, cons := r78Poison(t)
 	rctx, cancel := r75HangCtx()
 	defer cancel()
-	err = sink.ForEach(rctx, natsjs.Source(r78Blind{cons}, r14Str, natsjs.DeadLetter(js, "dlq")), func(context.Context, natsjs.Msg[string]) error {
+	err := sink.ForEach(rctx, natsjs.Source(r78Blind{cons}, r14Str, natsjs.DeadLetter(js, "dlq")), func(context.Context, natsjs.Msg[string]) error {
 		return natsjs.Permanent(errR78)
 	})
 	if !errors.Is(err, natsjs.ErrPermanent) {
 		t.Fatalf("run: %v; want the permanent failure", err)
 	}
-	if n := r79DLQCount(t, js); n != 1 {
-		t.Fatalf("DLQ holds %d dead letters; want 1", n)
-	}
-	st, err := js.Stream(ctx, "DLQ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := st.GetMsg(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := r78OneDeadLetter(t, js, cons)
 	if id := m.Header.Get(jetstream.MsgIDHeader); id != "" || m.Header.Get("Sluice-Stream") != "WORK" {
 		t.Errorf("dead letter headers %v; want no Nats-Msg-Id, Sluice-Stream WORK", m.Header)
-	}
-	ci, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ci.NumAckPending != 0 || ci.NumPending != 0 {
-		t.Errorf("the message is not settled: ack pending %d, pending %d", ci.NumAckPending, ci.NumPending)
 	}
 }
