@@ -379,8 +379,13 @@ func admin(brokers []string) (*kadm.Client, func(), error) {
 }
 
 // committedToEnd reports whether the group's committed offsets have
-// reached the topic's end offsets.
+// reached the topic's end offsets on every partition; a partition with
+// nothing to consume (its start offset is its end) needs no commit.
 func committedToEnd(ctx context.Context, adm *kadm.Client) (bool, error) {
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return false, err
+	}
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return false, err
@@ -391,7 +396,17 @@ func committedToEnd(ctx context.Context, adm *kadm.Client) (bool, error) {
 	}
 	all := true
 	ends.Each(func(e kadm.ListedOffset) {
-		if c, ok := committed.Lookup(e.Topic, e.Partition); !ok || c.At != e.Offset {
+		c, ok := committed.Lookup(e.Topic, e.Partition)
+		if !ok {
+			// No commit: done only if the partition holds nothing to
+			// consume (no order was keyed to it), which no member commits.
+			s, known := starts.Lookup(e.Topic, e.Partition)
+			if !known || s.Offset != e.Offset {
+				all = false
+			}
+			return
+		}
+		if c.At != e.Offset {
 			all = false
 		}
 	})
