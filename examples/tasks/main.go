@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"sync/atomic"
@@ -32,8 +33,8 @@ func main() {
 	seed := flag.Uint64("seed", 0, "random seed (0: a new one each time)")
 	limit := flag.Int("limit", 3, "how many tasks may run at once")
 	flag.Parse()
-	if *limit < 1 || !(*scale >= 0) {
-		fmt.Fprintln(os.Stderr, "tasks: want -limit 1 or more and -scale 0 or more")
+	if *limit < 1 || !(*scale >= 0 && *scale <= maxScale) {
+		fmt.Fprintf(os.Stderr, "tasks: want -limit 1 or more and -scale from 0 to %.3g (a longer sleep does not fit in a time.Duration)\n", maxScale)
 		os.Exit(2)
 	}
 	if *seed == 0 {
@@ -44,6 +45,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// maxScale is the largest -scale whose sleeps (up to 5 s times the scale)
+// fit in a time.Duration: about 292 years.
+const maxScale = float64(math.MaxInt64) / float64(5*time.Second)
 
 // result is what one task returns: its id and how long it waited.
 type result struct {
