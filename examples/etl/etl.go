@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/module"
+
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -69,10 +71,7 @@ func Load(ctx context.Context, db *sql.DB, rows [][]string) (Report, error) {
 
 // readme:end
 
-var (
-	semver = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
-	pseudo = regexp.MustCompile(`[-.]\d{14}-[0-9a-f]{12}(\+incompatible)?$`)
-)
+var semver = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
 // parse checks one CSV row (path, version, h1 hash, zip hash) and derives
 // the module's host, major version and whether it is a pseudo-version. A
@@ -102,6 +101,6 @@ func parse(_ context.Context, row []string) (Module, error) {
 	}
 	m.Host, _, _ = strings.Cut(m.Path, "/")
 	m.Major = "v" + v[1]
-	m.Pseudo = pseudo.MatchString(m.Version)
+	m.Pseudo = module.IsPseudoVersion(m.Version) // the go command's own rule
 	return m, nil
 }
