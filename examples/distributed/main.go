@@ -48,7 +48,7 @@ func main() {
 	flag.StringVar(&cfg.url, "nats", "", "NATS server URL (default: start one in the process)")
 	flag.IntVar(&cfg.n, "n", 2000, "jobs to publish")
 	flag.IntVar(&cfg.replicas, "replicas", 3, "replicas of the pipeline")
-	flag.BoolVar(&cfg.crash, "crash", true, "crash replica 0 mid-run (needs -replicas 2 or more)")
+	flag.BoolVar(&cfg.crash, "crash", true, "crash replica 0 mid-run, once it stored min(200, n/(2×replicas)) jobs (needs -replicas 2 or more)")
 	flag.Parse()
 	if cfg.crash && cfg.replicas < 2 {
 		fmt.Fprintln(os.Stderr, "distributed: -crash needs -replicas 2 or more: a lone replica's crash would leave its jobs to nobody (add -crash=false)")
@@ -125,7 +125,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = replica(ctx, stop, cfg.url, db, i, replicas[i], cfg.crash && i == 0)
+			after := 0 // never
+			if cfg.crash && i == 0 {
+				after = crashAfter(cfg.n, cfg.replicas)
+			}
+			errs[i] = replica(ctx, stop, cfg.url, db, i, replicas[i], after)
 		}()
 	}
 	exited := make(chan struct{}) // closed when every replica has stopped
@@ -213,12 +217,18 @@ func publishJobs(ctx context.Context, js jetstream.JetStream, n int) error {
 	return nil
 }
 
+// crashAfter is how many jobs the crashing replica stores before it
+// crashes: 200, or a share of n small enough that it gets that many when
+// the replicas split n jobs (at least one).
+func crashAfter(n, replicas int) int { return max(1, min(200, n/(2*replicas))) }
+
 // replica is one copy of the pipeline: jobs from the shared consumer,
 // transformed on 4 workers, inserted in batches of 50 with
 // INSERT … ON CONFLICT DO NOTHING, so that a job redelivered after a crash
-// is not stored twice. A crashing replica drops its connection after 200
-// jobs, without acknowledging what it holds.
-func replica(ctx, stop context.Context, url string, db *sql.DB, id int, st *stats, crash bool) error {
+// is not stored twice. A crashing replica (crashAfter > 0) drops its
+// connection once it stored crashAfter jobs, without acknowledging what it
+// holds.
+func replica(ctx, stop context.Context, url string, db *sql.DB, id int, st *stats, crashAfter int) error {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return err
@@ -261,7 +271,7 @@ func replica(ctx, stop context.Context, url string, db *sql.DB, id int, st *stat
 		if err := tx.Commit(); err != nil {
 			return err
 		}
-		if crash && st.inserted.Load() >= 200 { // crash: no drain, no acks
+		if crashAfter > 0 && st.inserted.Load() >= int64(crashAfter) { // crash: no drain, no acks
 			st.crashed = true
 			nc.Close()
 			abort()

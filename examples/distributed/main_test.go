@@ -11,8 +11,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// Replica 0 crashes once it has stored 200 jobs, which it may not reach when the
-// others take nearly all the work (its share is not promised). Every run
+// Replica 0 crashes once it has stored min(200, n/(2×replicas)) jobs (150
+// here), which it may not reach when the others take nearly all the work
+// (its share is not promised). Every run
 // must end with each item stored exactly once; the run is repeated, up to
 // 3 times, until one of them has crashed.
 func TestReplicasWithACrash(t *testing.T) {

@@ -56,7 +56,7 @@ func main() {
 	brokers := flag.String("brokers", "", "Kafka brokers, host:port,... (default: a cluster in the process)")
 	flag.IntVar(&cfg.n, "n", 5000, "orders to produce")
 	flag.IntVar(&cfg.members, "members", 3, "members of the group")
-	flag.BoolVar(&cfg.crash, "crash", true, "crash member 0 mid-run (in-process cluster only; needs -members 2 or more)")
+	flag.BoolVar(&cfg.crash, "crash", true, "crash member 0 mid-run, once it stored min(500, n/(2×members)) orders (in-process cluster only; needs -members 2 or more)")
 	flag.Parse()
 	if *brokers != "" {
 		cfg.brokers = strings.Split(*brokers, ",")
@@ -186,7 +186,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	for i := range members {
 		members[i] = &stats{}
 		wg.Go(func() {
-			errs[i] = member(ctx, stop, cfg.brokers, db, i, members[i], crash && i == 0, &crashedID)
+			after := 0 // never
+			if crash && i == 0 {
+				after = crashAfter(cfg.n, cfg.members)
+			}
+			errs[i] = member(ctx, stop, cfg.brokers, db, i, members[i], after, &crashedID)
 		})
 	}
 	exited := make(chan struct{}) // closed when every member has stopped
@@ -270,10 +274,15 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	return nil
 }
 
+// crashAfter is how many orders the crashing member stores before it
+// dies: 500, or a share of n small enough that it gets that many when the
+// members split n orders (at least one).
+func crashAfter(n, members int) int { return max(1, min(500, n/(2*members))) }
+
 // member runs the pipeline as one member of the group until stop is done.
-// A crashing member dies after it stored 500 orders: from then on its
-// commits are refused, and it stops without draining.
-func member(ctx, stop context.Context, brokers []string, db *sql.DB, id int, st *stats, crash bool, crashedID *atomic.Value) error {
+// A crashing member (crashAfter > 0) dies once it stored crashAfter orders:
+// from then on its commits are refused, and it stops without draining.
+func member(ctx, stop context.Context, brokers []string, db *sql.DB, id int, st *stats, crashAfter int, crashedID *atomic.Value) error {
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 	var memberID atomic.Value
@@ -319,7 +328,7 @@ func member(ctx, stop context.Context, brokers []string, db *sql.DB, id int, st 
 		if err := tx.Commit(); err != nil {
 			return err
 		}
-		if crash && st.inserted.Load() >= 500 && !st.crashed.Load() {
+		if crashAfter > 0 && st.inserted.Load() >= int64(crashAfter) && !st.crashed.Load() {
 			st.crashed.Store(true)
 			crashedID.Store(memberID.Load()) // its commits stop landing
 			abort()                          // and it dies

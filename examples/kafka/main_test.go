@@ -11,8 +11,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// Member 0 crashes once it has stored 500 orders, which it may not reach when the
-// others take nearly all the work (its share is not promised). Every run
+// Member 0 crashes once it has stored min(500, n/(2×members)) orders, which
+// it may not reach when the others take nearly all the work (its share is
+// not promised). Every run
 // must end with each item stored exactly once; the run is repeated, up to
 // 3 times, until one of them has crashed.
 func TestMembersWithACrash(t *testing.T) {

@@ -25,7 +25,8 @@ func TestReview7KafkaNoCrash(t *testing.T) {
 	}
 }
 
-// Promises: member 0 dies after it stored 500 orders; the others take its
+// Promises: member 0 dies after it stored min(500, n/(2×members)) orders,
+// 500 here (the -crash flag's help); the others take its
 // partitions from their last committed offsets, the database ignores what
 // was already stored: every order once, offsets at the end, every record
 // committed exactly once; only member 0 crashes.
