@@ -103,6 +103,26 @@ func TestSmallRunAllocations(t *testing.T) {
 	}
 }
 
+// TestSmallOrderedRunAllocations checks the cost the README states for the
+// per-request snippet in input order (Ordered, four workers): a run of one
+// item calls the function in the sink's goroutine and makes at most 13
+// allocations (the reorder window's two among them), where a run whose
+// ordered stage started a goroutine made 21 or more; the same margin of two
+// as TestSmallRunAllocations.
+func TestSmallOrderedRunAllocations(t *testing.T) {
+	in := input[:1]
+	got := testing.AllocsPerRun(200, func() {
+		out, err := sink.Slice(context.Background(), stage.Map(source.Slice(in), mapDouble, stage.Workers(4), stage.Ordered()))
+		if err != nil || len(out) != 1 {
+			t.Fatalf("1 item: %d outputs, %v", len(out), err)
+		}
+	})
+	if got > 13+2 {
+		t.Errorf("an ordered run of 1 item: %.1f allocations, want at most 13", got)
+	}
+	t.Logf("an ordered run of 1 item: %.1f allocations", got)
+}
+
 // TestRequestRunAllocations checks that a 1-item run under a request's
 // context (a parent that can be cancelled) allocates no more than under
 // context.Background(): the run watches such a parent through its own

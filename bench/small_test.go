@@ -31,6 +31,14 @@ func BenchmarkSmallRun(b *testing.B) {
 				checkSlice(b, got, n, want, err)
 			})
 		})
+		b.Run(fmt.Sprintf("n=%d/sluice-map-ordered", n), func(b *testing.B) {
+			// The README's per-request snippet: results in input order.
+			measureRuns(b, func() {
+				got, err := sink.Slice(ctx, stage.Map(source.Slice(in), mapDouble, stage.Workers(4), stage.Ordered()))
+				checkSlice(b, got, n, want, err)
+				checkOrder(b, got)
+			})
+		})
 		b.Run(fmt.Sprintf("n=%d/sluice-map-request", n), func(b *testing.B) {
 			// Under a request's context, which can be cancelled.
 			request, cancel := context.WithCancel(ctx)
@@ -67,6 +75,16 @@ func measureRuns(b *testing.B, run func()) {
 // checkSlice fails the benchmark unless got holds n results summing to want.
 func checkSlice(b *testing.B, got []int, n, want int, err error) {
 	check(b, sliceSum(got, n), want, err)
+}
+
+// checkOrder fails the benchmark unless got is double of 1..len(got), in
+// that order (the inputs are 1..n).
+func checkOrder(b *testing.B, got []int) {
+	for i, v := range got {
+		if v != double(i+1) {
+			b.Fatalf("result %d is %d, want %d: out of input order", i, v, double(i+1))
+		}
+	}
 }
 
 // sliceSum is the sum of a run's n results, or -1 if there are not n of

@@ -79,15 +79,19 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	st := Stream[Out]{n: &d.node, open: d}
 	// Over a source that may wait, only if its next can be asked for an
 	// item that is ready (Interruptible): a consumer goroutine must never
-	// wait in it.
-	if d.fusable() && cfg.workers > 1 && cfg.buffer == 0 && !cfg.ordered && (!in.n.waits || in.n.tries) {
+	// wait in it. Ordered, only over a source that never waits (see
+	// fuseRun.ordered).
+	if d.fusable() && cfg.workers > 1 && cfg.buffer == 0 && (!in.n.waits || in.n.tries) && (!cfg.ordered || !in.n.waits) {
 		st.fuseConsumers = cfg.workers
-		if !cfg.single {
+		if !cfg.single || cfg.ordered {
 			// A handle holding a place hands its item's outputs to its own
 			// goroutine only: with many outputs, the consumer's other
 			// goroutines would go without (they end once the places are
 			// with handles and the queue ends), and a function of the
 			// consumer that waits for its peers would wait for ever.
+			// Ordered: a handle's outputs go through the reorder window
+			// and the queue like the goroutines', and a consumer of one
+			// goroutine takes them in order (see fuseHandle.pullOrdered).
 			st.fuseConsumers = 1
 		}
 		st.fuse = d
@@ -126,7 +130,7 @@ func (d *applyStage[In, Out]) open(r *run) puller[Out] {
 	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)
 	if serial {
 		// The sequential path: consumers take turns calling f.
-		return &serialHandle[In, Out]{h: newFuseRun(p, in, d.in.n.expected()).handle()}
+		return &serialHandle[In, Out]{h: newFuseRun(p, in, d.in.n.expected(), false).handle()}
 	}
 	return newApplier(p, goroutines).start(in)
 }
@@ -140,7 +144,7 @@ func (d *applyStage[In, Out]) fuse(r *run) handles[Out] {
 	if d.in.n.waits {
 		fr = newFuseRunWaiting(p, in)
 	} else {
-		fr = newFuseRun(p, in, d.in.n.expected())
+		fr = newFuseRun(p, in, d.in.n.expected(), d.cfg.ordered)
 	}
 	return handles[Out]{fused: fr}
 }

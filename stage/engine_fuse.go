@@ -38,6 +38,20 @@ import (
 // not started were given up: applier.noMore); a handle that still wants a
 // place claims any baton left before it reports the end, so that no input
 // handle (and what it holds) is left behind.
+//
+// An Ordered stage fuses too (over a source that never waits, for a
+// consumer of one goroutine): every place's outputs, a handle's included,
+// go through the reorder window (app.ord) into the queue, and the consumer
+// takes them from the queue, in order, with the queue's index. Its tokens
+// are fixed (the window's bound, 2×workers) and stay with the places as
+// they move: a handle holding a place takes one for each item it pulls,
+// without waiting (ownStep), so the bound holds as for goroutines; a handle
+// that finds none free waits on the queue. That wait ends: every token is
+// with an item in the queue (then it is not empty), or with an item in
+// flight or parked in the window, and the item at the window's head is
+// then running on a goroutine of the stage, since a handle finishes the
+// item it pulled before it waits, and a goroutine retires only between
+// items.
 type fuseRun[In, Out any] struct {
 	p      *processor[In, Out] // &proc
 	proc   processor[In, Out]
@@ -83,7 +97,7 @@ type fuseRun[In, Out any] struct {
 // stepRoom the first time, if they fit, else new ones. Only from the
 // goroutine that opens the stage or starts its places (startIdle).
 func (fr *fuseRun[In, Out]) steppers(n int) stepperSlab[In, Out] {
-	if n <= len(fr.stepRoom) && fr.stepRoom[0].p == nil {
+	if fr.app.ord == nil && n <= len(fr.stepRoom) && fr.stepRoom[0].p == nil {
 		return fr.app.queueSteppers(fr.stepRoom[:n])
 	}
 	return fr.app.steppers(n)
@@ -104,12 +118,21 @@ const (
 // startIdle).
 //
 // items is what the stream's build says the input holds (Stream.Len), or
-// -1: an upper bound, since a run may end early.
-func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items int) *fuseRun[In, Out] {
+// -1: an upper bound, since a run may end early. ordered: the stage keeps
+// its input's order (see fuseRun).
+func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items int, ordered bool) *fuseRun[In, Out] {
 	// One writer stands for the places not started yet, so that a handle
 	// that pulls while another starts them waits instead of seeing the end;
-	// goroutines add their tokens as they start.
-	fr := allocFuseRun(p, handles, 0, 1)
+	// goroutines add their tokens as they start (an ordered stage's are
+	// fixed, the window's).
+	capacity := 0
+	if ordered {
+		capacity = p.cfg.capacity()
+	}
+	fr := allocFuseRun(p, handles, capacity, 1)
+	if ordered {
+		fr.app.ord = newReorder(capacity, fr.out, false)
+	}
 	fr.idle, fr.items = p.cfg.workers, items
 	return fr
 }
@@ -288,7 +311,7 @@ func (fr *fuseRun[In, Out]) retire(in puller[In]) bool {
 	fr.spares = append(fr.spares, in)
 	fr.mu.Unlock()
 	fr.batons.Add(1)
-	fr.out.retireWorker()
+	fr.out.retireWorker(fr.app.ord != nil)
 	return true
 }
 
@@ -327,8 +350,13 @@ func (fr *fuseRun[In, Out]) claim() (puller[In], bool) {
 // processing with t.
 func (fr *fuseRun[In, Out]) spawn(in puller[In], t *stepper[In, Out]) {
 	// Its writer first: a goroutine that retires, having counted this one
-	// (see retire), must not end the queue.
-	fr.out.addWorker()
+	// (see retire), must not end the queue. (An ordered stage's tokens are
+	// fixed: see fuseRun.)
+	if fr.app.ord != nil {
+		fr.out.addWriter()
+	} else {
+		fr.out.addWorker()
+	}
 	fr.goroutines.Add(1)
 	r := fr.p.r
 	r.wg.Add(1) // the run has started: startIdle or ownNext saw it live
@@ -350,13 +378,14 @@ type fuseHandle[In, Out any] struct {
 	fr        *fuseRun[In, Out]
 	in        puller[In]       // the place's input handle; nil while the handle wants one
 	try       tryPuller[In]    // in, when the input may wait: take only what is ready
-	own       stepper[In, Out] // processes items into hands, once the handle first holds a place
+	own       stepper[In, Out] // processes items into hands (ordered: into ordOut), once the handle first holds a place
 	hands     handOut[Out]
-	inline    bool // holds a place: calls the function itself
-	ended     bool // the place's input ended, or the run stopped
-	calls     int  // items processed through own, for sampling their cost
-	slowCalls int  // timed calls in a row that were slow
-	only      bool // the place is the stage's only one (its input's single item): its call is not timed, since no goroutine could take it over
+	ordOut    orderOut[Out] // an ordered stage's: the outlet of own, into the reorder window
+	inline    bool          // holds a place: calls the function itself
+	ended     bool          // the place's input ended, or the run stopped
+	calls     int           // items processed through own, for sampling their cost
+	slowCalls int           // timed calls in a row that were slow
+	only      bool          // the place is the stage's only one (its input's single item): its call is not timed, since no goroutine could take it over
 }
 
 // claim takes a place if the handle wants one and one is free.
@@ -376,6 +405,14 @@ func (h *fuseHandle[In, Out]) hold(in puller[In]) {
 		h.try = in.(tryPuller[In])
 	}
 	if h.own.p == nil {
+		if ord := h.fr.app.ord; ord != nil {
+			// Its outputs never stream to the queue while it runs: the
+			// handle is the queue's consumer, which must not wait for
+			// room (see orderOut.hold).
+			h.ordOut = orderOut[Out]{queueOut: queueOut[Out]{q: h.fr.out}, ord: ord, hold: true}
+			h.fr.p.initStepper(&h.own, &h.ordOut)
+			return
+		}
 		h.hands.r, h.hands.items = h.fr.p.r, h.hands.one[:0]
 		h.fr.p.initStepper(&h.own, &h.hands)
 	}
@@ -466,6 +503,9 @@ func (h *fuseHandle[In, Out]) done() bool {
 
 func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
 	h.fr.startIdle(h)
+	if h.fr.app.ord != nil {
+		return h.pullOrdered()
+	}
 	for {
 		h.claim()
 		if h.ownTurn() {
@@ -488,6 +528,9 @@ func (h *fuseHandle[In, Out]) pull() (item[Out], int, bool) {
 // pullAll serves the sink: what is queued, or else an output of its own.
 func (h *fuseHandle[In, Out]) pullAll(dst []item[Out]) ([]item[Out], bool) {
 	h.fr.startIdle(h)
+	if h.fr.app.ord != nil {
+		return h.pullAllOrdered(dst)
+	}
 	for {
 		h.claim()
 		if h.ownTurn() {

@@ -331,6 +331,11 @@ type orderOut[Out any] struct {
 	idx       int
 	buf       []item[Out]
 	streaming bool
+	// hold: the outputs wait for the item's end, never streamed while it
+	// runs (a fused stage's consumer handle, which must not wait for room
+	// in the queue it consumes: see fuseHandle.hold); they are bounded by
+	// what one call emits.
+	hold bool
 }
 
 func (o *orderOut[Out]) begin(idx int) {
@@ -365,7 +370,7 @@ func (o *orderOut[Out]) put(it item[Out]) bool {
 	// one output per item never pays for it.
 	o.buf = append(o.buf, it)
 	n := len(o.buf)
-	if n < 2 || n&(n-1) != 0 || !o.ord.tryStream(o.idx) {
+	if n < 2 || n&(n-1) != 0 || o.hold || !o.ord.tryStream(o.idx) {
 		return true
 	}
 	o.streaming = true
@@ -386,10 +391,13 @@ func (o *orderOut[Out]) end() bool {
 	if o.streaming {
 		return o.ord.endStream()
 	}
-	var ok bool
-	o.buf, ok = o.ord.complete(o.idx, o.buf, o.tok)
+	var emitter bool
+	o.buf, emitter = o.ord.complete(o.idx, o.buf, o.tok)
 	o.tok = false
-	return ok
+	if emitter {
+		return o.ord.emit()
+	}
+	return !o.q.r.cancelled()
 }
 
 // handOut is the outlet of a stage run in its consumer's goroutine: the

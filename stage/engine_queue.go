@@ -105,6 +105,24 @@ func (p *queue[T]) acquire() bool {
 	}
 }
 
+// tryAcquire takes a token if one is free, without waiting (a consumer's
+// handle holding a place of a fused Ordered stage: see
+// fuseHandle.ownStep).
+func (p *queue[T]) tryAcquire() bool {
+	if p.unbounded {
+		return !p.r.cancelled()
+	}
+	for {
+		f := p.free.Load()
+		if f <= 0 {
+			return false
+		}
+		if p.free.CompareAndSwap(f, f-1) {
+			return true
+		}
+	}
+}
+
 // release gives back n tokens that found no item, or whose item had no
 // output; mu must not be held.
 func (p *queue[T]) release(n int) {
@@ -249,14 +267,17 @@ func (p *queue[T]) addWorker() {
 	p.mu.Unlock()
 }
 
-// retireWorker takes a worker's token away and queues a baton, which wakes a
-// consumer goroutine that may be waiting for a place (see fuseRun.retire).
-// The token may be out with a queued item; free then stays below zero until
-// that item is taken.
-func (p *queue[T]) retireWorker() {
+// retireWorker takes a worker's token away (unless keep: an Ordered
+// stage's tokens stay with its places, see fuseRun.ordered) and queues a
+// baton, which wakes a consumer goroutine that may be waiting for a place
+// (see fuseRun.retire). The token may be out with a queued item; free then
+// stays below zero until that item is taken.
+func (p *queue[T]) retireWorker(keep bool) {
 	p.mu.Lock()
-	p.capacity--
-	p.free.Add(-1)
+	if !keep {
+		p.capacity--
+		p.free.Add(-1)
+	}
 	p.put(item[T]{flags: baton})
 	p.mu.Unlock()
 	p.canPop.Signal()

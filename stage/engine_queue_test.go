@@ -426,7 +426,7 @@ func TestQueueFIFOAndIndexes(t *testing.T) {
 	}
 	addBaton := func() {
 		q.addWorker()
-		q.retireWorker()
+		q.retireWorker(false)
 		model = append(model, batonV)
 	}
 	taken := 0 // items taken, batons not counted
@@ -589,7 +589,7 @@ func TestQueueCapacityChanges(t *testing.T) {
 		h := newQTest(t)
 		q := newQueue[int](h.r, 2, 2)
 		p := parkedPull(h, q)
-		q.retireWorker()
+		q.retireWorker(false)
 		r := recv(t, p, "the waiting pull to wake for the baton")
 		if !r.ok || !r.it.is(baton) || r.idx != 0 {
 			t.Fatalf("pull = %+v, want a baton with index 0", r)
@@ -612,7 +612,7 @@ func TestQueueCapacityChanges(t *testing.T) {
 			now(h, "acquire", q.acquire)
 			q.push(tv(i))
 		}
-		q.retireWorker()
+		q.retireWorker(false)
 		wantFree(t, q, -1)
 		for i, want := range []int64{0, 1, 1} {
 			r := now(h, "pull", func() pulled[int] { it, idx, ok := q.pull(); return pulled[int]{it, idx, ok} })
@@ -626,16 +626,16 @@ func TestQueueCapacityChanges(t *testing.T) {
 		h := newQTest(t)
 		q := newQueue[int](h.r, 10, 3)
 		b := parkedPullBatch(h, q)
-		q.retireWorker()
+		q.retireWorker(false)
 		got := recv(t, b, "the waiting pullBatch to wake for the baton")
 		if !got.ok || len(got.items) != 0 || got.batons != 1 {
 			t.Fatalf("pullBatch = %+v, want no item and 1 baton", got)
 		}
 		q.pushExtra(xv(0))
-		q.retireWorker()
+		q.retireWorker(false)
 		q.pushExtra(xv(1))
 		q.addWorker()
-		q.retireWorker()
+		q.retireWorker(false)
 		got = now(h, "pullBatch", func() batch[int] { items, batons, ok := q.pullBatch(nil); return batch[int]{items, batons, ok} })
 		if !got.ok || fmt.Sprint(values(got.items)) != "[0 1]" || got.batons != 2 {
 			t.Fatalf("pullBatch = %v with %d batons, want [0 1] with 2", values(got.items), got.batons)
@@ -936,7 +936,7 @@ func TestQueueAcquireSleepsBelowZero(t *testing.T) {
 		now(h, "acquire", q.acquire)
 		q.push(tv(i))
 	}
-	q.retireWorker()
+	q.retireWorker(false)
 	wantFree(t, q, -1)
 	got := parkedAcquire(h, q) // with the bug: hangs here, never waiting
 	now(h, "pull", func() bool { _, _, ok := q.pull(); return ok })

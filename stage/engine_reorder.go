@@ -85,16 +85,18 @@ func (o *reorder[T]) moved() {
 const initialSlots = 64
 
 // complete parks item idx's outputs (maybe none; tok says whether the item
-// still holds its token) and emits what is in order. It returns an empty
-// buffer for the caller's next item (the slot's old one, so buffers are
-// reused) and false once the run is cancelled.
-func (o *reorder[T]) complete(idx int, items []item[T], tok bool) ([]item[T], bool) {
+// still holds its token). It returns an empty buffer for the caller's next
+// item (the slot's old one, so buffers are reused), and whether the caller
+// is now the emitter, which must then call emit. (Not emitReady from here:
+// a worker's goroutine is young and its stack small, and one frame less on
+// the way to the queue's wake-up keeps it from growing at every run.)
+func (o *reorder[T]) complete(idx int, items []item[T], tok bool) (spare []item[T], emitter bool) {
 	o.mu.Lock()
 	if idx-o.next >= len(o.slots) {
 		o.grow(idx - o.next + 1)
 	}
 	s := &o.slots[idx&o.mask]
-	spare := s.items[:0]
+	spare = s.items[:0]
 	if len(s.items) > 0 { // outputs parked while it ran (see park)
 		s.items = append(s.items, items...)
 		spare = items[:0]
@@ -105,10 +107,18 @@ func (o *reorder[T]) complete(idx int, items []item[T], tok bool) ([]item[T], bo
 	o.hi = max(o.hi, idx+1)
 	if o.emitting || idx != o.next {
 		o.mu.Unlock()
-		return spare, !o.out.r.cancelled()
+		return spare, false
 	}
 	o.emitting = true
-	return spare, o.emitReady()
+	o.mu.Unlock()
+	return spare, true
+}
+
+// emit is the emitter's move after complete: every finished item from the
+// head on goes to the queue. It returns false once the run is cancelled.
+func (o *reorder[T]) emit() bool {
+	o.mu.Lock()
+	return o.emitReady()
 }
 
 // What park did with an output.

@@ -43,7 +43,7 @@ func TestEngineLazyStartSecondHandleSeesEnd(t *testing.T) {
 		e.emit(v)
 		return nil
 	})
-	fr := newFuseRun(p, handles, -1)
+	fr := newFuseRun(p, handles, -1, false)
 	a, b := fr.handle(), fr.handle()
 	r.start()
 

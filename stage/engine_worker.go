@@ -298,7 +298,9 @@ func (s *applier[In, Out]) loop(in puller[In], t *stepper[In, Out]) (retired boo
 // still leave; its token goes back when the window passes it.
 func (s *applier[In, Out]) lost(it item[In], idx int) {
 	if it.is(gap) && s.ord != nil {
-		s.ord.complete(idx, nil, true)
+		if _, emitter := s.ord.complete(idx, nil, true); emitter {
+			s.ord.emit()
+		}
 		return
 	}
 	s.out.release(1)

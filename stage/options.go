@@ -57,7 +57,9 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // [Interruptible] (source.Chan), the goroutines of its consumer (the sink's,
 // or the next stage's workers; for a FlatMap, only a consumer of one
 // goroutine, such as a sink, since an item's many outputs would all go to
-// the one that called) may take workers' places: once calls prove
+// the one that called), and for an [Ordered] one over a source that never
+// waits, a consumer of one goroutine (its outputs still leave in input
+// order, through its window), may take workers' places: once calls prove
 // cheap (a few microseconds), a worker goroutine gives its place to a
 // consumer goroutine, which from then on calls the function itself whenever
 // nothing is ready for it, instead of waiting. A hand-off between goroutines
@@ -65,7 +67,8 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // comes from. Such a stage (or one of one worker) whose input is known to
 // hold a single item (its [Stream.Len] is 1) calls the function in its
 // consumer's goroutine from the start, whatever the call costs, and starts
-// no goroutine of its own. (An ordered stage of more workers,
+// no goroutine of its own. (An Ordered stage of more workers over a
+// source that may wait or for a consumer of several goroutines,
 // Workers(-1), and a stage under [RateLimit] or [SharedRateLimit], whose
 // wait for a token would hold its consumer, keep their calls in goroutines
 // of their own.) Once calls turn

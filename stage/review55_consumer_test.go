@@ -38,7 +38,10 @@ func TestReview55_SingleItemRunsInConsumer(t *testing.T) {
 		workers int
 		ordered bool
 	}
-	cells := []cell{{1, false}, {1, true}, {2, false}, {3, false}, {4, false}, {8, false}}
+	// Ordered too, with several workers, over a source that never waits
+	// (Workers: "and for an Ordered one over a source that never waits, a
+	// consumer of one goroutine").
+	cells := []cell{{1, false}, {1, true}, {2, false}, {3, false}, {4, false}, {8, false}, {2, true}, {4, true}, {8, true}}
 	for _, c := range cells {
 		opts := r55Opts(c.workers, c.ordered, 0)
 		var fnG atomic.Int64
@@ -94,8 +97,10 @@ func TestReview55_SingleItemRunsInConsumer(t *testing.T) {
 // function that ran on a goroutine of the run fails it with stage.ErrGoexit
 // ...; observers still see that call end, and every source is still stopped"
 // for stages whose calls are documented to stay on goroutines of their own
-// (Buffer, Ordered with several workers, Workers(-1), KeyBy), over tiny runs,
-// with the Goexit at each item.
+// (Buffer, Ordered with several workers over a source that may wait,
+// Workers(-1), KeyBy), over tiny runs, with the Goexit at each item. (An
+// Ordered stage over a source that never waits may run calls in its
+// consumer's goroutine: TestReview55_GoexitMayEndConsumer.)
 func TestReview55_GoexitOwnGoroutines(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		type cell struct {
@@ -114,6 +119,9 @@ func TestReview55_GoexitOwnGoroutines(t *testing.T) {
 		}
 		for _, c := range cells {
 			for _, srcName := range []string{"slice", "neverwaits", "waiting", "interruptible"} {
+				if (c.name == "ordered-w2" || c.name == "ordered-w8") && (srcName == "slice" || srcName == "neverwaits") {
+					continue // fused: see TestReview55_GoexitMayEndConsumer
+				}
 				var src r55Src
 				for _, s := range r55Sources {
 					if s.name == srcName {
@@ -196,7 +204,8 @@ func (o *r55CountingObserver) Closed() { o.closed.Add(1) }
 
 // TestReview55_GoexitMayEndConsumer attacks the same sentence where the call
 // may run in the sink's goroutine (cheap unordered stages over sources that
-// never wait): either the sink returns ErrGoexit, or (ErrGoexit) "A function
+// never wait, and ordered ones over sources that never wait): either the
+// sink returns ErrGoexit, or (ErrGoexit) "A function
 // that calls Goexit on the sink's own goroutine ends that goroutine: the
 // sink does not return ... and the run's goroutines exit" — and in both cases
 // "every source is still stopped", once.
@@ -210,19 +219,25 @@ func TestReview55_GoexitMayEndConsumer(t *testing.T) {
 				}
 			}
 			for _, n := range []int{1, 2, 3, 5, 300} {
-				for _, w := range []int{1, 2, 4} {
+				for _, w := range []int{1, 2, 4, -4} { // -4: 4 workers, Ordered
 					for _, k := range []int{0, 1, n / 2, n - 1} {
 						if k >= n {
 							continue
 						}
 						label := fmt.Sprintf("%s/n=%d/w=%d/goexit-at=%d", srcName, n, w, k)
+						var opts []stage.Option
+						if w < 0 {
+							opts = []stage.Option{stage.Workers(-w), stage.Ordered()}
+						} else {
+							opts = []stage.Option{stage.Workers(w)}
+						}
 						var nexts, stops atomic.Int64
 						s := stage.Map(src.make(n, &nexts, &stops), func(_ context.Context, x int) (int, error) {
 							if x == k {
 								runtime.Goexit()
 							}
 							return x, nil
-						}, stage.Workers(w))
+						}, opts...)
 						var err error
 						returned := false
 						runcheck.NoHang(t, label, func() {
