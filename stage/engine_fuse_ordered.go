@@ -14,7 +14,9 @@ import "runtime"
 // have left. It reports false when it could not: the place is spent (its
 // input ended, or the run is over) or no token is free. It times calls as
 // ownNext does, and after two slow ones in a row gives the place to a new
-// goroutine.
+// goroutine. (The call's steps repeat ownNext's rather than share a
+// method: a call more on ownNext's path cost 10-20% of a 1,000-item Map
+// run.)
 func (h *fuseHandle[In, Out]) ownStep() bool {
 	if h.ended || h.fr.p.r.cancelled() {
 		h.inline = false

@@ -96,29 +96,28 @@ func r63Vals(from, n int) []string {
 // count is the number of messages stream name holds (safe off the test
 // goroutine).
 func (e *r63Env) count(name string) (uint64, error) {
+	st, err := e.state(name)
+	return st.Msgs, err
+}
+
+// state is stream name's state (safe off the test goroutine).
+func (e *r63Env) state(name string) (jetstream.StreamState, error) {
 	s, err := e.js.Stream(context.Background(), name)
 	if err != nil {
-		return 0, err
+		return jetstream.StreamState{}, err
 	}
 	info, err := s.Info(context.Background())
 	if err != nil {
-		return 0, err
+		return jetstream.StreamState{}, err
 	}
-	return info.State.Msgs, nil
+	return info.State, nil
 }
 
 // lastSeq is the sequence of the last message stream name stored (safe off
 // the test goroutine).
 func (e *r63Env) lastSeq(name string) (uint64, error) {
-	s, err := e.js.Stream(context.Background(), name)
-	if err != nil {
-		return 0, err
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
+	st, err := e.state(name)
+	return st.LastSeq, err
 }
 
 func (e *r63Env) cinfo() (*jetstream.ConsumerInfo, error) {
