@@ -80,7 +80,7 @@ func apply[In, Out any](fn, kind string, in Stream[In], f func(context.Context, 
 	// Over a source that may wait, only if its next can be asked for an
 	// item that is ready (Interruptible): a consumer goroutine must never
 	// wait in it. Ordered, only over a source that never waits (see
-	// fuseRun.ordered).
+	// fuseRun).
 	if d.fusable() && cfg.workers > 1 && cfg.buffer == 0 && (!in.n.waits || in.n.tries) && (!cfg.ordered || !in.n.waits) {
 		st.fuseConsumers = cfg.workers
 		if !cfg.single || cfg.ordered {

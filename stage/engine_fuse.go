@@ -10,7 +10,8 @@ import (
 
 // fuseRun is a fusable stage (an unordered Map, Filter, FlatMap or
 // Concurrent without Buffer, over a source that never waits or is
-// Interruptible; or any of them with one worker) in one run. Its workers
+// Interruptible; an Ordered one over a source that never waits, see
+// below; or any of them with one worker) in one run. Its workers
 // start as goroutines of its own (at the first pull, and only as many as
 // its input has items for; a single item's place goes to the handle that
 // pulls: see startIdle), the first eagerWorkers at once and the others one

@@ -268,7 +268,7 @@ func (p *queue[T]) addWorker() {
 }
 
 // retireWorker takes a worker's token away (unless keep: an Ordered
-// stage's tokens stay with its places, see fuseRun.ordered) and queues a
+// stage's tokens stay with its places, see fuseRun) and queues a
 // baton, which wakes a consumer goroutine that may be waiting for a place
 // (see fuseRun.retire). The token may be out with a queued item; free then
 // stays below zero until that item is taken.

@@ -29,9 +29,10 @@ type Stream[T any] struct {
 	// may take one of the stage's worker places (see fuseRun). More
 	// consumer goroutines than workers would leave some of them without
 	// places and hold the consumer's own calls back, so the stream is then
-	// opened plainly. It is set for unordered Map, Filter, FlatMap and
-	// Concurrent stages of more than one worker and no Buffer; a FlatMap
-	// fuses only into a consumer of one goroutine (see apply).
+	// opened plainly. It is set for Map, Filter, FlatMap and Concurrent
+	// stages of more than one worker and no Buffer (Ordered ones only over
+	// a source that never waits); a FlatMap and an Ordered stage fuse only
+	// into a consumer of one goroutine (see apply).
 	fuse          fuser[T]
 	fuseConsumers int
 }
