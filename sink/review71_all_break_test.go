@@ -32,14 +32,12 @@ func TestReview71AllBreakAtEveryPoint(t *testing.T) {
 	}
 	pipes := []pipe{
 		{"slice", true, func(failAfter func(int) (int, error)) stage.Stream[int] { return source.Slice(review71Ints(2 * n)) }},
-		// Buffer(1) here and below: the failing calls wait for the loop
-		// body, so they must not run in the loop's own goroutine (see
-		// stage.Workers; an Ordered stage over a slice may run them there
-		// too).
-		{"slice-map-ordered-8-buffer", true, func(failAfter func(int) (int, error)) stage.Stream[int] {
+		{"slice-map-ordered-8", true, func(failAfter func(int) (int, error)) stage.Stream[int] {
 			return stage.Map(source.Slice(review71Ints(2*n)), func(_ context.Context, v int) (int, error) { return failAfter(v) },
-				stage.Workers(8), stage.Ordered(), stage.Buffer(1))
+				stage.Workers(8), stage.Ordered())
 		}},
+		// Buffer(1): the failing calls wait for the loop body, so they must
+		// not run in the loop's own goroutine (see stage.Workers).
 		{"slice-map-unordered-8-buffer", false, func(failAfter func(int) (int, error)) stage.Stream[int] {
 			return stage.Map(source.Slice(review71Ints(2*n)), func(_ context.Context, v int) (int, error) { return failAfter(v) },
 				stage.Workers(8), stage.Buffer(1))

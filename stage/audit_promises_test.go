@@ -917,12 +917,12 @@ func TestAuditBackpressureOverIndexed(t *testing.T) {
 
 // ---------------------------------------------------------------------------
 // Workers: only "an unordered Map, Filter, FlatMap or Concurrent stage without
-// a Buffer, over a source that never waits" (or an Ordered one over such a
-// source for a consumer of one goroutine) may run calls in its consumer's
-// goroutines; "Add Buffer(1) to keep every worker a goroutine of the
-// stage's own" (here an Ordered stage); "KeyBy turns off the running of the
-// stage in its consumer's goroutines"; Workers(-1) is "one goroutine per
-// item". So such stages may call a function that waits until
+// a Buffer, over a source that never waits" may run calls in its consumer's
+// goroutines once calls prove cheap ("An Ordered stage of more workers over
+// any other input" than a single item keeps them in its own); "Add Buffer(1)
+// to keep every worker a goroutine of the stage's own"; "KeyBy turns off the
+// running of the stage in its consumer's goroutines"; Workers(-1) is "one
+// goroutine per item". So such stages may call a function that waits until
 // the sink has received another output of the stage, even after many cheap
 // calls (which is when a fusable stage hands a worker's place to its
 // consumer). After the cheap items, item x waits until the sink has received
@@ -934,6 +934,9 @@ func TestAuditStagesThatNeverRunInTheirConsumer(t *testing.T) {
 	cases := map[string]build{
 		"KeyBy": func(in stage.Stream[int], f func(context.Context, int) (int, error)) stage.Stream[int] {
 			return stage.Map(in, f, stage.Workers(4), stage.KeyBy(func(x int) int { return x }))
+		},
+		"Ordered": func(in stage.Stream[int], f func(context.Context, int) (int, error)) stage.Stream[int] {
+			return stage.Map(in, f, stage.Workers(4), stage.Ordered())
 		},
 		"Ordered+Buffer(1)": func(in stage.Stream[int], f func(context.Context, int) (int, error)) stage.Stream[int] {
 			return stage.Map(in, f, stage.Workers(4), stage.Ordered(), stage.Buffer(1))

@@ -41,18 +41,24 @@ import (
 // handle (and what it holds) is left behind.
 //
 // An Ordered stage fuses too (over a source that never waits, for a
-// consumer of one goroutine): every place's outputs, a handle's included,
-// go through the reorder window (app.ord) into the queue, and the consumer
+// consumer that pulls from one goroutine at a time), for one case: a single
+// item's place goes to the handle that pulls (startIdle), so that a 1-item
+// run starts no goroutine. Its other places stay with goroutines of its
+// own (retire gives none away): a handle holding one gained nothing
+// measurable (its outputs still cross the window and the queue, to the
+// same goroutine), and a consumer inside a call would hold back every
+// output behind it while a function or callback that waits for the stage's
+// other workers waited for ever. Every output, a handle's included, goes
+// through the reorder window (app.ord) into the queue, and the consumer
 // takes them from the queue, in order, with the queue's index. Its tokens
-// are fixed (the window's bound, 2×workers) and stay with the places as
-// they move: a handle holding a place takes one for each item it pulls,
-// without waiting (ownStep), so the bound holds as for goroutines; a handle
-// that finds none free waits on the queue. That wait ends: every token is
-// with an item in the queue (then it is not empty), or with an item in
-// flight or parked in the window, and the item at the window's head is
-// then running on a goroutine of the stage, since a handle finishes the
-// item it pulled before it waits, and a goroutine retires only between
-// items.
+// are fixed (the window's bound, 2×workers) and stay with the places: a
+// handle holding a place takes one for each item it pulls, without waiting
+// (ownStep), so the bound holds as for goroutines; a handle that finds
+// none free waits on the queue. That wait ends: every token is with an
+// item in the queue (then it is not empty), or with an item in flight or
+// parked in the window, and the item at the window's head is then running
+// on a goroutine of the stage, since a handle finishes the item it pulled
+// before it waits.
 type fuseRun[In, Out any] struct {
 	p      *processor[In, Out] // &proc
 	proc   processor[In, Out]
@@ -291,6 +297,9 @@ func (fr *fuseRun[In, Out]) startIdle(h *fuseHandle[In, Out]) {
 // a handle that wants one, if any; it reports whether the goroutine should
 // exit.
 func (fr *fuseRun[In, Out]) retire(in puller[In]) bool {
+	if fr.app.ord != nil {
+		return false // an ordered stage's places stay with its goroutines (see fuseRun)
+	}
 	floor := int64(0)
 	if fr.tries {
 		floor = 1 // one goroutine keeps waiting in the source

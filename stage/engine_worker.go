@@ -273,7 +273,7 @@ func (s *applier[In, Out]) loop(in puller[In], t *stepper[In, Out]) (retired boo
 			return
 		}
 		s.more()
-		t.timed = s.fuse != nil && s.fuse.wanted.Load() > 0 && (calls < 2 || calls%16 == 0)
+		t.timed = s.fuse != nil && s.ord == nil && s.fuse.wanted.Load() > 0 && (calls < 2 || calls%16 == 0) // an ordered stage's places are not given away (see fuseRun)
 		calls++
 		if !t.process(it, idx) {
 			return

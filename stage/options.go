@@ -58,20 +58,17 @@ func DefaultWorkers() int { return min(runtime.NumCPU()+4, 32) }
 // or the next stage's workers; for a FlatMap, only a consumer that pulls
 // from one goroutine at a time, such as a sink, a stage of one worker or a
 // [KeyBy] stage, whose workers pull in turns, since an item's many outputs
-// would all go to the one that called), and for an [Ordered] one over a
-// source that never waits, such a consumer of one goroutine at a time (its
-// outputs still leave in input order, through its window), may take
-// workers' places: once calls prove cheap (a few microseconds), a worker
-// goroutine gives its place to a consumer goroutine, which from then on
-// calls the function itself whenever nothing is ready for it (for an
-// Ordered stage, while its window has room), instead of waiting. A hand-off between goroutines
+// would all go to the one that called) may take workers' places: once calls
+// prove cheap (a few microseconds), a worker goroutine gives its place to a
+// consumer goroutine, which from then on calls the function itself whenever
+// nothing is ready for it, instead of waiting. A hand-off between goroutines
 // costs far more than a cheap function, so this is where sluice's speed
-// comes from. Such a stage (or one of one worker) whose input is known to
-// hold a single item (its [Stream.Len] is 1) calls the function in its
-// consumer's goroutine from the start, whatever the call costs, and starts
-// no goroutine of its own. (An Ordered stage of more workers over a
-// source that may wait or for a consumer that pulls from several
-// goroutines at once,
+// comes from. Such a stage (or one of one worker, or an [Ordered] one over
+// a source that never waits, for a consumer that pulls from one goroutine
+// at a time) whose input is known to hold a single item (its [Stream.Len]
+// is 1) calls the function in its consumer's goroutine from the start,
+// whatever the call costs, and starts no goroutine of its own. (An Ordered
+// stage of more workers over any other input,
 // Workers(-1), and a stage under [RateLimit] or [SharedRateLimit], whose
 // wait for a token would hold its consumer, keep their calls in goroutines
 // of their own.) Once calls turn

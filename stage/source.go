@@ -54,7 +54,7 @@ func Source[T any](open func(ctx context.Context) (next func(ctx context.Context
 // NeverWaits returns s marked as a source whose next never waits for
 // outside events: it computes the next item from what it has in hand (a
 // counter, a slice, an iterator over memory, a parser of data already
-// read). Then a cheap stage over it (unordered, or Ordered) may run in the goroutines of
+// read). Then a cheap unordered stage over it may run in the goroutines of
 // its consumer instead of its own (see [Workers]), which saves a hand-off
 // between goroutines per item.
 //

@@ -31,8 +31,9 @@ type Stream[T any] struct {
 	// places and hold the consumer's own calls back, so the stream is then
 	// opened plainly. It is set for Map, Filter, FlatMap and Concurrent
 	// stages of more than one worker and no Buffer (Ordered ones only over
-	// a source that never waits); a FlatMap and an Ordered stage fuse only
-	// into a consumer of one goroutine (see apply).
+	// a source that never waits, and they give a place to the consumer
+	// only for a single item: see fuseRun); a FlatMap and an Ordered stage
+	// fuse only into a consumer of one goroutine (see apply).
 	fuse          fuser[T]
 	fuseConsumers int
 }
