@@ -79,7 +79,7 @@ func checkSlice(b *testing.B, got []int, n, want int, err error) {
 
 // checkOrder fails the benchmark unless got is double of 1..len(got), in
 // that order (the inputs are 1..n).
-func checkOrder(b *testing.B, got []int) {
+func checkOrder(b testing.TB, got []int) {
 	for i, v := range got {
 		if v != double(i+1) {
 			b.Fatalf("result %d is %d, want %d: out of input order", i, v, double(i+1))

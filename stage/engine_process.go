@@ -329,7 +329,8 @@ type orderOut[Out any] struct {
 	ord       *reorder[Out]
 	eager     bool // the function emits while it runs (Apply): every output goes to the window at once
 	idx       int
-	buf       []item[Out]
+	buf       []item[Out] // starts in one: an item of one output costs no allocation (see reorder.complete)
+	one       [1]item[Out]
 	streaming bool
 	// hold: the outputs wait for the item's end, never streamed while it
 	// runs (a fused stage's consumer handle, which must not wait for room
@@ -368,6 +369,9 @@ func (o *orderOut[Out]) put(it item[Out]) bool {
 	// The others (Map, FlatMap, ...) emit once their function returned:
 	// they look for the head only at 2, 4, 8, ... buffered outputs, so that
 	// one output per item never pays for it.
+	if o.buf == nil {
+		o.buf = o.one[:0]
+	}
 	o.buf = append(o.buf, it)
 	n := len(o.buf)
 	if n < 2 || n&(n-1) != 0 || o.hold || !o.ord.tryStream(o.idx) {

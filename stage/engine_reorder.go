@@ -12,8 +12,10 @@ import "sync"
 // token of the queue until its first output leaves, so at most capacity+1
 // items are in it (the head's token may be out with its first output while
 // it still runs). A capacity below zero (Workers(-1)) is unbounded. The ring
-// starts small and grows as items need it, up to what the bound lets in:
-// a large Buffer costs memory only for the items the window holds.
+// starts small (no larger than the input, when its length is known) and
+// grows as items need it, up to what the bound lets in: a large Buffer
+// costs memory only for the items the window holds. An item of one output
+// keeps it in its slot, so that the window allocates nothing per item.
 //
 // The outputs an Apply parks while it runs (see park) are bounded too: a
 // further output (one without the item's token) that would be parked waits
@@ -43,19 +45,27 @@ type reorder[T any] struct {
 type slot[T any] struct {
 	done   bool
 	tok    bool      // the item still holds its token
+	single bool      // its only output is in one, and items is empty (see complete)
 	items  []item[T] // its outputs (and forwarded error), in order
+	one    item[T]   // the output of an item that had exactly one, nothing parked
 	parked int       // how many of items park put there without a token (counted in reorder.parked)
 }
 
-// newReorder makes the window of a stage whose queue is out. If eager (an
-// Apply, which parks outputs while it runs), the window registers with the
-// run, whose cancellation wakes the parks that wait for room.
-func newReorder[T any](capacity int, out *queue[T], eager bool) *reorder[T] {
-	// capacity+1: the head may have given its token to its first output.
-	// At most initialSlots to begin with: complete and park grow the ring
-	// when an item needs more.
+// newReorder makes the window of a stage whose queue is out, over an
+// input of at most items items (-1: unknown). If eager (an Apply, which
+// parks outputs while it runs), the window registers with the run, whose
+// cancellation wakes the parks that wait for room.
+func newReorder[T any](capacity int, out *queue[T], eager bool, items int) *reorder[T] {
+	// capacity+1: the head may have given its token to its first output;
+	// no more than the input has items. At most initialSlots to begin
+	// with: complete and park grow the ring when an item needs more (so
+	// items is only a hint).
+	most := min(capacity, initialSlots-1)
+	if items >= 0 {
+		most = min(most, max(items-1, 0))
+	}
 	size := 1
-	for size < min(capacity, initialSlots-1)+1 { // not capacity+1: MaxInt overflows
+	for size < most+1 { // not capacity+1: MaxInt overflows
 		size *= 2
 	}
 	o := &reorder[T]{out: out, capacity: capacity, slots: make([]slot[T], size), mask: size - 1}
@@ -96,12 +106,23 @@ func (o *reorder[T]) complete(idx int, items []item[T], tok bool) (spare []item[
 		o.grow(idx - o.next + 1)
 	}
 	s := &o.slots[idx&o.mask]
-	spare = s.items[:0]
-	if len(s.items) > 0 { // outputs parked while it ran (see park)
+	switch {
+	case len(s.items) > 0: // outputs parked while it ran (see park)
 		s.items = append(s.items, items...)
 		spare = items[:0]
-	} else {
-		s.items = items
+	case len(items) <= 1:
+		// Most items have one output (or none): it waits in the slot
+		// itself, and the caller keeps its buffer, so that a window
+		// allocates nothing per item. (A buffer is never handed between
+		// caller and slot here: the caller's may be its own room, see
+		// orderOut.)
+		if len(items) == 1 {
+			s.one, s.single = items[0], true
+			items[0] = item[T]{}
+		}
+		spare = items[:0]
+	default:
+		spare, s.items = s.items[:0], items
 	}
 	s.tok, s.done = s.tok || tok, true
 	o.hi = max(o.hi, idx+1)
@@ -204,12 +225,17 @@ func (o *reorder[T]) emitReady() bool {
 			if !s.done {
 				break
 			}
+			if s.single { // its one output (see complete): items is empty
+				it := s.one
+				it.flags |= tokIf(s.tok)
+				o.staged = append(o.staged, it)
+				s.one, s.single = item[T]{}, false
+			} else if len(s.items) == 0 && s.tok {
+				release++
+			}
 			for i, it := range s.items {
 				it.flags |= tokIf(s.tok && i == 0)
 				o.staged = append(o.staged, it)
-			}
-			if len(s.items) == 0 && s.tok {
-				release++
 			}
 			clear(s.items) // drop references the buffer would otherwise keep alive
 			s.items, s.tok, s.done = s.items[:0], false, false

@@ -130,7 +130,7 @@ func TestEngineOrderedHeadBufferedWhileEmitterHoldsRole(t *testing.T) {
 	r := newRun(context.Background())
 	defer r.finish()
 	q := newQueue[int](r, 4, 2)
-	ord := newReorder(4, q, false)
+	ord := newReorder(4, q, false, -1)
 	o0 := &orderOut[int]{queueOut: queueOut[int]{q: q}, ord: ord, eager: true}
 	o1 := &orderOut[int]{queueOut: queueOut[int]{q: q}, ord: ord, eager: true}
 	o0.begin(0)

@@ -92,7 +92,7 @@ func newApplier[In, Out any](p *processor[In, Out], goroutines int) *applier[In,
 	}
 	s.out = newQueue[Out](p.r, c.capacity(), writers)
 	if c.ordered {
-		s.ord = newReorder(c.capacity(), s.out, c.eager)
+		s.ord = newReorder(c.capacity(), s.out, c.eager, -1)
 	}
 	if c.key != nil {
 		s.gate = c.key.(keyer[In]).newGate()
