@@ -138,7 +138,7 @@ func newFuseRun[In, Out any](p *processor[In, Out], handles handles[In], items i
 	}
 	fr := allocFuseRun(p, handles, capacity, 1)
 	if ordered {
-		fr.app.ord = newReorder(capacity, fr.out, false, items)
+		fr.app.ord = recycledReorder(capacity, fr.out, items)
 	}
 	fr.idle, fr.items = p.cfg.workers, items
 	return fr

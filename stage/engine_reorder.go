@@ -40,6 +40,8 @@ type reorder[T any] struct {
 	parked   int       // further outputs (without a token) park put in slots, not yet moved on
 	waiters  int       // parks waiting for room (canPark)
 	canPark  sync.Cond
+
+	home *sync.Pool // a fused stage's window: where it goes back (see recycledReorder)
 }
 
 type slot[T any] struct {
@@ -56,24 +58,68 @@ type slot[T any] struct {
 // parks outputs while it runs), the window registers with the run, whose
 // cancellation wakes the parks that wait for room.
 func newReorder[T any](capacity int, out *queue[T], eager bool, items int) *reorder[T] {
-	// capacity+1: the head may have given its token to its first output;
-	// no more than the input has items. At most initialSlots to begin
-	// with: complete and park grow the ring when an item needs more (so
-	// items is only a hint).
-	most := min(capacity, initialSlots-1)
-	if items >= 0 {
-		most = min(most, max(items-1, 0))
-	}
-	size := 1
-	for size < most+1 { // not capacity+1: MaxInt overflows
-		size *= 2
-	}
-	o := &reorder[T]{out: out, capacity: capacity, slots: make([]slot[T], size), mask: size - 1}
-	o.canPark.L = &o.mu
+	o := &reorder[T]{slots: make([]slot[T], ringSize(capacity, items))}
+	o.init(capacity, out)
 	if eager {
 		out.r.onCancel(o)
 	}
 	return o
+}
+
+// recycledReorder is newReorder for a fused stage (never eager): the
+// window, with its ring and staging room, comes from a pool and goes back
+// when the run finishes (see engine_recycle.go). From the goroutine that
+// opens the run only.
+func recycledReorder[T any](capacity int, out *queue[T], items int) *reorder[T] {
+	o, home := fromPool[reorder[T]]()
+	if size := ringSize(capacity, items); len(o.slots) < size {
+		o.slots = make([]slot[T], size)
+	}
+	o.init(capacity, out)
+	o.home = home
+	out.r.recycleOnFinish(o)
+	return o
+}
+
+// ringSize is the ring a window starts with: capacity+1 slots (the head
+// may have given its token to its first output), no more than the input
+// has items, at most initialSlots, a power of two. complete and park grow
+// it when an item needs more (so items is only a hint).
+func ringSize(capacity, items int) int {
+	most := min(capacity, initialSlots-1) // not capacity+1: MaxInt overflows
+	if items >= 0 {
+		most = min(most, max(items-1, 0))
+	}
+	size := 1
+	for size < most+1 {
+		size *= 2
+	}
+	return size
+}
+
+// init readies a window whose ring (a power of two) is made.
+func (o *reorder[T]) init(capacity int, out *queue[T]) {
+	o.out, o.capacity, o.mask = out, capacity, len(o.slots)-1
+	o.canPark.L = &o.mu
+}
+
+// recycle gives a recycled window back to its pool, zeroed but for its
+// ring and staging room, emptied (a large ring or room goes to the garbage
+// collector instead).
+func (o *reorder[T]) recycle() {
+	slots, staged, home := o.slots, o.staged, o.home
+	if len(slots) > initialSlots {
+		slots = nil
+	}
+	clear(slots)
+	if cap(staged) > maxPooledBatch {
+		staged = nil
+	}
+	clear(staged[:cap(staged)])
+	*o = reorder[T]{slots: slots, staged: staged[:0]}
+	if recycleReuse {
+		home.Put(o)
+	}
 }
 
 // wake wakes the parks that wait for room: the run is cancelled.

@@ -67,9 +67,10 @@ func TestReview24RecycledStatesAcrossShapesAndEndings(t *testing.T) {
 }
 
 type r24Shape struct {
-	name  string
-	build func(n int, f func(context.Context, int) (int, error)) Stream[int]
-	mult  int // outputs per input item
+	name    string
+	build   func(n int, f func(context.Context, int) (int, error)) Stream[int]
+	mult    int  // outputs per input item
+	ordered bool // outputs in input order (a recycled reorder window)
 }
 
 func r24Shapes() []r24Shape {
@@ -78,36 +79,50 @@ func r24Shapes() []r24Shape {
 		{"fused chain 4>2", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
 			s := Map(Indexed(n, func(i int) int { return i }), f, w(4))
 			return Map(s, func(_ context.Context, v int) (int, error) { return v, nil }, w(2))
-		}, 1},
+		}, 1, false},
 		{"flatmap then fused map", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
 			s := FlatMap(Indexed(n, func(i int) int { return i }), func(_ context.Context, v int) ([]int, error) { return []int{v, v}, nil }, w(3))
 			return Map(s, f, w(3))
-		}, 2},
+		}, 2, false},
 		{"batch unbatch fused", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
 			s := Unbatch(Batch(Indexed(n, func(i int) int { return i }), 3, 0))
 			return Filter(Map(s, f, w(2)), func(context.Context, int) (bool, error) { return true, nil }, w(2))
-		}, 1},
+		}, 1, false},
 		{"keyby then fused", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
 			s := Map(Indexed(n, func(i int) int { return i }), f, w(3), KeyBy(func(v int) int { return v % 2 }))
 			return Map(s, func(_ context.Context, v int) (int, error) { return v, nil }, w(3))
-		}, 1},
+		}, 1, false},
 		{"tee fused merge", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
 			b := Tee(Map(Indexed(n, func(i int) int { return i }), f, w(2)), 2)
 			return Merge(Map(b[0], func(_ context.Context, v int) (int, error) { return v, nil }, w(2)),
 				Map(b[1], func(_ context.Context, v int) (int, error) { return v, nil }, w(4)))
-		}, 2},
+		}, 2, false},
 		{"ordered after fused", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
 			s := Map(Indexed(n, func(i int) int { return i }), f, w(4))
 			return Map(s, func(_ context.Context, v int) (int, error) { return v, nil }, w(4), Ordered())
-		}, 1},
+		}, 1, false},
 		{"fused after ordered", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
 			s := Map(Indexed(n, func(i int) int { return i }), f, w(3), Ordered())
 			return Map(s, func(_ context.Context, v int) (int, error) { return v, nil }, w(3))
-		}, 1},
+		}, 1, false},
 		{"serial fused flatmap", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
 			s := Map(Indexed(n, func(i int) int { return i }), f, w(1))
 			return FlatMap(s, func(_ context.Context, v int) ([]int, error) { return []int{v}, nil }, w(2))
-		}, 1},
+		}, 1, false},
+		// An Ordered stage fused into the sink: its reorder window is
+		// recycled too, ring and all, across runs of other sizes.
+		{"ordered fused into the sink", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
+			return Map(Indexed(n, func(i int) int { return i }), f, w(4), Ordered())
+		}, 1, true},
+		{"ordered flatmap fused into the sink", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
+			return FlatMap(Indexed(n, func(i int) int { return i }), func(ctx context.Context, v int) ([]int, error) {
+				x, err := f(ctx, v)
+				return []int{x, x}, err
+			}, w(3), Ordered())
+		}, 2, true},
+		{"ordered wide fused into the sink", func(n int, f func(context.Context, int) (int, error)) Stream[int] {
+			return Map(Indexed(n, func(i int) int { return i }), f, w(40), Ordered())
+		}, 1, true},
 	}
 }
 
@@ -175,6 +190,9 @@ func r24RunShape(sh r24Shape, n, ending int) (msg string) {
 			return "" // the Goexit ended the sink's goroutine
 		}
 		return "the sink did not return"
+	}
+	if sh.ordered && !slices.IsSorted(got) {
+		return fmt.Sprintf("out of input order: %v", got)
 	}
 	switch ending {
 	case 0:

@@ -67,3 +67,41 @@ func TestReview83WindowKeepsWorkersBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestReview83RecycledWindowComesBackEmpty: a fused stage's window goes
+// back to its pool when the run finishes, keeping its ring and staging
+// room for the next run. A run cut short may leave finished items after a
+// head that never completed (an item dropped once the run was ending):
+// their outputs and flags must not reach the next run that takes the
+// window, where the head's arrival would emit them as its own.
+func TestReview83RecycledWindowComesBackEmpty(t *testing.T) {
+	r := newRun(context.Background())
+	q := newQueue[int](r, 8, 1)
+	o := recycledReorder(8, q, -1)
+	for idx := 1; idx <= 3; idx++ { // the head, item 0, never completes
+		if !q.tryAcquire() {
+			t.Fatal("no token")
+		}
+		if _, emitter := o.complete(idx, []item[int]{{v: idx}}, true); emitter {
+			t.Fatalf("item %d became the emitter while item 0 is the head", idx)
+		}
+	}
+	o.complete(4, []item[int]{{v: 4}, {v: 40}}, false)
+	o.staged = append(o.staged, item[int]{v: 99})
+	ring := len(o.slots)
+	r.finish() // the window goes back (zeroed only, in this package's tests)
+	if len(o.slots) != ring || cap(o.staged) == 0 || len(o.staged) != 0 {
+		t.Fatalf("ring %d (was %d), staging room %d/%d: kept for the next run, empty", len(o.slots), ring, len(o.staged), cap(o.staged))
+	}
+	for i, s := range o.slots {
+		if s.done || s.tok || s.single || len(s.items) != 0 || s.one != (item[int]{}) || s.parked != 0 {
+			t.Errorf("slot %d came back holding %+v", i, s)
+		}
+	}
+	if st := o.staged[:cap(o.staged)]; slices.ContainsFunc(st, func(it item[int]) bool { return it != item[int]{} }) {
+		t.Errorf("the staging room came back holding %v", st)
+	}
+	if o.next != 0 || o.hi != 0 || o.emitting || o.parked != 0 || o.out != nil || o.home != nil {
+		t.Errorf("the window came back with state: next %d, hi %d, emitting %v, parked %d", o.next, o.hi, o.emitting, o.parked)
+	}
+}
