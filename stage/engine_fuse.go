@@ -96,6 +96,10 @@ type fuseRun[In, Out any] struct {
 	// consumer makes it), when they fit: a small run makes no allocation
 	// for them (see steppers).
 	stepRoom [4]queueStepper[In, Out]
+	// orderRoom: an Ordered stage's, the same from a pool of their own (in
+	// stepRoom, their size would grow every fused stage's state); taken
+	// when its goroutines start, back with fr (see recycle).
+	orderRoom *orderStepRoom[In, Out]
 
 	home *sync.Pool // where fr goes back when the run finishes (see recycle)
 }
@@ -107,7 +111,19 @@ func (fr *fuseRun[In, Out]) steppers(n int) stepperSlab[In, Out] {
 	if fr.app.ord == nil && n <= len(fr.stepRoom) && fr.stepRoom[0].p == nil {
 		return fr.app.queueSteppers(fr.stepRoom[:n])
 	}
+	if fr.app.ord != nil && fr.orderRoom == nil && n <= len(orderStepRoom[In, Out]{}.steps) {
+		room, home := fromPool[orderStepRoom[In, Out]]()
+		room.home, fr.orderRoom = home, room
+		return fr.app.orderSteppers(room.steps[:n])
+	}
 	return fr.app.steppers(n)
+}
+
+// orderStepRoom is the steppers of an Ordered fused stage's first
+// goroutines, recycled with the stage (see fuseRun.recycle).
+type orderStepRoom[In, Out any] struct {
+	steps [4]orderStepper[In, Out]
+	home  *sync.Pool
 }
 
 const (
@@ -162,7 +178,17 @@ func allocFuseRun[In, Out any](p *processor[In, Out], handles handles[In], capac
 }
 
 // recycle gives fr back to its pool (see engine_recycle.go).
-func (fr *fuseRun[In, Out]) recycle() { toPool(fr, fr.home) }
+// An Ordered stage's window and steppers go back with it: they are
+// used by nothing else (see engine_recycle.go's invariant).
+func (fr *fuseRun[In, Out]) recycle() {
+	if fr.app.ord != nil {
+		fr.app.ord.recycle()
+	}
+	if room := fr.orderRoom; room != nil {
+		toPool(room, room.home)
+	}
+	toPool(fr, fr.home)
+}
 
 // newFuseRunWaiting starts a fused stage over a source that may wait
 // (tries): every place starts as a goroutine of the stage (the first

@@ -4,7 +4,8 @@ import "sync"
 
 // Recycling. The state of a fused stage in one run (fuseRun: its queue,
 // processor, first consumer handle; an Ordered one's reorder window, with
-// its ring) is most of what a small run allocates.
+// its ring, and its first goroutines' steppers) is most of what a small
+// run allocates.
 // It comes from a pool when the stage opens and goes back, zeroed, when
 // the run finishes (see run.finish), so that a service running many small
 // runs does not make the garbage collector sweep it up each time. So does

@@ -68,8 +68,8 @@ func newReorder[T any](capacity int, out *queue[T], eager bool, items int) *reor
 
 // recycledReorder is newReorder for a fused stage (never eager): the
 // window, with its ring and staging room, comes from a pool and goes back
-// when the run finishes (see engine_recycle.go). From the goroutine that
-// opens the run only.
+// with the stage's state when the run finishes (see fuseRun.recycle and
+// engine_recycle.go).
 func recycledReorder[T any](capacity int, out *queue[T], items int) *reorder[T] {
 	o, home := fromPool[reorder[T]]()
 	if size := ringSize(capacity, items); len(o.slots) < size {
@@ -77,7 +77,6 @@ func recycledReorder[T any](capacity int, out *queue[T], items int) *reorder[T] 
 	}
 	o.init(capacity, out)
 	o.home = home
-	out.r.recycleOnFinish(o)
 	return o
 }
 

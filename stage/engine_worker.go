@@ -202,17 +202,21 @@ type stepperSlab[In, Out any] struct {
 
 // steppers returns n new steppers for goroutines of the stage.
 func (s *applier[In, Out]) steppers(n int) stepperSlab[In, Out] {
-	var b stepperSlab[In, Out]
 	if s.ord != nil {
-		b.order = make([]orderStepper[In, Out], n)
-		for i := range b.order {
-			t := &b.order[i]
-			t.out = orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord, eager: s.p.cfg.eager}
-			s.p.initStepper(&t.stepper, &t.out)
-		}
-		return b
+		return s.orderSteppers(make([]orderStepper[In, Out], n))
 	}
 	return s.queueSteppers(make([]queueStepper[In, Out], n))
+}
+
+// orderSteppers makes ts, zero steppers, steppers whose outlet is the
+// stage's reorder window.
+func (s *applier[In, Out]) orderSteppers(ts []orderStepper[In, Out]) stepperSlab[In, Out] {
+	for i := range ts {
+		t := &ts[i]
+		t.out = orderOut[Out]{queueOut: queueOut[Out]{q: s.out}, ord: s.ord, eager: s.p.cfg.eager}
+		s.p.initStepper(&t.stepper, &t.out)
+	}
+	return stepperSlab[In, Out]{order: ts}
 }
 
 // queueSteppers makes ts, zero steppers, steppers whose outlet is the
