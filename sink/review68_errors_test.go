@@ -129,23 +129,68 @@ func TestReview68ForwardEverySink(t *testing.T) {
 }
 
 // Sink doc: the ForwardedError is "joined with the error that ended the
-// run, if any".
+// run, if any". A source's failure ends the run after every item it
+// produced was delivered (SourceError doc), so what the sink returns is
+// exact: the values and all four forwarded errors, joined with it.
 func TestReview68ForwardedJoinedWithFailure(t *testing.T) {
-	m := stage.Map(source.Slice(r68Ints(20)), r68FailEvery3, stage.Workers(1), stage.OnError(stage.Forward))
 	last := errors.New("r68: the end")
-	s := stage.Map(m, func(_ context.Context, v int) (int, error) {
-		if v == 10 {
+	i := 0
+	src := source.Func(func(context.Context) (int, error) {
+		if i == 10 {
 			return 0, last
 		}
-		return v, nil
-	}, stage.Workers(1))
+		i++
+		return i - 1, nil
+	})
+	m := stage.Map(src, r68FailEvery3, stage.Workers(1), stage.OnError(stage.Forward))
+	s := stage.Map(m, func(_ context.Context, v int) (int, error) { return v, nil }, stage.Workers(1))
 	vals, err := sink.Slice(context.Background(), s)
 	var fe *sink.ForwardedError
-	if !errors.Is(err, last) || !errors.As(err, &fe) || fe.Count != 4 {
-		t.Errorf("err %v: want the FailFast error joined with a ForwardedError of 4 (items 0, 3, 6, 9)", err)
+	var se *stage.SourceError
+	if !errors.Is(err, last) || !errors.As(err, &se) || !errors.As(err, &fe) || fe.Count != 4 {
+		t.Errorf("err %v: want the SourceError joined with a ForwardedError of 4 (items 0, 3, 6, 9)", err)
 	}
 	if !slices.Equal(vals, []int{1, 2, 4, 5, 7, 8}) {
-		t.Errorf("values %v, want those received before the failure, [1 2 4 5 7 8]", vals)
+		t.Errorf("values %v, want every one produced before the failure, [1 2 4 5 7 8]", vals)
+	}
+}
+
+// The same when a FailFast error at item 10 ends the run: the items
+// already on their way to the sink may be dropped (no item is delivered
+// once the run is cancelled), so what arrived is some prefix of the run's
+// outputs, in order (one worker a stage), and the forwarded errors among
+// it, if any, are joined with the FailFast error.
+func TestReview68ForwardedJoinedWithFailFast(t *testing.T) {
+	last := errors.New("r68: the end")
+	for range 50 {
+		m := stage.Map(source.Slice(r68Ints(20)), r68FailEvery3, stage.Workers(1), stage.OnError(stage.Forward))
+		s := stage.Map(m, func(_ context.Context, v int) (int, error) {
+			if v == 10 {
+				return 0, last
+			}
+			return v, nil
+		}, stage.Workers(1))
+		vals, err := sink.Slice(context.Background(), s)
+		var fe *sink.ForwardedError
+		count := 0
+		if errors.As(err, &fe) {
+			count = fe.Count
+		}
+		// Outputs in order: err 0, 1, 2, err 3, 4, 5, err 6, 7, 8, err 9.
+		want := []int{1, 2, 4, 5, 7, 8}
+		k := len(vals)
+		if !errors.Is(err, last) || k > len(want) || !slices.Equal(vals, want[:k]) {
+			t.Fatalf("values %v, err %v: want the FailFast error and a prefix of %v", vals, err, want)
+		}
+		// Before the k-th value came the errors of 0, 3, ... below it; after
+		// it, at most the next one.
+		lo := 0
+		if k > 0 {
+			lo = want[k-1]/3 + 1
+		}
+		if count < lo || count > lo+1 || count > 4 {
+			t.Fatalf("values %v with %d forwarded errors (err %v): want %d or %d", vals, count, err, lo, min(lo+1, 4))
+		}
 	}
 }
 
