@@ -484,21 +484,23 @@ func TestReview68Buffer1LetsACallWaitForItsConsumer(t *testing.T) {
 						return int(i), nil
 					}))
 				}
-				taken := make([]chan struct{}, 51)
+				// taken[v] closes when the sink took v. (Not "the sink's
+				// next output": when a call starts late, every other
+				// output may have been taken already; item v+1's comes.)
+				taken := make([]chan struct{}, 50)
 				for i := range taken {
 					taken[i] = make(chan struct{})
 				}
-				var got atomic.Int32
 				var err error
 				runcheck.Run(t, src, func() {
 					err = sink.ForEach(context.Background(), stage.Map(s, func(_ context.Context, v int) (int, error) {
-						// Wait until the sink took some output: the one before.
+						// Wait until the sink took another output: item v+1's.
 						if v > 0 && v%10 == 0 {
-							<-taken[got.Load()]
+							<-taken[v+1]
 						}
 						return v, nil
-					}, stage.Workers(3), stage.Buffer(1)), func(context.Context, int) error {
-						close(taken[got.Add(1)-1])
+					}, stage.Workers(3), stage.Buffer(1)), func(_ context.Context, v int) error {
+						close(taken[v])
 						return nil
 					})
 				})
