@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/sluicedev/sluice/internal/runcheck"
@@ -28,28 +27,14 @@ import (
 // recycle_internal_test.go), so that a crash fails this test only.
 func TestRecycledStatesServeConcurrentRuns(t *testing.T) {
 	out, parent := runcheck.InChild(t, func() string {
-		var wg sync.WaitGroup
-		errs := make(chan string, 64)
-		for g := range 8 {
-			wg.Go(func() {
-				for i := range 400 {
-					if msg := recycledRun(g, i); msg != "" {
-						errs <- fmt.Sprintf("goroutine %d, run %d: %s", g, i, msg)
-						return
-					}
+		return runcheck.OnGoroutines(8, func(g int) string {
+			for i := range 400 {
+				if msg := recycledRun(g, i); msg != "" {
+					return fmt.Sprintf("run %d: %s", i, msg)
 				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		var bad []string
-		for e := range errs {
-			bad = append(bad, e)
-		}
-		if len(bad) > 0 {
-			return fmt.Sprint(bad)
-		}
-		return "ok"
+			}
+			return ""
+		})
 	})
 	if parent && out != "ok" {
 		t.Fatalf("runs over recycled states went wrong: %s", out)

@@ -29,30 +29,19 @@ func TestReview24RecycledStatesAcrossShapesAndEndings(t *testing.T) {
 	out, parent := runcheck.InChild(t, func() string {
 		recycleReuse = true // the child runs this test only
 		shapes := r24Shapes()
-		var wg sync.WaitGroup
 		var runs sync.Map // (goroutine, run) -> done: every run was made
-		errs := make(chan string, 64)
-		for g := range 6 {
-			wg.Go(func() {
-				for i := range 300 {
-					sh := shapes[(g*7+i)%len(shapes)]
-					n := []int{0, 1, 2, 5, 40}[(g+i)%5]
-					if msg := r24RunShape(sh, n, i%6); msg != "" {
-						errs <- fmt.Sprintf("goroutine %d, run %d, %s n=%d ending %d: %s", g, i, sh.name, n, i%6, msg)
-						return
-					}
-					runs.Store([2]int{g, i}, true)
+		if out := runcheck.OnGoroutines(6, func(g int) string {
+			for i := range 300 {
+				sh := shapes[(g*7+i)%len(shapes)]
+				n := []int{0, 1, 2, 5, 40}[(g+i)%5]
+				if msg := r24RunShape(sh, n, i%6); msg != "" {
+					return fmt.Sprintf("run %d, %s n=%d ending %d: %s", i, sh.name, n, i%6, msg)
 				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		var bad []string
-		for e := range errs {
-			bad = append(bad, e)
-		}
-		if len(bad) > 0 {
-			return fmt.Sprint(bad)
+				runs.Store([2]int{g, i}, true)
+			}
+			return ""
+		}); out != "ok" {
+			return out
 		}
 		count := 0
 		runs.Range(func(any, any) bool { count++; return true })

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -28,36 +27,21 @@ var errR84Item = errors.New("review84: item failed")
 func TestReview84RecycledWindowAfterCutShortRuns(t *testing.T) {
 	out, parent := runcheck.InChild(t, func() string {
 		recycleReuse = true
-		var wg sync.WaitGroup
-		errs := make(chan string, 8)
-		for g := range 2 {
-			wg.Go(func() {
-				for round := range 40 {
-					ending := (g + round) % 5
-					if msg := r84CutShort(ending); msg != "" {
-						errs <- fmt.Sprintf("goroutine %d round %d, cut-short run (ending %d): %s", g, round, ending, msg)
-						return
-					}
-					for k, n := range []int{1, 2, 3, 17, 100} {
-						workers := []int{2, 3, 4, 40}[(round+k)%4]
-						if msg := r84FullRun(n, workers, round+k); msg != "" {
-							errs <- fmt.Sprintf("goroutine %d round %d, full run n=%d w=%d: %s", g, round, n, workers, msg)
-							return
-						}
+		return runcheck.OnGoroutines(2, func(g int) string {
+			for round := range 40 {
+				ending := (g + round) % 5
+				if msg := r84CutShort(ending); msg != "" {
+					return fmt.Sprintf("round %d, cut-short run (ending %d): %s", round, ending, msg)
+				}
+				for k, n := range []int{1, 2, 3, 17, 100} {
+					workers := []int{2, 3, 4, 40}[(round+k)%4]
+					if msg := r84FullRun(n, workers, round+k); msg != "" {
+						return fmt.Sprintf("round %d, full run n=%d w=%d: %s", round, n, workers, msg)
 					}
 				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		var bad []string
-		for e := range errs {
-			bad = append(bad, e)
-		}
-		if len(bad) > 0 {
-			return fmt.Sprint(bad)
-		}
-		return "ok"
+			}
+			return ""
+		})
 	})
 	if parent && out != "ok" {
 		t.Fatalf("runs over recycled windows went wrong: %s", out)

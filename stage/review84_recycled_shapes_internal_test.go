@@ -30,29 +30,15 @@ import (
 func TestReview84RecycledWindowRandomShapes(t *testing.T) {
 	out, parent := runcheck.InChild(t, func() string {
 		recycleReuse = true
-		var wg sync.WaitGroup
-		errs := make(chan string, 64)
-		for g := range 4 {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(g), 1234))
-				for i := range 600 {
-					if msg := r84RandomShape(rng); msg != "" {
-						errs <- fmt.Sprintf("g%d run %d: %s", g, i, msg)
-						return
-					}
+		return runcheck.OnGoroutines(4, func(g int) string {
+			rng := rand.New(rand.NewPCG(uint64(g), 1234))
+			for i := range 600 {
+				if msg := r84RandomShape(rng); msg != "" {
+					return fmt.Sprintf("run %d: %s", i, msg)
 				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		var bad []string
-		for e := range errs {
-			bad = append(bad, e)
-		}
-		if len(bad) > 0 {
-			return fmt.Sprint(bad)
-		}
-		return "ok"
+			}
+			return ""
+		})
 	})
 	if parent && out != "ok" {
 		t.Fatalf("%s", out)
