@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -562,15 +563,48 @@ func TestReview68AllRerunsAndBreaks(t *testing.T) {
 }
 
 // Reduce doc: "Reduce returns the accumulator as it stands when the run
-// ends, with the error that ended it".
+// ends, with the error that ended it". A source's failure ends the run after
+// every item it produced was delivered (SourceError doc), so the
+// accumulator is exact: 100 plus 0..9.
 func TestReview68ReduceAccumulatorAtTheEnd(t *testing.T) {
-	acc, err := sink.Reduce(context.Background(), stage.Map(source.Slice(r68Ints(20)), func(_ context.Context, v int) (int, error) {
-		if v == 10 {
+	i := 0
+	src := source.Func(func(context.Context) (int, error) {
+		if i == 10 {
 			return 0, r68ErrBoom
 		}
-		return v, nil
-	}, stage.Workers(1)), 100, func(a, v int) int { return a + v })
-	if acc != 100+45 || !errors.Is(err, r68ErrBoom) {
-		t.Errorf("acc %d, err %v; want 145 and the failure", acc, err)
+		i++
+		return i - 1, nil
+	})
+	var se *stage.SourceError
+	acc, err := sink.Reduce(context.Background(), stage.Map(src, func(_ context.Context, v int) (int, error) { return v, nil },
+		stage.Workers(1)), 100, func(a, v int) int { return a + v })
+	if acc != 100+45 || !errors.As(err, &se) || !errors.Is(err, r68ErrBoom) {
+		t.Errorf("acc %d, err %v; want 145 and the *stage.SourceError", acc, err)
+	}
+}
+
+// The same when a FailFast error at item 10 ends the run: the items already
+// on their way to the sink may be dropped (no item is delivered once the
+// run is cancelled), so f saw some prefix of 0..9 (one worker: in order),
+// and the accumulator is the fold of just those.
+func TestReview68ReduceAccumulatorAtAFailFastEnd(t *testing.T) {
+	for range 20 {
+		var seen []int
+		acc, err := sink.Reduce(context.Background(), stage.Map(source.Slice(r68Ints(20)), func(_ context.Context, v int) (int, error) {
+			if v == 10 {
+				return 0, r68ErrBoom
+			}
+			return v, nil
+		}, stage.Workers(1)), 100, func(a, v int) int {
+			seen = append(seen, v)
+			return a + v
+		})
+		want := 100
+		for _, v := range seen {
+			want += v
+		}
+		if acc != want || len(seen) > 10 || !slices.Equal(seen, r68Ints(len(seen))) || !errors.Is(err, r68ErrBoom) {
+			t.Fatalf("acc %d after f saw %v, err %v; want the fold of a prefix of 0..9 from 100 and the failure", acc, seen, err)
+		}
 	}
 }
