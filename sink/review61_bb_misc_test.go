@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 
 	"github.com/sluicedev/sluice/internal/runcheck"
@@ -195,25 +196,45 @@ func TestReview61BBCallbackCanceledNotEnding(t *testing.T) {
 // ... (joined with the error that ended the run, if any)"; ForwardedError.Sample:
 // "the first min(Count, SampleSize) of them, in arrival order". Twelve
 // forwarded errors, then a FailFast failure downstream at a value; one worker
-// each so arrival order is input order.
+// each so arrival order is input order. The failure at 15 comes once item 14
+// was committed (its Ack told nil): everything before it was delivered then
+// (outputs still on their way when a FailFast error cancels the run may be
+// dropped, so a failure not gated so could leave any prefix).
 func TestReview61BBForwardedSampleJoined(t *testing.T) {
-	items := make([]int, 20)
-	for i := range items {
-		items[i] = i
-	}
-	a := stage.Map(source.Slice(items), func(_ context.Context, v int) (int, error) {
+	var committed14 chan struct{} // per run, made by open
+	src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
+		committed14 = make(chan struct{})
+		done14 := committed14
+		i := 0
+		return func(context.Context) (int, stage.Ack, error) {
+			if i == 20 {
+				return 0, nil, io.EOF
+			}
+			i++
+			v := i - 1
+			return v, r68AckFunc(func(err error) {
+				if v == 14 && err == nil {
+					close(done14)
+				}
+			}), nil
+		}, nil
+	})
+	a := stage.Map(src, func(_ context.Context, v int) (int, error) {
 		if v < 12 {
 			return 0, fmt.Errorf("f%d: %w", v, errR61)
 		}
 		return v, nil
 	}, stage.Workers(1), stage.Name("a"), stage.OnError(stage.Forward))
 	errB := errors.New("b")
+	// Buffer(1): item 15's call waits for its consumer to take item 14 (see
+	// stage.Workers).
 	b := stage.Map(a, func(_ context.Context, v int) (int, error) {
 		if v == 15 {
+			<-committed14
 			return 0, errB
 		}
 		return v, nil
-	}, stage.Workers(1), stage.Name("b"))
+	}, stage.Workers(1), stage.Buffer(1), stage.Name("b"))
 	check := func(label string, err error) {
 		var fe *sink.ForwardedError
 		var se *stage.Error
