@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"testing"
 
 	"github.com/sluicedev/sluice/internal/runcheck"
@@ -161,20 +163,50 @@ func TestAuditForwardedErrorsJoinedWithTheCallbacksFailure(t *testing.T) {
 	if !errors.As(err, &pe) || !errors.As(err, &fe) || fe.Count != 2 || acc != 0+1+2+4+5+6+8 {
 		t.Errorf("Reduce panic after 2 forwarded: %d, %v; want 26 and the panic joined with a *ForwardedError of 2", acc, err)
 	}
+	// Cancelled: item 9's call cancels the caller's ctx once item 8 was
+	// committed (its Ack told nil: the sink delivered it), so the forwarded
+	// errors of 3 and 7, which arrive before it (one worker a stage), were
+	// delivered too. (Not "once item 8's call returned": outputs still on
+	// their way when the run is cancelled may be dropped.)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	committed8 := make(chan struct{})
+	src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
+		i := 0
+		return func(context.Context) (int, stage.Ack, error) {
+			if i == 10 {
+				return 0, nil, io.EOF
+			}
+			i++
+			v := i - 1
+			return v, r68AckFunc(func(err error) {
+				if v == 8 && err == nil {
+					close(committed8)
+				}
+			}), nil
+		}, nil
+	})
+	fwd := stage.Map(src, func(_ context.Context, x int) (int, error) {
+		if x == 3 || x == 7 {
+			return 0, errBad
+		}
+		return x, nil
+	}, stage.Workers(1), stage.OnError(stage.Forward))
 	var got []int
 	runcheck.Run(t, "slice-cancel", func() {
-		got, err = sink.Slice(ctx, stage.Map(checked(), func(_ context.Context, v int) (int, error) {
-			if v == 8 {
+		// Buffer(1): item 9's call waits for its consumer to take item 8
+		// (see stage.Workers).
+		got, err = sink.Slice(ctx, stage.Map(fwd, func(ctx context.Context, v int) (int, error) {
+			if v == 9 {
+				<-committed8
 				cancel()
 				<-ctx.Done()
 				return 0, ctx.Err()
 			}
 			return v, nil
-		}, stage.Workers(1)))
+		}, stage.Workers(1), stage.Buffer(1)))
 	})
-	if !errors.Is(err, context.Canceled) || !errors.As(err, &fe) || fe.Count != 2 {
-		t.Errorf("Slice cancelled after 2 forwarded: %v, %v; want context.Canceled joined with a *ForwardedError of 2", got, err)
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &fe) || fe.Count != 2 || !slices.Equal(got, []int{0, 1, 2, 4, 5, 6, 8}) {
+		t.Errorf("Slice cancelled after 2 forwarded: %v, %v; want [0 1 2 4 5 6 8] and context.Canceled joined with a *ForwardedError of 2", got, err)
 	}
 }
