@@ -293,10 +293,19 @@ func TestReview5ChanReceivesOnlyWhenAWorkerIsReady(t *testing.T) {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("err = %v, want context.Canceled", err)
 			}
-			if got := n - len(ch); got != before {
+			got := n - len(ch)
+			switch {
+			case blocked == v.workers && got != before:
+				// Every worker was inside a call: no receive was on its way.
 				t.Errorf("%d values received in all, %d before the cancellation: received after the run was cancelled", got, before)
+			case got > v.workers:
+				// Over a stage of one worker, its receive of the third value
+				// may have been on its way when the run was cancelled (a step
+				// on its way may be taken just after: stage's Cancellation),
+				// so it may come after the count above; never one more.
+				t.Errorf("%d values received in all, %d before the cancellation; at most %d may be", got, before, v.workers)
 			}
-			for i := before; i < n; i++ {
+			for i := got; i < n; i++ {
 				if x := <-ch; x != i {
 					t.Fatalf("left in ch: %d, want %d (ch drained or reordered)", x, i)
 				}
