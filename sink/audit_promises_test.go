@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"testing"
 
@@ -170,22 +169,7 @@ func TestAuditForwardedErrorsJoinedWithTheCallbacksFailure(t *testing.T) {
 	// their way when the run is cancelled may be dropped.)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	committed8 := make(chan struct{})
-	src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
-		i := 0
-		return func(context.Context) (int, stage.Ack, error) {
-			if i == 10 {
-				return 0, nil, io.EOF
-			}
-			i++
-			v := i - 1
-			return v, r68AckFunc(func(err error) {
-				if v == 8 && err == nil {
-					close(committed8)
-				}
-			}), nil
-		}, nil
-	})
+	src, committed8 := r68CommitGated(10, 8)
 	fwd := stage.Map(src, func(_ context.Context, x int) (int, error) {
 		if x == 3 || x == 7 {
 			return 0, errBad
@@ -198,7 +182,7 @@ func TestAuditForwardedErrorsJoinedWithTheCallbacksFailure(t *testing.T) {
 		// (see stage.Workers).
 		got, err = sink.Slice(ctx, stage.Map(fwd, func(ctx context.Context, v int) (int, error) {
 			if v == 9 {
-				<-committed8
+				<-committed8()
 				cancel()
 				<-ctx.Done()
 				return 0, ctx.Err()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"testing"
 
 	"github.com/sluicedev/sluice/internal/runcheck"
@@ -201,24 +200,7 @@ func TestReview61BBCallbackCanceledNotEnding(t *testing.T) {
 // (outputs still on their way when a FailFast error cancels the run may be
 // dropped, so a failure not gated so could leave any prefix).
 func TestReview61BBForwardedSampleJoined(t *testing.T) {
-	var committed14 chan struct{} // per run, made by open
-	src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
-		committed14 = make(chan struct{})
-		done14 := committed14
-		i := 0
-		return func(context.Context) (int, stage.Ack, error) {
-			if i == 20 {
-				return 0, nil, io.EOF
-			}
-			i++
-			v := i - 1
-			return v, r68AckFunc(func(err error) {
-				if v == 14 && err == nil {
-					close(done14)
-				}
-			}), nil
-		}, nil
-	})
+	src, committed14 := r68CommitGated(20, 14)
 	a := stage.Map(src, func(_ context.Context, v int) (int, error) {
 		if v < 12 {
 			return 0, fmt.Errorf("f%d: %w", v, errR61)
@@ -230,7 +212,7 @@ func TestReview61BBForwardedSampleJoined(t *testing.T) {
 	// stage.Workers).
 	b := stage.Map(a, func(_ context.Context, v int) (int, error) {
 		if v == 15 {
-			<-committed14
+			<-committed14()
 			return 0, errB
 		}
 		return v, nil
