@@ -58,8 +58,9 @@
 //
 //   - [FailFast] (default): the run's context is cancelled with the *Error
 //     as its cause (see context.Cause); calls in flight see ctx.Done(), no
-//     new item starts, and the sink returns the error after every goroutine
-//     has exited.
+//     new item starts, outputs not yet delivered are dropped (which of the
+//     items before the failed one reached the sink depends on timing), and
+//     the sink returns the error after every goroutine has exited.
 //   - [Forward]: the *Error takes the item's place downstream; later stages
 //     pass it through without calling their function, and the sink reports
 //     it. The run goes on.

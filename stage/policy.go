@@ -25,7 +25,11 @@ var (
 	// FailFast, the default, ends the run at the first item error: the run's
 	// context is cancelled with the *[Error] as its cause, calls in flight see
 	// ctx.Done(), no new item starts, and the sink returns the error once
-	// every goroutine of the run has exited.
+	// every goroutine of the run has exited. Outputs on their way to the sink
+	// then are dropped (once the run is cancelled the sink delivers nothing
+	// more), so how many of the items before the failed one reached the sink
+	// depends on timing; a source's failure, by contrast, lets every item
+	// before it through (see [SourceError]).
 	FailFast = ErrorPolicy{}
 	// Forward sends the *[Error] downstream in the failed item's place. Later
 	// stages pass it through without calling their function and the run goes
