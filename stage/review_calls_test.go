@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -688,11 +689,34 @@ func TestReviewCallsHandleErrorEndsTheRun(t *testing.T) {
 
 // Budget(n): the first n failures go to h and are dropped, the (n+1)th fails
 // the run with ErrBudget and that item's *Error, and no new item starts.
+// Item 4 fails only once item 3 was committed (its Ack told nil): outputs
+// still on their way when the run fails may be dropped (no item is
+// delivered once the run is cancelled), so without the gate the sink could
+// hold any prefix of [1 3].
 func TestReviewCallsBudget(t *testing.T) {
 	t.Run("n+1th", func(t *testing.T) {
+		committed3 := make(chan struct{})
+		src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
+			i := 0
+			return func(context.Context) (int, stage.Ack, error) {
+				if i == 20 {
+					return 0, nil, io.EOF
+				}
+				i++
+				v := i - 1
+				return v, ackFunc(func(err error) {
+					if v == 3 && err == nil {
+						close(committed3)
+					}
+				}), nil
+			}, nil
+		})
 		var calls atomic.Int64
 		fn := func(_ context.Context, x int) (int, error) {
 			calls.Add(1)
+			if x == 4 {
+				<-committed3
+			}
 			if x%2 == 0 {
 				return 0, &rcAttemptErr{x, 1}
 			}
@@ -700,7 +724,13 @@ func TestReviewCallsBudget(t *testing.T) {
 		}
 		var seen []int
 		pol := stage.Budget(2, func(_ context.Context, e *stage.Error) error { seen = append(seen, e.Input.(int)); return nil })
-		got, err := sink.Slice(context.Background(), stage.Map(source.Slice(ints(20)), fn, stage.Workers(1), stage.Name("b"), stage.OnError(pol)))
+		var got []int
+		var err error
+		// Buffer(1): item 4's call waits for its consumer to take item 3
+		// (see stage.Workers).
+		hangGuard(t, func() {
+			got, err = sink.Slice(context.Background(), stage.Map(src, fn, stage.Workers(1), stage.Buffer(1), stage.Name("b"), stage.OnError(pol)))
+		})
 		var se *stage.Error
 		var ae *rcAttemptErr
 		if !errors.Is(err, stage.ErrBudget) || !errors.As(err, &se) || !errors.As(err, &ae) {
