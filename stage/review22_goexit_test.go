@@ -63,18 +63,28 @@ func TestReview22GoexitPrecedence(t *testing.T) {
 				ctx = stage.Observe(ctx, obs)
 				gate := make(chan struct{})
 				started2 := make(chan struct{})
+				// Items 1 and 2 end the run only once the other items were
+				// called: a call not begun when the run ends never begins
+				// (no Finished), and three Finished are checked below.
+				entered := []chan struct{}{make(chan struct{}), make(chan struct{})}
 				s := stage.Map(r22Stoppable(3, &stopped), func(ctx context.Context, v int) (int, error) {
+					if v < 2 {
+						close(entered[v])
+					}
 					switch v {
 					case 0:
 						return 0, nil
 					case 1:
 						if c == "failfirst" {
 							r22Wait(t, started2, "item 2 started")
+							r22Wait(t, entered[0], "item 0 called")
 							return 0, boom
 						}
 						return 1, nil
 					case 2:
 						close(started2)
+						r22Wait(t, entered[0], "item 0 called")
+						r22Wait(t, entered[1], "item 1 called")
 						if c != "alone" && !strings.HasPrefix(c, "goexit") {
 							if c != "failfirst" {
 								<-gate
