@@ -301,7 +301,10 @@ func TestReview67CancelInsideEachFunction(t *testing.T) {
 			if errors.As(err, &se) {
 				t.Errorf("%s: the cancellation came back as an item's *Error: %v", name, err)
 			}
-			if len(after) > 0 {
+			// At most the sink's step already on its way: it looked at the
+			// run just before the cancel and delivers just after (package
+			// doc, Cancellation); a second delivery would break it.
+			if len(after) > 1 {
 				t.Errorf("%s: delivered %v after the cancel", name, after)
 			}
 			if causeOK.Load() == 2 {
