@@ -27,7 +27,8 @@ var (
 	// ctx.Done(), no new item starts, and the sink returns the error once
 	// every goroutine of the run has exited. Outputs on their way to the sink
 	// then are dropped (once the run is cancelled the sink delivers nothing
-	// more), so how many of the items before the failed one reached the sink
+	// more, but for a step already on its way: see Cancellation in the
+	// package doc), so how many of the items before the failed one reached the sink
 	// depends on timing; a source's failure, by contrast, lets every item
 	// before it through (see [SourceError]).
 	FailFast = ErrorPolicy{}
