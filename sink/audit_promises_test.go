@@ -10,6 +10,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/sluicedev/sluice/internal/acktest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -169,7 +170,7 @@ func TestAuditForwardedErrorsJoinedWithTheCallbacksFailure(t *testing.T) {
 	// their way when the run is cancelled may be dropped.)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	src, committed8 := r68CommitGated(10, 8)
+	src, committed8 := acktest.CommitGated(10, 8)
 	fwd := stage.Map(src, func(_ context.Context, x int) (int, error) {
 		if x == 3 || x == 7 {
 			return 0, errBad

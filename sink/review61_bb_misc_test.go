@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/sluicedev/sluice/internal/acktest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -200,7 +201,7 @@ func TestReview61BBCallbackCanceledNotEnding(t *testing.T) {
 // (outputs still on their way when a FailFast error cancels the run may be
 // dropped, so a failure not gated so could leave any prefix).
 func TestReview61BBForwardedSampleJoined(t *testing.T) {
-	src, committed14 := r68CommitGated(20, 14)
+	src, committed14 := acktest.CommitGated(20, 14)
 	a := stage.Map(src, func(_ context.Context, v int) (int, error) {
 		if v < 12 {
 			return 0, fmt.Errorf("f%d: %w", v, errR61)

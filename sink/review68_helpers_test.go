@@ -1,9 +1,7 @@
 package sink_test
 
 import (
-	"context"
 	"errors"
-	"io"
 	"runtime"
 	"strings"
 	"sync"
@@ -12,36 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicedev/sluice/internal/runcheck"
-	"github.com/sluicedev/sluice/stage"
 )
-
-// r68CommitGated returns an AckSource of 0, 1, ..., n-1 and the channel,
-// made anew at each run's open, that closes when item k of that run was
-// committed (its Ack told nil: the sink delivered it). A call that waits
-// for it before it ends the run knows every earlier output was delivered
-// (outputs still on their way when a run is cancelled may be dropped).
-// Read committed from the run's calls, which start after its open.
-func r68CommitGated(n, k int) (s stage.Stream[int], committed func() <-chan struct{}) {
-	var ch chan struct{}
-	s = stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
-		done := make(chan struct{})
-		ch = done
-		i := 0
-		return func(context.Context) (int, stage.Ack, error) {
-			if i == n {
-				return 0, nil, io.EOF
-			}
-			i++
-			v := i - 1
-			return v, r68AckFunc(func(err error) {
-				if v == k && err == nil {
-					close(done)
-				}
-			}), nil
-		}, nil
-	})
-	return s, func() <-chan struct{} { return ch }
-}
 
 // r68ErrBoom is a test's own item failure.
 //

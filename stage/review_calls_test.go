@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/acktest"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -695,27 +695,12 @@ func TestReviewCallsHandleErrorEndsTheRun(t *testing.T) {
 // hold any prefix of [1 3].
 func TestReviewCallsBudget(t *testing.T) {
 	t.Run("n+1th", func(t *testing.T) {
-		committed3 := make(chan struct{})
-		src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
-			i := 0
-			return func(context.Context) (int, stage.Ack, error) {
-				if i == 20 {
-					return 0, nil, io.EOF
-				}
-				i++
-				v := i - 1
-				return v, ackFunc(func(err error) {
-					if v == 3 && err == nil {
-						close(committed3)
-					}
-				}), nil
-			}, nil
-		})
+		src, committed := acktest.CommitGated(20, 3)
 		var calls atomic.Int64
 		fn := func(_ context.Context, x int) (int, error) {
 			calls.Add(1)
 			if x == 4 {
-				<-committed3
+				<-committed()
 			}
 			if x%2 == 0 {
 				return 0, &rcAttemptErr{x, 1}
