@@ -64,8 +64,8 @@ func (e *LineTooLongError) Error() string {
 // bufio.ScanLines drops it) ends the run
 // with a *stage.SourceError wrapping a *[LineTooLongError] that names the
 // line; at most the maximum plus one buffer (4 KiB, or the size of a
-// *bufio.Reader given as r, which is then the buffer) is read into memory
-// for it. A run holds one line and one read buffer at a time.
+// *bufio.Reader of 4 KiB or more given as r, which is then the buffer) is
+// read into memory for it. A run holds one line and one read buffer at a time.
 //
 // r is read through a buffer that each run makes anew, so r is not rewound:
 // a second run reads on from where the first run's buffer had read (its first
