@@ -24,31 +24,43 @@ import (
 func TestReview14RateLimitDeadlineIsNoReasonToFailEarly(t *testing.T) {
 	for _, shared := range []bool{false, true} {
 		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
-			var opt stage.Option
-			if shared {
-				opt = stage.SharedRateLimit(rate.NewLimiter(rate.Limit(0.001), 1))
-			} else {
-				opt = stage.RateLimit(0.001, 1) // one token per 1000 s
-			}
-			var calls atomic.Int64
-			s := stage.Map(source.Slice(ints(3)), func(_ context.Context, i int) (int, error) {
-				calls.Add(1)
-				return i, nil
-			}, stage.Workers(1), opt, stage.OnError(stage.Forward))
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
-			var got []int
-			var err error
-			r14Watchdog(t, func() { got, err = sink.Slice(ctx, s) })
-			var fe *sink.ForwardedError
-			if errors.As(err, &fe) {
-				t.Errorf("items were forwarded as failures: %v", fe)
-			}
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("sink: %v; want DeadlineExceeded", err)
-			}
-			if calls.Load() != 1 || len(got) > 1 {
-				t.Errorf("calls %d, got %v; want 1 call", calls.Load(), got)
+			// The deadline is only the trigger: if it passed before the
+			// first call (a slow machine), no item was seen to wait for
+			// its token, and the run goes again with a deadline twice as
+			// long (and a fresh bucket). Only one past 30 s fails for want
+			// of a call.
+			for d := 300 * time.Millisecond; ; d *= 2 {
+				var opt stage.Option
+				if shared {
+					opt = stage.SharedRateLimit(rate.NewLimiter(rate.Limit(0.001), 1))
+				} else {
+					opt = stage.RateLimit(0.001, 1) // one token per 1000 s
+				}
+				var calls atomic.Int64
+				s := stage.Map(source.Slice(ints(3)), func(_ context.Context, i int) (int, error) {
+					calls.Add(1)
+					return i, nil
+				}, stage.Workers(1), opt, stage.OnError(stage.Forward))
+				ctx, cancel := context.WithTimeout(context.Background(), d)
+				var got []int
+				var err error
+				r14Watchdog(t, func() { got, err = sink.Slice(ctx, s) })
+				cancel()
+				var fe *sink.ForwardedError
+				if errors.As(err, &fe) {
+					t.Errorf("items were forwarded as failures: %v", fe)
+				}
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("sink: %v; want DeadlineExceeded", err)
+				}
+				if calls.Load() == 0 && len(got) == 0 && d < 30*time.Second {
+					t.Logf("the deadline (%v) passed before the first call: again with a longer one", d)
+					continue
+				}
+				if calls.Load() != 1 || len(got) > 1 {
+					t.Errorf("calls %d, got %v; want 1 call", calls.Load(), got)
+				}
+				return
 			}
 		})
 	}
@@ -107,16 +119,25 @@ func TestReview14SharedRateLimitNoTokenEdges(t *testing.T) {
 // is a success.
 func TestReview14TimeoutPerAttemptAndLateSuccess(t *testing.T) {
 	t.Run("retry-after-deadline", func(t *testing.T) {
-		var attempts sync.Map
+		var attempts, firstDeadline sync.Map
 		s := stage.Map(source.Slice(ints(4)), func(ctx context.Context, i int) (int, error) {
 			v, _ := attempts.LoadOrStore(i, new(atomic.Int64))
 			a := v.(*atomic.Int64).Add(1)
+			dl, ok := ctx.Deadline()
+			if !ok {
+				return 0, fmt.Errorf("attempt %d without a deadline", a)
+			}
 			if a == 1 {
+				firstDeadline.Store(i, dl)
 				<-ctx.Done()
 				return 0, ctx.Err()
 			}
-			if ctx.Err() != nil {
-				return 0, fmt.Errorf("attempt %d started with a done ctx: %w", a, ctx.Err())
+			// A fresh Timeout: attempt 1's deadline had passed when it
+			// returned, so this one's comes later. (Not ctx.Err() == nil:
+			// on a loaded machine a fresh 5 ms may pass before the call
+			// gets a processor.)
+			if first, _ := firstDeadline.Load(i); !dl.After(first.(time.Time)) {
+				return 0, fmt.Errorf("attempt %d's deadline %v is not after attempt 1's %v: not a Timeout of its own", a, dl, first)
 			}
 			return i, nil
 		}, stage.Workers(2), stage.Ordered(), stage.Timeout(5*time.Millisecond), stage.Retry(2, 0))

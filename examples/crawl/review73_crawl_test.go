@@ -262,7 +262,9 @@ func TestReview73RateSharedAcrossLevels(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := crawl(ctx, s.URL, config{workers: workers, rate: 0.001, timeout: time.Second, attempts: 1})
+		// The timeout is a hang watchdog only: no page here hangs, and one
+		// that took a second on a loaded machine must not end the crawl.
+		_, err := crawl(ctx, s.URL, config{workers: workers, rate: 0.001, timeout: time.Minute, attempts: 1})
 		done <- err
 	}()
 	watchdog := time.After(time.Minute)
@@ -324,7 +326,7 @@ func TestReview73BackoffBetweenAttempts(t *testing.T) {
 		"/e503": review73Status(503),
 	})
 	defer s.Close()
-	if _, err := crawl(context.Background(), s.URL, config{workers: 4, rate: 1e6, timeout: time.Second, attempts: 3}); err != nil {
+	if _, err := crawl(context.Background(), s.URL, config{workers: 4, rate: 1e6, timeout: time.Minute, attempts: 3}); err != nil { // timeout: a hang watchdog only
 		t.Fatal(err)
 	}
 	s.mu.Lock()
@@ -354,7 +356,7 @@ func TestReview73OffSiteNotCrawled(t *testing.T) {
 		},
 	})
 	defer s.Close()
-	if _, err := crawl(context.Background(), s.URL, config{workers: 2, rate: 1e6, timeout: time.Second, attempts: 1}); err != nil {
+	if _, err := crawl(context.Background(), s.URL, config{workers: 2, rate: 1e6, timeout: time.Minute, attempts: 1}); err != nil { // timeout: a hang watchdog only
 		t.Fatal(err)
 	}
 	if req, _, total := other.counts(); total != 0 {
@@ -388,7 +390,7 @@ func TestReview73EachPageOnce(t *testing.T) {
 		"/b": review73Links("/a#z", "/"),
 	})
 	defer s.Close()
-	res, err := crawl(context.Background(), s.URL, config{workers: 3, rate: 1e6, timeout: time.Second, attempts: 1})
+	res, err := crawl(context.Background(), s.URL, config{workers: 3, rate: 1e6, timeout: time.Minute, attempts: 1}) // timeout: a hang watchdog only
 	if err != nil {
 		t.Fatal(err)
 	}
