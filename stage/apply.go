@@ -138,7 +138,16 @@ func (d *applyStage[In, Out]) open(r *run) puller[Out] {
 // fuse opens the stage for a consumer whose goroutines may take its worker
 // places (see fuseRun).
 func (d *applyStage[In, Out]) fuse(r *run) handles[Out] {
-	in := d.in.openFor(r, d.cfg.workers)
+	// Its places take input handles: over a source that never waits, no
+	// more than the input's known items (see startIdle), as in open, so
+	// that an input that fuses only for fewer consumers (an Ordered stage,
+	// for one) does over a short input; over one that may wait, one per
+	// worker (see newFuseRunWaiting).
+	consumers := d.cfg.workers
+	if !d.in.n.waits {
+		consumers = d.cfg.goroutines(d.in.n.expected())
+	}
+	in := d.in.openFor(r, consumers)
 	p := newProcessor(r, d.cfg.forRun(r, d.in.n), d.f)
 	var fr *fuseRun[In, Out]
 	if d.in.n.waits {
