@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -79,8 +80,8 @@ func TestReview85CallInTheSinksGoroutineSeesTheCancellation(t *testing.T) {
 						var ctx context.Context
 						var cancel func()
 						if user {
-							u := r85NewUserCtx()
-							ctx, cancel = u, u.cancel
+							u := ctxtest.NewDoneCtx()
+							ctx, cancel = u, u.Cancel
 						} else {
 							c, cf := context.WithCancel(context.Background())
 							ctx, cancel = c, cf
@@ -260,8 +261,8 @@ func TestReview85RetryWaitInTheSinksGoroutineEndsAtCancellation(t *testing.T) {
 					var ctx context.Context
 					var cancel func()
 					if user {
-						u := r85NewUserCtx()
-						ctx, cancel = u, u.cancel
+						u := ctxtest.NewDoneCtx()
+						ctx, cancel = u, u.Cancel
 					} else {
 						c, cf := context.WithCancel(context.Background())
 						ctx, cancel = c, cf
@@ -317,8 +318,8 @@ func TestReview85ChanStopsWaitingAtTheCallersDone(t *testing.T) {
 				var ctx context.Context
 				var cancel func()
 				if user {
-					u := r85NewUserCtx()
-					ctx, cancel = u, u.cancel
+					u := ctxtest.NewDoneCtx()
+					ctx, cancel = u, u.Cancel
 				} else {
 					c, cf := context.WithCancel(context.Background())
 					ctx, cancel = c, cf

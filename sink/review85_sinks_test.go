@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -31,28 +32,6 @@ func r85Wait(t testing.TB, label string, ch <-chan struct{}) bool {
 		return false
 	}
 }
-
-// r85UserCtx is a context type the context package cannot see into.
-type r85UserCtx struct {
-	context.Context
-	once sync.Once
-	done chan struct{}
-}
-
-func r85NewUserCtx() *r85UserCtx {
-	return &r85UserCtx{Context: context.Background(), done: make(chan struct{})}
-}
-
-func (c *r85UserCtx) Done() <-chan struct{} { return c.done }
-func (c *r85UserCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.Canceled
-	default:
-		return nil
-	}
-}
-func (c *r85UserCtx) cancel() { c.once.Do(func() { close(c.done) }) }
 
 func r85Ints(n int) []int {
 	s := make([]int, n)
@@ -117,8 +96,8 @@ func TestReview85CancelInTheCallbackDeliversNothingMore(t *testing.T) {
 					var ctx context.Context
 					var cancel func()
 					if user {
-						u := r85NewUserCtx()
-						ctx, cancel = u, u.cancel
+						u := ctxtest.NewDoneCtx()
+						ctx, cancel = u, u.Cancel
 					} else {
 						c, cf := context.WithCancel(context.Background())
 						defer cf()

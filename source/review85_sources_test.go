@@ -8,11 +8,11 @@ import (
 	"iter"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/ctxtest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
@@ -30,29 +30,6 @@ func r85Wait(t testing.TB, label string, ch <-chan struct{}) bool {
 		return false
 	}
 }
-
-// r85UserCtx is a context type the context package cannot see into: its
-// Done channel is its own.
-type r85UserCtx struct {
-	context.Context
-	once sync.Once
-	done chan struct{}
-}
-
-func r85NewUserCtx() *r85UserCtx {
-	return &r85UserCtx{Context: context.Background(), done: make(chan struct{})}
-}
-
-func (c *r85UserCtx) Done() <-chan struct{} { return c.done }
-func (c *r85UserCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.Canceled
-	default:
-		return nil
-	}
-}
-func (c *r85UserCtx) cancel() { c.once.Do(func() { close(c.done) }) }
 
 // "Every source is lazy: nothing is read until a sink runs the stream";
 // "Building a Stream runs nothing and calls no user code".
@@ -129,8 +106,8 @@ func TestReview85SourceFailureAfterCancellationIsTheCancellation(t *testing.T) {
 				var ctx context.Context
 				var cancel func()
 				if user {
-					u := r85NewUserCtx()
-					ctx, cancel = u, u.cancel
+					u := ctxtest.NewDoneCtx()
+					ctx, cancel = u, u.Cancel
 				} else {
 					c, cf := context.WithCancel(context.Background())
 					ctx, cancel = c, cf
@@ -385,8 +362,8 @@ func TestReview85UserContextsNeverDoneAndDoneBefore(t *testing.T) {
 	if n != 50 || err != nil {
 		t.Fatalf("Count = %d, %v", n, err)
 	}
-	u := r85NewUserCtx()
-	u.cancel()
+	u := ctxtest.NewDoneCtx()
+	u.Cancel()
 	calls.Store(0)
 	runcheck.Run(t, "count", func() { n, err = sink.Count(u, mk()) })
 	if n != 0 || !errors.Is(err, context.Canceled) || calls.Load() != 0 {
