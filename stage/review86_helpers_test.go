@@ -823,7 +823,6 @@ func orderKept(p r86pipe) bool {
 	return true
 }
 
-
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
