@@ -321,8 +321,10 @@ func TestAttackRunEndsBeforeJoin(t *testing.T) {
 			}
 			// A join in progress holds the client's Close until it ends: its
 			// timeout is the rebalance timeout plus the request overhead,
-			// shortened here.
-			opts := append(memberOpts(addrs, "g", "jobs"), kgo.RebalanceTimeout(time.Second), kgo.RequestTimeoutOverhead(time.Second))
+			// shortened here, and so is the session (memberSession, a hang
+			// bound elsewhere, held this Close for most of its 30 s; a
+			// member that never joins cannot be expired from a group).
+			opts := append(memberOpts(addrs, "g", "jobs"), kgo.RebalanceTimeout(time.Second), kgo.RequestTimeoutOverhead(time.Second), kgo.SessionTimeout(2*time.Second))
 			recs := kafka.Source(opts, decodeInt)
 			errc := goRun(func() error {
 				return sink.ForEach(ctx, stage.Until(recs, stop), func(context.Context, kafka.Record[int]) error { return nil })

@@ -85,14 +85,22 @@ func produce(t testing.TB, addrs []string, topic string, n int, key func(i int) 
 	}
 }
 
-// memberOpts are a group member's client options: quick heartbeats and
-// session timeouts, so that rebalances take little time.
+// memberSession is a group member's session timeout (see memberOpts).
+const memberSession = 30 * time.Second
+
+// memberOpts are a group member's client options: quick heartbeats, so
+// that rebalances take little time. The session timeout is a hang bound
+// (memberSession): a member whose heartbeats a loaded machine held up for
+// a short one was expired and rebalanced out of its partitions, which
+// tests that expect no rebalance (key order, MaxPending, two ownerships)
+// took for the source's fault. A member that dies without leaving (the
+// killed child) is dropped at the next rebalance's RebalanceTimeout.
 func memberOpts(addrs []string, group, topic string) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(addrs...),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topic),
-		kgo.SessionTimeout(2 * time.Second),
+		kgo.SessionTimeout(memberSession),
 		kgo.HeartbeatInterval(200 * time.Millisecond),
 		kgo.RebalanceTimeout(10 * time.Second),
 		kgo.FetchMaxWait(200 * time.Millisecond),

@@ -411,7 +411,7 @@ func r13EagerReassign(t *testing.T, mode string) {
 	// jobs/0 and gives it back to the first member.
 	before := len(ev.snapshot())
 	b, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("in"), eager,
-		kgo.SessionTimeout(2*time.Second), kgo.HeartbeatInterval(200*time.Millisecond), kgo.RebalanceTimeout(10*time.Second), kgo.FetchMaxWait(200*time.Millisecond))
+		kgo.SessionTimeout(memberSession), kgo.HeartbeatInterval(200*time.Millisecond), kgo.RebalanceTimeout(10*time.Second), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -794,7 +794,7 @@ func TestReview13DeadLetterAcrossTopics(t *testing.T) {
 	ev := &r13Events{}
 	kopts := []kgo.Opt{
 		kgo.SeedBrokers(addrs...), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("jobs", "in"),
-		kgo.SessionTimeout(2 * time.Second), kgo.HeartbeatInterval(200 * time.Millisecond), kgo.FetchMaxWait(200 * time.Millisecond),
+		kgo.SessionTimeout(memberSession), kgo.HeartbeatInterval(200 * time.Millisecond), kgo.FetchMaxWait(200 * time.Millisecond),
 	}
 	src := kafka.Source(kopts, decodeInt, kafka.Attempts(3), kafka.DeadLetter("dlq"), kafka.CommitInterval(10*time.Millisecond),
 		kafka.OnEvent(func(e kafka.Event) { l.onEvent(e); ev.on(e) }))

@@ -56,7 +56,7 @@ func TestReview63ByKeyIsPerTopicAndPartition(t *testing.T) {
 		kgo.SeedBrokers(addrs...),
 		kgo.ConsumerGroup("g"),
 		kgo.ConsumeTopics("jobs", "in"),
-		kgo.SessionTimeout(2 * time.Second),
+		kgo.SessionTimeout(memberSession),
 		kgo.HeartbeatInterval(200 * time.Millisecond),
 		kgo.FetchMaxWait(200 * time.Millisecond),
 	}
