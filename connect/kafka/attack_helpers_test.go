@@ -9,9 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -230,50 +228,6 @@ func waitErr(t testing.TB, what string, errc <-chan error) error {
 		return nil
 	}
 }
-
-// stallWatch notes, from a goroutine of its own that wakes every 5 ms, the
-// longest time it was kept from running: how long the machine stalled the
-// process, the in-process broker with it. A bound on a wait (a dead
-// letter's, set short for a test) may then pass before the event the test
-// ordered ahead of it, on a correct source. The tests that set one use it
-// only to excuse an outcome that such a stall explains (the run then
-// checks nothing, and says so); no verdict depends on how long anything
-// took.
-type stallWatch struct{ longestNs atomic.Int64 }
-
-// watchStalls starts a stallWatch; it stops at the end of the test.
-func watchStalls(t testing.TB) *stallWatch {
-	w := &stallWatch{}
-	done, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			now := time.Now()
-			if gap := int64(now.Sub(last)); gap > w.longestNs.Load() {
-				w.longestNs.Store(gap)
-			}
-			last = now
-		}
-	}()
-	t.Cleanup(func() { close(done); <-exited })
-	return w
-}
-
-// longest is the longest stall seen so far.
-func (w *stallWatch) longest() time.Duration { return time.Duration(w.longestNs.Load()) }
-
-// excuses reports whether a stall seen so far could have let a bound of d
-// pass ahead of an event that came moments after its start: one of half of
-// d (half: the watch is one goroutine, not the waiting one).
-func (w *stallWatch) excuses(d time.Duration) bool { return w.longest() >= d/2 }
 
 // sluiceGoroutines lists the goroutines of the connector or the engine.
 func sluiceGoroutines() []string {

@@ -113,7 +113,7 @@ func r2WaitOrEnd(t *testing.T, what string, ch <-chan struct{}, errc <-chan erro
 // r2DeadLetterWait is the bound on a dead letter's wait that the tests
 // whose dead letter must give up set. Its passing is ordered after events
 // (the dead letter at the broker, the run's end asked) only by time: a
-// stall of the machine (stallWatch) that could have let it pass first
+// stall of the machine (runcheck.Stalls) that could have let it pass first
 // excuses the outcome it brings, and the run then checks nothing.
 const r2DeadLetterWait = 2 * time.Second
 
@@ -868,7 +868,7 @@ func TestReview2DeadLetterHeldWhenTheRunEnds(t *testing.T) {
 	for _, end := range []string{"abort", "drain"} {
 		t.Run(end, func(t *testing.T) {
 			defer kafka.SetDeadLetterWait(r2DeadLetterWait)()
-			stalls := watchStalls(t)
+			stalls := runcheck.WatchStalls(t)
 			const n, x = 30, 10
 			c, addrs := newCluster(t, 1, "jobs", "dlq")
 			l := newLedger()
@@ -896,8 +896,8 @@ func TestReview2DeadLetterHeldWhenTheRunEnds(t *testing.T) {
 			})
 			err, ended := r2WaitOrEnd(t, "the dead letter held at the broker", g.held, errc)
 			if ended {
-				if stalls.excuses(r2DeadLetterWait) {
-					t.Skipf("the run ended (%v) before its dead letter reached the broker, but the process stalled for %v (bound %v): not checked", err, stalls.longest(), r2DeadLetterWait)
+				if stalls.Excuse(r2DeadLetterWait) {
+					t.Skipf("the run ended (%v) before its dead letter reached the broker, but the process stalled for %v (bound %v): not checked", err, stalls.Longest(), r2DeadLetterWait)
 				}
 				t.Fatalf("the run ended (%v) before its dead letter reached the broker", err)
 			}
@@ -915,10 +915,10 @@ func TestReview2DeadLetterHeldWhenTheRunEnds(t *testing.T) {
 				err = waitErr(t, "the run after the broker was released", errc)
 			}
 			var se *stage.SourceError
-			if end == "abort" && errors.As(err, &se) && stalls.excuses(r2DeadLetterWait) {
+			if end == "abort" && errors.As(err, &se) && stalls.Excuse(r2DeadLetterWait) {
 				// The bound may have passed before the cancellation: then the
 				// run was not cut short first.
-				t.Skipf("aborted run: %v, but the process stalled for %v (bound %v) before the cancellation: not checked", err, stalls.longest(), r2DeadLetterWait)
+				t.Skipf("aborted run: %v, but the process stalled for %v (bound %v) before the cancellation: not checked", err, stalls.Longest(), r2DeadLetterWait)
 			}
 			switch {
 			case end == "abort" && !errors.Is(err, context.Canceled):
@@ -943,7 +943,7 @@ func TestReview2DeadLetterHeldWhenTheRunEnds(t *testing.T) {
 // did not raise it.)
 func TestReview2UndecodableDeadLetterGivenUpDuringDrainFailsTheRun(t *testing.T) {
 	defer kafka.SetDeadLetterWait(r2DeadLetterWait)()
-	stalls := watchStalls(t)
+	stalls := runcheck.WatchStalls(t)
 	const bad = 5
 	c, addrs := newCluster(t, 1, "jobs", "dlq")
 	g := r2GateProduce(c, "dlq", false)
@@ -958,8 +958,8 @@ func TestReview2UndecodableDeadLetterGivenUpDuringDrainFailsTheRun(t *testing.T)
 		return sink.ForEach(context.Background(), stage.Until(recs, stop), func(context.Context, kafka.Record[int]) error { return nil })
 	})
 	if err, ended := r2WaitOrEnd(t, "the dead letter held at the broker", g.held, errc); ended {
-		if stalls.excuses(r2DeadLetterWait) {
-			t.Skipf("the run ended (%v) before its dead letter reached the broker, but the process stalled for %v (bound %v): not checked", err, stalls.longest(), r2DeadLetterWait)
+		if stalls.Excuse(r2DeadLetterWait) {
+			t.Skipf("the run ended (%v) before its dead letter reached the broker, but the process stalled for %v (bound %v): not checked", err, stalls.Longest(), r2DeadLetterWait)
 		}
 		t.Fatalf("the run ended (%v) before its dead letter reached the broker", err)
 	}

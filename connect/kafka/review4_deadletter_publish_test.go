@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicedev/sluice/connect/kafka"
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -260,7 +261,7 @@ func r4DeadLetterNotConfirmed(t *testing.T, mode, trigger string) {
 		bound = r2DeadLetterWait
 		defer kafka.SetDeadLetterWait(bound)()
 	}
-	stalls := watchStalls(t)
+	stalls := runcheck.WatchStalls(t)
 	c, addrs := newCluster(t, 1, "jobs", "dlq")
 	l := newLedger()
 	l.watch(c)
@@ -293,8 +294,8 @@ func r4DeadLetterNotConfirmed(t *testing.T, mode, trigger string) {
 		return nil
 	})
 	if err, ended := r2WaitOrEnd(t, "x's dead letter at the broker", reached, errc); ended {
-		if stalls.excuses(bound) {
-			t.Skipf("run 1 ended (%v) before x's dead letter reached the broker, but the process stalled for %v (bound %v): not checked", err, stalls.longest(), bound)
+		if stalls.Excuse(bound) {
+			t.Skipf("run 1 ended (%v) before x's dead letter reached the broker, but the process stalled for %v (bound %v): not checked", err, stalls.Longest(), bound)
 		}
 		t.Fatalf("run 1 ended (%v) before x's dead letter reached the broker", err)
 	}
@@ -379,7 +380,7 @@ func r4DeadLetterNotConfirmed(t *testing.T, mode, trigger string) {
 // it stops.
 func TestReview4DeadLetterGivenUpAfterEarlyStop(t *testing.T) {
 	defer kafka.SetDeadLetterWait(r2DeadLetterWait)()
-	stalls := watchStalls(t)
+	stalls := runcheck.WatchStalls(t)
 	const n, x = 10, 5
 	c, addrs := newCluster(t, 1, "jobs", "dlq")
 	l := newLedger()
@@ -415,10 +416,10 @@ func TestReview4DeadLetterGivenUpAfterEarlyStop(t *testing.T) {
 	})
 	if err != nil {
 		var se *stage.SourceError
-		if errors.As(err, &se) && stalls.excuses(r2DeadLetterWait) {
+		if errors.As(err, &se) && stalls.Excuse(r2DeadLetterWait) {
 			// The bound may have passed before the early stop: then the run
 			// was not cut short first.
-			t.Skipf("run stopped early: %v, but the process stalled for %v (bound %v) before the stop: not checked", err, stalls.longest(), r2DeadLetterWait)
+			t.Skipf("run stopped early: %v, but the process stalled for %v (bound %v) before the stop: not checked", err, stalls.Longest(), r2DeadLetterWait)
 		}
 		t.Errorf("run stopped early (ErrStop) before its dead letter gave up: %v; want nil", err)
 	}

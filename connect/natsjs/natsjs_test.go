@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicedev/sluice/connect/natsjs"
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/stage"
 )
 
@@ -71,58 +71,6 @@ func connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstre
 		t.Fatal(err)
 	}
 	return nc, js
-}
-
-// stallWatch notes, from a goroutine of its own that wakes every 5 ms, the
-// longest time it was kept from running: how long the machine stalled the
-// process, the in-process server with it. A server-side timer (AckWait)
-// may then expire before the in-progress ack that would have reset it is
-// sent or taken in, although the source sends one every KeepAlive: such a
-// redelivery is the machine's, not the source's. The KeepAlive tests use it
-// only to excuse a redelivery that a stall explains (the run then checks
-// nothing, and says so); no verdict depends on how long anything took.
-type stallWatch struct {
-	longestNs atomic.Int64
-	stop      func()
-}
-
-// watchStalls starts a stallWatch; it stops at the end of the test.
-func watchStalls(t testing.TB) *stallWatch {
-	w := &stallWatch{}
-	done, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			now := time.Now()
-			if gap := int64(now.Sub(last)); gap > w.longestNs.Load() {
-				w.longestNs.Store(gap)
-			}
-			last = now
-		}
-	}()
-	var once sync.Once
-	w.stop = func() { once.Do(func() { close(done); <-exited }) }
-	t.Cleanup(w.stop)
-	return w
-}
-
-// longest is the longest stall seen so far.
-func (w *stallWatch) longest() time.Duration { return time.Duration(w.longestNs.Load()) }
-
-// excuses reports whether a stall seen so far could have let a message be
-// redelivered although KeepAlive(keepAlive) kept it under ackWait: one of
-// half the time a correct source leaves the server between two in-progress
-// acks and AckWait (half: the watch is one goroutine, not the ticker's).
-func (w *stallWatch) excuses(ackWait, keepAlive time.Duration) bool {
-	return w.longest() >= (ackWait-keepAlive)/2
 }
 
 // job is the work message; a poison job fails every time it is processed.
@@ -460,7 +408,7 @@ func TestKeepAliveHoldsASlowItem(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stalls := watchStalls(t)
+			stalls := runcheck.WatchStalls(t)
 			if _, err := js.Publish(ctx, "slow", []byte(`{"id":1}`)); err != nil {
 				t.Fatal(err)
 			}
@@ -491,9 +439,9 @@ func TestKeepAliveHoldsASlowItem(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if keepAlive && redelivered && stalls.excuses(ackWait, every) {
+			if keepAlive && redelivered && stalls.Excuse(ackWait-every) {
 				// A stall, not the source, let AckWait pass: nothing checked.
-				t.Skipf("the other replica got the item, but the process stalled for %v (AckWait %v, KeepAlive %v): not checked", stalls.longest(), ackWait, every)
+				t.Skipf("the other replica got the item, but the process stalled for %v (AckWait %v, KeepAlive %v): not checked", stalls.Longest(), ackWait, every)
 			}
 			if redelivered == keepAlive {
 				t.Fatalf("keepAlive=%v: the other replica got the item: %v", keepAlive, redelivered)

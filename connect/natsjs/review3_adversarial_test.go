@@ -32,6 +32,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicedev/sluice/connect/natsjs"
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -933,7 +934,7 @@ func TestReview3OneStreamTwoConcurrentRuns(t *testing.T) {
 // shows that the scenario does hold the message past AckWait. (A stall of
 // the process that outlasts the keep-alive's margin lets AckWait pass for
 // the kept-alive message too: that redelivery is the machine's, and the
-// run then checks nothing; see stallWatch.)
+// run then checks nothing; see runcheck.Stalls.)
 func TestReview3KeepAliveWhileHeld(t *testing.T) {
 	for _, where := range []string{"in-a-batch", "after-drain"} {
 		for _, keep := range []bool{true, false} {
@@ -944,7 +945,7 @@ func TestReview3KeepAliveWhileHeld(t *testing.T) {
 				name := "R3KA" + strings.ToUpper(strings.ReplaceAll(where, "-", "")) + strconv.FormatBool(keep)
 				cons := rvSetup(t, js, name, ackWait, 0)
 				other := r3Other(t, url, name)
-				stalls := watchStalls(t)
+				stalls := runcheck.WatchStalls(t)
 				seq := rvPub(t, js, name+".job", "x")
 				stop, drain := context.WithCancel(context.Background())
 				defer drain()
@@ -1012,7 +1013,7 @@ func TestReview3KeepAliveWhileHeld(t *testing.T) {
 				if rvInfo(t, cons).Delivered.Consumer >= 2 {
 					redelivered = true
 				}
-				stalled := keep && redelivered && stalls.excuses(ackWait, every)
+				stalled := keep && redelivered && stalls.Excuse(ackWait-every)
 				if keep && redelivered && !stalled {
 					t.Errorf("with KeepAlive the message was delivered again while on its way (fetched %d, delivered %d times)", len(got), rvInfo(t, cons).Delivered.Consumer)
 				}
@@ -1030,10 +1031,10 @@ func TestReview3KeepAliveWhileHeld(t *testing.T) {
 				err := rvRecv(t, "the drained run", errc)
 				// Kept alive until committed: a redelivery after the check
 				// above is excused by a stall alike.
-				stalled = stalled || keep && rvInfo(t, cons).Delivered.Consumer >= 2 && stalls.excuses(ackWait, every)
+				stalled = stalled || keep && rvInfo(t, cons).Delivered.Consumer >= 2 && stalls.Excuse(ackWait-every)
 				if stalled {
 					t.Skipf("with KeepAlive the message was delivered again (fetched %d, delivered %d times), but the process stalled for %v (AckWait %v, KeepAlive %v): not checked",
-						len(got), rvInfo(t, cons).Delivered.Consumer, stalls.longest(), ackWait, every)
+						len(got), rvInfo(t, cons).Delivered.Consumer, stalls.Longest(), ackWait, every)
 				}
 				if keep {
 					if err != nil || committed.Load() != 1 {

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedev/sluice/connect/natsjs"
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
 )
@@ -29,7 +30,7 @@ import (
 // (Real time enters only as a stall: a process stalled for all of AckWait,
 // 20 ticks, would let the server redeliver. AckWait is 2 s rather than 1 s
 // to make that unlikely on a loaded machine; if a stall that could explain
-// it was seen (stallWatch), a redelivery is the machine's and the run checks
+// it was seen (runcheck.Stalls), a redelivery is the machine's and the run checks
 // nothing.)
 func TestReview63KeepAliveInCalls(t *testing.T) {
 	cases := []struct {
@@ -46,7 +47,7 @@ func TestReview63KeepAliveInCalls(t *testing.T) {
 			const ackWait, every = 2 * time.Second, 100 * time.Millisecond
 			e := r63New(t, jetstream.ConsumerConfig{AckWait: ackWait})
 			l := r63WatchAcks(t, e.url)
-			stalls := watchStalls(t)
+			stalls := runcheck.WatchStalls(t)
 			vals := r63Vals(0, c.n)
 			seqs := r63PubSeqs(t, e, vals)
 			release := make(chan struct{})
@@ -105,10 +106,10 @@ func TestReview63KeepAliveInCalls(t *testing.T) {
 				return i.Delivered.Consumer != uint64(c.n) || i.NumRedelivered != 0
 			}
 			if redelivered(i) {
-				if stalls.excuses(ackWait, every) {
+				if stalls.Excuse(ackWait - every) {
 					close(release)
 					r38Recv(t, "the run's end", errc)
-					t.Skipf("messages kept alive were delivered again (consumer %+v), but the process stalled for %v (AckWait %v, KeepAlive %v): not checked", i, stalls.longest(), ackWait, every)
+					t.Skipf("messages kept alive were delivered again (consumer %+v), but the process stalled for %v (AckWait %v, KeepAlive %v): not checked", i, stalls.Longest(), ackWait, every)
 				}
 				t.Fatalf("messages kept alive were delivered again: consumer %+v", i)
 			}
@@ -118,8 +119,8 @@ func TestReview63KeepAliveInCalls(t *testing.T) {
 			}
 			// Kept alive until acked: a redelivery after the check above
 			// (a second commit) is excused by a stall alike.
-			if i, err := e.cinfo(); err == nil && redelivered(i) && stalls.excuses(ackWait, every) {
-				t.Skipf("a message kept alive was delivered again before its ack (consumer %+v), but the process stalled for %v (AckWait %v, KeepAlive %v): not checked", i, stalls.longest(), ackWait, every)
+			if i, err := e.cinfo(); err == nil && redelivered(i) && stalls.Excuse(ackWait-every) {
+				t.Skipf("a message kept alive was delivered again before its ack (consumer %+v), but the process stalled for %v (AckWait %v, KeepAlive %v): not checked", i, stalls.Longest(), ackWait, every)
 			}
 			got.checkOnce(t, "committed", vals)
 			e.waitWork(t, 0, "every message acknowledged")

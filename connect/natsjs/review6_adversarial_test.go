@@ -1020,7 +1020,7 @@ func TestReview6TightMaxAckPendingStillProgresses(t *testing.T) {
 // twice while the item was held in the sink's callback. (A stall of the
 // process that outlasts the keep-alive's margin lets AckWait pass for the
 // kept-alive message too: that redelivery is the machine's, and the run
-// then checks nothing; see stallWatch.)
+// then checks nothing; see runcheck.Stalls.)
 func TestReview6KeepAliveHoldsAnItemInTheSink(t *testing.T) {
 	const ackWait, every = time.Second, 100 * time.Millisecond
 	e := r6New(t, jetstream.ConsumerConfig{AckWait: ackWait}, jetstream.LimitsPolicy)
@@ -1028,7 +1028,7 @@ func TestReview6KeepAliveHoldsAnItemInTheSink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stalls := watchStalls(t)
+	stalls := runcheck.WatchStalls(t)
 	e.pub("1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -1070,9 +1070,9 @@ func TestReview6KeepAliveHoldsAnItemInTheSink(t *testing.T) {
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if ci := e.info(); (!slices.Equal(deliveries, []uint64{1}) || ci.Delivered.Consumer != 1 || ci.NumRedelivered != 0) && stalls.excuses(ackWait, every) {
+	if ci := e.info(); (!slices.Equal(deliveries, []uint64{1}) || ci.Delivered.Consumer != 1 || ci.NumRedelivered != 0) && stalls.Excuse(ackWait-every) {
 		t.Skipf("the kept-alive message was delivered again (the pipeline saw %v, the consumer delivered %d), but the process stalled for %v (AckWait %v, KeepAlive %v): not checked",
-			deliveries, ci.Delivered.Consumer, stalls.longest(), ackWait, every)
+			deliveries, ci.Delivered.Consumer, stalls.Longest(), ackWait, every)
 	}
 	if !slices.Equal(deliveries, []uint64{1}) {
 		t.Errorf("the pipeline saw deliveries %v, want [1]", deliveries)
