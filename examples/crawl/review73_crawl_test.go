@@ -92,33 +92,40 @@ func review73Status(code int) http.HandlerFunc {
 // requested (the flaky one 3 times, the 404 once)".
 // Doc: "timeout, retried with backoff on 5xx and timeouts, and never retried on 4xx.
 // URLs that still fail go to a dead-letter list, printed at the end with the reason."
+//
+// The command's default timeout (200 ms) is short, for /slow's sake: see
+// TestReviewBinaryDefaultOutput for what excuses an output that differs.
 func TestReview73BinaryPrintsPagesAndDeadLetters(t *testing.T) {
 	bin := cmdtest.Build(t)
+	c := newTiming(t, 200*time.Millisecond)
 	out, err, hung := cmdtest.Run(t, bin, 2*time.Minute)
 	if hung || err != nil {
 		t.Fatalf("err %v, hung %v; output:\n%s", err, hung, out)
 	}
 	for _, want := range []string{"crawled 11 pages:\n", "  /flaky/found\n", "  /docs/api\n", "dead letters (2):\n"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
+			c.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
 	missing := regexp.MustCompile(`(?m)^  /missing: .*404.*\(1 attempts?\)$`)
 	slow := regexp.MustCompile(`(?m)^  /slow: .*\(3 attempts\)$`)
 	if !missing.MatchString(out) || !slow.MatchString(out) {
-		t.Errorf("dead letters lack reason and attempts (/missing 1, /slow 3):\n%s", out)
+		c.Errorf("dead letters lack reason and attempts (/missing 1, /slow 3):\n%s", out)
 	}
+	c.verdict(c.stalled(out))
 }
 
 // README: "its tests check how often each path was requested (the flaky one
 // 3 times, the 404 once), that the server never saw more requests at once
 // than the workers". Doc: "retried with backoff on 5xx and timeouts, and
 // never retried on 4xx".
+// (The timeout is short for /slow's sake; see TestCrawl.)
 func TestReview73DefaultSiteRequestCounts(t *testing.T) {
 	s := newSite()
 	defer s.Close()
 	cfg := config{workers: 4, rate: 1000, timeout: 200 * time.Millisecond, attempts: 3}
-	res, err := crawl(context.Background(), s.URL, cfg)
+	c := newTiming(t, cfg.timeout)
+	res, err := crawl(c.ctx(context.Background()), s.URL, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,21 +136,22 @@ func TestReview73DefaultSiteRequestCounts(t *testing.T) {
 			want = 3
 		}
 		if req[path] != want {
-			t.Errorf("%s requested %d times, want %d", path, req[path], want)
+			c.Errorf("%s requested %d times, want %d", path, req[path], want)
 		}
 	}
 	if req["/missing"] != 1 {
-		t.Errorf("/missing (404) requested %d times, want 1", req["/missing"])
+		c.Errorf("/missing (404) requested %d times, want 1", req["/missing"])
 	}
 	if req["/slow"] != 3 {
-		t.Errorf("/slow (timeouts) requested %d times, want 3 (retried on timeouts)", req["/slow"])
+		c.Errorf("/slow (timeouts) requested %d times, want 3 (retried on timeouts)", req["/slow"])
 	}
 	if most > cfg.workers {
 		t.Errorf("the server saw %d requests at once, workers %d", most, cfg.workers)
 	}
 	if len(res.pages) != len(pages) || len(res.dead) != 2 {
-		t.Errorf("crawled %d pages, %d dead letters; want %d, 2: %v %v", len(res.pages), len(res.dead), len(pages), res.pages, res.dead)
+		c.Errorf("crawled %d pages, %d dead letters; want %d, 2: %v %v", len(res.pages), len(res.dead), len(pages), res.pages, res.dead)
 	}
+	c.verdict(c.cut(s.URL, req, []string{"/slow"}, res.dead))
 }
 
 // Doc: "each with a timeout, retried with backoff on 5xx and timeouts, and
@@ -170,8 +178,11 @@ func TestReview73HostileStatuses(t *testing.T) {
 		"/ok":      review73Links(),
 	})
 	defer s.Close()
+	// The timeout is short for /hang's and /trickle's sake (each of their
+	// attempts lasts one); see TestCrawl.
 	cfg := config{workers: 4, rate: 1000, timeout: 150 * time.Millisecond, attempts: 3}
-	res, err := crawl(context.Background(), s.URL, cfg)
+	c := newTiming(t, cfg.timeout)
+	res, err := crawl(c.ctx(context.Background()), s.URL, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,14 +191,14 @@ func TestReview73HostileStatuses(t *testing.T) {
 		"/e404": 1, "/e410": 1, "/e429": 1, "/e400": 1}
 	for p, n := range want {
 		if req[p] != n {
-			t.Errorf("%s requested %d times, want %d", p, req[p], n)
+			c.Errorf("%s requested %d times, want %d", p, req[p], n)
 		}
 	}
 	if len(res.pages) != 2 {
-		t.Errorf("crawled %v, want / and /ok", res.pages)
+		c.Errorf("crawled %v, want / and /ok", res.pages)
 	}
 	if len(res.dead) != len(want)-2 {
-		t.Errorf("%d dead letters, want %d: %q", len(res.dead), len(want)-2, res.dead)
+		c.Errorf("%d dead letters, want %d: %q", len(res.dead), len(want)-2, res.dead)
 	}
 	for _, d := range res.dead {
 		// "with the reason": something after the URL.
@@ -195,6 +206,7 @@ func TestReview73HostileStatuses(t *testing.T) {
 			t.Errorf("dead letter without a reason: %q", d)
 		}
 	}
+	c.verdict(c.cut(s.URL, req, []string{"/hang", "/trickle"}, res.dead))
 }
 
 // Doc: "fetched by at most -workers requests at once".
@@ -366,14 +378,20 @@ func TestReview73OffSiteNotCrawled(t *testing.T) {
 
 // Doc: flags -workers, -rate (the doc names them): a run with them set
 // still prints the crawl.
+// (The default timeout, 200 ms: see TestReviewBinaryDefaultOutput.)
 func TestReview73FlagsRun(t *testing.T) {
 	bin := cmdtest.Build(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	c := newTiming(t, 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // hang watchdog only
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "-workers", "1", "-rate", "200").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "crawled 11 pages:") {
-		t.Errorf("err %v; output:\n%s", err, out)
+	if err != nil {
+		t.Fatalf("err %v; output:\n%s", err, out)
 	}
+	if !strings.Contains(string(out), "crawled 11 pages:") {
+		c.Errorf("output:\n%s", out)
+	}
+	c.verdict(c.stalled(string(out)))
 }
 
 // README: "its tests check how often each path was requested (the flaky

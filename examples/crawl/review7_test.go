@@ -247,21 +247,26 @@ func TestReview7CrawlWorkersReached(t *testing.T) {
 }
 
 // Promise: timeouts are retried: a page that never answers is requested
-// -attempts times and ends in the dead letters with that count.
+// -attempts times and ends in the dead letters with that count. (The
+// timeout is short for /hang's sake; see TestCrawl.)
 func TestReview7CrawlTimeoutRetried(t *testing.T) {
 	s := newR7Site(map[string][]string{"/": {"/hang"}, "/hang": nil})
 	defer s.Close()
 	s.hang["/hang"] = true
-	res, err := crawl(context.Background(), s.URL, config{workers: 2, rate: 1000, timeout: 300 * time.Millisecond, attempts: 2})
+	cfg := config{workers: 2, rate: 1000, timeout: 300 * time.Millisecond, attempts: 2}
+	c := newTiming(t, cfg.timeout)
+	res, err := crawl(c.ctx(context.Background()), s.URL, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	reqs, _ := s.counts()
 	if dead := r7Dead(t, s.URL, res.dead); dead["/hang"] != 2 || len(dead) != 1 {
-		t.Errorf("dead letters %v, want /hang with 2 attempts", res.dead)
+		c.Errorf("dead letters %v, want /hang with 2 attempts", res.dead)
 	}
-	if reqs, _ := s.counts(); reqs["/hang"] != 2 {
-		t.Errorf("/hang requested %d times, want 2", reqs["/hang"])
+	if reqs["/hang"] != 2 {
+		c.Errorf("/hang requested %d times, want 2", reqs["/hang"])
 	}
+	c.verdict(c.cut(s.URL, reqs, []string{"/hang"}, res.dead))
 }
 
 // Promise (core: cancelling ctx makes the sink return an error for which
@@ -349,27 +354,32 @@ func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 // Promises of the binary: by default 11 pages and 2 dead letters (/missing once,
 // /slow after the attempts); with -attempts 1 the flaky page (fails twice
 // before it works) is a dead letter, its link is never reached, and the slow
-// page is tried once; -workers 1 crawls the same site.
+// page is tried once; -workers 1 crawls the same site. (The default
+// timeout, 200 ms: see TestReviewBinaryDefaultOutput.)
 func TestReview7CrawlBinaryFlags(t *testing.T) {
 	bin := cmdtest.Build(t)
+	c := newTiming(t, 200*time.Millisecond)
+	var outs strings.Builder
 	run := func(args ...string) ([]string, map[string]int) {
 		out, err, hung := cmdtest.Run(t, bin, time.Minute, args...)
 		if hung || err != nil {
 			t.Fatalf("%v: hung=%v err=%v\n%s", args, hung, err, out)
 		}
+		outs.WriteString(out)
 		return r7Output(t, out)
 	}
 	pages, dead := run("-workers", "1")
 	if len(pages) != 11 || dead["/missing"] != 1 || dead["/slow"] != 3 || len(dead) != 2 {
-		t.Errorf("-workers 1: pages %v, dead %v", pages, dead)
+		c.Errorf("-workers 1: pages %v, dead %v", pages, dead)
 	}
 	pages, dead = run("-attempts", "1")
 	if slices.Contains(pages, "/flaky") || slices.Contains(pages, "/flaky/found") || len(pages) != 9 {
-		t.Errorf("-attempts 1: pages %v, want the 9 without /flaky and /flaky/found", pages)
+		c.Errorf("-attempts 1: pages %v, want the 9 without /flaky and /flaky/found", pages)
 	}
 	if dead["/flaky"] != 1 || dead["/missing"] != 1 || dead["/slow"] != 1 || len(dead) != 3 {
-		t.Errorf("-attempts 1: dead %v, want /flaky, /missing, /slow with 1 attempt each", dead)
+		c.Errorf("-attempts 1: dead %v, want /flaky, /missing, /slow with 1 attempt each", dead)
 	}
+	c.verdict(c.stalled(outs.String()))
 }
 
 // Promise: the crawl fetches the pages "on that site" only: a page of the

@@ -18,13 +18,17 @@ import (
 
 // -attempts 1: nothing is retried; the flaky page is a dead letter after one
 // attempt (so the page behind it is never found), and so is the slow one.
+// (The timeout is short for /slow's sake; see TestCrawl.)
 func TestReviewAttemptsOneRetriesNothing(t *testing.T) {
 	s := newSite()
 	defer s.Close()
-	res, err := crawl(context.Background(), s.URL, config{workers: 4, rate: 1000, timeout: 100 * time.Millisecond, attempts: 1})
+	cfg := config{workers: 4, rate: 1000, timeout: 100 * time.Millisecond, attempts: 1}
+	c := newTiming(t, cfg.timeout)
+	res, err := crawl(c.ctx(context.Background()), s.URL, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	req, _ := s.stats()
 	var out bytes.Buffer
 	res.print(&out, s.URL)
 	want := `crawled 9 pages:
@@ -43,40 +47,51 @@ dead letters (3):
   /slow: Get "/slow": context deadline exceeded (1 attempts)
 `
 	if out.String() != want {
-		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+		c.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
-	req, _ := s.stats()
 	for path, n := range map[string]int{"/flaky": 1, "/slow": 1, "/missing": 1} {
 		if req[path] != n {
-			t.Errorf("%s requested %d times, want %d", path, req[path], n)
+			c.Errorf("%s requested %d times, want %d", path, req[path], n)
 		}
 	}
+	c.verdict(c.cut(s.URL, req, []string{"/slow"}, res.dead))
 }
 
 // -workers 1: "fetched by at most -workers requests at once".
+// (The timeout is short for /slow's sake; see TestCrawl.)
 func TestReviewOneWorkerNeverOverlaps(t *testing.T) {
 	s := newSite()
 	defer s.Close()
-	if _, err := crawl(context.Background(), s.URL, config{workers: 1, rate: 1000, timeout: 100 * time.Millisecond, attempts: 3}); err != nil {
+	cfg := config{workers: 1, rate: 1000, timeout: 100 * time.Millisecond, attempts: 3}
+	c := newTiming(t, cfg.timeout)
+	res, err := crawl(c.ctx(context.Background()), s.URL, cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	req, most := s.stats()
 	if most != 1 {
-		t.Fatalf("%d requests at once, want 1", most)
+		t.Errorf("%d requests at once, want 1", most)
 	}
 	total := 0
 	for _, n := range req {
 		total += n
 	}
 	if total != 11+2+3+1 { // 11 pages, /flaky twice more, /slow 3 times, /missing once
-		t.Fatalf("%d requests, want 17: %v", total, req)
+		c.Errorf("%d requests, want 17: %v", total, req)
 	}
+	c.verdict(c.cut(s.URL, req, []string{"/slow"}, res.dead))
 }
 
 // The binary with its default flags prints the crawl and the dead letters
 // and exits 0.
+//
+// The command's default timeout (200 ms) is short, for /slow's sake, and
+// the command runs in a process of its own: an output that differs is
+// excused only by a stall of the test's process or a dead letter that only
+// a timeout explains (timing.stalled).
 func TestReviewBinaryDefaultOutput(t *testing.T) {
 	bin := cmdtest.Build(t)
+	c := newTiming(t, 200*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // hang watchdog only
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin).Output()
@@ -100,8 +115,9 @@ dead letters (2):
   /slow: Get "/slow": context deadline exceeded (3 attempts)
 `
 	if string(out) != want {
-		t.Fatalf("got\n%s\nwant\n%s", out, want)
+		c.Errorf("got\n%s\nwant\n%s", out, want)
 	}
+	c.verdict(c.stalled(string(out)))
 }
 
 // "-rate: requests per second, at most" (and the doc comment: "at most -rate
@@ -133,7 +149,10 @@ func TestReviewRateLimitHoldsAcrossLevels(t *testing.T) {
 	began := time.Now()
 	go func() {
 		defer close(done)
-		crawl(ctx, s.URL, config{workers: 4, rate: 1, timeout: 100 * time.Millisecond, attempts: 1})
+		// The timeout is a hang watchdog only: the 6th request comes
+		// before /slow's level, and a page that took long on a loaded
+		// machine must not end the crawl before it.
+		crawl(ctx, s.URL, config{workers: 4, rate: 1, timeout: time.Minute, attempts: 1})
 	}()
 	select {
 	case <-sixth:
