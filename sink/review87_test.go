@@ -16,7 +16,7 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-var r87errFail = errors.New("r87: fail")
+var errR87Fail = errors.New("r87: fail")
 
 // TestReview87ChanStopsWaitingOnFailure attacks:
 //
@@ -72,7 +72,7 @@ func TestReview87ReduceCountForwardedAndFailed(t *testing.T) {
 			return xs
 		}()), func(ctx context.Context, x int) (int, error) {
 			if x%3 == 0 {
-				return 0, r87errFail
+				return 0, errR87Fail
 			}
 			return x, nil
 		}, stage.Workers(1), stage.Retry(2, 0), stage.Timeout(time.Minute), stage.OnError(stage.Forward))
@@ -109,7 +109,7 @@ func TestReview87ReduceCountForwardedAndFailed(t *testing.T) {
 			want += x
 		}
 	}
-	if !errors.As(err, &fe) || !errors.Is(err, r87errFail) {
+	if !errors.As(err, &fe) || !errors.Is(err, errR87Fail) {
 		t.Errorf("Reduce err = %v, want a ForwardedError joined", err)
 	}
 	found := false

@@ -36,11 +36,11 @@ import (
 	"github.com/sluicedev/sluice/stage"
 )
 
-// r87errFail is a retryable failure of a user function.
-var r87errFail = errors.New("r87: fail")
+// errR87Fail is a retryable failure of a user function.
+var errR87Fail = errors.New("r87: fail")
 
-// r87errPermanent is a failure that r87 predicates do not retry.
-var r87errPermanent = errors.New("r87: permanent")
+// errR87Permanent is a failure that r87 predicates do not retry.
+var errR87Permanent = errors.New("r87: permanent")
 
 // r87mode is one cell of the option matrix.
 type r87mode struct {
@@ -147,16 +147,6 @@ func (w *r87watch) Closed() {
 func r87blockUntilDone(ctx context.Context) error {
 	<-ctx.Done()
 	return ctx.Err()
-}
-
-// r87wait waits for ch or fails the test after the watchdog.
-func r87wait(t *testing.T, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(runcheck.Watchdog):
-		t.Fatalf("hung waiting for %s", what)
-	}
 }
 
 // r87pair is one pair of sink.All.
@@ -469,7 +459,7 @@ func TestReview87CancelDuringBackoff(t *testing.T) {
 				if calls.Add(1) == 1 {
 					close(failed)
 				}
-				return 0, r87errFail
+				return 0, errR87Fail
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -511,23 +501,23 @@ func TestReview87FailFastElsewhereDuringBackoff(t *testing.T) {
 				calls[x].Add(1)
 				if x == 0 {
 					close(failed)
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				select {
 				case <-failed:
 				case <-ctx.Done():
 					return 0, ctx.Err()
 				}
-				return 0, r87errPermanent
+				return 0, errR87Permanent
 			}
-			retryable := func(err error) bool { return errors.Is(err, r87errFail) }
+			retryable := func(err error) bool { return errors.Is(err, errR87Fail) }
 			var err error
 			runcheck.Run(t, "failfast in backoff", func() {
 				_, err = sink.Slice(context.Background(), stage.Map(source.Slice([]int{0, 1}), f,
 					m.buffered().opts(stage.RetryIf(5, time.Hour, retryable))...))
 			})
 			var e *stage.Error
-			if !errors.As(err, &e) || e.Index != 1 || !errors.Is(err, r87errPermanent) || e.Attempts != 1 {
+			if !errors.As(err, &e) || e.Index != 1 || !errors.Is(err, errR87Permanent) || e.Attempts != 1 {
 				t.Errorf("err = %v, want item 1's *Error (permanent, Attempts 1)", err)
 			}
 			if c := calls[0].Load(); c != 1 {
@@ -626,7 +616,7 @@ func TestReview87CancelInsideHandler(t *testing.T) {
 					}
 					return ctx.Err()
 				}
-				f := func(ctx context.Context, x int) (int, error) { return 0, r87errFail }
+				f := func(ctx context.Context, x int) (int, error) { return 0, errR87Fail }
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				var err error
@@ -676,7 +666,7 @@ func TestReview87FirstWhileRetryPending(t *testing.T) {
 				calls[x].Add(1)
 				if x == failing {
 					close(inBackoff)
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				select {
 				case <-inBackoff:
@@ -730,7 +720,7 @@ func TestReview87ErrStopWhileRetryPending(t *testing.T) {
 						if x == failing {
 							if pending == "backoff" {
 								close(pendingNow)
-								return 0, r87errFail
+								return 0, errR87Fail
 							}
 							if a == 1 {
 								close(pendingNow)
@@ -806,7 +796,7 @@ func TestReview87RetryIfPredicateCalls(t *testing.T) {
 				if x%2 == 0 {
 					panic(fmt.Sprintf("r87 panic %d", x))
 				}
-				return 0, r87errFail
+				return 0, errR87Fail
 			}
 			var pairs []r87pair[int]
 			runcheck.Run(t, "retryif", func() {
@@ -858,7 +848,7 @@ func TestReview87RetryIfPredicatePanics(t *testing.T) {
 			}
 			f := func(ctx context.Context, x int) (int, error) {
 				calls.Add(1)
-				return 0, r87errFail
+				return 0, errR87Fail
 			}
 			var pairs []r87pair[int]
 			runcheck.Run(t, "predicate panic", func() {
@@ -881,14 +871,14 @@ func TestReview87RetryIfPredicatePanics(t *testing.T) {
 			calls.Store(0)
 			g := func(ctx context.Context, x int) (int, error) {
 				calls.Add(1)
-				panic(r87errFail)
+				panic(errR87Fail)
 			}
 			runcheck.Run(t, "function panic", func() {
 				pairs = r87all(context.Background(), stage.Map(source.Slice([]int{0}), g,
 					m.opts(stage.Retry(5, 0), stage.Timeout(time.Minute), stage.OnError(stage.Forward))...))
 			})
-			if len(pairs) != 1 || !errors.As(pairs[0].err, &e) || !errors.As(pairs[0].err, &pe) || !errors.Is(pairs[0].err, r87errFail) {
-				t.Fatalf("pairs %v, want one *Error wrapping a *PanicError whose value is r87errFail", pairs)
+			if len(pairs) != 1 || !errors.As(pairs[0].err, &e) || !errors.As(pairs[0].err, &pe) || !errors.Is(pairs[0].err, errR87Fail) {
+				t.Fatalf("pairs %v, want one *Error wrapping a *PanicError whose value is errR87Fail", pairs)
 			}
 			if calls.Load() != 1 || e.Attempts != 1 {
 				t.Errorf("calls %d, Attempts %d; want 1, 1 (a panic is not retried)", calls.Load(), e.Attempts)
@@ -923,7 +913,7 @@ func TestReview87NoTokenUnderRetry(t *testing.T) {
 			}
 			f := func(ctx context.Context, x int) (int, error) {
 				calls.Add(1)
-				return 0, r87errFail
+				return 0, errR87Fail
 			}
 			lim := rate.NewLimiter(0, 2)
 			var pairs []r87pair[int]
@@ -943,7 +933,7 @@ func TestReview87NoTokenUnderRetry(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if len(predErrs) != 4 || !errors.Is(predErrs[0], r87errFail) || !errors.Is(predErrs[1], r87errFail) ||
+			if len(predErrs) != 4 || !errors.Is(predErrs[0], errR87Fail) || !errors.Is(predErrs[1], errR87Fail) ||
 				!errors.Is(predErrs[2], stage.ErrNoToken) || !errors.Is(predErrs[3], stage.ErrNoToken) {
 				t.Errorf("the predicate saw %v, want fail, fail, ErrNoToken, ErrNoToken", predErrs)
 			}
@@ -1032,7 +1022,7 @@ func TestReview87StageErrStopUnderRetry(t *testing.T) {
 			h := func(context.Context, *stage.Error) error { return stage.ErrStop }
 			g := func(ctx context.Context, x int) (int, error) {
 				if x == 2 {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return x, nil
 			}
@@ -1121,7 +1111,7 @@ func TestReview87KeyByRetryOneAtATime(t *testing.T) {
 				}
 				mu.Unlock()
 				if fail {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return x, nil
 			}
@@ -1253,9 +1243,9 @@ func r87orderedApplyRetry(t *testing.T, fan int) {
 				}
 				switch {
 				case x%3 == 0:
-					return r87errFail
+					return errR87Fail
 				case x%3 == 1 && a == 1:
-					return r87errFail
+					return errR87Fail
 				}
 				return nil
 			}
@@ -1325,7 +1315,7 @@ func TestReview87BatchAfterOrderedRetryForward(t *testing.T) {
 					return 0, r87blockUntilDone(ctx) // times out every attempt
 				}
 				if x%2 == 0 && a == 1 {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return x, nil
 			}
@@ -1473,7 +1463,7 @@ func TestReview87ForwardedIndexAcrossOrderedStages(t *testing.T) {
 					return 0, fmt.Errorf("s2 got a value of s1's failures: %d", x)
 				}
 				if x%4 == 1 {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return x, nil
 			}, m.opts(stage.Name("s2"), stage.Retry(3, 0), stage.Timeout(time.Minute), stage.OnError(stage.Forward))...)
@@ -1493,7 +1483,7 @@ func TestReview87ForwardedIndexAcrossOrderedStages(t *testing.T) {
 						t.Errorf("pair %d: %v, want s1's error of index %d", i, p.err, i)
 					}
 				case i%4 == 1:
-					if !errors.As(p.err, &e) || e.Stage != "s2" || e.Index != i || e.Input != i || e.Attempts != 3 || !errors.Is(e, r87errFail) {
+					if !errors.As(p.err, &e) || e.Stage != "s2" || e.Index != i || e.Input != i || e.Attempts != 3 || !errors.Is(e, errR87Fail) {
 						t.Errorf("pair %d: %v (%#v), want s2's error of index %d (forwarded errors count as items)", i, p.err, e, i)
 					}
 				default:
@@ -1644,7 +1634,7 @@ func TestReview87UntilDrainDuringRetry(t *testing.T) {
 					a := att.Add(1)
 					if a == 1 {
 						close(failed)
-						return 0, r87errFail
+						return 0, errR87Fail
 					}
 					select {
 					case <-srcSawStop:
@@ -1705,7 +1695,7 @@ func TestReview87StatsLatencyCountsBackoff(t *testing.T) {
 			var att atomic.Int32
 			f := func(ctx context.Context, x int) (int, error) {
 				if att.Add(1) < 3 {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return x, nil
 			}
@@ -1808,7 +1798,7 @@ func TestReview87BackoffHoldsWorker(t *testing.T) {
 					if waiting.Add(1) == 2 {
 						close(both)
 					}
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return x, nil
 			}
@@ -1886,7 +1876,7 @@ func TestReview87AckRetryTimeoutKeyBy(t *testing.T) {
 					case x%4 == 0:
 						return 0, r87blockUntilDone(ctx) // fails every attempt
 					case x%4 == 1 && a == 1:
-						return 0, r87errFail // succeeds on retry
+						return 0, errR87Fail // succeeds on retry
 					}
 					return x, nil
 				}
@@ -1983,7 +1973,7 @@ func TestReview87GoexitInRetriedCalls(t *testing.T) {
 									<-ctx.Done()
 									runtime.Goexit()
 								case w == inPredicate || w == inHandler || w == inRetry:
-									return 0, r87errFail
+									return 0, errR87Fail
 								}
 							}
 							return x, nil
@@ -2146,14 +2136,14 @@ func TestReview87MergeOfRetriedBranchesFailFast(t *testing.T) {
 						return 0, ctx.Err()
 					}
 				}
-				return 0, r87errPermanent
+				return 0, errR87Permanent
 			}, m.opts(stage.Name("b"), stage.Retry(3, 0), stage.Timeout(time.Minute))...)
 			var err error
 			runcheck.Run(t, "merge", func() {
 				_, err = sink.Slice(context.Background(), stage.Merge(a, b))
 			})
 			e := r87findError(err, "b")
-			if e == nil || e.Attempts != 3 || !errors.Is(e, r87errPermanent) {
+			if e == nil || e.Attempts != 3 || !errors.Is(e, errR87Permanent) {
 				t.Errorf("err = %v, want b's FailFast *Error after 3 attempts", err)
 			}
 		})
@@ -2393,7 +2383,7 @@ func TestReview87EachAttemptTakesToken(t *testing.T) {
 					if calls.Add(1) == 2 {
 						close(twice)
 					}
-					return 0, r87errFail
+					return 0, errR87Fail
 				}, m.opts(stage.RateLimit(0.0001, 2), stage.Retry(5, 0))...))
 			})
 			if !errors.Is(err, context.Canceled) {
@@ -2435,7 +2425,7 @@ func TestReview87HugeBackoffWaits(t *testing.T) {
 					if calls.Add(1) == 1 {
 						close(failed)
 					}
-					return 0, r87errFail
+					return 0, errR87Fail
 				}, stage.Workers(2), stage.Retry(5, b)))
 			})
 			if !errors.Is(err, context.Canceled) || calls.Load() != 1 {
@@ -2458,7 +2448,7 @@ func TestReview87BudgetPerRunWithRetry(t *testing.T) {
 	h := func(context.Context, *stage.Error) error { mu.Lock(); handled++; mu.Unlock(); return nil }
 	s := stage.Map(source.Slice(ints(6)), func(ctx context.Context, x int) (int, error) {
 		if x%3 == 0 {
-			return 0, r87errFail
+			return 0, errR87Fail
 		}
 		return x, nil
 	}, stage.Workers(2), stage.Retry(2, 0), stage.OnError(stage.Budget(2, h)))
@@ -2493,7 +2483,7 @@ func TestReview87StatsDuringRetriedCall(t *testing.T) {
 			runcheck.Run(t, "stats", func() {
 				_, err = sink.Slice(stage.Observe(context.Background(), st), stage.Map(source.Slice([]int{0}), func(ctx context.Context, x int) (int, error) {
 					if att.Add(1) == 1 {
-						return 0, r87errFail
+						return 0, errR87Fail
 					}
 					during, _ = st.Get("sd")
 					return x, nil
@@ -2545,7 +2535,7 @@ func TestReview87OrderedDropsFreeTheWindow(t *testing.T) {
 					drop := func(context.Context, *stage.Error) error { return nil }
 					failUnlessKept := func(ctx context.Context, x int) (int, error) {
 						if !keep(x) {
-							return 0, r87errFail
+							return 0, errR87Fail
 						}
 						return x, nil
 					}
@@ -2620,7 +2610,7 @@ func TestReview87OrderedWindowDuringRetry(t *testing.T) {
 					if x == 0 {
 						if att.Add(1) == 1 {
 							close(failed)
-							return 0, r87errFail
+							return 0, errR87Fail
 						}
 						<-gate
 					}
@@ -2730,7 +2720,7 @@ func TestReview87MergeUntilOneBranchRetrying(t *testing.T) {
 			var att atomic.Int32
 			a := stage.Map(stage.Until(srcA, stop), func(ctx context.Context, x int) (int, error) {
 				if att.Add(1) == 1 {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				select {
 				case <-aSawStop:
@@ -2793,7 +2783,7 @@ func TestReview87CallbackErrorDuringBackoff(t *testing.T) {
 				calls[x].Add(1)
 				if x == failing {
 					close(inBackoff)
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				select {
 				case <-inBackoff:
@@ -2860,7 +2850,7 @@ func TestReview87TimedCallSeesRunCause(t *testing.T) {
 					case <-ctx.Done():
 						return 0, ctx.Err()
 					}
-					return 0, r87errPermanent
+					return 0, errR87Permanent
 				}
 				opts := m.buffered().opts(stage.Name("cz"), stage.Timeout(time.Minute), stage.RetryIf(3, 0, func(error) bool { return true }))
 				if keyed {
@@ -2872,7 +2862,7 @@ func TestReview87TimedCallSeesRunCause(t *testing.T) {
 					_, err = sink.Slice(ctx, stage.Map(source.Slice([]int{0, 1}), f, opts...))
 				})
 				var e *stage.Error
-				if !errors.As(err, &e) || e.Index != 1 || !errors.Is(err, r87errPermanent) {
+				if !errors.As(err, &e) || e.Index != 1 || !errors.Is(err, errR87Permanent) {
 					t.Fatalf("err = %v, want item 1's *Error", err)
 				}
 				if c, _ := cause.Load().(string); !strings.HasPrefix(c, "*stage.Error") || !strings.Contains(c, "r87: permanent") {
@@ -2906,13 +2896,13 @@ func TestReview87ReceivedIndexIsAPosition(t *testing.T) {
 			const n = 40
 			s1 := stage.Map(source.Slice(ints(n)), func(ctx context.Context, x int) (int, error) {
 				if x%5 == 0 {
-					return 0, r87errPermanent
+					return 0, errR87Permanent
 				}
 				runtime.Gosched()
 				return x, nil
 			}, stage.Name("p1"), stage.Workers(4), stage.OnError(stage.Forward))
 			s2 := stage.Map(s1, func(ctx context.Context, x int) (int, error) {
-				return 0, r87errFail
+				return 0, errR87Fail
 			}, m.opts(stage.Name("p2"), stage.Retry(2, 0), stage.Timeout(time.Minute), stage.OnError(stage.Forward))...)
 			var pairs []r87pair[int]
 			runcheck.Run(t, "positions", func() { pairs = r87all(context.Background(), s2) })
@@ -2990,7 +2980,7 @@ func TestReview87HandlerHoldsWorker(t *testing.T) {
 				defer busy.Add(-1)
 				runtime.Gosched()
 				if x%3 == 0 {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return x, nil
 			}
@@ -3174,7 +3164,7 @@ func TestReview87ContextErrorsOfOwnAreFailures(t *testing.T) {
 				runcheck.Run(t, "handler", func() {
 					_, err = sink.Slice(context.Background(), stage.Map(source.Slice(ints(3)), func(ctx context.Context, x int) (int, error) {
 						if x == 1 {
-							return 0, r87errFail
+							return 0, errR87Fail
 						}
 						return x, nil
 					}, m.opts(stage.Retry(2, 0), stage.OnError(stage.Handle(func(context.Context, *stage.Error) error {
@@ -3262,7 +3252,7 @@ func TestReview87OrderedFailureEndsRunBeforeItsTurn(t *testing.T) {
 						return 0, r87blockUntilDone(ctx)
 					case 2:
 						calls2.Add(1)
-						return 0, r87errPermanent
+						return 0, errR87Permanent
 					}
 					return x, nil
 				}
@@ -3304,7 +3294,7 @@ func TestReview87FirstOrderedItemRetried(t *testing.T) {
 			var att atomic.Int32
 			f := func(ctx context.Context, x int) (int, error) {
 				if x == 0 && att.Add(1) < 3 {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return 100 + x, nil
 			}
@@ -3423,15 +3413,15 @@ func TestReview87RetryIfStopsAtPermanent(t *testing.T) {
 			runcheck.Run(t, "permanent", func() {
 				_, err = sink.Slice(context.Background(), stage.Map(source.Slice([]int{7}), func(ctx context.Context, x int) (int, error) {
 					if att.Add(1) == 1 {
-						return 0, r87errFail
+						return 0, errR87Fail
 					}
-					return 0, r87errPermanent
+					return 0, errR87Permanent
 				}, m.opts(stage.Timeout(time.Minute), stage.RetryIf(5, 0, func(err error) bool {
 					preds.Add(1)
-					return errors.Is(err, r87errFail)
+					return errors.Is(err, errR87Fail)
 				}), stage.OnError(stage.Handle(h)))...))
 			})
-			if err != nil || seen == nil || seen.Attempts != 2 || !errors.Is(seen, r87errPermanent) || seen.Input != 7 {
+			if err != nil || seen == nil || seen.Attempts != 2 || !errors.Is(seen, errR87Permanent) || seen.Input != 7 {
 				t.Errorf("err %v, h saw %#v; want Attempts 2 with the permanent error", err, seen)
 			}
 			if preds.Load() != 2 || att.Load() != 2 {
@@ -3473,7 +3463,7 @@ func TestReview87OrderedPolicyErrorEndsRunBeforeItsTurn(t *testing.T) {
 						case 0:
 							return 0, r87blockUntilDone(ctx)
 						case 1, 2:
-							return 0, r87errFail
+							return 0, errR87Fail
 						}
 						return x, nil
 					}
@@ -3561,7 +3551,7 @@ func TestReview87AckDoneMisbehavesAfterHandledRetries(t *testing.T) {
 					runcheck.Run(t, "ack done", func() {
 						_, err = sink.Slice(context.Background(), stage.Map(src, func(ctx context.Context, x int) (int, error) {
 							if x == 1 {
-								return 0, r87errFail
+								return 0, errR87Fail
 							}
 							return x, nil
 						}, m.opts(stage.Retry(3, 0), stage.Timeout(time.Minute), stage.OnError(stage.Handle(func(context.Context, *stage.Error) error {
@@ -3746,7 +3736,7 @@ func TestReview87UntilTeeRetryDrain(t *testing.T) {
 			up := stage.Map(stage.Until(src, stop), func(ctx context.Context, x int) (int, error) {
 				if att.Add(1) == 1 {
 					close(failed)
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				select {
 				case <-srcSawStop:
@@ -3828,7 +3818,7 @@ func TestReview87IndexOnFastPathsWithRetry(t *testing.T) {
 					s := stage.Map(mk(), func(ctx context.Context, x int) (int, error) {
 						calls[x].Add(1)
 						if x%7 == 0 {
-							return 0, r87errFail
+							return 0, errR87Fail
 						}
 						return x, nil
 					}, opts...)
@@ -3938,7 +3928,7 @@ func TestReview87CancelDuringLastCallback(t *testing.T) {
 				var att [n]atomic.Int32
 				s := stage.Map(source.Slice(ints(n)), func(ctx context.Context, x int) (int, error) {
 					if att[x].Add(1) == 1 && x == 1 {
-						return 0, r87errFail
+						return 0, errR87Fail
 					}
 					return x, nil
 				}, m.opts(stage.Retry(2, 0), stage.Timeout(time.Minute))...)
@@ -3995,7 +3985,7 @@ func TestReview87AlreadyCancelledRunsNothing(t *testing.T) {
 	for _, m := range r87modes {
 		s := stage.Map(stage.Indexed(5, func(i int) int { ats.Add(1); return i }), func(ctx context.Context, x int) (int, error) {
 			calls.Add(1)
-			return 0, r87errFail
+			return 0, errR87Fail
 		}, m.opts(stage.Retry(3, 0), stage.Timeout(time.Minute), stage.OnError(stage.Handle(func(context.Context, *stage.Error) error {
 			handled.Add(1)
 			return nil
@@ -4120,7 +4110,7 @@ func TestReview87UntilNextErrorAfterStopIsQuiet(t *testing.T) {
 				var att atomic.Int32
 				s := stage.Map(stage.Until(src, stop), func(ctx context.Context, x int) (int, error) {
 					if att.Add(1) == 1 {
-						return 0, r87errFail
+						return 0, errR87Fail
 					}
 					select {
 					case <-nextReturned:
@@ -4182,13 +4172,13 @@ func TestReview87SourceStopPanicAfterRetries(t *testing.T) {
 					runcheck.Run(t, "stop panic", func() {
 						_, err = sink.Slice(context.Background(), stage.Map(src, func(ctx context.Context, x int) (int, error) {
 							if fail && x == 2 {
-								return 0, r87errPermanent
+								return 0, errR87Permanent
 							}
 							if att[x].Add(1) == 1 {
-								return 0, r87errFail
+								return 0, errR87Fail
 							}
 							return x, nil
-						}, m.opts(stage.RetryIf(2, 0, func(err error) bool { return errors.Is(err, r87errFail) }), stage.Timeout(time.Minute))...))
+						}, m.opts(stage.RetryIf(2, 0, func(err error) bool { return errors.Is(err, errR87Fail) }), stage.Timeout(time.Minute))...))
 					})
 					var se *stage.SourceError
 					switch {
@@ -4254,8 +4244,8 @@ func TestReview87OwnContextFailureAfterDone(t *testing.T) {
 						calls.Add(1)
 						once.Do(func() { close(started) })
 						<-caller.Done()
-						return 0, r87errPermanent
-					}, m.opts(stage.Timeout(time.Minute), stage.RetryIf(3, 0, func(err error) bool { return errors.Is(err, r87errFail) }), stage.OnError(policy))...))
+						return 0, errR87Permanent
+					}, m.opts(stage.Timeout(time.Minute), stage.RetryIf(3, 0, func(err error) bool { return errors.Is(err, errR87Fail) }), stage.OnError(policy))...))
 				})
 				var e *stage.Error
 				if !errors.Is(err, context.Canceled) || errors.As(err, &e) || errors.Is(err, hErr) || errors.Is(err, stage.ErrBudget) {
@@ -4359,7 +4349,7 @@ func TestReview87KeyByWaitingHoldsPlaceDuringRetry(t *testing.T) {
 				if x == 0 {
 					if att.Add(1) == 1 {
 						close(failed)
-						return 0, r87errFail
+						return 0, errR87Fail
 					}
 					<-gate
 				}
@@ -4416,7 +4406,7 @@ func TestReview87FirstOverChanTakesLittle(t *testing.T) {
 			runcheck.Run(t, "first chan", func() {
 				v, ok, err = sink.First(context.Background(), stage.Map(source.Chan(ch), func(ctx context.Context, x int) (int, error) {
 					if x == 0 && att.Add(1) == 1 {
-						return 0, r87errFail
+						return 0, errR87Fail
 					}
 					return x, nil
 				}, m.opts(stage.Retry(2, 0), stage.Timeout(time.Minute))...))
@@ -4490,7 +4480,7 @@ func TestReview87OrderedApplyHandledKeepsEmitted(t *testing.T) {
 						a := att[x].Add(1)
 						emit(fmt.Sprintf("%d.%d", x, a))
 						if x%2 == 0 {
-							return r87errFail
+							return errR87Fail
 						}
 						return nil
 					}, m.opts(stage.Retry(3, 0), stage.Timeout(time.Minute), stage.OnError(policy))...))
@@ -4527,7 +4517,7 @@ func TestReview87BudgetPerStageConcurrentTimed(t *testing.T) {
 			const n = 8
 			s1 := stage.Map(source.Slice(ints(n)), func(ctx context.Context, x int) (int, error) {
 				if x == 1 || x == 4 {
-					return 0, r87errFail
+					return 0, errR87Fail
 				}
 				return x, nil
 			}, m.opts(stage.Retry(2, 0), stage.OnError(stage.Budget(2, nil)))...)
@@ -4538,7 +4528,7 @@ func TestReview87BudgetPerStageConcurrentTimed(t *testing.T) {
 						return 0, r87blockUntilDone(ctx) // each attempt its own deadline
 					}
 					if x == 2 || x == 6 {
-						return 0, r87errPermanent
+						return 0, errR87Permanent
 					}
 					return x, nil
 				}, nil
