@@ -64,7 +64,7 @@ func r85Shapes(f func(context.Context, int) (int, error)) map[string]func() stag
 // the cancellation. And the same with a standard context.
 func TestReview85CallInTheSinksGoroutineSeesTheCancellation(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
-		for _, user := range []bool{true, false} {
+		for _, ctxKind := range []string{ctxtest.Own, ctxtest.Std} {
 			started := make(chan struct{}, 1)
 			f := func(ctx context.Context, v int) (int, error) {
 				if v != 0 {
@@ -76,16 +76,8 @@ func TestReview85CallInTheSinksGoroutineSeesTheCancellation(t *testing.T) {
 			}
 			for name, mk := range r85Shapes(f) {
 				for _, kind := range []string{"foreach", "first", "slice", "all", "chan"} {
-					t.Run(fmt.Sprintf("user=%v/%s/%s", user, name, kind), func(t *testing.T) {
-						var ctx context.Context
-						var cancel func()
-						if user {
-							u := ctxtest.NewDoneCtx()
-							ctx, cancel = u, u.Cancel
-						} else {
-							c, cf := context.WithCancel(context.Background())
-							ctx, cancel = c, cf
-						}
+					t.Run(fmt.Sprintf("%s/%s/%s", ctxKind, name, kind), func(t *testing.T) {
+						ctx, cancel := ctxtest.New(ctxKind)
 						defer cancel()
 						go func() {
 							if r85Wait(t, "the call", started) {
@@ -255,18 +247,10 @@ func r85Timeout() <-chan time.Time { return time.After(runcheck.Watchdog) }
 // cancellation.
 func TestReview85RetryWaitInTheSinksGoroutineEndsAtCancellation(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
-		for _, user := range []bool{true, false} {
+		for _, ctxKind := range []string{ctxtest.Own, ctxtest.Std} {
 			for _, name := range []string{"1 item ordered w4", "1 item w1", "1 item w4", "cheap first"} {
-				t.Run(fmt.Sprintf("user=%v/%s", user, name), func(t *testing.T) {
-					var ctx context.Context
-					var cancel func()
-					if user {
-						u := ctxtest.NewDoneCtx()
-						ctx, cancel = u, u.Cancel
-					} else {
-						c, cf := context.WithCancel(context.Background())
-						ctx, cancel = c, cf
-					}
+				t.Run(fmt.Sprintf("%s/%s", ctxKind, name), func(t *testing.T) {
+					ctx, cancel := ctxtest.New(ctxKind)
 					defer cancel()
 					var attempts int
 					f := func(_ context.Context, v int) (int, error) {
@@ -312,18 +296,10 @@ func TestReview85RetryWaitInTheSinksGoroutineEndsAtCancellation(t *testing.T) {
 // caller's ctx (standard, or of its own type) ends: Chan returns the
 // cancellation.
 func TestReview85ChanStopsWaitingAtTheCallersDone(t *testing.T) {
-	for _, user := range []bool{false, true} {
+	for _, ctxKind := range []string{ctxtest.Std, ctxtest.Own} {
 		for name, mk := range r85Streams() {
-			t.Run(fmt.Sprintf("user=%v/%s", user, name), func(t *testing.T) {
-				var ctx context.Context
-				var cancel func()
-				if user {
-					u := ctxtest.NewDoneCtx()
-					ctx, cancel = u, u.Cancel
-				} else {
-					c, cf := context.WithCancel(context.Background())
-					ctx, cancel = c, cf
-				}
+			t.Run(fmt.Sprintf("%s/%s", ctxKind, name), func(t *testing.T) {
+				ctx, cancel := ctxtest.New(ctxKind)
 				defer cancel()
 				out := make(chan int) // unbuffered: after two values nobody reads
 				var err error

@@ -90,19 +90,11 @@ func r85Streams() map[string]func() stage.Stream[int] {
 // callback (nor the loop body of All), and the sink returns the cancellation.
 func TestReview85CancelInTheCallbackDeliversNothingMore(t *testing.T) {
 	for name, mk := range r85Streams() {
-		for _, user := range []bool{false, true} {
+		for _, ctxKind := range []string{ctxtest.Std, ctxtest.Own} {
 			for _, kind := range []string{"foreach", "all", "reduce", "chan"} {
-				t.Run(fmt.Sprintf("%s/user=%v/%s", name, user, kind), func(t *testing.T) {
-					var ctx context.Context
-					var cancel func()
-					if user {
-						u := ctxtest.NewDoneCtx()
-						ctx, cancel = u, u.Cancel
-					} else {
-						c, cf := context.WithCancel(context.Background())
-						defer cf()
-						ctx, cancel = c, cf
-					}
+				t.Run(fmt.Sprintf("%s/%s/%s", name, ctxKind, kind), func(t *testing.T) {
+					ctx, cancel := ctxtest.New(ctxKind)
+					defer cancel()
 					s := mk()
 					calls := 0
 					var err error

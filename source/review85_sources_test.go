@@ -100,18 +100,10 @@ func TestReview85ValueWithAnErrorIsNotDelivered(t *testing.T) {
 // A source that fails after the caller's ctx ended (both a standard context
 // and one of the caller's own type): the sink returns the cancellation.
 func TestReview85SourceFailureAfterCancellationIsTheCancellation(t *testing.T) {
-	for _, user := range []bool{false, true} {
+	for _, ctxKind := range []string{ctxtest.Std, ctxtest.Own} {
 		for _, kind := range []string{"seq2", "func"} {
-			t.Run(fmt.Sprintf("user=%v/%s", user, kind), func(t *testing.T) {
-				var ctx context.Context
-				var cancel func()
-				if user {
-					u := ctxtest.NewDoneCtx()
-					ctx, cancel = u, u.Cancel
-				} else {
-					c, cf := context.WithCancel(context.Background())
-					ctx, cancel = c, cf
-				}
+			t.Run(fmt.Sprintf("%s/%s", ctxKind, kind), func(t *testing.T) {
+				ctx, cancel := ctxtest.New(ctxKind)
 				var s stage.Stream[int]
 				if kind == "seq2" {
 					s = source.Seq2(func(yield func(int, error) bool) {
