@@ -452,7 +452,9 @@ func TestReview67UnbatchAckStraightAfterBatch(t *testing.T) {
 		rec := &r67AckRec{calls: map[int][]error{}}
 		b := stage.Batch(r67AckSrc(4, rec), 2, 0)
 		if between {
-			b = stage.Map(b, func(_ context.Context, v []int) ([]int, error) { return v, nil })
+			// One worker: the batches keep their order, so that the first
+			// element is 0 (several could let [2 3] overtake [0 1]).
+			b = stage.Map(b, func(_ context.Context, v []int) ([]int, error) { return v, nil }, stage.Workers(1))
 		}
 		r67Guard(t, "ack", func() {
 			for v, err := range sink.All(context.Background(), stage.Unbatch(b)) {
