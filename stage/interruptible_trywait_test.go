@@ -34,7 +34,11 @@ func TestInterruptibleTryDoesNotWaitBehindAWaitingPull(t *testing.T) {
 	runcheck.InChildTest(t, func(t *testing.T) {
 		const cheap, marker = 2000, -1
 		decided := 0
-		for trial := 0; trial < 40 && decided < 3; trial++ {
+		// Up to 400 trials: a trial whose marker the sink's goroutine took
+		// decides nothing, and on a loaded machine (without -race, where the
+		// sink's goroutine runs all 2,000 cheap calls while the stage's
+		// goroutine waits for a processor) 40 in a row did.
+		for trial := 0; trial < 400 && decided < 3; trial++ {
 			ch := make(chan int, cheap+1)
 			for i := range cheap {
 				ch <- i
