@@ -8,32 +8,14 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/acktest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
 )
-
-// r89Ack records every Done call of one item.
-type r89Ack struct {
-	mu    sync.Mutex
-	calls []error
-}
-
-func (a *r89Ack) Done(err error) {
-	a.mu.Lock()
-	a.calls = append(a.calls, err)
-	a.mu.Unlock()
-}
-
-func (a *r89Ack) got() []error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]error(nil), a.calls...)
-}
 
 // r89WaitChanSending waits until sink.Chan's callback waits to send a value
 // on out: a goroutine parked in a select whose first frame outside the
@@ -79,7 +61,7 @@ func r89WaitChanSending(t *testing.T) {
 // ctx still alive.)
 func TestReview89ChanWaitCutShortByAFailureIsNotCommitted(t *testing.T) {
 	errR89 := errors.New("r89: item 2 fails")
-	ack := &r89Ack{}
+	ack := &acktest.Recorder{}
 	src := stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
 		n := 0
 		return func(context.Context) (int, stage.Ack, error) {
@@ -120,7 +102,7 @@ func TestReview89ChanWaitCutShortByAFailureIsNotCommitted(t *testing.T) {
 	if !errors.Is(err, errR89) || !errors.As(err, &se) || se.Stage != "r89map" {
 		t.Fatalf("sink.Chan returned %v, want the *stage.Error of r89map wrapping item 2's error", err)
 	}
-	if calls := ack.got(); len(calls) != 0 {
+	if calls := ack.Told(); len(calls) != 0 {
 		t.Fatalf("the item Chan never sent (a FailFast error ended the run while it waited) was told Done(%v), want no Done call", calls)
 	}
 }

@@ -9,40 +9,21 @@ import (
 	"context"
 	"errors"
 	"io"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/acktest"
 	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
 )
 
-// r88ack records the fates an Ack is told.
-type r88ack struct {
-	mu    sync.Mutex
-	fates []error
-}
-
-func (a *r88ack) Done(err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fates = append(a.fates, err)
-}
-
-func (a *r88ack) told() []error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.fates)
-}
-
 // r88ackSource is an AckSource of the items 0, 1, ..., len(acks)-1; item
 // i carries acks[i].
-func r88ackSource(acks []*r88ack) stage.Stream[int] {
+func r88ackSource(acks []*acktest.Recorder) stage.Stream[int] {
 	return stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
 		i := 0
 		return func(context.Context) (int, stage.Ack, error) {
@@ -62,7 +43,7 @@ func r88ackSource(acks []*r88ack) stage.Stream[int] {
 // [Batch] is done when its batch is". A batch whose commit was cut short
 // leaves every item of it unacknowledged.
 func TestReview88BatchCutShortLeavesItsItemsUnacknowledged(t *testing.T) {
-	acks := []*r88ack{{}, {}, {}}
+	acks := []*acktest.Recorder{{}, {}, {}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	calls := 0
@@ -81,7 +62,7 @@ func TestReview88BatchCutShortLeavesItsItemsUnacknowledged(t *testing.T) {
 		t.Errorf("the callback got %d batches, want 1", calls)
 	}
 	for i, a := range acks {
-		if fates := a.told(); len(fates) != 0 {
+		if fates := a.Told(); len(fates) != 0 {
 			t.Errorf("item %d of the batch whose commit was cut short was told %v, want no Done", i, fates)
 		}
 	}

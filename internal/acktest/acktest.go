@@ -7,6 +7,8 @@ package acktest
 import (
 	"context"
 	"io"
+	"slices"
+	"sync"
 
 	"github.com/sluicedev/sluice/stage"
 )
@@ -16,6 +18,28 @@ type Func func(err error)
 
 // Done calls f.
 func (f Func) Done(err error) { f(err) }
+
+// Recorder is an [stage.Ack] that records every Done call it is told, in
+// order; safe for concurrent use. The zero Recorder is ready.
+type Recorder struct {
+	mu   sync.Mutex
+	told []error
+}
+
+// Done records err.
+func (a *Recorder) Done(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.told = append(a.told, err)
+}
+
+// Told returns a copy of what Done was told so far: empty if it was never
+// called, one error per call.
+func (a *Recorder) Told() []error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.told)
+}
 
 // CommitGated returns a stage.AckSource of 0, 1, ..., n-1 and a function
 // that returns the channel, made anew at each run's open, that is closed

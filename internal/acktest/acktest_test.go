@@ -45,3 +45,23 @@ func TestCommitGated(t *testing.T) {
 	default:
 	}
 }
+
+// Recorder: the zero value is ready; Told is every Done call in order, and
+// a copy.
+func TestRecorder(t *testing.T) {
+	var a acktest.Recorder
+	if got := a.Told(); len(got) != 0 {
+		t.Fatalf("a new Recorder told %v, want nothing", got)
+	}
+	errX := errors.New("x")
+	a.Done(nil)
+	a.Done(errX)
+	got := a.Told()
+	if len(got) != 2 || got[0] != nil || got[1] != errX {
+		t.Fatalf("Told() = %v, want [nil x]", got)
+	}
+	got[0] = errX
+	if a.Told()[0] != nil {
+		t.Fatal("Told returned the Recorder's own slice, not a copy")
+	}
+}
