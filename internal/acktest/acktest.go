@@ -1,8 +1,7 @@
 // Package acktest holds acknowledged sources, and an Ack that records what
-// it is told, for the tests of several
-// packages: a test that ends a run on purpose often needs to know that the
-// outputs before it were delivered, since outputs still on their way when
-// a run is cancelled may be dropped.
+// it is told, for the tests of several packages: a test that ends a run on
+// purpose often needs to know that the outputs before it were delivered,
+// since outputs still on their way when a run is cancelled may be dropped.
 package acktest
 
 import (
