@@ -438,6 +438,21 @@ func R72InvalidUTF8Names(t *testing.T, env Env) {
 	}
 }
 
+// R72InvalidUTF8Kind: the docs say "a stage name (or kind)". A kind is the
+// library's, but Observer.Stage is public: drive it directly with an
+// invalid kind, which is recorded with each run of invalid bytes replaced.
+func R72InvalidUTF8Kind(t *testing.T, env Env) {
+	w := env.Obs.Stage(stage.Info{Name: "k\xff", Kind: "ma\xff\xfep", Workers: 1, Total: -1})
+	w.Received()
+	w.Finished(0, nil)
+	w.Closed()
+	all := MustRead(t, env.Read)
+	R72ValidUTF8(t, all)
+	if c := R72StageOf(all, "k\uFFFD", "ma\uFFFDp"); c.Received != 1 || c.OK != 1 || c.Hist != 1 {
+		t.Errorf("invalid kind: %+v, want recorded under ma\\uFFFDp", c)
+	}
+}
+
 // R72HostileValidNames: hostile but valid names (very long, control
 // characters, quotes and label syntax, a name that looks like a generated
 // one, a space), in two runs: labels are per stage, and each name's series

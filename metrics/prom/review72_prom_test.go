@@ -138,11 +138,12 @@ func TestReview72RetriesAndKeyPanicsCountOnce(t *testing.T) {
 	metricstest.R72RetriesAndKeyPanicsCountOnce(t, newEnv(t))
 }
 
-// "A stage name that is not valid UTF-8, which a label cannot hold, is
-// recorded with each run of invalid bytes replaced by one U+FFFD (so names
-// that differ only there share a series)."
+// "A stage name (or kind) that is not valid UTF-8, which a label cannot
+// hold, is recorded with each run of invalid bytes replaced by one U+FFFD
+// (so names that differ only there share a series)."
 func TestReview72InvalidUTF8Names(t *testing.T) {
 	metricstest.R72InvalidUTF8Names(t, newEnv(t))
+	metricstest.R72InvalidUTF8Kind(t, newEnv(t))
 }
 
 // Hostile but valid names: very long, control characters, quotes and label
