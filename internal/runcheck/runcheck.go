@@ -71,21 +71,34 @@ func ended(st string) bool {
 	return onItsWayOut(st)
 }
 
-// Exited counts goroutines that Run found on their way out (see
-// onItsWayOut) when a sink returned, and that exited soon after.
+// Exited counts goroutines that Alive (so Run and LeakedSince) found on
+// their way out (see onItsWayOut), and that exited soon after.
 var Exited atomic.Int32
 
 // LeakedSince returns the stacks of the goroutines alive now that were
-// not in before, but the caller's. A parked goroutine is returned at once;
-// one that is not parked (onItsWayOut) is returned if it is still there
-// after the caller yielded the processor many times, or if it is seen
-// parked meanwhile.
+// not in before, but the caller's (see Alive for the grace a goroutine that
+// is not parked is given).
 func LeakedSince(before map[int64]string) []string {
+	return Alive(func(id int64, _ string) bool {
+		_, old := before[id]
+		return !old
+	})
+}
+
+// Alive returns the stacks of the goroutines, but the caller's and those
+// that only have the runtime's exit left, for which keep(id, stack) is
+// true. A parked goroutine is returned at once; one that is not parked
+// (onItsWayOut: it may have done its deferred wg.Done() or close and only
+// have its return left) is returned if it is still there after the caller
+// yielded the processor many times, or if it is seen parked meanwhile. So
+// a check "none of these is left when the sink returned" is strict for
+// every goroutine that waits for anything.
+func Alive(keep func(id int64, stack string) bool) []string {
 	cur, after := Goroutines()
 	var leaked []string
 	exiting := map[int64]string{}
 	for id, st := range after {
-		if _, ok := before[id]; !ok && id != cur && !ended(st) {
+		if id != cur && keep(id, st) && !ended(st) {
 			if onItsWayOut(st) {
 				exiting[id] = st
 			} else {
