@@ -87,11 +87,14 @@
 // When a partition is revoked, the source takes no more of its records,
 // commits its watermark, and never commits for it again: acknowledgements
 // of its records still in flight are ignored (the records may still finish;
-// the new owner gets them again from the watermark), and so is the failure
-// of a dead letter of one of them. When the group session
+// the new owner gets them again from the watermark), and so are the failure
+// of a dead letter of one of them and decode's rejection of a record whose
+// partition was revoked while decode ran (no dead letter, no failure: the
+// new owner decodes it again). When the group session
 // is lost (the member was too slow to heartbeat), its partitions are let go
 // without a commit and the member joins again; the run goes on. A
-// partition newly assigned starts from its committed offset. With
+// partition newly assigned starts from its committed offset, and is read
+// even while every other partition of the member is full. With
 // cooperative rebalancing (franz-go's default), an [OnEvent] Assigned or
 // Revoked event may name no partition.
 //
