@@ -75,8 +75,8 @@ func TestReview31DeadLetterPanicInDoneGivesTheMessageBack(t *testing.T) {
 }
 
 // r31Redelivered runs the consumer again and checks that its first message
-// is want, on its second delivery: the run before gave it back, since
-// AckWait (an hour) cannot have passed. The timeout only bounds a hang.
+// is want, redelivered: the run before gave it back, since AckWait (an
+// hour) cannot have passed. The timeout only bounds a hang.
 func r31Redelivered(t *testing.T, w *r14, want string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -85,8 +85,11 @@ func r31Redelivered(t *testing.T, w *r14, want string) {
 	if err != nil || !ok {
 		t.Fatalf("the next run: %v, %v: the message did not come back (NumAckPending %d, DLQ %d)", ok, err, w.info(t).NumAckPending, w.streamMsgs(t, "DLQ"))
 	}
-	if m.Value != want || m.Deliveries != 2 {
-		t.Fatalf("the next run got %q on delivery %d, want %q on its second", m.Value, m.Deliveries, want)
+	// Its second delivery, or a later one: nak'ed with a short Backoff, it
+	// can come back to the run that gave it back before that run stops,
+	// which gives it back once more.
+	if m.Value != want || m.Deliveries < 2 {
+		t.Fatalf("the next run got %q on delivery %d, want %q redelivered", m.Value, m.Deliveries, want)
 	}
 }
 

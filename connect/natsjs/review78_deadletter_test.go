@@ -61,13 +61,12 @@ func r78OneDeadLetter(t *testing.T, js jetstream.JetStream, cons jetstream.Consu
 	if n := r79DLQCount(t, js); n != 1 {
 		t.Fatalf("DLQ holds %d dead letters; want 1", n)
 	}
-	ci, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ci.NumAckPending != 0 || ci.NumPending != 0 {
-		t.Errorf("the message is not settled: ack pending %d, pending %d", ci.NumAckPending, ci.NumPending)
-	}
+	// The Term is sent without waiting for the server's answer: wait until
+	// the server has taken it.
+	r63WaitFor(t, "the message's settlement", func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
+	})
 	st, err := js.Stream(ctx, "DLQ")
 	if err != nil {
 		t.Fatal(err)
