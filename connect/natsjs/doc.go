@@ -16,9 +16,10 @@
 //     commit, a FailFast error at this message): Nak with a delay that
 //     grows with the delivery count;
 //   - failed with an error wrapped by [Permanent], failed on its last
-//     allowed delivery (MaxDeliver), or not decodable: Term, after
-//     publishing it to the dead-letter subject if one is set
-//     ([DeadLetter]);
+//     allowed delivery (MaxDeliver), or not decodable: Term, with the
+//     error's text as its reason (the server's terminated advisory
+//     carries it), after publishing it to the dead-letter subject if one
+//     is set ([DeadLetter]);
 //   - the run ended first (cancelled, a FailFast error at another message,
 //     drained before the message was handed to the pipeline; or a commit
 //     that failed with the context's error as the run ended): Nak, when the

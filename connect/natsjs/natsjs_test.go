@@ -485,8 +485,13 @@ func TestDeadLetterPublishFailureNaks(t *testing.T) {
 	// No stream captures the dead-letter subject: the publish fails, and
 	// the undecodable message must be nak'ed, not terminated (lost).
 	var ackErrs atomic.Int64
+	firstErr := make(chan error, 1)
 	src := natsjs.Source(cons, decodeJob, natsjs.DeadLetter(js, "nowhere"), natsjs.Backoff(time.Hour, time.Hour),
-		natsjs.OnAckError(func(error) { ackErrs.Add(1) }))
+		natsjs.OnAckError(func(err error) {
+			if ackErrs.Add(1) == 1 {
+				firstErr <- err
+			}
+		}))
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -495,6 +500,10 @@ func TestDeadLetterPublishFailureNaks(t *testing.T) {
 	waitFor(t, "the failed dead-letter publish", func() bool { return ackErrs.Load() > 0 })
 	cancel()
 	<-done
+	// OnAckError: "when a dead letter's publish fails (with that error...)".
+	if err := <-firstErr; !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("OnAckError got %v; want the dead letter's failed publish (no stream captures its subject)", err)
+	}
 	info, _ := js.Stream(ctx, "W")
 	if si, _ := info.Info(ctx); si.State.Msgs != 1 {
 		t.Fatalf("the stream holds %d messages, want the undecodable one kept for redelivery", si.State.Msgs)

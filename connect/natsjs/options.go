@@ -62,9 +62,10 @@ type sourceConfig struct {
 // after a failed Term) is stored once, while no other dead letter shares
 // its id: not one of the same message terminated by another consumer, nor
 // one of a stream or consumer made again under its name, nor one of
-// another stream with the same dead-letter subject. (A
-// run that could not learn the consumer's creation time, the server away
-// as it started, sends no id.) If the publish
+// another stream with the same dead-letter subject. (A run started while
+// the server was away takes the consumer's name and creation time, and its
+// MaxDeliver, from what the consumer handle last learned (CachedInfo);
+// when the handle knows none, it sends no id.) If the publish
 // fails, the message is nak'ed instead, so that it is not lost, with the
 // delay of a retryable failure ([Backoff]), so that a poison message does
 // not circulate while the dead-letter subject takes nothing: it is
@@ -116,8 +117,10 @@ func Backoff(base, max time.Duration) SourceOption {
 }
 
 // OnAckError is called when an acknowledgement (an Ack, a Nak, a Term)
-// cannot be sent (the connection is gone): the message will be
-// redelivered. It is not called for [KeepAlive]'s in-progress acks: a lost
+// cannot be sent (the connection is gone), and when a dead letter's
+// publish fails (with that error, joined with the Nak's if the Nak that
+// replaces the Term failed too): the message will be redelivered (see
+// [DeadLetter] for one on its last delivery). It is not called for [KeepAlive]'s in-progress acks: a lost
 // one only lets the message be redelivered after AckWait. The default
 // ignores it. A panic in f fails the run with a *stage.SourceError wrapping
 // the *stage.PanicError (unless the run was cut short first), and does not

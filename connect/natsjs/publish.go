@@ -44,7 +44,8 @@ type Published struct {
 // stop, since its item was not published: it is wrapped once more, in a
 // *stage.Error of Stage "publish" inside the "foreach" one (its Index
 // counts only the items msg was called for, the "foreach" one's forwarded
-// errors too), so that stage.IsStop does not take it for one. Items are published one at a time. counts may be nil.
+// errors too), so that stage.IsStop does not take it for one. Items are
+// published one at a time. counts may be nil.
 // Publish panics, before it runs s, if js, msg or id is nil.
 func Publish[T any](ctx context.Context, js jetstream.JetStream, s stage.Stream[T], msg func(T) (*nats.Msg, error), id func(T) string, counts *Published) error {
 	if js == nil || msg == nil || id == nil {
