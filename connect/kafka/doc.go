@@ -29,7 +29,8 @@
 // Every [CommitInterval] (1 s by default) the source commits the watermarks
 // that moved since its last commit of the partition (the first commit of a
 // partition it owns is its watermark as it stands, even if nothing was
-// settled yet); it also commits when a partition is revoked (before it is
+// settled yet, once a record of it was polled: nothing is committed for a
+// partition before); it also commits when a partition is revoked (before it is
 // given up) and when the run stops. A commit the broker refuses does not fail
 // the run: the [Committed] event (see [OnEvent]) carries its error, and the
 // next commit tries the watermark again. Each partition holds at most
