@@ -39,7 +39,15 @@ func TestMain(m *testing.M) {
 // the test, and returns its URL.
 func startServer(t testing.TB) string {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	return startServerWith(t, server.Options{})
+}
+
+// startServerWith is startServer with the options of opts beside its own
+// (loopback, a free port, JetStream in a temporary directory, no log).
+func startServerWith(t testing.TB, opts server.Options) string {
+	t.Helper()
+	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, t.TempDir(), true, true
+	s, err := server.NewServer(&opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,14 @@ var errR78Lost = errors.New("review78: the dead letter's answer was lost")
 // consumer "c" (explicit acks, AckWait an hour).
 func r78Poison(t *testing.T) (jetstream.JetStream, jetstream.Consumer) {
 	t.Helper()
-	_, js := connect(t, startServer(t))
+	return r78PoisonOn(t, startServer(t), jetstream.ConsumerConfig{}, "poison")
+}
+
+// r78PoisonOn is r78Poison on the server at url, with the consumer's other
+// settings from cfg, and one message of data msg.
+func r78PoisonOn(t *testing.T, url string, cfg jetstream.ConsumerConfig, msg string) (jetstream.JetStream, jetstream.Consumer) {
+	t.Helper()
+	_, js := connect(t, url)
 	ctx := context.Background()
 	for _, cfg := range []jetstream.StreamConfig{
 		{Name: "WORK", Subjects: []string{"w.>"}, Retention: jetstream.WorkQueuePolicy},
@@ -43,11 +50,12 @@ func r78Poison(t *testing.T) (jetstream.JetStream, jetstream.Consumer) {
 			t.Fatal(err)
 		}
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "WORK", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Hour})
+	cfg.Durable, cfg.AckPolicy, cfg.AckWait = "c", jetstream.AckExplicitPolicy, time.Hour
+	cons, err := js.CreateOrUpdateConsumer(ctx, "WORK", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, "w.job", []byte("poison")); err != nil {
+	if _, err := js.Publish(ctx, "w.job", []byte(msg)); err != nil {
 		t.Fatal(err)
 	}
 	return js, cons

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,26 +32,11 @@ func (r90Away) Info(context.Context) (*jetstream.ConsumerInfo, error) {
 // (package documentation, "Outcomes"), with the id of this consumer, not
 // nak'ed to stay in the stream undelivered.
 func TestReview90CachedInfoWhenTheServerCannotBeAsked(t *testing.T) {
-	_, js := connect(t, startServer(t))
+	js, cons := r78PoisonOn(t, startServer(t), jetstream.ConsumerConfig{MaxDeliver: 1}, "x")
 	ctx := context.Background()
-	for _, cfg := range []jetstream.StreamConfig{
-		{Name: "WORK", Subjects: []string{"w.>"}, Retention: jetstream.WorkQueuePolicy},
-		{Name: "DLQ", Subjects: []string{"dlq"}},
-	} {
-		if _, err := js.CreateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "WORK", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Hour, MaxDeliver: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	known := cons.CachedInfo()
 	if known == nil || known.Config.MaxDeliver != 1 {
 		t.Fatalf("the handle knows %+v; want the consumer's info, MaxDeliver 1", known)
-	}
-	if _, err := js.Publish(ctx, "w.job", []byte("x")); err != nil {
-		t.Fatal(err)
 	}
 	stop, drain := context.WithCancel(context.Background())
 	defer drain()
@@ -62,7 +46,7 @@ func TestReview90CachedInfoWhenTheServerCannotBeAsked(t *testing.T) {
 		drain()
 		return m, errR90 // retryable, but on the last delivery
 	}, stage.OnError(stage.Forward))
-	err = sink.ForEach(rctx, failed, func(context.Context, natsjs.Msg[string]) error { return nil })
+	err := sink.ForEach(rctx, failed, func(context.Context, natsjs.Msg[string]) error { return nil })
 	var fe *sink.ForwardedError
 	if !errors.As(err, &fe) || !errors.Is(err, errR90) {
 		t.Fatalf("run: %v; want the forwarded failure", err)

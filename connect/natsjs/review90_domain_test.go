@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,23 +21,7 @@ var errR90 = errors.New("review90: a permanent failure")
 // domain; it returns the server's URL.
 func r90DomainServer(t *testing.T) string {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, JetStreamDomain: "hub", StoreDir: t.TempDir(),
-		FeatureFlags: map[string]bool{"js_ack_fc_v2": true},
-		NoLog:        true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server did not start")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s.ClientURL()
+	return startServerWith(t, server.Options{JetStreamDomain: "hub", FeatureFlags: map[string]bool{"js_ack_fc_v2": true}})
 }
 
 // DeadLetter: header Sluice-Stream is the message's stream "after its
@@ -48,27 +31,12 @@ func r90DomainServer(t *testing.T) string {
 // in domain "hub" that fails for good is dead-lettered with Sluice-Stream
 // "hub.WORK" and the id that names it so.
 func TestReview90DeadLetterNamesTheDomain(t *testing.T) {
-	_, js := connect(t, r90DomainServer(t))
+	js, cons := r78PoisonOn(t, r90DomainServer(t), jetstream.ConsumerConfig{}, "poison")
 	ctx := context.Background()
-	for _, cfg := range []jetstream.StreamConfig{
-		{Name: "WORK", Subjects: []string{"w.>"}, Retention: jetstream.WorkQueuePolicy},
-		{Name: "DLQ", Subjects: []string{"dlq"}},
-	} {
-		if _, err := js.CreateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "WORK", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(ctx, "w.job", []byte("poison")); err != nil {
-		t.Fatal(err)
-	}
 	var domain string
 	rctx, cancel := r75HangCtx()
 	defer cancel()
-	err = sink.ForEach(rctx, natsjs.Source(&r38Cons{Consumer: cons, hook: func(next func() (jetstream.Msg, error)) (jetstream.Msg, error) {
+	err := sink.ForEach(rctx, natsjs.Source(&r38Cons{Consumer: cons, hook: func(next func() (jetstream.Msg, error)) (jetstream.Msg, error) {
 		m, err := next()
 		if err == nil {
 			if meta, err := m.Metadata(); err == nil {
