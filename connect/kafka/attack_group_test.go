@@ -533,19 +533,7 @@ func TestAttackCommitFailureEvent(t *testing.T) {
 			for _, p := range tt.Partitions {
 				if p.Offset > 0 {
 					refusedOnce.Do(func() {
-						r := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-						for _, tt := range req.Topics {
-							rt := kmsg.NewOffsetCommitResponseTopic()
-							rt.Topic = tt.Topic
-							for _, p := range tt.Partitions {
-								rp := kmsg.NewOffsetCommitResponseTopicPartition()
-								rp.Partition = p.Partition
-								rp.ErrorCode = 28 // INVALID_COMMIT_OFFSET_SIZE, not retriable
-								rt.Partitions = append(rt.Partitions, rp)
-							}
-							r.Topics = append(r.Topics, rt)
-						}
-						resp, handled = r, true
+						resp, handled = refuseCommit(req, 28), true // INVALID_COMMIT_OFFSET_SIZE, not retriable
 						close(refused)
 					})
 				}

@@ -416,3 +416,23 @@ func finishAttack(t *testing.T, drain func(), errc <-chan error, addrs []string,
 	checkCommitted(t, addrs, "g", "jobs")
 	l.verify(t)
 }
+
+// refuseCommit answers an offset commit with the error code for every
+// partition it names (a partition-level refusal; the request itself
+// succeeds).
+func refuseCommit(req *kmsg.OffsetCommitRequest, code int16) *kmsg.OffsetCommitResponse {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	resp.SetVersion(req.GetVersion())
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetCommitResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetCommitResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}

@@ -1826,21 +1826,13 @@ func TestReview7FailedCommitReportedAndRecommittedOnStop(t *testing.T) {
 			return nil, nil, false
 		}
 		req := kr.(*kmsg.OffsetCommitRequest)
-		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-		resp.SetVersion(req.GetVersion())
+		resp := refuseCommit(req, kerr.OffsetMetadataTooLarge.Code)
 		for _, rt := range req.Topics {
-			st := kmsg.NewOffsetCommitResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
 			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetCommitResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
-				st.Partitions = append(st.Partitions, sp)
 				if rp.Offset == 10 {
 					refusing.Store(false) // the last refusal
 				}
 			}
-			resp.Topics = append(resp.Topics, st)
 		}
 		refused.Add(1)
 		return resp, nil, true

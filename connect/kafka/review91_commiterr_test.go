@@ -38,21 +38,7 @@ func TestReview91RefusedCommitEventWrapsTheBrokerError(t *testing.T) {
 		if !refused.CompareAndSwap(false, true) {
 			return nil, nil, false
 		}
-		req := kr.(*kmsg.OffsetCommitRequest)
-		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-		resp.SetVersion(req.GetVersion())
-		for _, rt := range req.Topics {
-			st := kmsg.NewOffsetCommitResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetCommitResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return refuseCommit(kr.(*kmsg.OffsetCommitRequest), kerr.OffsetMetadataTooLarge.Code), nil, true
 	})
 	var mu sync.Mutex
 	var failed []error // the Errs of the Committed events
