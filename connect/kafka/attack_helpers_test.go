@@ -174,6 +174,17 @@ func produceTo(t testing.TB, addrs []string, topic string, p int32, first, n int
 	produceRecs(t, addrs, recs...)
 }
 
+// produceOneKey produces n records of key "k", values 0..n-1, to
+// partition 0 of topic "jobs".
+func produceOneKey(t testing.TB, addrs []string, n int) {
+	t.Helper()
+	recs := make([]*kgo.Record, n)
+	for i := range n {
+		recs[i] = &kgo.Record{Topic: "jobs", Partition: 0, Key: []byte("k"), Value: []byte(fmt.Sprint(i))}
+	}
+	produceRecs(t, addrs, recs...)
+}
+
 func produceRecs(t testing.TB, addrs []string, recs ...*kgo.Record) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))

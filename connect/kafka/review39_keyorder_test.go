@@ -2,7 +2,6 @@ package kafka_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -29,11 +28,7 @@ import (
 // the first's (its records queue behind the first's for their key).
 func TestReview39KeyOrderWithinEachOwnership(t *testing.T) {
 	_, addrs := newCluster(t, 1, "jobs", "other")
-	var recs []*kgo.Record
-	for i := range 4 {
-		recs = append(recs, &kgo.Record{Topic: "jobs", Partition: 0, Key: []byte("k"), Value: []byte(fmt.Sprint(i))})
-	}
-	produceRecs(t, addrs, recs...)
+	produceOneKey(t, addrs, 4)
 	eager := kgo.Balancers(kgo.RangeBalancer())
 	ev := newR39Events()
 

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/sluicedev/sluice/connect/kafka"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
@@ -137,11 +135,7 @@ func r63DrainAFullPartition(t *testing.T, mode string, k int) {
 func TestReview63DrainFailureWithKeyWaiters(t *testing.T) {
 	const n, bad = 10, 2
 	_, addrs := newCluster(t, 1, "jobs")
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, &kgo.Record{Topic: "jobs", Partition: 0, Key: []byte("k"), Value: []byte(fmt.Sprint(i))})
-	}
-	produceRecs(t, addrs, recs...)
+	produceOneKey(t, addrs, n)
 	var mu sync.Mutex
 	tries := 0
 	entered := make(chan struct{})

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/sluicedev/sluice/connect/kafka"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/stage"
@@ -31,11 +29,7 @@ func TestReview64LaterRecordsOfAKeyPassARetry(t *testing.T) {
 	l.watch(c)
 	l.dumpOnFailure(t)
 	const n = 3
-	recs := make([]*kgo.Record, n)
-	for i := range n {
-		recs[i] = &kgo.Record{Topic: "jobs", Partition: 0, Key: []byte("k"), Value: []byte(fmt.Sprint(i))}
-	}
-	produceRecs(t, addrs, recs...)
+	produceOneKey(t, addrs, n)
 
 	taken1 := make(chan struct{})
 	var once sync.Once

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/sluicedev/sluice/connect/kafka"
 	"github.com/sluicedev/sluice/stage"
 )
@@ -36,11 +34,7 @@ func TestReview91RetryComesBeforeRecordsNotTaken(t *testing.T) {
 	l.watch(c)
 	l.dumpOnFailure(t)
 	const n = 20
-	recs := make([]*kgo.Record, n)
-	for i := range n {
-		recs[i] = &kgo.Record{Topic: "jobs", Partition: 0, Key: []byte("k"), Value: []byte(fmt.Sprint(i))}
-	}
-	produceRecs(t, addrs, recs...)
+	produceOneKey(t, addrs, n)
 
 	var mu sync.Mutex
 	var calls []string
