@@ -70,7 +70,7 @@ import (
 // is terminated and dead-lettered by the next call that may wait (a
 // stage's own worker asking for its next message), or at the run's stop if
 // none comes; it stays in flight until then (kept alive by KeepAlive, if
-// set).
+// set). Without a DeadLetter subject, the look terminates it itself.
 //
 // Source panics if cons or decode is nil, or if an option is the zero
 // SourceOption (programmer errors; the message starts with "sluice:").

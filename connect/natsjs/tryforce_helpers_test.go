@@ -46,6 +46,8 @@ type tryForce struct {
 
 	seqMu sync.Mutex
 	seqOf map[string]uint64 // each published message's stream sequence
+
+	wrap func(jetstream.Msg) jetstream.Msg // if set (before the run starts), wraps each message the run's Next returns
 }
 
 // newTryForce connects the run's connection (tapped) to w's server and
@@ -74,6 +76,9 @@ func (f *tryForce) hook(next func() (jetstream.Msg, error)) (jetstream.Msg, erro
 	m, err := next()
 	if m != nil {
 		f.returned.Add(1)
+		if f.wrap != nil {
+			m = f.wrap(m)
+		}
 	}
 	return m, err
 }
@@ -191,7 +196,7 @@ type tryBad struct {
 }
 
 // tryMeetsBad starts a Map of three workers over a Source of f.cons with a
-// dead-letter subject published through dlq, under Until if until, and
+// dead-letter subject published through dlq (none if dlq is nil), under Until if until, and
 // brings it to the point where a try of the sink's goroutine met an
 // undecodable message while one of the Map's own goroutines holds r. If
 // cancelOnSink, decode cancels the run there, before it returns its error.
@@ -220,7 +225,11 @@ func tryMeetsBad(f *tryForce, dlq jetstream.JetStream, until, cancelOnSink bool)
 	rIn, releaseR := newR38Once(), newR38Once()
 	t.Cleanup(releaseR.fire)
 	var blockedR atomic.Value // the r the Map's own goroutine holds
-	var src stage.Stream[natsjs.Msg[string]] = natsjs.Source(f.cons, decode, natsjs.DeadLetter(dlq, "dlq"))
+	var opts []natsjs.SourceOption
+	if dlq != nil {
+		opts = append(opts, natsjs.DeadLetter(dlq, "dlq"))
+	}
+	var src stage.Stream[natsjs.Msg[string]] = natsjs.Source(f.cons, decode, opts...)
 	if until {
 		src = stage.Until(src, stop)
 	}
