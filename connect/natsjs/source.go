@@ -42,7 +42,8 @@ import (
 // goes on (after a stall it first asks for the consumer's info: a consumer
 // or stream deleted meanwhile, or limits lowered below what the run asks,
 // see the package documentation, "Consumer settings", end the run with a
-// *stage.SourceError), and messages the server delivered
+// *stage.SourceError; a deletion's wraps jetstream.ErrConsumerNotFound or
+// ErrStreamNotFound, as at the run's start), and messages the server delivered
 // into the stall are taken when they arrive, as far as the subscription
 // has room for them: nats.go asks for a new batch while the stalled one
 // may still come, and drops what finds no room (a "slow consumer" error,
