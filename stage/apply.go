@@ -21,9 +21,9 @@ import "context"
 // finished with do not count). emit returns false, and drops the output, once
 // the run is cancelled; f should then return. With [Ordered], an item's
 // outputs wait in memory until the items before it have left, and a further
-// output waits while the window holds 2×workers + buffer outputs waiting
-// so (an f must then not wait for a later item of its stage: that item may
-// wait for it); the moment they have, the outputs waiting go to the queue,
+// output waits while the window holds 2×workers + buffer further outputs
+// (of any of its items) waiting so, not before (an f must then not wait
+// for a later item of its stage: that item may wait for it); the moment they have, the outputs waiting go to the queue,
 // even while f still runs, and from then on emit queues them directly, so
 // an item may emit without end once its turn has come, and may wait for
 // its own outputs to be consumed. The outputs waiting go to the queue
