@@ -2313,22 +2313,10 @@ func TestReview3StallUnderASlowPipeline(t *testing.T) {
 	cons := rvSetup(t, js, "R3STALL", 3*time.Second, 0)
 	proxy := newStallProxy(t, strings.TrimPrefix(url, "nats://"))
 	var asyncErrs atomic.Int64
-	pnc, err := nats.Connect(proxy.url(), nats.MaxReconnects(0), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+	pcons, pnc := proxy.consumer(t, "R3STALL", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		asyncErrs.Add(1)
 		t.Logf("async error: %v", err)
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pnc.Close)
-	pjs, err := jetstream.New(pnc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcons, err := pjs.Consumer(context.Background(), "R3STALL", "c")
-	if err != nil {
-		t.Fatal(err)
-	}
 	proxy.armPause("CONSUMER.MSG.NEXT.R3STALL.c")
 	stop, drain := context.WithCancel(context.Background())
 	defer drain()

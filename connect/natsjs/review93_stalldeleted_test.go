@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedev/sluice/connect/natsjs"
@@ -36,19 +35,7 @@ func TestReview93DeletedDuringAStallIsNamed(t *testing.T) {
 			_, js := connect(t, url)
 			rvSetup(t, js, "STALL", time.Hour, 0)
 			proxy := newStallProxy(t, strings.TrimPrefix(url, "nats://"))
-			pnc, err := nats.Connect(proxy.url(), nats.MaxReconnects(0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(pnc.Close)
-			pjs, err := jetstream.New(pnc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pcons, err := pjs.Consumer(context.Background(), "STALL", "c")
-			if err != nil {
-				t.Fatal(err)
-			}
+			pcons, _ := proxy.consumer(t, "STALL")
 			proxy.armPause("CONSUMER.MSG.NEXT.STALL.c")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -57,6 +44,7 @@ func TestReview93DeletedDuringAStallIsNamed(t *testing.T) {
 				errc <- sink.ForEach(ctx, natsjs.Source(pcons, decodeString), func(context.Context, natsjs.Msg[string]) error { return nil })
 			}()
 			rvRecv(t, "the source's first pull request", proxy.paused1)
+			var err error
 			want := jetstream.ErrConsumerNotFound
 			if what == "consumer" {
 				err = js.DeleteConsumer(context.Background(), "STALL", "c")

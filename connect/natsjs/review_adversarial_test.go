@@ -855,6 +855,27 @@ func newStallProxy(t *testing.T, target string) *stallProxy {
 
 func (p *stallProxy) url() string { return "nats://" + p.ln.Addr().String() }
 
+// consumer is consumer "c" of stream, seen through a new connection to
+// the proxy that does not reconnect (opts are added to its options),
+// closed when the test ends; and that connection.
+func (p *stallProxy) consumer(t *testing.T, stream string, opts ...nats.Option) (jetstream.Consumer, *nats.Conn) {
+	t.Helper()
+	pnc, err := nats.Connect(p.url(), append([]nats.Option{nats.MaxReconnects(0)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pnc.Close)
+	pjs, err := jetstream.New(pnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := pjs.Consumer(context.Background(), stream, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cons, pnc
+}
+
 func (p *stallProxy) pipe(from, to net.Conn, dir int) {
 	defer p.wg.Done()
 	defer to.Close()
@@ -934,19 +955,7 @@ func TestReviewStalledConnectionResubscribes(t *testing.T) {
 	_, js := connect(t, url) // direct: setup, publishing, inspection
 	cons := rvSetup(t, js, "STALL", time.Hour, 0)
 	proxy := newStallProxy(t, strings.TrimPrefix(url, "nats://"))
-	pnc, err := nats.Connect(proxy.url(), nats.MaxReconnects(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pnc.Close)
-	pjs, err := jetstream.New(pnc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcons, err := pjs.Consumer(context.Background(), "STALL", "c")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pcons, _ := proxy.consumer(t, "STALL")
 	proxy.armPause("CONSUMER.MSG.NEXT.STALL.c")
 
 	var mu sync.Mutex
