@@ -23,7 +23,8 @@ import "context"
 // outputs wait in memory until the items before it have left, and a further
 // output waits while the window holds 2×workers + buffer further outputs
 // (of any of its items) waiting so, not before (an f must then not wait
-// for a later item of its stage: that item may wait for it); the moment they have, the outputs waiting go to the queue,
+// for a later item of its stage: that item may wait for it); the moment
+// they have, the outputs waiting go to the queue,
 // even while f still runs, and from then on emit queues them directly, so
 // an item may emit without end once its turn has come, and may wait for
 // its own outputs to be consumed. The outputs waiting go to the queue
