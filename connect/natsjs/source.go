@@ -49,8 +49,10 @@ import (
 // may still come, and drops what finds no room (a "slow consumer" error,
 // reported to the connection's error handler). The server redelivers those
 // once AckWait has passed; none is lost. An error of the consumer ends the
-// run with a *stage.SourceError (once stage.Until's stop is done, it ends
-// the stream quietly instead, as any source's error then does). As a run
+// run with a *stage.SourceError wrapping it (a consumer deleted while the
+// subscription is live: jetstream.ErrConsumerDeleted, as nats.go reports
+// it; once stage.Until's stop is done, it ends the stream quietly instead,
+// as any source's error then does). As a run
 // starts, the source asks the server for the consumer's info (one round
 // trip): a consumer or stream
 // that does not exist then (errors.Is with jetstream.ErrConsumerNotFound or
