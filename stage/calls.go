@@ -158,7 +158,8 @@ func RateLimit(perSecond float64, burst int) Option {
 // for a backend that per-request fan-outs call, or the levels of a crawl
 // each run in turn. Each attempt takes a token of l before it starts, as
 // under RateLimit (and outside [Timeout]), waiting as long as it takes
-// unless the run ends; if l can never give one (its burst is 0 and its
+// unless the run ends (an attempt whose wait the run's end cut short takes
+// no token: l gets back the one it reserved); if l can never give one (its burst is 0 and its
 // limit not rate.Inf, or its limit is 0 and its burst spent), the attempt
 // fails with [ErrNoToken] instead of waiting for ever. The last of
 // RateLimit and SharedRateLimit given to a stage wins. SharedRateLimit panics if l is nil.
