@@ -164,14 +164,21 @@ func TestTimeoutPerAttempt(t *testing.T) {
 			if m.ordered {
 				opts = append(opts, stage.Ordered())
 			}
-			got, err := sink.Slice(context.Background(), stage.Map(source.Slice(ints(5)), fn, opts...))
+			var got []int
+			var err error
+			hangGuard(t, func() { got, err = sink.Slice(context.Background(), stage.Map(source.Slice(ints(5)), fn, opts...)) })
 			if err != nil || !slices.Equal(got, ints(5)) {
 				t.Fatalf("got %v, %v; want 0..4, nil", got, err)
 			}
 		})
 	}
 	fn := func(ctx context.Context, x int) (int, error) { <-ctx.Done(); return 0, ctx.Err() }
-	_, err := sink.Slice(context.Background(), stage.Map(source.Slice(ints(3)), fn, stage.Timeout(time.Millisecond)))
+	// A Timeout that did not reach the call would leave it waiting for
+	// ever: the guard fails this test instead of the whole suite's run.
+	var err error
+	hangGuard(t, func() {
+		_, err = sink.Slice(context.Background(), stage.Map(source.Slice(ints(3)), fn, stage.Timeout(time.Millisecond)))
+	})
 	var se *stage.Error
 	if !errors.As(err, &se) || !errors.Is(err, context.DeadlineExceeded) || se.Attempts != 1 {
 		t.Fatalf("err = %v, want a *stage.Error wrapping DeadlineExceeded", err)
