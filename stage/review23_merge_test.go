@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/stage"
 )
 
@@ -48,8 +49,15 @@ func TestReview23MergeOneItemPerInputAhead(t *testing.T) {
 	<-holding
 	ahead := false
 	for want := 0; want <= 2; want++ { // items 0-2 must come: there is room for them
-		if i := <-calls; i != want {
-			t.Fatalf("source call %d, want %d", i, want)
+		select {
+		case i := <-calls:
+			if i != want {
+				t.Fatalf("source call %d, want %d", i, want)
+			}
+		case <-time.After(runcheck.Watchdog): // a hang bound only
+			close(release)
+			<-done
+			t.Fatalf("hang: while the consumer held item 0, input a took %d items, want 3: the ended input b did not leave its room to a", want)
 		}
 	}
 	select {
