@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedev/sluice/internal/runcheck"
 	"github.com/sluicedev/sluice/sink"
 	"github.com/sluicedev/sluice/source"
 	"github.com/sluicedev/sluice/stage"
@@ -39,7 +40,9 @@ func TestRandomPipelines(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	for i := range *pipelines {
 		p := randomPipeline(rng)
-		t.Run(fmt.Sprint(i), func(t *testing.T) { p.check(t) })
+		if !t.Run(fmt.Sprint(i), func(t *testing.T) { p.check(t) }) && p.hung.Load() {
+			t.Fatalf("pipeline %d hung: the rest are not run (each could hang as long)", i)
+		}
 	}
 }
 
@@ -96,6 +99,7 @@ type pipeline struct {
 	stopAt   int          // for break, foreach-error, cancel and drain
 	stop     context.Context
 	drain    context.CancelFunc // drain: stops the sources (Until) after stopAt values
+	hung     atomic.Bool        // the run had not returned after the watchdog (see check)
 
 	mu       sync.Mutex
 	handled  map[string]bool // "stage/id" of items dropped by Handle policies
@@ -592,7 +596,21 @@ func (p *pipeline) stages() []*stageSpec {
 }
 
 func (p *pipeline) check(t *testing.T) {
-	values, forwarded, nfwd, end := p.run()
+	var values []int
+	var forwarded []error
+	var nfwd int
+	var end error
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		values, forwarded, nfwd, end = p.run()
+	}()
+	select {
+	case <-ran:
+	case <-time.After(runcheck.Watchdog): // a hang bound only: fail this pipeline, not the whole suite at its timeout
+		p.hung.Store(true)
+		t.Fatalf("hang: the run had not returned after %v\npipeline: %s", runcheck.Watchdog, p.describe())
+	}
 	p.returned.Store(true)
 	// Let the channel feeders finish: sources leave items in the channels.
 	for _, ch := range p.chans {
