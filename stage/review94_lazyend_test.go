@@ -2,7 +2,6 @@ package stage_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 
 	"github.com/sluicedev/sluice/sink"
@@ -28,18 +27,9 @@ func TestReview94EveryLazyPlaceStartedThenTheRunEnds(t *testing.T) {
 		ch <- i
 	}
 	close(ch)
-	var in atomic.Int64
-	all := make(chan struct{})
-	s := stage.Map(source.Chan(ch), func(ctx context.Context, v int) (int, error) {
-		if in.Add(1) == n {
-			close(all)
-		}
-		select {
-		case <-all:
-			return v, nil
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
+	barrier := newR2Barrier(n)
+	s := stage.Map(source.Chan(ch), func(_ context.Context, v int) (int, error) {
+		return v, barrier.wait()
 	}, stage.Workers(n), stage.Buffer(1))
 	var got int
 	var err error

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,18 +51,9 @@ func TestReview94OrderedReleaseWakesEveryWaitingWorker(t *testing.T) {
 		mu.Unlock()
 		return v, nil
 	}, stage.Workers(3), stage.Ordered())
-	var in atomic.Int64
-	all := make(chan struct{})
-	second := stage.Map(first, func(ctx context.Context, v int) (int, error) {
-		if in.Add(1) == 3 {
-			close(all)
-		}
-		select {
-		case <-all:
-			return v, nil
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
+	barrier := newR2Barrier(3)
+	second := stage.Map(first, func(_ context.Context, v int) (int, error) {
+		return v, barrier.wait()
 	}, stage.Workers(3))
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -93,7 +83,7 @@ func TestReview94OrderedReleaseWakesEveryWaitingWorker(t *testing.T) {
 	case <-time.After(runcheck.Watchdog):
 		cancel()
 		<-done
-		t.Fatalf("hang: %d of the second stage's 3 workers got an item once the Ordered head let three go at once; the others slept beside ready items", in.Load())
+		t.Fatalf("hang: %d of the second stage's 3 workers got an item once the Ordered head let three go at once; the others slept beside ready items", barrier.in.Load())
 	}
 	if err != nil || got != 3 {
 		t.Fatalf("run: %d items, %v; want 3, nil", got, err)
