@@ -192,6 +192,31 @@ func TestUntilStopValuePanics(t *testing.T) {
 	})
 }
 
+// A stop context whose Value starts to panic while the run goes on (here
+// from the sink's first item) is asked again when the run ends and lets go
+// of it: the package doc's Leaks section, "the run is cancelled and the
+// sink raises that panic again once the run is over, in place of its
+// result", holds for that last call too (a mutant that dropped the panic
+// met there returned the sink's nil).
+func TestUntilStopValuePanicsAtTheRunsEnd(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			runcheckInChild(t, func(t *testing.T) {
+				inner, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				stop := &hostileCtx{Context: inner}
+				in := stage.Map(stage.Until(source.Slice(ints(3)), stop), double, stage.Workers(workers))
+				raisesHostile(t, func() {
+					_ = stage.Run(context.Background(), in, func(context.Context, int, error) error {
+						stop.valuePanics.Store(true)
+						return nil
+					})
+				})
+			})
+		})
+	}
+}
+
 // A caller's context whose Value panics from the start panics where the
 // run's context is made, before anything of the run exists.
 func TestParentValuePanicsFromTheStart(t *testing.T) {
