@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sync"
 	"testing"
@@ -428,16 +427,7 @@ func (r *r67AckRec) snapshot() map[int][]error {
 
 // r67AckSrc is an AckSource of the items 0..n-1, each with its Ack.
 func r67AckSrc(n int, rec *r67AckRec) stage.Stream[int] {
-	return stage.AckSource(func(context.Context) (func(context.Context) (int, stage.Ack, error), func()) {
-		i := 0
-		return func(context.Context) (int, stage.Ack, error) {
-			if i >= n {
-				return 0, nil, io.EOF
-			}
-			i++
-			return i - 1, r67Ack{i - 1, rec}, nil
-		}, nil
-	})
+	return r95MixedAckSrc(n, func(int) bool { return true }, rec)
 }
 
 // "Straight after a Batch, each element takes back its own item's
